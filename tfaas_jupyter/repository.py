@@ -1,0 +1,366 @@
+"""The model repository on disk.
+
+Layout::
+
+    model_dir/
+      <name>/<version>/     one folder per model, one numbered folder per version
+          params.json       the model's parameters (the original TFaaS's file)
+          labels.txt        optional, one output label per line
+          model.pb | saved_model/ | model.keras
+          tfaas.json        what we know of the version: format, signature, uid
+      .staging/<id>/        uploads being written
+      .trash/<id>/          models and versions being deleted
+
+Writes are atomic: an upload is written and synced under ``.staging`` and then
+renamed into place, a delete renames out of place before removing. A reader never
+sees half a model, a crash mid-upload leaves the previous version serving, and
+leftovers of an interrupted operation are removed when the repository is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import NotFound
+from .names import check_model_name
+
+log = logging.getLogger(__name__)
+
+META_FILE = "tfaas.json"
+PARAMS_FILE = "params.json"
+LABELS_FILE = "labels.txt"
+_STAGING = ".staging"
+_TRASH = ".trash"
+_HIGH_WATER = ".last_version"
+
+
+@dataclass
+class ModelVersion:
+    """One committed version of a model, as read from disk."""
+
+    name: str
+    version: int
+    path: Path
+    meta: dict[str, Any]
+    params: dict[str, Any]
+    labels: list[str] | None = None
+    signature: dict[str, Any] | None = field(default=None)
+
+    @property
+    def format(self) -> str:
+        return self.meta["format"]
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.meta["model"]
+
+    @property
+    def uid(self) -> str:
+        return self.meta["uid"]
+
+    @property
+    def key(self) -> str:
+        """The worker's cache key: unique for this version's content, prefixed by the name."""
+        return f"{self.name}@{self.uid}"
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary of this version."""
+        return {
+            "version": self.version,
+            "format": self.format,
+            "created": self.meta.get("created"),
+            "size": self.meta.get("size"),
+            "inputs": (self.signature or {}).get("inputs"),
+            "outputs": (self.signature or {}).get("outputs"),
+            "labels": self.labels,
+        }
+
+
+@dataclass
+class _ModelEntry:
+    mtime_ns: int
+    versions: dict[int, ModelVersion]
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for fname in files:
+            with open(os.path.join(dirpath, fname), "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_labels(path: Path) -> list[str] | None:
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    labels = [line.strip() for line in text.splitlines()]
+    return [label for label in labels if label] or None
+
+
+class Repository:
+    """Models and versions on disk, with an in-memory index checked against disk."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._index: dict[str, _ModelEntry] = {}
+        self.recover()
+
+    # -- start-up ---------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Remove what interrupted uploads and deletes left behind; return what was removed."""
+        removed: list[str] = []
+        for special in (_STAGING, _TRASH):
+            folder = self.root / special
+            if folder.is_dir():
+                for leftover in folder.iterdir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                    removed.append(f"{special}/{leftover.name}")
+        for model_dir in self._model_dirs():
+            if not self._version_dirs(model_dir):
+                # A model folder with no committed version: a crashed first upload
+                # (or a delete of the last version) left it; nothing there serves.
+                if not any(p for p in model_dir.iterdir() if p.name != _HIGH_WATER):
+                    shutil.rmtree(model_dir, ignore_errors=True)
+                    removed.append(model_dir.name)
+        if removed:
+            log.warning("tfaas: removed leftovers of interrupted operations: %s", removed)
+        return removed
+
+    # -- reading ----------------------------------------------------------
+
+    def _model_dirs(self) -> Iterator[Path]:
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                continue
+            yield Path(entry.path)
+
+    @staticmethod
+    def _version_dirs(model_dir: Path) -> list[int]:
+        versions = []
+        try:
+            for entry in os.scandir(model_dir):
+                if entry.name.isdigit() and entry.is_dir(follow_symlinks=False):
+                    versions.append(int(entry.name))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(versions)
+
+    def _read_version(self, name: str, version: int, path: Path) -> ModelVersion | None:
+        try:
+            meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+            params_path = path / PARAMS_FILE
+            params = (
+                json.loads(params_path.read_text(encoding="utf-8"))
+                if params_path.is_file()
+                else {}
+            )
+        except (OSError, ValueError) as exc:
+            log.warning("tfaas: skipping unreadable version %s/%s: %s", name, version, exc)
+            return None
+        if not isinstance(meta, dict) or "format" not in meta or "model" not in meta:
+            log.warning("tfaas: skipping version %s/%s without metadata", name, version)
+            return None
+        labels = read_labels(path / meta.get("labels", LABELS_FILE))
+        return ModelVersion(
+            name=name,
+            version=version,
+            path=path,
+            meta=meta,
+            params=params if isinstance(params, dict) else {},
+            labels=labels,
+            signature=meta.get("signature"),
+        )
+
+    def _entry(self, name: str) -> _ModelEntry:
+        """The index entry of ``name``, rescanned when its folder changed on disk."""
+        model_dir = self.root / name
+        try:
+            mtime = os.stat(model_dir).st_mtime_ns
+        except FileNotFoundError:
+            with self._lock:
+                self._index.pop(name, None)
+            raise NotFound(f"model {name!r} not found") from None
+        entry = self._index.get(name)
+        if entry is not None and entry.mtime_ns == mtime:
+            return entry
+        with self._lock:
+            versions: dict[int, ModelVersion] = {}
+            old = entry.versions if entry else {}
+            for number in self._version_dirs(model_dir):
+                known = old.get(number)
+                if known is not None and known.path.is_dir():
+                    versions[number] = known
+                    continue
+                found = self._read_version(name, number, model_dir / str(number))
+                if found is not None:
+                    versions[number] = found
+            entry = _ModelEntry(mtime, versions)
+            self._index[name] = entry
+            return entry
+
+    def names(self) -> list[str]:
+        """Names of the models that have at least one servable version, sorted."""
+        result = []
+        for model_dir in self._model_dirs():
+            try:
+                if self._entry(model_dir.name).versions:
+                    result.append(model_dir.name)
+            except NotFound:
+                continue
+        return result
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        check_model_name(name)
+        entry = self._entry(name)
+        if not entry.versions:
+            raise NotFound(f"model {name!r} not found")
+        return [entry.versions[v] for v in sorted(entry.versions)]
+
+    def get(self, name: str, version: int | None = None) -> ModelVersion:
+        """The given version of a model, or its latest when ``version`` is None."""
+        check_model_name(name)
+        entry = self._entry(name)
+        if not entry.versions:
+            raise NotFound(f"model {name!r} not found")
+        if version is None:
+            return entry.versions[max(entry.versions)]
+        found = entry.versions.get(version)
+        if found is None:
+            raise NotFound(
+                f"model {name!r} has no version {version}; "
+                f"versions: {sorted(entry.versions)}"
+            )
+        return found
+
+    # -- writing ----------------------------------------------------------
+
+    def new_staging_dir(self) -> Path:
+        """A fresh private folder to write an upload into, on the same filesystem."""
+        staging = self.root / _STAGING / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        return staging
+
+    def discard(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def commit(
+        self,
+        name: str,
+        staging: Path,
+        meta: dict[str, Any],
+    ) -> ModelVersion:
+        """Move a fully written staging folder into place as the next version of ``name``.
+
+        ``meta`` must name the ``format`` and the ``model`` file or folder inside
+        ``staging``; ``uid`` and ``created`` are added here.
+        """
+        check_model_name(name)
+        meta = dict(meta)
+        meta.setdefault("uid", uuid.uuid4().hex)
+        meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        meta["name"] = name
+        meta.setdefault("size", _tree_size(staging))
+        with self._lock:
+            model_dir = self.root / name
+            model_dir.mkdir(exist_ok=True)
+            version = max([*self._version_dirs(model_dir), _read_high_water(model_dir)]) + 1
+            meta["version"] = version
+            (staging / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            _fsync_tree(staging)
+            target = model_dir / str(version)
+            os.rename(staging, target)
+            _write_high_water(model_dir, version)
+            _fsync_dir(model_dir)
+            self._index.pop(name, None)
+        return self.get(name, version)
+
+    def delete(self, name: str, version: int | None = None) -> list[int]:
+        """Delete a model (all versions) or one version; return the deleted version numbers."""
+        check_model_name(name)
+        with self._lock:
+            existing = [v.version for v in self.versions(name)]
+            trash = self.root / _TRASH
+            trash.mkdir(exist_ok=True)
+            doomed = trash / uuid.uuid4().hex
+            if version is None or existing == [version]:
+                if version is not None and version not in existing:
+                    raise NotFound(f"model {name!r} has no version {version}")
+                os.rename(self.root / name, doomed)
+                deleted = existing
+            else:
+                if version not in existing:
+                    raise NotFound(
+                        f"model {name!r} has no version {version}; versions: {existing}"
+                    )
+                os.rename(self.root / name / str(version), doomed)
+                deleted = [version]
+            _fsync_dir(self.root)
+            self._index.pop(name, None)
+        shutil.rmtree(doomed, ignore_errors=True)
+        return deleted
+
+    def remember_signature(self, mv: ModelVersion, signature: dict[str, Any]) -> None:
+        """Record a signature learnt from the worker for a version stored without one."""
+        mv.signature = signature
+        mv.meta["signature"] = signature
+        tmp = mv.path / (META_FILE + ".tmp")
+        try:
+            tmp.write_text(json.dumps(mv.meta, indent=1), encoding="utf-8")
+            os.replace(tmp, mv.path / META_FILE)
+        except OSError as exc:  # read-only repository: keep it in memory only
+            log.info("tfaas: could not record signature of %s: %s", mv.key, exc)
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for fname in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, fname)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _read_high_water(model_dir: Path) -> int:
+    try:
+        return int((model_dir / _HIGH_WATER).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_high_water(model_dir: Path, version: int) -> None:
+    """Version numbers are never reused, so a client's "version 3" always means one model."""
+    tmp = model_dir / (_HIGH_WATER + ".tmp")
+    tmp.write_text(str(version))
+    os.replace(tmp, model_dir / _HIGH_WATER)

@@ -1,0 +1,82 @@
+"""Machine figures for /status in the original's shape (CPU, Load, Memory), stdlib only."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+_cpu_lock = threading.Lock()
+_last_cpu: list[tuple[int, int]] | None = None
+
+
+def _read_cpu_times() -> list[tuple[int, int]]:
+    """(busy, total) jiffies per cpu from /proc/stat; empty where there is none."""
+    try:
+        with open("/proc/stat") as fh:
+            lines = [ln for ln in fh if ln.startswith("cpu") and ln[3:4].isdigit()]
+    except OSError:
+        return []
+    times = []
+    for line in lines:
+        fields = [int(x) for x in line.split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        total = sum(fields[:8])
+        times.append((total - idle, total))
+    return times
+
+
+def cpu_percent() -> list[float]:
+    """Per-cpu busy percentage since the previous call (since boot on the first)."""
+    global _last_cpu
+    now = _read_cpu_times()
+    with _cpu_lock:
+        before = _last_cpu if _last_cpu and len(_last_cpu) == len(now) else [(0, 0)] * len(now)
+        _last_cpu = now
+    result = []
+    for (busy0, total0), (busy1, total1) in zip(before, now):
+        span = total1 - total0
+        result.append(round(100.0 * (busy1 - busy0) / span, 2) if span > 0 else 0.0)
+    return result
+
+
+def _meminfo() -> dict[str, int]:
+    info: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                parts = rest.split()
+                if parts:
+                    info[key] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    return info
+
+
+def _usage(total: int, free: int) -> dict[str, Any]:
+    used = max(total - free, 0)
+    return {
+        "total": total,
+        "free": free,
+        "used": used,
+        "usedPercent": round(100.0 * used / total, 2) if total else 0.0,
+    }
+
+
+def machine_status() -> dict[str, Any]:
+    """CPU, Load and Memory as the original's /status reports them."""
+    try:
+        load1, load5, load15 = os.getloadavg()
+    except OSError:
+        load1 = load5 = load15 = 0.0
+    mem = _meminfo()
+    available = mem.get("MemAvailable", mem.get("MemFree", 0))
+    return {
+        "CPU": cpu_percent(),
+        "Load": {"load1": load1, "load5": load5, "load15": load15},
+        "Memory": {
+            "Virtual": _usage(mem.get("MemTotal", 0), available),
+            "Swap": _usage(mem.get("SwapTotal", 0), mem.get("SwapFree", 0)),
+        },
+    }

@@ -1,0 +1,236 @@
+"""Turn an upload (the original's form, a single archive, or a tarball bundle) into
+a staged model version: files laid out in a staging folder, format detected.
+
+Nothing here talks to TensorFlow: the staged model is validated by the model
+worker before the repository commits it (see :mod:`tfaas_jupyter.service`).
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import archives
+from .errors import BadRequest
+from .multipart import Form
+from .names import check_model_name
+from .repository import LABELS_FILE, PARAMS_FILE
+
+GRAPHDEF, SAVEDMODEL, KERAS = "graphdef", "savedmodel", "keras"
+_BASE64_BYTES = re.compile(rb"[A-Za-z0-9+/=\s]*")
+
+
+@dataclass
+class StagedUpload:
+    """A model written to a staging folder, ready to be validated and committed."""
+
+    name: str
+    staging: Path
+    format: str
+    model: str  # file or folder inside ``staging``
+    params: dict[str, Any]
+    has_labels: bool
+
+    @property
+    def model_path(self) -> Path:
+        return self.staging / self.model
+
+    def meta(self) -> dict[str, Any]:
+        return {"format": self.format, "model": self.model, "labels": LABELS_FILE}
+
+
+def parse_params(raw: bytes | str | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    if not raw.strip():
+        return {}
+    try:
+        params = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"params is not valid JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise BadRequest("params must be a JSON object")
+    return params
+
+
+def _maybe_base64_decode(part: Path) -> None:
+    """Decode a base64 model part in place, as the original client sends models.
+
+    The original client encodes only the parts whose guessed type is
+    application/octet-stream (a .pb file) yet always sends the
+    ``Content-Encoding: base64`` header, so a part that is not base64 text
+    (a .tar.gz or .keras) is kept as it is.
+    """
+    data = part.read_bytes()
+    if not _BASE64_BYTES.fullmatch(data):
+        return
+    try:
+        decoded = binascii.a2b_base64(b"".join(data.split()))
+    except binascii.Error as exc:
+        raise BadRequest(f"model part is not valid base64: {exc}") from None
+    part.write_bytes(decoded)
+
+
+def stage_form(
+    form: Form, staging: Path, *, base64_model: bool, max_extracted: int
+) -> StagedUpload:
+    """Lay out a form upload (fields name, params, model, labels) in ``staging``."""
+    params = parse_params(form.text("params"))
+    name = form.text("name")
+    if name is None or not name.strip():
+        name = params.get("name") if isinstance(params.get("name"), str) else None
+    if not name:
+        raise BadRequest("request does not provide name")
+    name = check_model_name(name.strip())
+    if "name" in params and params["name"] != name:
+        raise BadRequest(
+            f"mismatch of model name {name!r} and params.json name {params['name']!r}"
+        )
+    model_part = form.files.get("model")
+    if model_part is None:
+        raise BadRequest("request does not provide model (a file part named 'model')")
+    if model_part.size() == 0:
+        raise BadRequest("the model part is empty")
+    if base64_model:
+        _maybe_base64_decode(model_part.path)
+    labels_text = form.text("labels")
+    return _stage_model_file(
+        name, model_part.path, model_part.filename, params, labels_text, staging,
+        max_extracted=max_extracted,
+    )
+
+
+def stage_bundle(body: Path, staging: Path, *, max_extracted: int) -> StagedUpload:
+    """Lay out the original's bundle upload: a tarball whose top folder is the model name."""
+    extracted = staging / "bundle"
+    extracted.mkdir()
+    archives.extract(body, extracted, max_size=max_extracted)
+    top = [p for p in extracted.iterdir()]
+    if len(top) != 1 or not top[0].is_dir():
+        raise BadRequest(
+            "a bundle must hold exactly one top-level folder, named after the model"
+        )
+    name = check_model_name(top[0].name)
+    params = {}
+    if (top[0] / PARAMS_FILE).is_file():
+        params = parse_params((top[0] / PARAMS_FILE).read_bytes())
+    return _stage_from_folder(name, top[0], params, None, staging)
+
+
+def _stage_model_file(
+    name: str,
+    model_file: Path,
+    filename: str,
+    params: dict[str, Any],
+    labels_text: str | None,
+    staging: Path,
+    *,
+    max_extracted: int,
+) -> StagedUpload:
+    with open(model_file, "rb") as fh:
+        kind = archives.sniff(fh.read(512))
+    if kind == "zip" and archives.is_keras_zip(model_file):
+        shutil.move(str(model_file), staging / "model.keras")
+        return _finish(name, staging, KERAS, "model.keras", params, labels_text)
+    if kind in ("zip", "gzip", "tar"):
+        extracted = staging / "archive"
+        extracted.mkdir()
+        archives.extract(model_file, extracted, max_size=max_extracted)
+        os.unlink(model_file)
+        return _stage_from_folder(name, extracted, params, labels_text, staging)
+    shutil.move(str(model_file), staging / "model.pb")
+    return _finish(name, staging, GRAPHDEF, "model.pb", params, labels_text)
+
+
+def _find_one(root: Path, pattern: str, max_depth: int = 3) -> list[Path]:
+    found = []
+    for path in root.rglob(pattern):
+        if len(path.relative_to(root).parts) <= max_depth:
+            found.append(path)
+    return sorted(found)
+
+
+def _stage_from_folder(
+    name: str,
+    folder: Path,
+    params: dict[str, Any],
+    labels_text: str | None,
+    staging: Path,
+) -> StagedUpload:
+    """Find the model in an extracted archive: a SavedModel, a .keras file or a frozen graph."""
+    saved = _find_one(folder, "saved_model.pb")
+    if len(saved) > 1:
+        raise BadRequest("the archive holds more than one SavedModel (saved_model.pb)")
+    if saved:
+        home = saved[0].parent
+        params, labels_text = _side_files(home, folder, params, labels_text)
+        shutil.move(str(home), staging / "saved_model")
+        return _finish(name, staging, SAVEDMODEL, "saved_model", params, labels_text)
+    keras_files = _find_one(folder, "*.keras")
+    if len(keras_files) == 1:
+        home = keras_files[0].parent
+        params, labels_text = _side_files(home, folder, params, labels_text)
+        shutil.move(str(keras_files[0]), staging / "model.keras")
+        return _finish(name, staging, KERAS, "model.keras", params, labels_text)
+    params_files = _find_one(folder, PARAMS_FILE)
+    if not params and len(params_files) == 1:
+        params = parse_params(params_files[0].read_bytes())
+    graph_name = params.get("model")
+    if isinstance(graph_name, str) and graph_name:
+        candidates = _find_one(folder, Path(graph_name).name)
+        if len(candidates) == 1 and candidates[0].is_file():
+            home = candidates[0].parent
+            params, labels_text = _side_files(home, folder, params, labels_text)
+            shutil.move(str(candidates[0]), staging / "model.pb")
+            return _finish(name, staging, GRAPHDEF, "model.pb", params, labels_text)
+    raise BadRequest(
+        "the archive holds no model: expected a SavedModel folder (saved_model.pb), "
+        "a .keras file, or a frozen graph named by params.json 'model'"
+    )
+
+
+def _side_files(
+    home: Path, root: Path, params: dict[str, Any], labels_text: str | None
+) -> tuple[dict[str, Any], str | None]:
+    """params.json and labels.txt shipped inside the archive, unless sent as form parts."""
+    for where in (home, root):
+        if not params and (where / PARAMS_FILE).is_file():
+            params = parse_params((where / PARAMS_FILE).read_bytes())
+        if labels_text is None and (where / LABELS_FILE).is_file():
+            labels_text = (where / LABELS_FILE).read_text(encoding="utf-8", errors="replace")
+    return params, labels_text
+
+
+def _finish(
+    name: str,
+    staging: Path,
+    fmt: str,
+    model: str,
+    params: dict[str, Any],
+    labels_text: str | None,
+) -> StagedUpload:
+    if "name" in params and params["name"] != name:
+        raise BadRequest(
+            f"mismatch of model name {name!r} and params.json name {params['name']!r}"
+        )
+    params = dict(params)
+    params["name"] = name
+    params.setdefault("model", model)
+    has_labels = bool(labels_text and labels_text.strip())
+    if has_labels:
+        (staging / LABELS_FILE).write_text(labels_text or "", encoding="utf-8")
+        params.setdefault("labels", LABELS_FILE)
+    (staging / PARAMS_FILE).write_text(json.dumps(params, indent=1), encoding="utf-8")
+    for leftover in ("archive", "bundle"):
+        shutil.rmtree(staging / leftover, ignore_errors=True)
+    for part in staging.glob("part*-*"):
+        part.unlink()
+    return StagedUpload(name, staging, fmt, model, params, has_labels)
