@@ -1,0 +1,242 @@
+"""Model worker entry point: read request frames, run them on a thread pool, reply.
+
+Started by :class:`tfaas_jupyter.supervisor.ModelWorker` as::
+
+    python -c BOOTSTRAP <this directory> --fd N [--threads T] [--cache-size C]
+                                                [--parent-pid P]
+
+where ``N`` is the worker's end of a socketpair (see :mod:`.wire` for the framing).
+stdout/stderr are not the channel: TensorFlow prints there, the supervisor forwards
+stderr to its log.
+
+Requests are ``{"id": int, "op": str, ...}`` (+ arrays for ``predict``); each reply
+carries the request's ``id`` and either the op's result or ``{"error": "<one line>",
+"kind": "model"|"input"}``. Replies may come out of order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+#: Written on stderr (one line) when the worker cannot start; the supervisor shows it.
+FATAL_PREFIX = "tfaas-worker-fatal:"
+
+
+def _set_pdeathsig() -> None:
+    """Linux: get SIGKILLed when the parent dies, so no TF process outlives the server.
+
+    Best effort (ctypes/libc may be unavailable); channel EOF is the portable fallback.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except Exception:
+        pass
+
+
+def _fatal(msg: str, code: int = 3) -> None:
+    sys.stderr.write(f"{FATAL_PREFIX} {msg}\n")
+    sys.stderr.flush()
+    os._exit(code)
+
+
+class Worker:
+    """Request dispatch and the bounded cache of loaded predictors."""
+
+    def __init__(self, channel: Any, threads: int, cache_size: int) -> None:
+        from .lru import LRU
+
+        self.channel = channel
+        self.threads = threads
+        self.cache_size = cache_size
+        self._lock = threading.Lock()  # guards the cache and _key_locks
+        self._cache: LRU[str, Any] = LRU(cache_size)
+        self._key_locks: dict[str, threading.Lock] = {}
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tfaas-req")
+
+    # ---------------------------------------------------------------- cache
+
+    def get_predictor(self, key: str, path: str, fmt: str, params: dict[str, Any]) -> Any:
+        """The cached predictor for ``key``, loading it on a miss.
+
+        Loads of one key are serialised by a per-key lock (no double load); different
+        keys load concurrently.
+        """
+        from . import loaders
+
+        with self._lock:
+            p = self._cache.get(key)
+            if p is not None:
+                return p
+            klock = self._key_locks.setdefault(key, threading.Lock())
+        with klock:
+            with self._lock:
+                p = self._cache.get(key)
+            if p is not None:
+                return p
+            p = loaders.load(fmt, path, params)
+            with self._lock:
+                self._cache.put(key, p)
+            return p
+
+    def unload(self, prefix: str) -> list[str]:
+        with self._lock:
+            gone = [k for k in self._cache if k.startswith(prefix)]
+            for k in gone:
+                self._cache.pop(k)
+            for k in [k for k in self._key_locks if k.startswith(prefix)]:
+                lk = self._key_locks[k]
+                if not lk.locked():
+                    del self._key_locks[k]
+        return gone
+
+    def status(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        try:
+            from importlib.metadata import version
+
+            keras_version: str | None = version("keras")
+        except Exception:
+            keras_version = None
+        with self._lock:
+            loaded = self._cache.keys()
+        return {
+            "tensorflow": tf.__version__,
+            "keras": keras_version,
+            "python": sys.version,
+            "pid": os.getpid(),
+            "threads": self.threads,
+            "loaded": loaded,
+            "cache_size": self.cache_size,
+        }
+
+    # ---------------------------------------------------------------- requests
+
+    def _model_args(self, h: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
+        from .loaders import InputError
+
+        try:
+            key, path, fmt = str(h["key"]), str(h["path"]), str(h["format"])
+        except KeyError as e:
+            raise InputError(f"request is missing '{e.args[0]}'") from None
+        params = h.get("params") or {}
+        if not isinstance(params, dict):
+            raise InputError("'params' must be an object")
+        return key, path, fmt, params
+
+    def handle(self, header: dict[str, Any], arrays: list[Any]) -> None:
+        """Run one request (on a pool thread) and write its reply."""
+        from .loaders import InputError, ModelLoadError
+
+        rid = header.get("id")
+        op = header.get("op")
+        out_arrays: list[Any] = []
+        try:
+            if op == "predict":
+                p = self.get_predictor(*self._model_args(header))
+                out_arrays = p.predict(arrays)
+                reply: dict[str, Any] = {}
+            elif op == "load":
+                reply = self.get_predictor(*self._model_args(header)).metadata()
+            elif op == "unload":
+                reply = {"unloaded": self.unload(str(header.get("prefix", "")))}
+            elif op == "status":
+                reply = self.status()
+            elif op == "ping":
+                reply = {}
+            else:
+                raise InputError(f"unknown op '{op}'")
+        except (ModelLoadError, InputError) as e:
+            reply = {"error": str(e), "kind": e.kind}
+            out_arrays = []
+        except MemoryError:
+            reply = {"error": "out of memory in the model worker", "kind": "model"}
+            out_arrays = []
+        except Exception as e:  # never crash the worker; the traceback goes to stderr
+            traceback.print_exc(file=sys.stderr)
+            from .loaders import _one_line
+
+            reply = {"error": f"{type(e).__name__}: {_one_line(e)}", "kind": "model"}
+            out_arrays = []
+        reply["id"] = rid
+        try:
+            self.channel.write(reply, out_arrays)
+        except (OSError, TypeError, ValueError) as e:
+            if isinstance(e, OSError):
+                return  # channel gone: the reader loop will see EOF and exit
+            traceback.print_exc(file=sys.stderr)
+            self.channel.write({"id": rid, "error": f"cannot encode the result: {e}",
+                                "kind": "model"})
+
+    def serve(self) -> None:
+        """Read frames until EOF. ``ping`` is answered inline (a health check that stays
+        responsive while the pool is busy); everything else goes to the pool."""
+        while True:
+            frame = self.channel.read()
+            if frame is None:
+                return
+            header, arrays = frame
+            if header.get("op") == "ping":
+                self.channel.write({"id": header.get("id")})
+                continue
+            self.pool.submit(self.handle, header, arrays)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="tfaas-worker")
+    ap.add_argument("--fd", type=int, required=True, help="the channel socket's fd")
+    ap.add_argument("--threads", type=int, default=0, help="request threads (0: #cores)")
+    ap.add_argument("--cache-size", type=int, default=10)
+    ap.add_argument("--parent-pid", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    _set_pdeathsig()
+    if args.parent_pid and os.getppid() != args.parent_pid:
+        return 0  # the parent died before prctl took effect
+    # Ctrl-C in the server's terminal is for the server; it stops us via the channel.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    threads = args.threads if args.threads > 0 else (os.cpu_count() or 1)
+    try:
+        import numpy  # noqa: F401
+    except Exception as e:
+        _fatal(f"numpy cannot be imported in {sys.executable}: {e}")
+    try:
+        import tensorflow as tf
+    except Exception as e:
+        _fatal(f"TensorFlow cannot be imported in {sys.executable}: {e}")
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TF already initialised (only possible if something ran ops at import)
+
+    from .wire import BlockingChannel, ProtocolError
+
+    sock = socket.socket(fileno=args.fd)
+    worker = Worker(BlockingChannel(sock), threads, max(1, args.cache_size))
+    code = 0
+    try:
+        worker.serve()
+    except (OSError, EOFError):
+        pass  # channel broken: the server is gone
+    except ProtocolError:
+        traceback.print_exc(file=sys.stderr)
+        code = 2
+    sys.stderr.flush()
+    # Do not wait for in-flight TF work nor run TF's atexit teardown: the server is gone.
+    os._exit(code)
