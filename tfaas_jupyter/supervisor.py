@@ -1,0 +1,565 @@
+"""Supervise the model worker process from the Jupyter server (asyncio, no TensorFlow).
+
+TensorFlow never runs in the server's Python: :class:`ModelWorker` starts
+``tfaas_jupyter/worker`` in a subprocess (possibly another interpreter, e.g. the LCG
+Python of a SWAN kernel), talks to it over a socketpair with the framing of
+:mod:`tfaas_jupyter.worker.wire`, restarts it lazily after a crash, and kills it when a
+request hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .worker.wire import ProtocolError, read_frame_async, write_frame_async
+
+__all__ = [
+    "WorkerError",
+    "WorkerUnavailable",
+    "WorkerCrashed",
+    "WorkerTimeout",
+    "ModelError",
+    "ModelWorker",
+    "kernelspec_worker",
+    "WORKER_DIR",
+    "BOOTSTRAP",
+]
+
+#: The worker package's directory, loaded by path in the worker's interpreter.
+WORKER_DIR = str(Path(__file__).resolve().parent / "worker")
+
+#: Run with ``python -c``: import ``WORKER_DIR`` as the top-level package ``tfaas_worker``
+#: (tfaas_jupyter need not be installed there) and run its main. The missing-package check
+#: comes first so the error names TensorFlow rather than whatever import fails first.
+BOOTSTRAP = """\
+import sys, importlib.util as u
+if sys.path and sys.path[0] in ('', '.'):
+    del sys.path[0]
+d = sys.argv[1]
+miss = [m for m in ('tensorflow', 'numpy') if u.find_spec(m) is None]
+if miss:
+    sys.stderr.write('tfaas-worker-fatal: %s not installed for %s\\n'
+                     % (' and '.join({'tensorflow': 'TensorFlow'}.get(m, m) for m in miss)
+                        + (' is' if len(miss) == 1 else ' are'), sys.executable))
+    sys.exit(3)
+s = u.spec_from_file_location('tfaas_worker', d + '/__init__.py', submodule_search_locations=[d])
+m = u.module_from_spec(s)
+sys.modules['tfaas_worker'] = m
+s.loader.exec_module(m)
+import tfaas_worker.main
+sys.exit(tfaas_worker.main.main(sys.argv[2:]))
+"""
+
+FATAL_PREFIX = "tfaas-worker-fatal:"
+_STREAM_LIMIT = 1 << 20
+_SOCK_BUF = 4 << 20
+
+
+class WorkerError(Exception):
+    """Base class: the model worker could not serve the request. ``.message`` is a sentence."""
+
+    status = 503
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class WorkerUnavailable(WorkerError):
+    """The worker cannot be started (e.g. no TensorFlow in that interpreter)."""
+
+
+class WorkerCrashed(WorkerError):
+    """The worker process died while the request was in flight."""
+
+
+class WorkerTimeout(WorkerError):
+    """The request exceeded the timeout; the worker was killed and will be restarted."""
+
+    status = 504
+
+
+class ModelError(WorkerError):
+    """The model could not be loaded, or TensorFlow refused the input.
+
+    ``kind`` is ``"model"`` (the model is at fault) or ``"input"`` (the request is).
+    """
+
+    status = 400
+
+    def __init__(self, message: str, kind: str = "model") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _describe_exit(rc: int | None, pid: int | None) -> str:
+    who = f"The model worker (pid {pid})" if pid else "The model worker"
+    if rc is None:
+        return f"{who} stopped responding"
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        msg = f"{who} was killed by {name}"
+        if -rc == signal.SIGKILL:
+            msg += " (most likely the system ran out of memory: the model or batch may be too big)"
+        return msg
+    return f"{who} exited with code {rc}"
+
+
+class _Conn:
+    """One worker process and its channel (a new one after each restart)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.proc = proc
+        self.reader = reader
+        self.writer = writer
+        self.pending: dict[int, asyncio.Future[tuple[dict[str, Any], list[np.ndarray]]]] = {}
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=30)
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.dead: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        #: Why we killed it ourselves (timeout, stop); None if it died on its own.
+        self.kill_reason: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return not self.dead.done() and self.proc.returncode is None
+
+    def fatal_line(self) -> str | None:
+        for line in reversed(self.stderr_tail):
+            if line.startswith(FATAL_PREFIX):
+                return line[len(FATAL_PREFIX):].strip()
+        return None
+
+    def kill(self, reason: str) -> None:
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        if self.proc.returncode is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+
+
+class ModelWorker:
+    """The server-side handle of the model worker process.
+
+    Every call starts the worker lazily (concurrent callers share one start) and restarts
+    it after a crash; repeated start failures back off (calls fail fast with
+    :attr:`last_error` meanwhile instead of spinning).
+    """
+
+    def __init__(
+        self,
+        *,
+        python: str | None = None,
+        env: dict[str, str] | None = None,
+        threads: int | None = None,
+        cache_size: int = 10,
+        request_timeout: float = 60.0,
+        start_timeout: float = 120.0,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.python = python or sys.executable
+        self.env = dict(os.environ if env is None else env)
+        self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self.threads = threads
+        self.cache_size = cache_size
+        self.request_timeout = request_timeout
+        self.start_timeout = start_timeout
+        self.log = log or logging.getLogger("tfaas_jupyter.worker")
+        self._conn: _Conn | None = None
+        self._starting: asyncio.Future[_Conn] | None = None
+        self._ids = itertools.count(1)
+        self._state = "stopped"
+        self._restarts = 0
+        self._starts = 0
+        self._last_error: str | None = None
+        self._failures = 0  # consecutive failed starts
+        self._retry_at = 0.0
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def pid(self) -> int | None:
+        c = self._conn
+        return c.proc.pid if c is not None and c.alive else None
+
+    @property
+    def state(self) -> str:
+        """``running``, ``starting``, ``stopped`` or ``failed``."""
+        if self._starting is not None and not self._starting.done():
+            return "starting"
+        if self._state == "running" and not (self._conn is not None and self._conn.alive):
+            return "stopped"
+        return self._state
+
+    @property
+    def restarts(self) -> int:
+        """Starts after the first successful one (crash recoveries, timeouts...)."""
+        return self._restarts
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start the worker if it is not running. Raises :class:`WorkerUnavailable`."""
+        await self._ensure()
+
+    async def _ensure(self) -> _Conn:
+        c = self._conn
+        if c is not None and c.alive:
+            return c
+        if self._starting is None or self._starting.done():
+            now = time.monotonic()
+            if self._failures and now < self._retry_at:
+                raise WorkerUnavailable(
+                    f"{self._last_error} (next attempt in {self._retry_at - now:.0f} s)"
+                )
+            self._starting = asyncio.ensure_future(self._start())
+        # shield: one caller being cancelled must not abort the start others wait for
+        return await asyncio.shield(self._starting)
+
+    async def _start(self) -> _Conn:
+        self._state = "starting"
+        try:
+            conn = await self._spawn()
+        except WorkerUnavailable as e:
+            self._failures += 1
+            self._retry_at = time.monotonic() + min(30.0, 0.5 * 2 ** (self._failures - 1))
+            self._last_error = e.message
+            self._state = "failed"
+            self.log.error("%s", e.message)
+            raise
+        except BaseException:
+            self._state = "failed"
+            raise
+        self._failures = 0
+        if self._starts:
+            self._restarts += 1
+        self._starts += 1
+        self._conn = conn
+        self._state = "running"
+        self.log.info("model worker started (pid %s, %s)", conn.proc.pid, self.python)
+        return conn
+
+    async def _spawn(self) -> _Conn:
+        parent, child = socket.socketpair()
+        for s in (parent, child):
+            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF)
+                except OSError:
+                    pass
+        argv = [self.python, "-c", BOOTSTRAP, WORKER_DIR, "--fd", str(child.fileno()),
+                "--cache-size", str(self.cache_size), "--parent-pid", str(os.getpid())]
+        if self.threads:
+            argv += ["--threads", str(self.threads)]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(child.fileno(),),
+                env=self.env,
+                # Ctrl-C in the server's terminal must not hit the worker directly.
+                start_new_session=True,
+            )
+        except OSError as e:
+            parent.close()
+            raise WorkerUnavailable(
+                f"Cannot run the model worker's Python {self.python}: {e.strerror or e}"
+            ) from None
+        finally:
+            child.close()
+        try:
+            reader, writer = await asyncio.open_connection(sock=parent, limit=_STREAM_LIMIT)
+        except BaseException:
+            parent.close()
+            proc.kill()
+            await proc.wait()
+            raise
+        conn = _Conn(proc, reader, writer)
+        conn.tasks = [
+            asyncio.ensure_future(self._pump(conn, proc.stderr, logging.INFO, tail=True)),
+            asyncio.ensure_future(self._pump(conn, proc.stdout, logging.DEBUG, tail=False)),
+            asyncio.ensure_future(self._read_loop(conn)),
+        ]
+        try:
+            await asyncio.wait_for(self._roundtrip(conn, {"op": "ping"}), self.start_timeout)
+        except asyncio.TimeoutError:
+            conn.kill("start timeout")
+            await self._reap(conn)
+            raise WorkerUnavailable(
+                f"The model worker ({self.python}) did not answer within "
+                f"{self.start_timeout:g} s of starting{self._tail(conn)}"
+            ) from None
+        except WorkerError:
+            await self._reap(conn)
+            fatal = conn.fatal_line()
+            rc = conn.proc.returncode
+            if fatal:
+                msg = f"The model worker cannot start: {fatal}"
+            else:
+                msg = (f"The model worker ({self.python}) failed to start "
+                       f"({_describe_exit(rc, None).split(' ', 3)[-1]}){self._tail(conn)}")
+            raise WorkerUnavailable(msg) from None
+        except BaseException:
+            conn.kill("start cancelled")
+            await self._reap(conn)
+            raise
+        return conn
+
+    @staticmethod
+    def _tail(conn: _Conn) -> str:
+        lines = [ln for ln in conn.stderr_tail if ln.strip()][-5:]
+        return (": " + " | ".join(lines)) if lines else ""
+
+    async def _pump(self, conn: _Conn, stream: asyncio.StreamReader | None, level: int,
+                    tail: bool) -> None:
+        """Forward the worker's stdout/stderr lines to the log (TF prints there)."""
+        if stream is None:
+            return
+        pid = conn.proc.pid
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line longer than the limit: skip the chunk
+                continue
+            except (OSError, asyncio.IncompleteReadError):
+                return
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip()
+            if tail:
+                conn.stderr_tail.append(text)
+            self.log.log(level, "[worker %s] %s", pid, text)
+
+    async def _read_loop(self, conn: _Conn) -> None:
+        """Dispatch replies to pending requests by id; on EOF, fail them all."""
+        try:
+            while True:
+                frame = await read_frame_async(conn.reader)
+                if frame is None:
+                    break
+                header, _ = frame
+                fut = conn.pending.pop(header.get("id"), None)  # type: ignore[arg-type]
+                if fut is not None and not fut.done():
+                    fut.set_result(frame)
+        except (OSError, asyncio.IncompleteReadError, ProtocolError) as e:
+            if isinstance(e, ProtocolError):
+                self.log.error("model worker protocol error: %s", e)
+                conn.kill("protocol error")
+        finally:
+            await self._on_dead(conn)
+
+    async def _on_dead(self, conn: _Conn) -> None:
+        if conn.dead.done():
+            return
+        rc: int | None
+        try:
+            rc = await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 5.0)
+        except asyncio.TimeoutError:
+            conn.kill("channel closed")  # channel closed but process lingering
+            rc = await conn.proc.wait()
+        # let the stderr pump drain so the tail holds the last words
+        await asyncio.wait(conn.tasks[:2], timeout=1.0)
+        if conn.kill_reason is not None:
+            msg = f"The model worker (pid {conn.proc.pid}) was stopped ({conn.kill_reason})"
+        else:
+            msg = _describe_exit(rc, conn.proc.pid) + self._tail(conn)
+            self._last_error = msg
+            if self._conn is conn:
+                self.log.error("%s", msg)
+        if not conn.dead.done():
+            conn.dead.set_result(msg)
+        for fut in list(conn.pending.values()):
+            if not fut.done():
+                fut.set_exception(WorkerCrashed(msg))
+        conn.pending.clear()
+        try:
+            conn.writer.close()
+        except Exception:
+            pass
+        if self._conn is conn:
+            self._state = "stopped"
+
+    async def _reap(self, conn: _Conn) -> None:
+        """Wait for the process and the channel teardown (never leaves a zombie)."""
+        if conn.proc.returncode is None:
+            conn.kill(conn.kill_reason or "cleanup")
+        await conn.proc.wait()
+        await asyncio.shield(conn.dead)
+
+    async def stop(self) -> None:
+        """Stop the worker: close the channel (it exits on EOF), then kill. Idempotent."""
+        if self._starting is not None and not self._starting.done():
+            try:
+                await self._starting
+            except BaseException:
+                pass
+        conn, self._conn = self._conn, None
+        self._state = "stopped"
+        if conn is None:
+            return
+        if conn.kill_reason is None:
+            conn.kill_reason = "server shutdown"
+        if conn.proc.returncode is None:
+            try:
+                conn.writer.close()
+            except Exception:
+                pass
+            try:
+                await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 5.0)
+            except asyncio.TimeoutError:
+                conn.kill("server shutdown")
+        await conn.proc.wait()
+        try:
+            await asyncio.wait_for(asyncio.shield(conn.dead), 10.0)
+        except asyncio.TimeoutError:
+            pass
+        for t in conn.tasks:
+            if not t.done():
+                t.cancel()
+
+    # ------------------------------------------------------------------ requests
+
+    async def _roundtrip(self, conn: _Conn, header: dict[str, Any],
+                         arrays: Sequence[np.ndarray] = ()
+                         ) -> tuple[dict[str, Any], list[np.ndarray]]:
+        rid = next(self._ids)
+        fut: asyncio.Future[tuple[dict[str, Any], list[np.ndarray]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        if conn.dead.done():
+            raise WorkerCrashed(conn.dead.result())
+        conn.pending[rid] = fut
+        try:
+            try:
+                await write_frame_async(conn.writer, {**header, "id": rid}, arrays)
+            except (OSError, RuntimeError):
+                # the channel broke: the read loop reports why
+                await asyncio.shield(conn.dead)
+            return await fut
+        finally:
+            conn.pending.pop(rid, None)
+
+    async def _request(self, header: dict[str, Any], arrays: Sequence[np.ndarray] = (),
+                       ) -> tuple[dict[str, Any], list[np.ndarray]]:
+        conn = await self._ensure()
+        try:
+            reply, out = await asyncio.wait_for(
+                self._roundtrip(conn, header, arrays), self.request_timeout
+            )
+        except asyncio.TimeoutError:
+            msg = (f"The model worker did not answer within {self.request_timeout:g} s; "
+                   "it was killed and will be restarted")
+            self._last_error = msg
+            self.log.error("%s (op %s)", msg, header.get("op"))
+            conn.kill(f"a request timed out after {self.request_timeout:g} s")
+            raise WorkerTimeout(msg) from None
+        if "error" in reply:
+            raise ModelError(str(reply["error"]), str(reply.get("kind") or "model"))
+        return reply, out
+
+    @staticmethod
+    def _model(key: str, path: str, fmt: str, params: dict[str, Any]) -> dict[str, Any]:
+        return {"key": key, "path": os.fspath(path), "format": fmt, "params": params or {}}
+
+    async def load(self, key: str, path: str, fmt: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Load (or reuse) a model; returns ``{"inputs": [...], "outputs": [...]}``."""
+        reply, _ = await self._request({"op": "load", **self._model(key, path, fmt, params)})
+        return {"inputs": reply["inputs"], "outputs": reply["outputs"]}
+
+    async def predict(self, key: str, path: str, fmt: str, params: dict[str, Any],
+                      inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Run the model on one array per input (signature order, shaped ``[rows, ...]``).
+
+        Returns one read-only array per output, in output order.
+        """
+        _, out = await self._request(
+            {"op": "predict", **self._model(key, path, fmt, params)}, inputs
+        )
+        return out
+
+    async def unload(self, prefix: str) -> None:
+        """Evict every cached model whose key starts with ``prefix``.
+
+        A no-op when the worker is not running (nothing is cached then).
+        """
+        c = self._conn
+        if c is None or not c.alive:
+            return
+        await self._request({"op": "unload", "prefix": prefix})
+
+    async def status(self, *, start: bool = False) -> dict[str, Any]:
+        """Supervisor state merged with the worker's own status when it is running.
+
+        Keys: ``state``, ``pid``, ``restarts``, ``last_error``, ``python`` (the worker's
+        interpreter path), and from the worker (``None`` when not running):
+        ``tensorflow``, ``keras``, ``python_version``, ``threads``, ``loaded``,
+        ``cache_size``. With ``start=True`` a stopped worker is started first.
+        """
+        info: dict[str, Any] = {
+            "tensorflow": None, "keras": None, "python_version": None,
+            "threads": self.threads, "loaded": [], "cache_size": self.cache_size,
+        }
+        c = self._conn
+        if start or (c is not None and c.alive):
+            try:
+                reply, _ = await self._request({"op": "status"})
+                reply.pop("id", None)
+                info.update(reply)
+                info["python_version"] = info.pop("python", None)
+            except WorkerError as e:
+                info["error"] = e.message
+        info.update(state=self.state, pid=self.pid, restarts=self.restarts,
+                    last_error=self.last_error, python=self.python)
+        return info
+
+
+def kernelspec_worker(name: str) -> tuple[str, dict[str, str]]:
+    """(python executable, env) of the Jupyter kernelspec ``name``.
+
+    For SWAN: the kernel's (LCG) Python has TensorFlow while the server's has not. The
+    executable is the spec's ``argv[0]`` (resolved on the spec's PATH if not absolute);
+    env is ``os.environ`` updated with the spec's ``env``.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        raise WorkerUnavailable(f"There is no Jupyter kernel named '{name}'") from None
+    if not spec.argv:
+        raise WorkerUnavailable(f"Kernel '{name}' has an empty argv")
+    env = dict(os.environ)
+    env.update({str(k): str(v) for k, v in (spec.env or {}).items()})
+    python = spec.argv[0]
+    if not os.path.isabs(python):
+        found = shutil.which(python, path=env.get("PATH"))
+        if found is None:
+            raise WorkerUnavailable(
+                f"Kernel '{name}' runs '{python}', which is not on its PATH"
+            )
+        python = found
+    return python, env
