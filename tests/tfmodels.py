@@ -1,0 +1,159 @@
+"""Build tiny real TensorFlow models on disk for the tests.
+
+These run TensorFlow in the pytest process (fine for tests; the server code never does).
+Each builder writes into a given directory and returns what the tests need to compute
+the expected outputs in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+N_IN = 6  # features of the tiny models
+
+
+@dataclass
+class Built:
+    """A model written to disk: where it is, how to load it, and a reference predictor."""
+
+    path: Path  # what the worker gets as ``path``
+    fmt: str  # "graphdef" | "savedmodel" | "keras"
+    params: dict[str, Any]
+    #: list of input arrays -> list of output arrays, computed with TF in-process
+    reference: Callable[[list[np.ndarray]], list[np.ndarray]]
+    extra: dict[str, Path] = field(default_factory=dict)  # archives, labels...
+
+
+def _tiny_keras(seed: int = 0, n_out: int = 2):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(shape=(N_IN,), name="features")
+    x = keras.layers.Dense(8, activation="relu")(inp)
+    out = keras.layers.Dense(n_out, activation="sigmoid", name="prob")(x)
+    return keras.Model(inp, out)
+
+
+def _ref_keras(model) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    def ref(xs: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(model(xs[0].astype(np.float32), training=False))]
+
+    return ref
+
+
+def make_graphdef(directory: Path, *, seed: int = 1, name: str = "tiny") -> Built:
+    """A frozen TF1 GraphDef: Placeholder ``x`` [None, N_IN] -> ``out`` [None, 1] (sigmoid),
+    with a distractor sink-free graph. Writes model.pb, params.json, labels.txt."""
+    import tensorflow as tf
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(size=(N_IN, 5)).astype(np.float32)
+    b1 = rng.normal(size=(5,)).astype(np.float32)
+    w2 = rng.normal(size=(5, 1)).astype(np.float32)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, N_IN], name="x")
+        h = tf.nn.relu(tf.matmul(x, tf.constant(w1)) + tf.constant(b1))
+        tf.sigmoid(tf.matmul(h, tf.constant(w2)), name="out")
+    pb = directory / "model.pb"
+    pb.write_bytes(g.as_graph_def().SerializeToString())
+    params = {"name": name, "model": "model.pb", "labels": "labels.txt",
+              "inputNode": "x", "outputNode": "out"}
+    (directory / "params.json").write_text(json.dumps(params))
+    (directory / "labels.txt").write_text("signal\n")
+
+    def ref(xs: list[np.ndarray]) -> list[np.ndarray]:
+        x = xs[0].astype(np.float32)
+        h = tf.nn.relu(tf.matmul(x, w1) + b1)
+        return [tf.sigmoid(tf.matmul(h, w2)).numpy()]
+
+    return Built(pb, "graphdef", {"inputNode": "x", "outputNode": "out"}, ref,
+                 {"params": directory / "params.json", "labels": directory / "labels.txt"})
+
+
+def _pack(src: Path, archive: Path, *, top: str | None) -> Path:
+    """Pack directory ``src`` as .tar.gz or .zip, under folder ``top`` or flat (None)."""
+    files = sorted(p for p in src.rglob("*") if p.is_file())
+    if archive.name.endswith(".tar.gz"):
+        with tarfile.open(archive, "w:gz") as tf_:
+            for p in files:
+                rel = p.relative_to(src).as_posix()
+                tf_.add(p, arcname=f"{top}/{rel}" if top else rel)
+    else:
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            for p in files:
+                rel = p.relative_to(src).as_posix()
+                zf.write(p, f"{top}/{rel}" if top else rel)
+    return archive
+
+
+def make_keras_export(directory: Path, *, seed: int = 2) -> Built:
+    """``keras_model.export(dir)`` SavedModel, plus .tar.gz/.zip packings (foldered + flat)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model = _tiny_keras(seed)
+    sm = directory / "exported"
+    if sm.exists():
+        shutil.rmtree(sm)
+    model.export(str(sm), verbose=False)
+    extra = {
+        "tar_top": _pack(sm, directory / "exported_top.tar.gz", top="exported"),
+        "tar_flat": _pack(sm, directory / "exported_flat.tar.gz", top=None),
+        "zip_top": _pack(sm, directory / "exported_top.zip", top="exported"),
+        "zip_flat": _pack(sm, directory / "exported_flat.zip", top=None),
+    }
+    return Built(sm, "savedmodel", {}, _ref_keras(model), extra)
+
+
+def make_module_savedmodel(directory: Path) -> Built:
+    """``tf.saved_model.save(module, dir, signatures=...)`` with two named inputs and two
+    named outputs (checks the sorted-by-name order rule)."""
+    import tensorflow as tf
+
+    directory.mkdir(parents=True, exist_ok=True)
+
+    class Mod(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = tf.Variable(np.linspace(-1, 1, N_IN, dtype=np.float32).reshape(N_IN, 1))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, N_IN], tf.float32, name="b_feat"),
+                                      tf.TensorSpec([None, 1], tf.float32, name="a_bias")])
+        def serve(self, b_feat: tf.Tensor, a_bias: tf.Tensor) -> dict[str, tf.Tensor]:
+            y = tf.matmul(b_feat, self.w) + a_bias
+            return {"z_score": y, "prob": tf.sigmoid(y)}
+
+    mod = Mod()
+    sm = directory / "module_sm"
+    if sm.exists():
+        shutil.rmtree(sm)
+    tf.saved_model.save(mod, str(sm), signatures={"serving_default": mod.serve})
+    w = mod.w.numpy()
+
+    def ref(xs: list[np.ndarray]) -> list[np.ndarray]:
+        # inputs sorted by name: a_bias, b_feat; outputs sorted: prob, z_score
+        a_bias, b_feat = (x.astype(np.float32) for x in xs)
+        y = tf.matmul(b_feat, w) + a_bias
+        return [tf.sigmoid(y).numpy(), y.numpy()]
+
+    return Built(sm, "savedmodel", {}, ref)
+
+
+def make_keras_file(directory: Path, *, seed: int = 3) -> Built:
+    """A ``.keras`` file of the tiny functional model."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model = _tiny_keras(seed, n_out=3)
+    path = directory / "tiny.keras"
+    model.save(str(path))
+    return Built(path, "keras", {}, _ref_keras(model))
