@@ -26,13 +26,20 @@ class FilePart:
     """A file part of the form, written to ``path``."""
 
     filename: str
-    path: Path
+    path: Path | None
     content_type: str | None = None
+    data: bytes | None = None  # set instead of ``path`` for a part held in memory
 
     def read_bytes(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
         return self.path.read_bytes()
 
     def size(self) -> int:
+        if self.data is not None:
+            return len(self.data)
+        assert self.path is not None
         return self.path.stat().st_size
 
 

@@ -99,6 +99,10 @@ def stage_form(
         raise BadRequest("request does not provide model (a file part named 'model')")
     if model_part.size() == 0:
         raise BadRequest("the model part is empty")
+    if model_part.path is None:  # held in memory: write it out like a spooled part
+        model_part.path = staging / "part-model"
+        model_part.path.write_bytes(model_part.read_bytes())
+        model_part.data = None
     if base64_model:
         _maybe_base64_decode(model_part.path)
     labels_text = form.text("labels")
@@ -233,4 +237,5 @@ def _finish(
         shutil.rmtree(staging / leftover, ignore_errors=True)
     for part in staging.glob("part*-*"):
         part.unlink()
+    (staging / "request.body").unlink(missing_ok=True)
     return StagedUpload(name, staging, fmt, model, params, has_labels)

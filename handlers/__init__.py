@@ -1,0 +1,42 @@
+"""The HTTP layer of tfaas-jupyter: thin Tornado handlers over :mod:`tfaas_jupyter.service`.
+
+Installed as ``tfaas_jupyter.handlers``. :func:`routes` is the one route table;
+every route is relative to ``{base_url}`` (the ExtensionApp prefixes it).
+"""
+
+from __future__ import annotations
+
+from tfaas_jupyter.names import MODEL_NAME_PATTERN
+
+from .index import IndexHandler
+from .models import DeleteHandler, ModelHandler, ModelsHandler, ParamsHandler
+from .predict import ImageHandler, JsonHandler, ProtoHandler
+from .status import StatusHandler
+from .upload import UploadHandler
+
+_NAME = f"(?P<name>{MODEL_NAME_PATTERN})"
+_VERSION = r"(?P<version>[0-9]{1,9})"
+
+
+def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
+    """The route table: (pattern, handler) pairs under ``prefix``."""
+    table = [
+        (r"/?", IndexHandler),
+        (r"/json", JsonHandler),
+        (r"/predict/json", JsonHandler),
+        (r"/proto", ProtoHandler),
+        (r"/predict/proto", ProtoHandler),
+        (r"/image", ImageHandler),
+        (r"/predict/image", ImageHandler),
+        (r"/upload", UploadHandler),
+        (r"/delete", DeleteHandler),
+        (rf"/delete/{_NAME}", DeleteHandler),
+        (rf"/delete/{_NAME}/{_VERSION}", DeleteHandler),
+        (r"/models", ModelsHandler),
+        (rf"/models/{_NAME}", ModelHandler),
+        (r"/params", ParamsHandler),
+        (rf"/params/{_NAME}", ParamsHandler),
+        (rf"/params/{_NAME}/{_VERSION}", ParamsHandler),
+        (r"/status", StatusHandler),
+    ]
+    return [(f"/{prefix}{pattern}", handler) for pattern, handler in table]

@@ -1,0 +1,87 @@
+"""The base of every tfaas handler: authentication, errors as ``{"error": ...}``, stats."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+
+from tfaas_jupyter.errors import TFaaSError
+from tfaas_jupyter.service import TFaaS
+
+#: The resource name Jupyter authorizers see for every tfaas endpoint.
+AUTH_RESOURCE = "tfaas"
+
+
+class TFaaSHandler(ExtensionHandlerMixin, APIHandler):
+    """An API handler whose errors are the original TFaaS's JSON ``{"error": "..."}``.
+
+    Every request must be authenticated, whatever ``allow_unauthenticated_access``
+    says: without a token or a login cookie it gets 403 and nothing else.
+    """
+
+    auth_resource = AUTH_RESOURCE
+    endpoint = "other"
+
+    @property
+    def service(self) -> TFaaS:
+        return self.settings["tfaas_service"]
+
+    async def prepare(self) -> None:
+        self._started = time.perf_counter()
+        self._model_name: str | None = None
+        self._rows = 0
+        await super().prepare()
+        if self.current_user is None:
+            raise web.HTTPError(403, "authentication required")
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, TFaaSError):
+            if self._finished:
+                return
+            self.log.info("tfaas %s %s: %s (%s)", self.request.method, self.request.path,
+                          e.message, e.status)
+            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, TFaaSError):
+            message = exc.message
+        elif isinstance(exc, web.HTTPError):
+            message = exc.log_message or exc.reason or self._reason
+            if exc.args and exc.log_message and exc.args[1:]:
+                message = exc.log_message % exc.args[1:]
+        elif exc is not None:
+            message = f"internal error ({type(exc).__name__}); see the server log"
+        else:
+            message = self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(self.service_error_body(message, status_code))
+
+    @staticmethod
+    def service_error_body(message: str, status_code: int) -> bytes:
+        from tfaas_jupyter.codecs import encode_json
+
+        # "message" too, so Jupyter's front-end helpers show it.
+        return encode_json({"error": message, "message": message, "status": status_code}) + b"\n"
+
+    def write_json(self, doc: Any, status: int = 200) -> None:
+        from tfaas_jupyter.codecs import encode_json
+
+        self.set_status(status)
+        self.finish(encode_json(doc))
+
+    def on_finish(self) -> None:
+        started = getattr(self, "_started", None)
+        settings_service = self.settings.get("tfaas_service")
+        if started is None or settings_service is None:
+            return
+        settings_service.stats.record(
+            self.request.method or "", self.endpoint, self.get_status(),
+            time.perf_counter() - started, self._model_name, self._rows,
+        )

@@ -1,0 +1,87 @@
+"""models, params and delete: what is in the repository."""
+
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from tfaas_jupyter.errors import BadRequest
+from tfaas_jupyter.uploads import parse_params
+
+from .base import TFaaSHandler
+
+
+class ModelsHandler(TFaaSHandler):
+    """The list of models: each one's params.json keys plus versions, format, signature."""
+
+    endpoint = "models"
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json(self.service.models())
+
+    # The 2018 client listed models with POST {}.
+    post = get
+
+
+class ModelHandler(TFaaSHandler):
+    """One model with all its versions."""
+
+    endpoint = "models"
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        self._model_name = name
+        self.write_json(self.service.model_detail(name))
+
+
+class ParamsHandler(TFaaSHandler):
+    """GET a model's params.json; POST params to make a model the default."""
+
+    endpoint = "params"
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str | None = None, version: str | None = None) -> None:
+        name = name or self.get_query_argument("model", None)
+        self._model_name = name
+        self.write_json(self.service.params(name, version))
+
+    @web.authenticated
+    @authorized
+    async def post(self, name: str | None = None, version: str | None = None) -> None:
+        params = parse_params(self.request.body)
+        if name:
+            params.setdefault("name", name)
+        chosen = self.service.set_default(params)
+        self._model_name = chosen
+        self.write_json({"default_model": chosen})
+
+
+class DeleteHandler(TFaaSHandler):
+    """DELETE with a form field ``model`` (the original client), or delete/NAME[/VERSION]."""
+
+    endpoint = "delete"
+
+    @web.authenticated
+    @authorized
+    async def delete(self, name: str | None = None, version: str | None = None) -> None:
+        if name is None:
+            name = self.get_body_argument("model", None) or self.get_argument("model", None)
+            if name is None and self.request.body:
+                try:
+                    doc = parse_params(self.request.body)
+                except BadRequest:
+                    doc = {}
+                name = doc.get("model") or doc.get("name")
+                version = version or doc.get("version")
+            version = version or self.get_body_argument("version", None) or self.get_argument(
+                "version", None
+            )
+        self._model_name = name
+        self.write_json(await self.service.delete(name, version))
+
+    # Some clients cannot send DELETE; POST does the same here.
+    post = delete

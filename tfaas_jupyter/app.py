@@ -1,0 +1,118 @@
+"""The Jupyter server extension: configuration (traitlets) and wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Float, Int, Unicode, default
+
+from .repository import Repository
+from .service import DirectRunner, Limits, TFaaS
+
+MiB = 1024 * 1024
+
+
+class TFaaSApp(ExtensionApp):
+    """TensorFlow as a Service inside the Jupyter server, under ``{base_url}tfaas/``."""
+
+    name = "tfaas"
+    extension_url = "/tfaas/"
+    load_other_extensions = True
+
+    model_dir = Unicode(
+        config=True,
+        help="Folder of the model repository (one folder per model, one per version).",
+    )
+
+    @default("model_dir")
+    def _default_model_dir(self) -> str:
+        return os.path.join(jupyter_data_dir(), "tfaas", "models")
+
+    cache_size = Int(
+        10, config=True, help="How many models the worker keeps loaded (least recently used out)."
+    )
+    max_upload_size = Int(
+        512 * MiB, config=True, help="Largest upload accepted, in bytes (413 beyond)."
+    )
+    max_extracted_size = Int(
+        2048 * MiB, config=True, help="Largest size an uploaded archive may expand to, in bytes."
+    )
+    max_rows_per_request = Int(
+        100_000, config=True, help="Most rows one prediction request may carry (413 beyond)."
+    )
+    max_image_pixels = Int(
+        40_000_000, config=True, help="Largest image accepted by /image, in pixels."
+    )
+    request_timeout = Float(
+        60.0, config=True,
+        help="Seconds a model worker call may take before the worker is restarted (504).",
+    )
+    worker_python = Unicode(
+        "", config=True,
+        help="Python interpreter of the model worker (it needs TensorFlow). "
+        "Default: the server's own interpreter.",
+    )
+    worker_kernelspec = Unicode(
+        "", config=True,
+        help="Run the model worker with this kernelspec's Python and environment "
+        "(e.g. 'python3' in SWAN, where the kernels' Python has TensorFlow).",
+    )
+    worker_threads = Int(
+        0, config=True, help="Inference threads in the worker (0: one per core)."
+    )
+    start_worker = Bool(
+        True, config=True, help="Start the model worker with the server (else on first use)."
+    )
+
+    def initialize_settings(self) -> None:
+        from .supervisor import ModelWorker, kernelspec_worker
+
+        python: str | None = self.worker_python or None
+        env: dict[str, str] | None = None
+        if self.worker_kernelspec:
+            python, env = kernelspec_worker(self.worker_kernelspec)
+        self.worker = ModelWorker(
+            python=python or sys.executable,
+            env=env,
+            threads=self.worker_threads or None,
+            cache_size=self.cache_size,
+            request_timeout=self.request_timeout,
+            log=self.log,
+        )
+        repository = Repository(self.model_dir)
+        limits = Limits(
+            max_upload_size=self.max_upload_size,
+            max_extracted_size=self.max_extracted_size,
+            max_rows=self.max_rows_per_request,
+            max_image_pixels=self.max_image_pixels,
+        )
+        self.service = TFaaS(repository, self.worker, DirectRunner(self.worker), limits)
+        self.settings.update({"tfaas_service": self.service})
+        self.log.info("tfaas: serving models from %s", repository.root)
+
+    def initialize_handlers(self) -> None:
+        from .handlers import routes
+
+        self.handlers.extend(routes())
+
+    async def _start_jupyter_server_extension(self, serverapp) -> None:
+        if self.start_worker:
+            self._start_task = asyncio.ensure_future(self._start_worker())
+
+    async def _start_worker(self) -> None:
+        try:
+            await self.worker.start()
+        except Exception as exc:  # reported by /status; requests retry the start
+            self.log.warning("tfaas: model worker did not start: %s", exc)
+
+    async def stop_extension(self) -> None:
+        worker = getattr(self, "worker", None)
+        if worker is not None:
+            await worker.stop()
+
+
+main = launch_new_instance = TFaaSApp.launch_instance
