@@ -1,0 +1,119 @@
+"""Shared fixtures: a real Jupyter server with the extension (pytest-jupyter), and
+real TensorFlow models built in the test session."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from traitlets.config import Config
+
+from tfaas_jupyter.multipart import encode_multipart
+
+pytest_plugins = ("pytest_jupyter.jupyter_server",)
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def load_example(name: str):
+    """Import a script from examples/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    return tmp_path / "models"
+
+
+@pytest.fixture
+def tfaas_config() -> dict[str, Any]:
+    """Extra TFaaSApp traitlets for a test; override in a module to change limits."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(model_dir: Path, tfaas_config: dict[str, Any]) -> Config:
+    return Config(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"tfaas_jupyter": True},
+                "allow_unauthenticated_access": False,
+            },
+            "TFaaSApp": {"model_dir": str(model_dir), **tfaas_config},
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def seed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The talk's 42-input 'vk' model, built by examples/make_seed_model.py."""
+    target = tmp_path_factory.mktemp("seed")
+    load_example("make_seed_model").build(target)
+    return target
+
+
+@dataclass
+class Reply:
+    code: int
+    headers: Any
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class TFaaSCaller:
+    """Calls ``{base_url}tfaas/...`` of the test server with the token, errors included."""
+
+    fetch: Any
+
+    async def call(self, method: str, path: str, body: bytes | None = None,
+                   headers: dict[str, str] | None = None, **kwargs: Any) -> Reply:
+        parts = ["tfaas", *[p for p in path.split("/") if p]] if path else ["tfaas", ""]
+        response = await self.fetch(
+            *parts, method=method, body=body, headers=headers or {},
+            raise_error=False, allow_nonstandard_methods=True, **kwargs,
+        )
+        return Reply(response.code, response.headers, response.body)
+
+    async def upload(self, name: str | None, model: bytes, *, params: dict | None = None,
+                     labels: str | None = None, filename: str = "model.pb",
+                     headers: dict[str, str] | None = None) -> Reply:
+        fields = {"name": name} if name is not None else {}
+        files = {"model": (filename, model, "application/octet-stream")}
+        if params is not None:
+            files["params"] = ("params.json", json.dumps(params).encode(), "application/json")
+        if labels is not None:
+            files["labels"] = ("labels.txt", labels.encode(), "text/plain")
+        body, ctype = encode_multipart(fields, files)
+        return await self.call("POST", "upload", body,
+                               {"Content-Type": ctype, **(headers or {})})
+
+    async def upload_dir(self, directory: Path, name: str) -> Reply:
+        """Upload a folder written by tests/tfmodels.py or the seed script (form style)."""
+        params = json.loads((directory / "params.json").read_text())
+        labels = directory / "labels.txt"
+        return await self.upload(
+            name, (directory / params.get("model", "model.pb")).read_bytes(),
+            params={**params, "name": name},
+            labels=labels.read_text() if labels.exists() else None,
+        )
+
+    async def predict(self, doc: dict) -> Reply:
+        return await self.call("POST", "json", json.dumps(doc).encode())
+
+
+@pytest.fixture
+def tfaas(jp_fetch) -> TFaaSCaller:
+    return TFaaSCaller(jp_fetch)
