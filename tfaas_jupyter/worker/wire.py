@@ -62,12 +62,15 @@ def _check_dtype(dt: np.dtype) -> None:
 def describe(arrays: Sequence[np.ndarray]) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """Return the header descriptors and the C-contiguous arrays to send.
 
-    ``np.ascontiguousarray`` copies only when the array is not already contiguous.
+    Copies only when the array is not already C-contiguous (``np.ascontiguousarray``
+    is not used: it turns 0-d arrays into 1-d ones).
     """
     descs: list[dict[str, Any]] = []
     out: list[np.ndarray] = []
     for a in arrays:
-        a = np.ascontiguousarray(a)
+        a = np.asarray(a)
+        if not a.flags.c_contiguous:
+            a = a.copy(order="C")
         _check_dtype(a.dtype)
         descs.append({"dtype": a.dtype.str, "shape": [int(d) for d in a.shape]})
         out.append(a)

@@ -1,0 +1,480 @@
+"""The model worker and its supervisor, with real processes and real TensorFlow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tfmodels  # noqa: E402
+
+from tfaas_jupyter.supervisor import (  # noqa: E402
+    ModelError,
+    ModelWorker,
+    WorkerCrashed,
+    WorkerTimeout,
+    WorkerUnavailable,
+    kernelspec_worker,
+)
+from tfaas_jupyter.worker import wire  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tfmodels.Built]:
+    d = tmp_path_factory.mktemp("models")
+    return {
+        "graphdef": tfmodels.make_graphdef(d / "graphdef"),
+        "keras_export": tfmodels.make_keras_export(d / "keras_export"),
+        "module_sm": tfmodels.make_module_savedmodel(d / "module_sm"),
+        "keras_file": tfmodels.make_keras_file(d / "keras_file"),
+    }
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def worker():
+    w = ModelWorker(threads=2, request_timeout=60)
+    await w.start()
+    yield w
+    await w.stop()
+
+
+def _inputs(meta: dict[str, Any], rows: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(rows, *inp["shape"][1:])).astype(np.float32)
+            for inp in meta["inputs"]]
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` is a live (non-zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+async def _wait_gone(pid: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+# ----------------------------------------------------------------------------- wire
+
+
+async def test_wire_roundtrip_async_and_blocking() -> None:
+    arrays = [
+        np.arange(12, dtype=np.float32).reshape(3, 4),
+        np.arange(20, dtype=np.int64).reshape(4, 5)[:, ::2],  # non-contiguous
+        np.zeros((0, 7), dtype=np.float64),
+        np.array(3.5, dtype=np.float16),
+        np.array([True, False]),
+        np.arange(6, dtype=">i4"),
+    ]
+    a, b = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=a)
+    chan = wire.BlockingChannel(b)
+    await wire.write_frame_async(writer, {"id": 1, "op": "x"}, arrays)
+    got = await asyncio.to_thread(chan.read)
+    assert got is not None
+    header, out = got
+    assert header["id"] == 1 and header["op"] == "x"
+    for x, y in zip(arrays, out):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(x, y)
+    await asyncio.to_thread(chan.write, {"id": 2}, out)
+    header, back = await wire.read_frame_async(reader)  # type: ignore[misc]
+    assert header == {"id": 2, "arrays": header["arrays"]}
+    for x, y in zip(arrays, back):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(TypeError):
+        wire.describe([np.array([object()])])
+    writer.close()
+    assert await asyncio.to_thread(chan.read) is None  # clean EOF
+    b.close()
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+@pytest.mark.parametrize("name", ["graphdef", "keras_export", "module_sm", "keras_file"])
+async def test_format_predicts_like_tensorflow(worker: ModelWorker, models, name: str) -> None:
+    b = models[name]
+    meta = await worker.load(f"{name}/1", str(b.path), b.fmt, b.params)
+    for rows in (1, 57):
+        xs = _inputs(meta, rows, seed=rows)
+        out = await worker.predict(f"{name}/1", str(b.path), b.fmt, b.params, xs)
+        ref = b.reference(xs)
+        assert len(out) == len(ref) == len(meta["outputs"])
+        for o, r in zip(out, ref):
+            assert o.shape[0] == rows
+            np.testing.assert_allclose(o, r, rtol=1e-5)
+
+
+async def test_predict_without_load_and_float64_inputs_cast(worker: ModelWorker, models) -> None:
+    b = models["graphdef"]
+    xs = [np.random.default_rng(5).normal(size=(3, tfmodels.N_IN))]  # float64
+    out = await worker.predict("gd-direct/1", str(b.path), b.fmt, b.params, xs)
+    np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+    assert out[0].dtype == np.float32
+
+
+async def test_metadata(worker: ModelWorker, models) -> None:
+    b = models["graphdef"]
+    meta = await worker.load("meta-gd/1", str(b.path), b.fmt, b.params)
+    assert meta == {
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [None, tfmodels.N_IN]}],
+        "outputs": [{"name": "out", "dtype": "float32", "shape": [None, 1]}],
+    }
+    b = models["module_sm"]
+    meta = await worker.load("meta-sm/1", str(b.path), b.fmt, {})
+    assert [i["name"] for i in meta["inputs"]] == ["a_bias", "b_feat"]  # sorted by name
+    assert [o["name"] for o in meta["outputs"]] == ["prob", "z_score"]
+    assert meta["inputs"][1]["shape"] == [None, tfmodels.N_IN]
+    b = models["keras_file"]
+    meta = await worker.load("meta-k/1", str(b.path), b.fmt, {})
+    assert meta["inputs"][0]["shape"] == [None, tfmodels.N_IN]
+    assert meta["outputs"][0]["shape"] == [None, 3]
+
+
+async def test_graphdef_param_spellings(worker: ModelWorker, models) -> None:
+    b = models["graphdef"]
+    xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 2)
+    for i, params in enumerate([
+        {"input_node": "x:0", "output_node": "out:0"},
+        {"inputNode": "x:0", "outputNode": "out"},
+        {},  # guessed: the only Placeholder and the only sink
+    ]):
+        out = await worker.predict(f"spell{i}/1", str(b.path), "graphdef", params, xs)
+        np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("archive", ["tar_top", "tar_flat", "zip_top", "zip_flat"])
+async def test_exported_savedmodel_archives(worker: ModelWorker, models, tmp_path: Path,
+                                            archive: str) -> None:
+    b = models["keras_export"]
+    src = b.extra[archive]
+    if src.name.endswith(".tar.gz"):
+        with tarfile.open(src) as t:
+            t.extractall(tmp_path)
+    else:
+        with zipfile.ZipFile(src) as z:
+            z.extractall(tmp_path)
+    root = next(p.parent for p in tmp_path.rglob("saved_model.pb"))
+    assert (root == tmp_path) == archive.endswith("flat")
+    meta = await worker.load(f"arch-{archive}/1", str(root), "savedmodel", {})
+    xs = _inputs(meta, 4)
+    out = await worker.predict(f"arch-{archive}/1", str(root), "savedmodel", {}, xs)
+    np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+
+
+async def test_seed_model(worker: ModelWorker, tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "examples"))
+    try:
+        import make_seed_model
+    finally:
+        sys.path.remove(str(REPO / "examples"))
+    target = make_seed_model.build(tmp_path / "seed")
+    params = json.loads((target / "params.json").read_text())
+    assert params == {"name": "vk", "model": "model.pb", "description": "vk test model",
+                      "labels": "labels.txt", "inputNode": "dense_1_input",
+                      "outputNode": "output_node0"}
+    upload = json.loads((target / "upload.json").read_text())
+    assert upload["model"] == str(target / "model.pb") and upload["name"] == "vk"
+    inp = json.loads((target / "input.json").read_text())
+    assert len(inp["keys"]) == len(inp["values"]) == 42 and inp["model"] == "vk"
+    mtime = (target / "model.pb").stat().st_mtime_ns
+    assert make_seed_model.build(target) == target  # no rebuild
+    assert (target / "model.pb").stat().st_mtime_ns == mtime
+
+    meta = await worker.load("vk/1", str(target / "model.pb"), "graphdef", params)
+    assert meta["inputs"] == [{"name": "dense_1_input", "dtype": "float32", "shape": [None, 42]}]
+    out = await worker.predict("vk/1", str(target / "model.pb"), "graphdef", params,
+                               [np.array([inp["values"]], dtype=np.float32)])
+    p = float(out[0][0, 0])
+    assert 0.05 < p < 0.95
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+async def test_unload_and_status(worker: ModelWorker, models) -> None:
+    b = models["graphdef"]
+    await worker.load("un/a/1", str(b.path), b.fmt, b.params)
+    await worker.load("un/a/2", str(b.path), b.fmt, b.params)
+    await worker.load("un/b/1", str(b.path), b.fmt, b.params)
+    st = await worker.status()
+    assert {"un/a/1", "un/a/2", "un/b/1"} <= set(st["loaded"])
+    assert st["loaded"][-1] == "un/b/1"  # most recent last
+    assert st["tensorflow"] and st["state"] == "running" and st["pid"] == worker.pid
+    assert st["python"] == worker.python and "." in st["python_version"]
+    await worker.unload("un/a/")
+    st = await worker.status()
+    assert "un/a/1" not in st["loaded"] and "un/a/2" not in st["loaded"]
+    assert "un/b/1" in st["loaded"]
+
+
+async def test_lru_eviction(models) -> None:
+    b = models["graphdef"]
+    w = ModelWorker(threads=1, cache_size=2)
+    try:
+        for k in ("m1", "m2", "m3"):
+            await w.load(k, str(b.path), b.fmt, b.params)
+        assert (await w.status())["loaded"] == ["m2", "m3"]
+        await w.load("m2", str(b.path), b.fmt, b.params)  # touch: m3 is now oldest
+        await w.load("m4", str(b.path), b.fmt, b.params)
+        st = await w.status()
+        assert st["loaded"] == ["m2", "m4"] and st["cache_size"] == 2
+    finally:
+        await w.stop()
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+async def test_bad_model_file(worker: ModelWorker, models, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pb"
+    bad.write_bytes(b"\x00this is not a graph\xff" * 10)
+    with pytest.raises(ModelError) as ei:
+        await worker.load("bad/1", str(bad), "graphdef", {"inputNode": "x", "outputNode": "y"})
+    assert ei.value.status == 400 and "GraphDef" in ei.value.message
+    assert "Traceback" not in ei.value.message and "\n" not in ei.value.message
+    for fmt, path in (("savedmodel", tmp_path), ("keras", bad), ("onnx", bad)):
+        with pytest.raises(ModelError) as ei:
+            await worker.load(f"bad-{fmt}/1", str(path), fmt, {})
+        assert "\n" not in ei.value.message
+    b = models["graphdef"]
+    xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 2)
+    out = await worker.predict("gd-after-bad/1", str(b.path), b.fmt, b.params, xs)
+    np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+
+
+async def test_wrong_input_shape(worker: ModelWorker, models) -> None:
+    pid = worker.pid
+    for name in ("graphdef", "keras_export", "keras_file"):
+        b = models[name]
+        with pytest.raises(ModelError) as ei:
+            await worker.predict(f"shape-{name}/1", str(b.path), b.fmt, b.params,
+                                 [np.zeros((3, tfmodels.N_IN + 1), np.float32)])
+        assert ei.value.kind == "input" and "shape" in ei.value.message
+    b = models["module_sm"]
+    with pytest.raises(ModelError) as ei:
+        await worker.predict("shape-sm/1", str(b.path), b.fmt, {}, [np.zeros((2, 6))])
+    assert "2 input" in ei.value.message
+    b = models["graphdef"]
+    xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 2)
+    out = await worker.predict("graphdef/1", str(b.path), b.fmt, b.params, xs)
+    np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+    assert worker.pid == pid
+
+
+async def test_missing_node_names(worker: ModelWorker, models, tmp_path: Path) -> None:
+    b = models["graphdef"]
+    with pytest.raises(ModelError) as ei:
+        await worker.load("mn/1", str(b.path), "graphdef",
+                          {"inputNode": "dense_1_input", "outputNode": "out"})
+    msg = ei.value.message
+    assert "'dense_1_input'" in msg and "not found" in msg and "x" in msg.split(":")[-1]
+    with pytest.raises(ModelError) as ei:
+        await worker.load("mn/2", str(b.path), "graphdef",
+                          {"inputNode": "x", "outputNode": "nope:0"})
+    assert "'nope'" in ei.value.message
+
+    import tensorflow as tf
+
+    g = tf.Graph()
+    with g.as_default():
+        a = tf.compat.v1.placeholder(tf.float32, [None, 2], name="a")
+        c = tf.compat.v1.placeholder(tf.float32, [None, 2], name="c")
+        tf.add(a, c, name="sum")
+    pb = tmp_path / "two.pb"
+    pb.write_bytes(g.as_graph_def().SerializeToString())
+    with pytest.raises(ModelError) as ei:
+        await worker.load("mn/3", str(pb), "graphdef", {})
+    assert "inputNode" in ei.value.message and "a, c" in ei.value.message
+    out = await worker.predict("mn/4", str(pb), "graphdef", {"inputNode": "a,c"},
+                               [np.ones((2, 2), np.float32), np.full((2, 2), 2, np.float32)])
+    np.testing.assert_array_equal(out[0], np.full((2, 2), 3, np.float32))
+
+
+# ----------------------------------------------------------------------------- crashes
+
+
+async def test_sigkill_mid_request_then_recovers(models) -> None:
+    b = models["graphdef"]
+    xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 3)
+    w = ModelWorker(threads=1)
+    try:
+        await w.load("k/1", str(b.path), b.fmt, b.params)
+        pid = w.pid
+        assert pid
+        os.kill(pid, signal.SIGSTOP)  # keep the request in flight
+        task = asyncio.ensure_future(w.predict("k/1", str(b.path), b.fmt, b.params, xs))
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkerCrashed) as ei:
+            await task
+        assert ei.value.status == 503
+        assert "SIGKILL" in ei.value.message and "memory" in ei.value.message
+        assert w.last_error and "SIGKILL" in w.last_error
+        out = await w.predict("k/1", str(b.path), b.fmt, b.params, xs)
+        np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+        assert w.pid != pid and w.restarts == 1 and w.state == "running"
+        assert not _alive(pid)
+    finally:
+        await w.stop()
+
+
+async def test_hang_times_out_then_recovers(models) -> None:
+    b = models["graphdef"]
+    xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 3)
+    w = ModelWorker(threads=1, request_timeout=1.5)
+    try:
+        await w.load("t/1", str(b.path), b.fmt, b.params)
+        pid = w.pid
+        assert pid
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        first = asyncio.ensure_future(w.predict("t/1", str(b.path), b.fmt, b.params, xs))
+        await asyncio.sleep(0.5)
+        # in flight when the first one times out: fails as a crash, not a timeout
+        with pytest.raises(WorkerCrashed) as ei2:
+            await w.predict("t/1", str(b.path), b.fmt, b.params, xs)
+        assert "timed out" in ei2.value.message
+        with pytest.raises(WorkerTimeout) as ei:
+            await first
+        assert ei.value.status == 504 and time.monotonic() - t0 < 5
+        assert w.last_error and "did not answer" in w.last_error
+        assert await _wait_gone(pid, 10)
+        out = await w.predict("t/1", str(b.path), b.fmt, b.params, xs)
+        np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+        assert w.pid != pid and w.restarts == 1
+    finally:
+        await w.stop()
+
+
+async def test_interpreter_without_tensorflow(tmp_path: Path) -> None:
+    venv = tmp_path / "notf"
+    subprocess.run([sys._base_executable if hasattr(sys, "_base_executable") else sys.executable,
+                    "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    w = ModelWorker(python=str(py), start_timeout=30)
+    t0 = time.monotonic()
+    with pytest.raises(WorkerUnavailable) as ei:
+        await w.predict("x/1", "/nonexistent", "graphdef", {}, [np.zeros((1, 2))])
+    assert time.monotonic() - t0 < 20
+    assert "TensorFlow" in ei.value.message and str(py) in ei.value.message
+    assert w.state == "failed" and w.last_error and "TensorFlow" in w.last_error
+    with pytest.raises(WorkerUnavailable):  # backs off: fails fast, no respawn loop
+        await w.start()
+    st = await w.status()
+    assert st["state"] == "failed" and st["tensorflow"] is None
+    await w.stop()
+
+    w = ModelWorker(python=str(tmp_path / "no-such-python"))
+    with pytest.raises(WorkerUnavailable) as ei:
+        await w.start()
+    assert "no-such-python" in ei.value.message
+
+
+async def test_worker_exits_when_server_dies(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import asyncio, os, sys
+        from tfaas_jupyter.supervisor import ModelWorker
+        async def main():
+            w = ModelWorker(threads=1)
+            await w.start()
+            print(w.pid, flush=True)
+            os._exit(0)
+        asyncio.run(main())
+    """)
+    res = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", script], capture_output=True, text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    pid = int(res.stdout.split()[0])
+    assert await _wait_gone(pid, 20), f"worker {pid} outlived its server"
+
+
+async def test_many_concurrent_predicts(worker: ModelWorker, models) -> None:
+    b = models["keras_file"]
+    rng = np.random.default_rng(42)
+    batches = [rng.normal(size=(1 + i % 7, tfmodels.N_IN)).astype(np.float32)
+               for i in range(200)]
+    outs = await asyncio.gather(*[
+        worker.predict("conc/1", str(b.path), b.fmt, {}, [x]) for x in batches
+    ])
+    for x, out in zip(batches, outs):
+        np.testing.assert_allclose(out[0], b.reference([x])[0], rtol=1e-5)
+
+
+async def test_stop_is_idempotent_and_restartable(models) -> None:
+    w = ModelWorker(threads=1)
+    await w.stop()
+    await w.start()
+    pid = w.pid
+    assert pid and w.state == "running"
+    await w.stop()
+    await w.stop()
+    assert w.state == "stopped" and w.pid is None
+    assert not _alive(pid)
+    st = await w.status()
+    assert st["state"] == "stopped" and st["pid"] is None
+
+
+# ----------------------------------------------------------------------------- server side
+
+
+async def test_supervisor_does_not_import_tensorflow() -> None:
+    code = ("import sys, tfaas_jupyter.supervisor, tfaas_jupyter.worker.wire; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_kernelspec_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kdir = tmp_path / "kernels" / "lcg"
+    kdir.mkdir(parents=True)
+    (kdir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "LCG", "language": "python", "env": {"TFAAS_TEST_VAR": "1"},
+    }))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    python, env = kernelspec_worker("lcg")
+    assert python == sys.executable
+    assert env["TFAAS_TEST_VAR"] == "1" and env.get("PATH") == os.environ.get("PATH")
+    with pytest.raises(WorkerUnavailable):
+        kernelspec_worker("no-such-kernel-xyz")
