@@ -292,6 +292,10 @@ async def test_wrong_input_shape(worker: ModelWorker, models) -> None:
     with pytest.raises(ModelError) as ei:
         await worker.predict("shape-sm/1", str(b.path), b.fmt, {}, [np.zeros((2, 6))])
     assert "2 input" in ei.value.message
+    with pytest.raises(ModelError) as ei:  # refused before anything is sent
+        await worker.predict("shape-obj/1", str(b.path), b.fmt, {},
+                             [np.array([[object()]]), np.zeros((1, 6))])
+    assert ei.value.kind == "input"
     b = models["graphdef"]
     xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 2)
     out = await worker.predict("graphdef/1", str(b.path), b.fmt, b.params, xs)

@@ -14,6 +14,7 @@ import collections
 import itertools
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -105,20 +106,29 @@ class ModelError(WorkerError):
         self.kind = kind
 
 
-def _describe_exit(rc: int | None, pid: int | None) -> str:
-    who = f"The model worker (pid {pid})" if pid else "The model worker"
+def _exit_phrase(rc: int | None) -> str:
+    """How a process ended, as a verb phrase ("exited with code 3", "was killed by ...")."""
     if rc is None:
-        return f"{who} stopped responding"
+        return "stopped responding"
     if rc < 0:
         try:
             name = signal.Signals(-rc).name
         except ValueError:
             name = f"signal {-rc}"
-        msg = f"{who} was killed by {name}"
+        msg = f"was killed by {name}"
         if -rc == signal.SIGKILL:
             msg += " (most likely the system ran out of memory: the model or batch may be too big)"
         return msg
-    return f"{who} exited with code {rc}"
+    return f"exited with code {rc}"
+
+
+def _describe_exit(rc: int | None, pid: int | None) -> str:
+    who = f"The model worker (pid {pid})" if pid else "The model worker"
+    return f"{who} {_exit_phrase(rc)}"
+
+
+#: stderr lines that are TensorFlow start-up chatter, not worth quoting in an error
+_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IW]\d{4} |To enable the following)")
 
 
 class _Conn:
@@ -321,7 +331,7 @@ class ModelWorker:
                 msg = f"The model worker cannot start: {fatal}"
             else:
                 msg = (f"The model worker ({self.python}) failed to start "
-                       f"({_describe_exit(rc, None).split(' ', 3)[-1]}){self._tail(conn)}")
+                       f"({_exit_phrase(rc)}){self._tail(conn)}")
             raise WorkerUnavailable(msg) from None
         except BaseException:
             conn.kill("start cancelled")
@@ -331,7 +341,7 @@ class ModelWorker:
 
     @staticmethod
     def _tail(conn: _Conn) -> str:
-        lines = [ln for ln in conn.stderr_tail if ln.strip()][-5:]
+        lines = [ln for ln in conn.stderr_tail if ln.strip() and not _NOISE.match(ln)][-5:]
         return (": " + " | ".join(lines)) if lines else ""
 
     async def _pump(self, conn: _Conn, stream: asyncio.StreamReader | None, level: int,
@@ -456,6 +466,10 @@ class ModelWorker:
         try:
             try:
                 await write_frame_async(conn.writer, {**header, "id": rid}, arrays)
+            except (TypeError, ValueError) as e:
+                # nothing was written: an object-dtype array or a non-JSON param
+                raise ModelError(f"The request cannot be sent to the model worker: {e}",
+                                 "input") from None
             except (OSError, RuntimeError):
                 # the channel broke: the read loop reports why
                 await asyncio.shield(conn.dead)
