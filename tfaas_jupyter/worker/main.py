@@ -17,6 +17,7 @@ carries the request's ``id`` and either the op's result or ``{"error": "<one lin
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import signal
 import socket
@@ -65,6 +66,12 @@ class Worker:
         self._lock = threading.Lock()  # guards the cache and _key_locks
         self._cache: LRU[str, Any] = LRU(cache_size)
         self._key_locks: dict[str, threading.Lock] = {}
+        # (sequence number, prefix) of recent unloads, so a load that was running while
+        # its key got unloaded does not put the stale model back into the cache.
+        self._unload_seq = 0
+        self._recent_unloads: collections.deque[tuple[int, str]] = collections.deque(
+            maxlen=256
+        )
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tfaas-req")
 
     # ---------------------------------------------------------------- cache
@@ -85,15 +92,21 @@ class Worker:
         with klock:
             with self._lock:
                 p = self._cache.get(key)
+                seq = self._unload_seq
             if p is not None:
                 return p
             p = loaders.load(fmt, path, params)
             with self._lock:
-                self._cache.put(key, p)
+                stale = any(n > seq and key.startswith(prefix)
+                            for n, prefix in self._recent_unloads)
+                if not stale:
+                    self._cache.put(key, p)
             return p
 
     def unload(self, prefix: str) -> list[str]:
         with self._lock:
+            self._unload_seq += 1
+            self._recent_unloads.append((self._unload_seq, prefix))
             gone = [k for k in self._cache if k.startswith(prefix)]
             for k in gone:
                 self._cache.pop(k)
