@@ -83,7 +83,7 @@ class TFaaSCaller:
         parts = ["tfaas", *[p for p in path.split("/") if p]] if path else ["tfaas", ""]
         response = await self.fetch(
             *parts, method=method, body=body, headers=headers or {},
-            raise_error=False, allow_nonstandard_methods=True, **kwargs,
+            raise_error=False, allow_nonstandard_methods=True, **{"request_timeout": 180, **kwargs},
         )
         return Reply(response.code, response.headers, response.body)
 
