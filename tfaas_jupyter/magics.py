@@ -1,0 +1,470 @@
+"""``%tfaas``: TFaaS from a notebook, with the kernel's own Jupyter server found for you.
+
+>>> %load_ext tfaas_jupyter
+>>> %tfaas upload model --name demo          # a live Keras model in the namespace
+>>> %tfaas predict demo X_test               # a DataFrame with one column per label
+>>> %tfaas curl demo                         # the same request from a shell
+
+Every subcommand talks to the server through :class:`tfaas_jupyter.client.TFaaSClient`;
+where that server is comes from :mod:`tfaas_jupyter.discovery`. Neither this module
+nor those import TensorFlow or jupyter_server: the kernel's Python may have another
+TensorFlow, or none (SWAN). A problem is reported as one line (IPython's
+``UsageError``), never a traceback: a notebook user needs the reason, not our stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from . import discovery
+from .client import TFaaSClient, TFaaSClientError
+from .discovery import DiscoveryError, ServerInfo
+
+__all__ = [
+    "HELP",
+    "TFaaSMagics",
+    "curl_command",
+    "example_request",
+    "format_status",
+    "load_ipython_extension",
+    "models_frame",
+    "output_labels",
+    "parse_cell_input",
+    "predictions_frame",
+]
+
+HELP = """\
+%tfaas: TensorFlow as a Service from this notebook (models served by the Jupyter server)
+
+  %tfaas status                          the server's status (worker, models, counts)
+  %tfaas models                          the models, their versions, inputs and labels
+  %tfaas upload MODEL_VAR --name NAME [--labels a,b,...] [--params FILE]
+                                         upload a live Keras model from the namespace
+  %tfaas upload PATH --name NAME [--params FILE] [--labels FILE]
+                                         upload a .pb (+params), .keras, .tar.gz or .zip
+  %tfaas predict [--version N] NAME EXPR predictions for EXPR (array, DataFrame with the
+                                         model's keys as columns, dict, list) as a DataFrame
+  %%tfaas predict [--version N] NAME     the cell is the JSON input: {"keys","values"}
+                                         or a list of rows
+  %tfaas delete NAME [--version N]       delete a model (or one version)
+  %tfaas curl NAME [--show-token]        a curl line doing a prediction from a shell
+  %tfaas browser                         a model browser widget (upload, delete, try it)
+  %tfaas connect URL [--token T]         use another server (no URL: find this kernel's)
+  %tfaas help                            this text
+
+The server is found with no configuration in a kernel started by Jupyter; elsewhere
+use %tfaas connect, or set TFAAS_URL and TFAAS_TOKEN.
+"""
+
+
+# -- pure helpers (tested without a kernel) -------------------------------------
+
+
+def output_labels(model: dict[str, Any] | None, width: int) -> list[str]:
+    """Column names for ``width`` outputs: the model's label names when they fit,
+    else ``output_0..n``."""
+    labels = list((model or {}).get("label_names") or (model or {}).get("labels") or [])
+    if len(labels) == width and len(set(map(str, labels))) == width:
+        return [str(label) for label in labels]
+    return [f"output_{i}" for i in range(width)]
+
+
+def predictions_frame(outputs: Any, model: dict[str, Any] | None = None, index: Any = None):
+    """Outputs as a pandas DataFrame with one column per label (a 2-D array without pandas)."""
+    array = np.atleast_2d(np.asarray(outputs))
+    columns = output_labels(model, array.shape[1])
+    try:
+        import pandas as pd
+    except ImportError:  # the kernel has no pandas: the array is still the answer
+        return array
+    if index is not None and len(index) != array.shape[0]:
+        index = None
+    return pd.DataFrame(array, columns=columns, index=index)
+
+
+def _input_width(model: dict[str, Any]) -> int | None:
+    total = 0
+    for spec in model.get("inputs") or []:
+        size = 1
+        for dim in list(spec.get("shape") or [])[1:]:
+            if dim is None or dim < 0:
+                return None
+            size *= int(dim)
+        total += size
+    return total or None
+
+
+def example_request(name: str, model: dict[str, Any] | None) -> dict[str, Any]:
+    """A valid /json request for ``model``: its keys (if params list them) and one row of
+    zeros of the right width."""
+    model = model or {}
+    keys = model.get("keys")
+    doc: dict[str, Any] = {"model": name}
+    if isinstance(keys, list) and keys:
+        doc["keys"] = [str(k) for k in keys]
+        doc["values"] = [0.0] * len(keys)
+    else:
+        doc["values"] = [0.0] * (_input_width(model) or 1)
+    return doc
+
+
+def curl_command(server: ServerInfo, name: str, model: dict[str, Any] | None = None,
+                 *, show_token: bool = False, token_var: str = "JUPYTER_TOKEN") -> str:
+    """One shell line doing a prediction with ``model`` on ``server``: the full URL with
+    its base_url, the token as ``$JUPYTER_TOKEN`` (the real one with ``show_token``)."""
+    body = json.dumps(example_request(name, model), separators=(",", ":"))
+    parts = ["curl", "-sS"]
+    if server.token or not show_token:
+        if show_token:
+            parts += ["-H", shlex.quote(f"Authorization: token {server.token}")]
+        else:
+            parts += ["-H", f'"Authorization: token ${token_var}"']
+    parts += ["-H", shlex.quote("Content-Type: application/json"), "-d", shlex.quote(body)]
+    parts.append(shlex.quote((server.public_url or server.url) + "tfaas/json"))
+    return " ".join(parts)
+
+
+def _parse_labels(value: str | None) -> Any:
+    """``--labels``: a labels.txt path, or labels separated by commas."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return str(path)
+    return [label.strip() for label in value.split(",") if label.strip()]
+
+
+def _parse_params(value: str | None) -> Any:
+    """``--params``: a params.json path, or the JSON itself."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return str(path)
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        raise UsageError(f"tfaas: --params {value!r} is neither a file nor JSON") from None
+    if not isinstance(doc, dict):
+        raise UsageError("tfaas: --params must be a JSON object")
+    return doc
+
+
+def parse_cell_input(text: str) -> tuple[Any, list[str] | None]:
+    """The body of ``%%tfaas predict``: ``{"keys","values"}``, ``{key: value}``, a row or
+    a list of rows. Answers (data, keys)."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"tfaas: the cell is not JSON: {exc}") from None
+    if isinstance(doc, dict) and "values" in doc:
+        keys = doc.get("keys")
+        return doc["values"], [str(k) for k in keys] if keys else None
+    return doc, None
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are UsageErrors (argparse would exit the kernel)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"tfaas {self.prog.split()[-1]}: {message} (see %tfaas help)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if message:
+            print(message, file=sys.stderr)
+        raise _Done()
+
+
+class _Done(Exception):
+    """``--help`` was printed: nothing more to do."""
+
+
+def _parser(command: str, *args: tuple[Sequence[str], dict[str, Any]]) -> _Parser:
+    parser = _Parser(prog=f"%tfaas {command}", add_help=True)
+    for names, kwargs in args:
+        parser.add_argument(*names, **kwargs)
+    return parser
+
+
+# -- the magics -------------------------------------------------------------------
+
+
+@magics_class
+class TFaaSMagics(Magics):
+    """The ``%tfaas`` / ``%%tfaas`` magic and its subcommands."""
+
+    def __init__(self, shell: Any = None) -> None:
+        super().__init__(shell)
+        self._client: TFaaSClient | None = None
+        self._client_key: tuple[str, str | None] | None = None
+        self._server: ServerInfo | None = None
+
+    # -- connection ---------------------------------------------------------------
+
+    def server(self) -> ServerInfo:
+        """The server to use, found again each time (cheap: a file read or a cached
+        ``connect``), so a restarted server or a new ``connect`` is picked up."""
+        try:
+            server = discovery.find_server()
+        except DiscoveryError as exc:
+            raise UsageError(str(exc)) from None
+        self._server = server
+        return server
+
+    def client(self) -> TFaaSClient:
+        server = self.server()
+        key = (server.url, server.token)
+        if self._client is None or self._client_key != key:
+            if self._client is not None:
+                self._client.close()
+            self._client = TFaaSClient(server.url, token=server.token)
+            self._client_key = key
+        return self._client
+
+    # -- entry point --------------------------------------------------------------
+
+    @line_cell_magic
+    def tfaas(self, line: str = "", cell: str | None = None) -> Any:
+        """TensorFlow as a Service from this notebook: ``%tfaas help`` lists the commands."""
+        line = line.strip()
+        command, _, rest = line.partition(" ")
+        command = command.strip()
+        if command in ("", "help", "-h", "--help"):
+            print(HELP)
+            return None
+        handler = getattr(self, f"_cmd_{command.replace('-', '_')}", None)
+        if handler is None:
+            raise UsageError(f"tfaas: unknown command {command!r}; see %tfaas help")
+        if cell is not None and command != "predict":
+            raise UsageError(f"tfaas: %%tfaas {command} takes no cell; only %%tfaas predict")
+        try:
+            if command == "predict":
+                return handler(rest.strip(), cell)
+            return handler(rest.strip())
+        except _Done:
+            return None
+        except TFaaSClientError as exc:
+            raise UsageError(f"tfaas {command}: {exc}") from None
+        except (OSError, ValueError, TypeError, DiscoveryError) as exc:
+            raise UsageError(f"tfaas {command}: {exc}") from None
+
+    # -- subcommands ----------------------------------------------------------------
+
+    def _cmd_status(self, rest: str) -> None:
+        _parser("status").parse_args(shlex.split(rest))
+        client = self.client()
+        status = client.status()
+        print(format_status(status, self._server))
+
+    def _cmd_models(self, rest: str) -> Any:
+        _parser("models").parse_args(shlex.split(rest))
+        models = self.client().models()
+        if not models:
+            print(f"no models on {self._server.url if self._server else 'the server'} yet; "
+                  "upload one with %tfaas upload")
+            return None
+        return models_frame(models)
+
+    def _cmd_upload(self, rest: str) -> None:
+        args = _parser(
+            "upload",
+            (["model"], {"help": "a Keras model variable, or a model file/folder path"}),
+            (["--name", "-n"], {"required": True, "help": "the model's name"}),
+            (["--params", "-p"], {"help": "params.json file (or JSON)"}),
+            (["--labels", "-l"], {"help": "labels.txt file, or labels separated by commas"}),
+        ).parse_args(shlex.split(rest))
+        model = self._resolve_model(args.model)
+        client = self.client()
+        answer = client.upload(args.name, model, params=_parse_params(args.params),
+                               labels=_parse_labels(args.labels))
+        inputs = ", ".join(_spec(s) for s in answer.get("inputs") or []) or "?"
+        outputs = ", ".join(_spec(s) for s in answer.get("outputs") or []) or "?"
+        labels = answer.get("labels")
+        print(f"uploaded {answer.get('name')} version {answer.get('version')} "
+              f"({answer.get('format')}; inputs {inputs}; outputs {outputs}"
+              + (f"; labels {', '.join(map(str, labels))}" if labels else "") + ")")
+
+    def _resolve_model(self, text: str) -> Any:
+        """A name in the user namespace (a live model) wins over a path of the same name."""
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        if text.isidentifier() and text in namespace:
+            return namespace[text]
+        path = Path(text).expanduser()
+        if path.exists():
+            return str(path)
+        if self.shell is not None and not text.isidentifier():
+            try:
+                return self.shell.ev(text)
+            except Exception:
+                pass
+        raise UsageError(
+            f"tfaas upload: {text!r} is neither a variable of this notebook nor a file"
+        )
+
+    def _cmd_predict(self, rest: str, cell: str | None) -> Any:
+        version = None
+        tokens = rest.split(None, 1)
+        while tokens and tokens[0] in ("--version", "-v"):
+            more = tokens[1].split(None, 1) if len(tokens) > 1 else []
+            if not more:
+                raise UsageError("tfaas predict: --version needs a number")
+            version = _version(more[0])
+            tokens = more[1].split(None, 1) if len(more) > 1 else []
+        if not tokens:
+            raise UsageError("tfaas predict: usage: %tfaas predict NAME EXPR "
+                             "(or %%tfaas predict NAME with JSON in the cell)")
+        name = tokens[0]
+        expr = tokens[1].strip() if len(tokens) > 1 else ""
+        keys = None
+        index = None
+        if cell is not None:
+            if expr:
+                raise UsageError("tfaas predict: give the input in the cell or on the line, "
+                                 "not both")
+            data, keys = parse_cell_input(cell)
+        else:
+            if not expr:
+                raise UsageError("tfaas predict: what to predict? %tfaas predict NAME EXPR")
+            try:
+                data = self.shell.ev(expr)
+            except Exception as exc:
+                raise UsageError(
+                    f"tfaas predict: cannot evaluate {expr!r}: {type(exc).__name__}: {exc}"
+                ) from None
+            if hasattr(data, "columns") and hasattr(data, "index"):
+                index = data.index
+        client = self.client()
+        outputs = client.predict(name, data, keys=keys, version=version)
+        try:
+            model = client.model(name)
+        except TFaaSClientError:
+            model = None
+        return predictions_frame(outputs, model, index)
+
+    def _cmd_delete(self, rest: str) -> None:
+        args = _parser(
+            "delete",
+            (["name"], {}),
+            (["--version", "-v"], {"type": _version}),
+        ).parse_args(shlex.split(rest))
+        answer = self.client().delete(args.name, args.version)
+        versions = answer.get("deleted_versions") if isinstance(answer, dict) else None
+        print(f"deleted {args.name}" + (f" version(s) {versions}" if versions else ""))
+
+    def _cmd_curl(self, rest: str) -> None:
+        args = _parser(
+            "curl",
+            (["name"], {}),
+            (["--show-token"], {"action": "store_true",
+                                "help": "put the real token in the line"}),
+        ).parse_args(shlex.split(rest))
+        client = self.client()
+        model = client.model(args.name)
+        assert self._server is not None
+        print(curl_command(self._server, args.name, model, show_token=args.show_token))
+
+    def _cmd_connect(self, rest: str) -> None:
+        args = _parser(
+            "connect",
+            (["url"], {"nargs": "?"}),
+            (["--token", "-t"], {}),
+        ).parse_args(shlex.split(rest))
+        previous = discovery._explicit
+        if args.url:
+            discovery.connect(args.url, args.token)
+        else:
+            discovery.disconnect()
+        try:
+            client = self.client()
+            count = len(client.models())
+        except (UsageError, TFaaSClientError) as exc:
+            if previous is None:
+                discovery.disconnect()
+            else:
+                discovery._explicit = previous
+            raise UsageError(f"tfaas connect: {exc}") from None
+        server = self._server
+        assert server is not None
+        print(f"tfaas: using {server.tfaas_url} ({server.source}; {count} model(s))")
+
+    def _cmd_browser(self, rest: str) -> Any:
+        _parser("browser").parse_args(shlex.split(rest))
+        from .widgets import ModelBrowser
+
+        return ModelBrowser(self.client())
+
+    def _cmd_server(self, rest: str) -> None:
+        """Where discovery points (undocumented: a debugging aid)."""
+        server = self.server()
+        print(f"{server.url} ({server.source})")
+
+
+def _version(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise UsageError(f"tfaas: version must be a number, not {text!r}") from None
+    if number < 1:
+        raise UsageError("tfaas: version must be 1 or more")
+    return number
+
+
+def _spec(spec: dict[str, Any]) -> str:
+    shape = ["?" if d is None or d < 0 else str(d) for d in spec.get("shape") or []]
+    return f"{spec.get('name', '?')}[{','.join(shape)}]"
+
+
+def models_frame(models: list[dict[str, Any]]):
+    """/models as a DataFrame (one row per model); a list of dicts without pandas."""
+    rows = []
+    for m in models:
+        labels = m.get("label_names") or []
+        rows.append({
+            "name": m.get("name"),
+            "version": m.get("version"),
+            "versions": m.get("versions"),
+            "format": m.get("format"),
+            "inputs": ", ".join(_spec(s) for s in m.get("inputs") or []),
+            "outputs": ", ".join(_spec(s) for s in m.get("outputs") or []),
+            "keys": len(m.get("keys") or []) or None,
+            "labels": ", ".join(map(str, labels[:8])) + (" ..." if len(labels) > 8 else ""),
+            "created": m.get("created"),
+        })
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    return pd.DataFrame(rows).set_index("name")
+
+
+def format_status(status: dict[str, Any], server: ServerInfo | None = None) -> str:
+    """The status as a few lines: where, worker, loaded models, per-model counts."""
+    worker = status.get("worker") or {}
+    lines = [
+        f"tfaas {status.get('version', '?')} at {server.tfaas_url if server else '?'}",
+        f"worker: {worker.get('state', '?')}, TensorFlow {status.get('tensorflow') or '?'}",
+        f"models on disk: {', '.join(status.get('models_on_disk') or []) or 'none'}",
+        f"models loaded: {', '.join(status.get('models_loaded') or []) or 'none'}",
+        f"requests: GET {status.get('getRequests', 0)}, POST {status.get('postRequests', 0)}, "
+        f"DELETE {status.get('deleteRequests', 0)}, errors {status.get('errors', 0)}",
+    ]
+    for name, entry in (status.get("models") or {}).items():
+        latency = entry.get("mean_latency_ms")
+        lines.append(f"  {name}: {entry.get('requests', 0)} requests, {entry.get('rows', 0)} "
+                     f"rows, {entry.get('errors', 0)} errors"
+                     + (f", mean {latency:.1f} ms" if latency is not None else ""))
+    return "\n".join(lines)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext tfaas_jupyter``: register ``%tfaas``."""
+    ipython.register_magics(TFaaSMagics)
