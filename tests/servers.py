@@ -1,0 +1,144 @@
+"""A real ``jupyter server`` subprocess with the extension, for tests that restart or
+kill the server, or need a kernel started by it."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    """A running server: its URLs, token and process."""
+
+    proc: subprocess.Popen
+    port: int
+    token: str
+    base_url: str
+    home: Path
+    log_path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The server's root URL, ending with the base URL's slash."""
+        return f"http://127.0.0.1:{self.port}{self.base_url}"
+
+    @property
+    def tfaas(self) -> str:
+        return self.url + "tfaas/"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 120,
+                ) -> tuple[int, bytes]:
+        """A blocking request to ``{base_url}{path}`` with the token; errors returned too."""
+        req = urllib.request.Request(self.url + path.lstrip("/"), data=body, method=method)
+        req.add_header("Authorization", f"token {self.token}")
+        for key, value in (headers or {}).items():
+            req.add_header(key, value)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def json(self, method: str, path: str, doc: Any = None) -> tuple[int, Any]:
+        body = None if doc is None else json.dumps(doc).encode()
+        code, raw = self.request(method, path, body)
+        return code, json.loads(raw) if raw else None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pid(self) -> int | None:
+        code, status = self.json("GET", "tfaas/status")
+        return (status or {}).get("worker", {}).get("pid") if code == 200 else None
+
+
+@contextmanager
+def jupyter_server(
+    home: Path,
+    *,
+    model_dir: Path | None = None,
+    base_url: str = "/",
+    args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    ready_path: str = "tfaas/models",
+    timeout: float = 120,
+) -> Iterator[ServerProcess]:
+    """Start ``python -m jupyter server`` with tfaas_jupyter; stop (or kill) it on exit."""
+    home.mkdir(parents=True, exist_ok=True)
+    port, token = free_port(), secrets.token_hex(16)
+    model_dir = model_dir or home / "models"
+    full_env = {
+        **os.environ,
+        "HOME": str(home),
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "IPYTHONDIR": str(home / "ipython"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **(env or {}),
+    }
+    cmd = [
+        sys.executable, "-m", "jupyter", "server", "--no-browser",
+        "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
+        f"--IdentityProvider.token={token}", f"--ServerApp.base_url={base_url}",
+        f"--ServerApp.root_dir={home}",
+        '--ServerApp.jpserver_extensions={"tfaas_jupyter": True}',
+        f"--TFaaSApp.model_dir={model_dir}",
+        *(args or []),
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log_path = home / f"server-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    server = ServerProcess(proc, port, token, base_url, home, log_path)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jupyter server exited early:\n{server.log()[-3000:]}")
+            try:
+                code, _ = server.request("GET", ready_path, timeout=5)
+                if code == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"jupyter server did not answer:\n{server.log()[-3000:]}")
+            time.sleep(0.3)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
