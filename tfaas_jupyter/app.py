@@ -10,6 +10,7 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default
 
+from .batching import Batcher
 from .repository import Repository
 from .service import DirectRunner, Limits, TFaaS
 
@@ -67,6 +68,26 @@ class TFaaSApp(ExtensionApp):
     start_worker = Bool(
         True, config=True, help="Start the model worker with the server (else on first use)."
     )
+    batching = Bool(
+        True, config=True,
+        help="Stack concurrent requests to one model into one worker call (greedy: an idle "
+        "model runs a request at once). Per model: params.json 'batching': false.",
+    )
+    max_batch_size = Int(
+        256, config=True,
+        help="Most rows in one batched worker call; bigger requests are cut into chunks. "
+        "Per model: params.json 'max_batch_size'.",
+    )
+    max_queue_delay_us = Int(
+        0, config=True,
+        help="Microseconds a non-full batch may wait for more requests (0: never wait). "
+        "Per model: params.json 'max_queue_delay_us'.",
+    )
+    max_in_flight = Int(
+        2, config=True,
+        help="Worker calls in flight per model while batching (the rest queue and are "
+        "stacked). Per model: params.json 'max_in_flight'.",
+    )
 
     def initialize_settings(self) -> None:
         from .supervisor import ModelWorker, kernelspec_worker
@@ -90,7 +111,15 @@ class TFaaSApp(ExtensionApp):
             max_rows=self.max_rows_per_request,
             max_image_pixels=self.max_image_pixels,
         )
-        self.service = TFaaS(repository, self.worker, DirectRunner(self.worker), limits)
+        runner: DirectRunner | Batcher = DirectRunner(self.worker)
+        if self.batching:
+            runner = Batcher(
+                self.worker,
+                max_batch_size=self.max_batch_size,
+                max_queue_delay_us=self.max_queue_delay_us,
+                max_in_flight=self.max_in_flight,
+            )
+        self.service = TFaaS(repository, self.worker, runner, limits)
         self.settings.update({"tfaas_service": self.service})
         self.log.info("tfaas: serving models from %s", repository.root)
 
