@@ -459,6 +459,36 @@ async def test_stop_is_idempotent_and_restartable(models) -> None:
     assert st["state"] == "stopped" and st["pid"] is None
 
 
+async def test_worker_started_on_another_loop_is_replaced(models) -> None:
+    """As under pytest-jupyter: started on a loop that then stops running."""
+    b = models["graphdef"]
+    xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 2)
+    w = ModelWorker(threads=1)
+    other = asyncio.new_event_loop()
+    try:
+        await asyncio.to_thread(other.run_until_complete, w.start())
+        old = w.pid
+        assert old
+        out = await asyncio.wait_for(
+            w.predict("loop/1", str(b.path), b.fmt, b.params, xs), 60)
+        np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+        assert w.pid != old
+        assert await _wait_gone(old, 10)
+    finally:
+        await w.stop()
+        await asyncio.to_thread(_shutdown_loop, other)
+
+
+def _shutdown_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Let the abandoned loop finish its leftovers (the old worker's tasks) and close it."""
+    tasks = asyncio.all_tasks(loop)
+    for t in tasks:
+        t.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(asyncio.sleep(0.1))
+    loop.close()
+
+
 # ----------------------------------------------------------------------------- server side
 
 

@@ -202,6 +202,7 @@ class ModelWorker:
         self._last_error: str | None = None
         self._failures = 0  # consecutive failed starts
         self._retry_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -234,7 +235,35 @@ class ModelWorker:
         """Start the worker if it is not running. Raises :class:`WorkerUnavailable`."""
         await self._ensure()
 
+    def _adopt_loop(self) -> None:
+        """Forget a worker started from another event loop.
+
+        Its reader task and futures belong to that loop, which may not run any more
+        (e.g. the extension started the worker while the server was being initialised
+        on a temporary loop): waiting on them would hang. Kill that process and start
+        afresh on the running loop.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        old, self._conn, self._starting, self._loop = self._conn, None, None, loop
+        if old is not None and old.proc.returncode is None:
+            old.kill_reason = old.kill_reason or "event loop changed"
+            try:
+                os.kill(old.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            # asyncio's child watcher (a thread, or pidfd on the old loop) reaps it;
+            # reap here too in case that loop is gone.
+            try:
+                os.waitpid(old.proc.pid, os.WNOHANG)
+            except OSError:
+                pass
+        if self._state in ("running", "starting"):
+            self._state = "stopped"
+
     async def _ensure(self) -> _Conn:
+        self._adopt_loop()
         c = self._conn
         if c is not None and c.alive:
             return c
@@ -390,7 +419,10 @@ class ModelWorker:
             rc = await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 5.0)
         except asyncio.TimeoutError:
             conn.kill("channel closed")  # channel closed but process lingering
-            rc = await conn.proc.wait()
+            try:
+                rc = await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 10.0)
+            except asyncio.TimeoutError:  # never seen; do not hang the callers on it
+                rc = conn.proc.returncode
         # let the stderr pump drain so the tail holds the last words
         await asyncio.wait(conn.tasks[:2], timeout=1.0)
         if conn.kill_reason is not None:
@@ -417,11 +449,15 @@ class ModelWorker:
         """Wait for the process and the channel teardown (never leaves a zombie)."""
         if conn.proc.returncode is None:
             conn.kill(conn.kill_reason or "cleanup")
-        await conn.proc.wait()
-        await asyncio.shield(conn.dead)
+        try:
+            await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 10.0)
+            await asyncio.wait_for(asyncio.shield(conn.dead), 20.0)
+        except asyncio.TimeoutError:
+            self.log.warning("model worker (pid %s) teardown is slow", conn.proc.pid)
 
     async def stop(self) -> None:
         """Stop the worker: close the channel (it exits on EOF), then kill. Idempotent."""
+        self._adopt_loop()
         if self._starting is not None and not self._starting.done():
             try:
                 await self._starting
@@ -442,7 +478,10 @@ class ModelWorker:
                 await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 5.0)
             except asyncio.TimeoutError:
                 conn.kill("server shutdown")
-        await conn.proc.wait()
+        try:
+            await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 10.0)
+        except asyncio.TimeoutError:
+            self.log.warning("model worker (pid %s) did not exit", conn.proc.pid)
         try:
             await asyncio.wait_for(asyncio.shield(conn.dead), 10.0)
         except asyncio.TimeoutError:
@@ -520,6 +559,7 @@ class ModelWorker:
 
         A no-op when the worker is not running (nothing is cached then).
         """
+        self._adopt_loop()
         c = self._conn
         if c is None or not c.alive:
             return
@@ -537,6 +577,7 @@ class ModelWorker:
             "tensorflow": None, "keras": None, "python_version": None,
             "threads": self.threads, "loaded": [], "cache_size": self.cache_size,
         }
+        self._adopt_loop()
         c = self._conn
         if start or (c is not None and c.alive):
             try:
