@@ -385,16 +385,16 @@ class TFaaSMagics(Magics):
         else:
             discovery.disconnect()
         try:
-            client = self.client()
-            count = len(client.models())
+            server = self.server()
+            # A short timeout: a wrong URL should fail now, not in two minutes.
+            with TFaaSClient(server.url, token=server.token, timeout=15) as probe:
+                count = len(probe.models())
         except (UsageError, TFaaSClientError) as exc:
             if previous is None:
                 discovery.disconnect()
             else:
                 discovery._explicit = previous
             raise UsageError(f"tfaas connect: {exc}") from None
-        server = self._server
-        assert server is not None
         print(f"tfaas: using {server.tfaas_url} ({server.source}; {count} model(s))")
 
     def _cmd_browser(self, rest: str) -> Any:
