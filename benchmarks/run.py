@@ -1,0 +1,505 @@
+#!/usr/bin/env python
+"""Throughput of tfaas-jupyter against the ceiling of the Jupyter server it lives in.
+
+One run starts a real Jupyter server subprocess with the extension, uploads the
+seed's 42-input model and a small CNN (each twice: batching on, and off through
+``params.json``), and drives it with wrk (200 keep-alive connections, 2 threads):
+
+* ``GET /api/status``: Jupyter's own cheapest authenticated API handler, the
+  ceiling for any handler in this server (same Tornado, auth, event loop);
+* ``POST /tfaas/json`` and ``/tfaas/proto`` (one row of the seed model), batching on/off;
+* ``POST /tfaas/json`` with one CNN image (flattened) per request, batching on/off;
+* bulk scoring: one ``/tfaas/json`` request of 10,000 seed rows (rows/s);
+* a notebook user's ``GET /api/contents`` latency while wrk saturates ``/tfaas/json``.
+
+It prints req/s, p50/p99 latency, rows/s and the ratios to the ceiling, then checks
+the targets of the issue. Numbers from a 2-core machine shared with other work are
+noisy: compare ratios within one run, not absolute figures across runs.
+
+Usage: ``benchmarks/run [--duration S] [--connections N] [--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tfaas_jupyter import tfaas_pb2  # noqa: E402
+from tfaas_jupyter.multipart import encode_multipart  # noqa: E402
+
+#: The CNN: 64x64x3 images, 8 conv layers; a single-row call takes several ms.
+CNN_SIDE, CNN_CHANNELS, CNN_LAYERS = 64, 48, 8
+
+LUA = """\
+wrk.method = "{method}"
+{body}
+wrk.headers["Authorization"] = "token {token}"
+wrk.headers["Content-Type"] = "{ctype}"
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "WRKJSON {{\\"requests\\":%d,\\"duration_us\\":%d,\\"p50_us\\":%d,\\"p90_us\\":%d," ..
+    "\\"p99_us\\":%d,\\"max_us\\":%d,\\"mean_us\\":%.1f,\\"connect\\":%d,\\"read\\":%d," ..
+    "\\"write\\":%d,\\"status\\":%d,\\"timeout\\":%d}}\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean, summary.errors.connect,
+    summary.errors.read, summary.errors.write, summary.errors.status,
+    summary.errors.timeout))
+end
+"""
+
+
+#: ``jupyter server`` running this checkout's code whether or not (or however) the
+#: package is installed: ``handlers/`` is ``tfaas_jupyter.handlers`` once the
+#: checkout is on the package's path, as the setuptools package-dir mapping says.
+SERVER_MAIN = """\
+import sys
+root = sys.argv.pop(1)
+sys.path.insert(0, root)
+import tfaas_jupyter
+tfaas_jupyter.__path__.append(root)
+from jupyter_server.serverapp import main
+sys.argv[0] = "jupyter-server"
+sys.exit(main())
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    rows_per_request: int = 1
+    errors: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rps * self.rows_per_request
+
+
+# -- tools ----------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    """wrk's path, installing the Debian package when it is missing (root or sudo)."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    print("wrk not found: installing it with apt-get", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
+    found = shutil.which("wrk")
+    if not found:
+        sys.exit("wrk is needed: apt-get install wrk")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+# -- the server -------------------------------------------------------------------------
+
+
+class Server:
+    """A ``jupyter server`` subprocess with the extension, in a scratch directory."""
+
+    def __init__(self, work: Path, extra: list[str]) -> None:
+        self.work = work
+        self.port = free_port()
+        self.token = os.urandom(16).hex()
+        (work / "root").mkdir(parents=True, exist_ok=True)
+        for name in ("config", "data", "runtime"):
+            (work / name).mkdir(exist_ok=True)
+        self.env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(work / "config"),
+            "JUPYTER_DATA_DIR": str(work / "data"),
+            "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
+        self.argv = [
+            sys.executable, "-c", SERVER_MAIN, str(ROOT), "--no-browser",
+            f"--port={self.port}", "--ip=127.0.0.1",
+            f"--IdentityProvider.token={self.token}",
+            '--ServerApp.jpserver_extensions={"tfaas_jupyter": True}',
+            f"--ServerApp.root_dir={work / 'root'}",
+            f"--TFaaSApp.model_dir={work / 'models'}",
+            *extra,
+        ]
+        if os.geteuid() == 0:
+            self.argv.append("--allow-root")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.work / "server.log", "wb")
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=log,
+                                     cwd=self.work)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                sys.exit(f"the server exited; see {self.work / 'server.log'}")
+            try:
+                status, _ = self.request("GET", "/api/status")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        else:
+            sys.exit("the server did not start within 120 s")
+        # the model worker starts in the background; /tfaas/status waits for it
+        self.request("GET", "/tfaas/status")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def headers(self, ctype: str = "application/json") -> dict[str, str]:
+        return {"Authorization": f"token {self.token}", "Content-Type": ctype}
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                ctype: str = "application/json", timeout: float = 300) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=self.headers(ctype))
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def upload(self, name: str, model: Path, params: dict[str, Any]) -> None:
+        files = {
+            "model": (model.name, model.read_bytes(), "application/octet-stream"),
+            "params": ("params.json", json.dumps({**params, "name": name}).encode(),
+                       "application/json"),
+        }
+        body, ctype = encode_multipart({"name": name}, files)
+        status, reply = self.request("POST", "/tfaas/upload", body, ctype)
+        if status != 200:
+            sys.exit(f"upload of {name} failed: {status} {reply[:300]!r}")
+
+
+# -- load generation -------------------------------------------------------------------
+
+
+def run_wrk(wrk: str, server: Server, work: Path, name: str, path: str, *,
+            body: bytes | None = None, ctype: str = "application/json",
+            duration: float, connections: int, threads: int = 2,
+            rows: int = 1) -> Result:
+    """Drive ``path`` with wrk: ``connections`` keep-alive clients for ``duration`` s."""
+    lua_body = ""
+    if body is not None:
+        body_file = work / f"{name}.body"
+        body_file.write_bytes(body)
+        lua_body = f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*a")\nf:close()'
+    script = work / f"{name}.lua"
+    script.write_text(LUA.format(method="POST" if body is not None else "GET",
+                                 body=lua_body, token=server.token, ctype=ctype))
+    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s",
+            "-s", str(script), f"http://127.0.0.1:{server.port}{path}"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    line = next((ln for ln in out.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        sys.exit(f"wrk printed no summary for {name}:\n{out}")
+    s = json.loads(line[len("WRKJSON "):])
+    errors = s["connect"] + s["read"] + s["write"] + s["status"] + s["timeout"]
+    return Result(
+        name=name, rps=s["requests"] / (s["duration_us"] / 1e6),
+        p50_ms=s["p50_us"] / 1e3, p99_ms=s["p99_us"] / 1e3, rows_per_request=rows,
+        errors=errors, extra={k: s[k] for k in ("status", "timeout", "connect", "read")},
+    )
+
+
+def warm(server: Server, path: str, body: bytes, ctype: str = "application/json") -> None:
+    """One request first: loads the model in the worker, checks the answer is a 200."""
+    status, reply = server.request("POST", path, body, ctype)
+    if status != 200:
+        sys.exit(f"{path} answered {status}: {reply[:300]!r}")
+
+
+def bulk(server: Server, rows: int, repeats: int = 5) -> Result:
+    """One request of ``rows`` seed rows, ``repeats`` times; the best and median rows/s."""
+    import random
+
+    rng = random.Random(0)
+    values = [[round(rng.random(), 4) for _ in range(42)] for _ in range(rows)]
+    body = json.dumps({"model": "vk", "values": values}).encode()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        status, reply = server.request("POST", "/tfaas/json", body)
+        times.append(time.perf_counter() - started)
+        if status != 200 or len(json.loads(reply)) != rows:
+            sys.exit(f"bulk request failed: {status} {reply[:200]!r}")
+    median = statistics.median(times)
+    return Result(name=f"bulk {rows} rows (1 request)", rps=1 / median, p50_ms=median * 1e3,
+                  p99_ms=max(times) * 1e3, rows_per_request=rows,
+                  extra={"best_rows_per_s": rows / min(times), "body_bytes": len(body)})
+
+
+def contents_during_saturation(wrk: str, server: Server, work: Path, body: bytes, *,
+                               duration: float, connections: int) -> tuple[Result, Result]:
+    """``GET /api/contents`` one at a time (a notebook user) while wrk saturates /json."""
+    holder: dict[str, Result] = {}
+
+    def load() -> None:
+        holder["r"] = run_wrk(wrk, server, work, "json-saturating", "/tfaas/json", body=body,
+                              duration=duration, connections=connections)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    time.sleep(min(2.0, duration / 4))
+    latencies = []
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    stop_at = time.monotonic() + duration - min(2.0, duration / 4) - 1.0
+    while time.monotonic() < stop_at:
+        started = time.perf_counter()
+        conn.request("GET", "/api/contents", headers=server.headers())
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - started)
+        if response.status != 200:
+            sys.exit(f"/api/contents answered {response.status}")
+        time.sleep(0.05)
+    conn.close()
+    thread.join()
+    contents = Result(
+        name="GET /api/contents during saturation", rps=len(latencies) / duration,
+        p50_ms=pct(latencies, 50) * 1e3, p99_ms=pct(latencies, 99) * 1e3,
+        extra={"samples": len(latencies), "max_ms": max(latencies) * 1e3},
+    )
+    return contents, holder["r"]
+
+
+# -- models ------------------------------------------------------------------------------
+
+
+def build_models(work: Path) -> tuple[Path, Path, float]:
+    """The seed model, the CNN (.keras) and the CNN's single-row call time in ms.
+
+    Built in a child process so TensorFlow stays out of the measuring process.
+    """
+    seed = work / "seed"
+    cnn = work / "cnn.keras"
+    out = subprocess.run([sys.executable, __file__, "--build-models", str(seed), str(cnn)],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout
+    single_ms = float(out.strip().splitlines()[-1])
+    return seed, cnn, single_ms
+
+
+def _build_models_child(seed: Path, cnn: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_seed_model", ROOT / "examples" / "make_seed_model.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.build(seed)
+
+    import numpy as np
+    import tensorflow as tf
+
+    threads = os.cpu_count() or 1
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = inputs = keras.Input((CNN_SIDE, CNN_SIDE, 3))
+    for i in range(CNN_LAYERS):
+        x = keras.layers.Conv2D(CNN_CHANNELS, 3, padding="same", activation="relu")(x)
+        if i % 2 == 1:
+            x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(10, activation="softmax")(x)
+    model = keras.Model(inputs, x)
+    model.save(cnn)
+    # the single-row time of the worker's hot path: a concrete function call
+    fn = tf.function(lambda t: model(t, training=False)).get_concrete_function(
+        tf.TensorSpec((None, CNN_SIDE, CNN_SIDE, 3)))
+    one = tf.constant(np.random.rand(1, CNN_SIDE, CNN_SIDE, 3).astype("f4"))
+    for _ in range(5):
+        fn(one)
+    started = time.perf_counter()
+    for _ in range(50):
+        fn(one).numpy()
+    print((time.perf_counter() - started) / 50 * 1e3)
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+def proto_row(values: list[float], model: str) -> bytes:
+    row = tfaas_pb2.Row()
+    row.key.extend([f"attr{i}" for i in range(len(values))])
+    row.value.extend(values)
+    row.model = model
+    return row.SerializeToString()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    ap.add_argument("--connections", type=int, default=200)
+    ap.add_argument("--bulk-rows", type=int, default=10_000)
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="extra jupyter server argument (repeatable)")
+    ap.add_argument("--build-models", nargs=2, type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.build_models:
+        _build_models_child(*args.build_models)
+        return 0
+
+    wrk = ensure_wrk()
+    work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
+    print(f"scratch: {work}", flush=True)
+    seed, cnn, cnn_single_ms = build_models(work)
+    print(f"CNN single-row call (in process): {cnn_single_ms:.2f} ms", flush=True)
+    server = Server(work, args.server_arg)
+    server.start()
+    d, c = args.duration, args.connections
+    results: list[Result] = []
+    try:
+        seed_params = json.loads((seed / "params.json").read_text())
+        server.upload("vk", seed / seed_params.get("model", "model.pb"), seed_params)
+        server.upload("vkoff", seed / seed_params.get("model", "model.pb"),
+                      {**seed_params, "batching": False})
+        server.upload("cnn", cnn, {})
+        server.upload("cnnoff", cnn, {"batching": False})
+
+        row = [round(0.01 * i, 3) for i in range(42)]
+        json_on = json.dumps({"model": "vk", "values": row}).encode()
+        json_off = json.dumps({"model": "vkoff", "values": row}).encode()
+        proto_on, proto_off = proto_row(row, "vk"), proto_row(row, "vkoff")
+        octet = "application/octet-stream"
+        import random
+
+        rng = random.Random(1)
+        image = [round(rng.random() * 255, 1) for _ in range(CNN_SIDE * CNN_SIDE * 3)]
+        cnn_on = json.dumps({"model": "cnn", "values": image}).encode()
+        cnn_off = json.dumps({"model": "cnnoff", "values": image}).encode()
+        for path, body, ctype in (("/tfaas/json", json_on, "application/json"),
+                                  ("/tfaas/json", json_off, "application/json"),
+                                  ("/tfaas/proto", proto_on, octet),
+                                  ("/tfaas/proto", proto_off, octet),
+                                  ("/tfaas/json", cnn_on, "application/json"),
+                                  ("/tfaas/json", cnn_off, "application/json")):
+            warm(server, path, body, ctype)
+
+        def go(name: str, path: str, body: bytes | None = None,
+               ctype: str = "application/json") -> Result:
+            r = run_wrk(wrk, server, work, name.replace(" ", "_").replace("/", "_"), path,
+                        body=body, ctype=ctype, duration=d, connections=c)
+            r.name = name
+            results.append(r)
+            print(f"  {name:<42} {r.rps:9.0f} req/s  p50 {r.p50_ms:7.2f} ms  "
+                  f"p99 {r.p99_ms:7.2f} ms  errors {r.errors}", flush=True)
+            return r
+
+        print(f"wrk -t2 -c{c} -d{d:g}s", flush=True)
+        ceiling = go("GET /api/status (ceiling)", "/api/status")
+        json_b = go("POST /tfaas/json batching on", "/tfaas/json", json_on)
+        go("POST /tfaas/json batching off", "/tfaas/json", json_off)
+        proto_b = go("POST /tfaas/proto batching on", "/tfaas/proto", proto_on, octet)
+        go("POST /tfaas/proto batching off", "/tfaas/proto", proto_off, octet)
+        cnn_b = go("POST /tfaas/json CNN batching on", "/tfaas/json", cnn_on)
+        cnn_nb = go("POST /tfaas/json CNN batching off", "/tfaas/json", cnn_off)
+        b = bulk(server, args.bulk_rows)
+        results.append(b)
+        print(f"  {b.name:<42} {b.rows_per_s:9.0f} rows/s (median of 5; best "
+              f"{b.extra['best_rows_per_s']:.0f}), {b.p50_ms:.0f} ms per request", flush=True)
+        contents, saturating = contents_during_saturation(
+            wrk, server, work, json_on, duration=d, connections=c)
+        saturating.name = "POST /tfaas/json (while /api/contents)"
+        results += [contents, saturating]
+        print(f"  {contents.name:<42} p50 {contents.p50_ms:.1f} ms  p99 "
+              f"{contents.p99_ms:.1f} ms  ({contents.extra['samples']} requests, json at "
+              f"{saturating.rps:.0f} req/s)", flush=True)
+        status, reply = server.request("GET", "/tfaas/status")
+        batching = json.loads(reply).get("batching") if status == 200 else None
+    finally:
+        server.stop()
+
+    print("\nresults (ratios are to GET /api/status of this run)")
+    print(f"{'scenario':<44}{'req/s':>9}{'rows/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'x rps':>8}{'x p99':>8}")
+    for r in results:
+        print(f"{r.name:<44}{r.rps:9.0f}{r.rows_per_s:11.0f}{r.p50_ms:9.2f}{r.p99_ms:9.2f}"
+              f"{r.rps / ceiling.rps:8.2f}{r.p99_ms / ceiling.p99_ms:8.2f}")
+    if batching:
+        for key, m in batching.get("models", {}).items():
+            print(f"batching {key}: {m['requests']} requests in {m['worker_calls']} worker "
+                  f"calls (mean {m['mean_requests_per_call']}, max "
+                  f"{m['max_requests_per_call']} requests per call)")
+
+    targets = [
+        ("/tfaas/json >= 0.9x /api/status req/s", json_b.rps / ceiling.rps, 0.9, True),
+        ("/tfaas/json p99 <= 1.25x /api/status p99", json_b.p99_ms / ceiling.p99_ms, 1.25,
+         False),
+        ("/tfaas/proto >= /tfaas/json req/s", proto_b.rps / json_b.rps, 1.0, True),
+        ("CNN batching on >= 3x off", cnn_b.rps / cnn_nb.rps, 3.0, True),
+        ("bulk >= 100,000 rows/s", b.rows_per_s, 100_000, True),
+        ("/api/contents p99 < 1 s during saturation (ms)", contents.p99_ms, 1000, False),
+        ("CNN single-row call >= 5 ms (in process)", cnn_single_ms, 5.0, True),
+    ]
+    print("\ntargets")
+    for name, value, bound, at_least in targets:
+        ok = value >= bound if at_least else value <= bound
+        print(f"  {'MET ' if ok else 'MISS'} {name}: {value:.3g} (bound {bound:g})")
+    errors = sum(r.errors for r in results)
+    if errors:
+        print(f"\nWARNING: {errors} failed requests (non-2xx, timeouts or socket errors)")
+    if args.json:
+        args.json.write_text(json.dumps(
+            {"results": [{**asdict(r), "rows_per_s": r.rows_per_s} for r in results],
+             "cnn_single_row_ms": cnn_single_ms, "batching": batching,
+             "targets": [{"name": n, "value": v, "bound": bd} for n, v, bd, _ in targets],
+             "cores": os.cpu_count()}, indent=1))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
