@@ -35,7 +35,9 @@ class TFaaSHandler(ExtensionHandlerMixin, APIHandler):
         self._model_name: str | None = None
         self._rows = 0
         await super().prepare()
-        if self.current_user is None:
+        # A CORS preflight carries no credentials by design: Jupyter's own options()
+        # answers it (no content, no data), exactly as for Jupyter's REST API.
+        if self.current_user is None and self.request.method != "OPTIONS":
             raise web.HTTPError(403, "authentication required")
 
     def _handle_request_exception(self, e: BaseException) -> None:

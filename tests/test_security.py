@@ -1,0 +1,225 @@
+"""Authentication: nothing under ``{base_url}tfaas/`` is served without a login, the
+login cookie needs the XSRF token, CORS stays Jupyter's, and jupyter_server's own auth
+gate (the extension template's check_auth.py) finds no undecorated handler of ours."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+import pytest
+from conftest import TFaaSCaller
+from tfaas_jupyter.handlers import routes
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.web import RequestHandler
+
+pytestmark = pytest.mark.timeout(600)
+
+_SAMPLES = {"name": "vk", "version": "1"}
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def expand(pattern: str) -> str:
+    """A concrete path for a route pattern: groups filled with sample values."""
+    path = re.sub(r"\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)", lambda m: _SAMPLES[m.group(1)], pattern)
+    path = path.replace("/?", "/")
+    assert not set(path) & set("()[]?*+\\$^"), f"cannot expand route {pattern!r} -> {path!r}"
+    return path.lstrip("/")
+
+
+def implemented_methods(handler: type) -> list[str]:
+    """The HTTP methods a handler implements itself (not RequestHandler's 405 stubs)."""
+    found = []
+    for method in _METHODS:
+        impl = getattr(handler, method.lower(), None)
+        if impl is not None and impl is not getattr(RequestHandler, method.lower(), None):
+            found.append(method)
+    return found
+
+
+def route_cases() -> list[tuple[str, str, type]]:
+    cases = []
+    for pattern, handler in routes():
+        for method in implemented_methods(handler):
+            cases.append((method, expand(pattern), handler))
+    return cases
+
+
+def test_route_expansion_covers_every_route() -> None:
+    cases = route_cases()
+    assert {path for _m, path, _h in cases} >= {
+        "tfaas/", "tfaas/json", "tfaas/upload", "tfaas/delete/vk/1", "tfaas/params/vk/1",
+    }
+    assert len({pattern for pattern, _ in routes()}) == len(routes())
+
+
+async def _raw(url: str, method: str, headers: dict[str, str] | None = None,
+               body: bytes | None = None) -> HTTPResponse:
+    if body is None and method in ("POST", "PUT", "PATCH"):
+        body = b"{}"
+    return await AsyncHTTPClient().fetch(
+        url, method=method, headers=headers or {}, body=body, raise_error=False,
+        follow_redirects=False, allow_nonstandard_methods=True, request_timeout=120,
+    )
+
+
+async def test_every_route_and_method_refuses_unauthenticated_clients(
+    tfaas: TFaaSCaller, seed_dir: Path, jp_http_port: int, jp_base_url: str, model_dir: Path
+) -> None:
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    base = f"http://localhost:{jp_http_port}{jp_base_url}"
+    secrets = [b"dense_1_input", b"output_node0", b"signal", str(model_dir).encode()]
+    checked = 0
+    for method, path, _handler in route_cases():
+        for headers in ({}, {"Authorization": "token wrong"}, {"Cookie": "username-x=forged"}):
+            reply = await _raw(base + path, method, headers)
+            where = f"{method} /{path} {headers}"
+            if method == "OPTIONS":
+                # CORS preflight: Jupyter's answer, with no content and no wildcard.
+                assert reply.code in (200, 204, 403, 405), (where, reply.code)
+                assert reply.code >= 400 or not reply.body, where
+            elif reply.code == 302:
+                assert method in ("GET", "HEAD") and path == "tfaas/", where
+                assert "/login" in reply.headers["Location"], where
+            else:
+                assert reply.code == 403, (where, reply.code, reply.body[:300])
+            assert reply.headers.get("Access-Control-Allow-Origin") is None, where
+            for secret in secrets:
+                assert secret not in reply.body, (where, secret, reply.body[:300])
+            if method not in ("HEAD", "OPTIONS") and reply.code == 403:
+                assert "error" in json.loads(reply.body) or b"403" in reply.body, where
+            checked += 1
+    assert checked >= 3 * len(routes())
+    # Nothing was changed by the refused requests.
+    assert (await tfaas.call("GET", "models/vk")).json()["versions"] == [1]
+
+
+def _cookies(response: HTTPResponse) -> dict[str, str]:
+    jar: dict[str, str] = {}
+    for header in response.headers.get_list("Set-Cookie"):
+        cookie = SimpleCookie()
+        cookie.load(header)
+        for key, morsel in cookie.items():
+            jar[key] = morsel.value
+    return jar
+
+
+async def test_cookie_login_needs_the_xsrf_token(
+    tfaas: TFaaSCaller, seed_dir: Path, jp_http_port: int, jp_base_url: str, jp_serverapp
+) -> None:
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    base = f"http://localhost:{jp_http_port}{jp_base_url}"
+    token = jp_serverapp.identity_provider.token
+    # The login page hands out the _xsrf cookie; a token request the login cookie.
+    jar = _cookies(await _raw(base + "login", "GET"))
+    assert "_xsrf" in jar, "the login page should set the _xsrf cookie"
+    login = await _raw(base + "tfaas/models", "GET", {"Authorization": f"token {token}"})
+    assert login.code == 200
+    jar.update(_cookies(login))
+    login_cookies = [k for k in jar if k.startswith("username-")]
+    assert login_cookies, jar
+    cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
+    body = (seed_dir / "input.json").read_bytes()
+
+    # the cookie alone lets a browser read...
+    reply = await _raw(base + "tfaas/models", "GET", {"Cookie": cookie})
+    assert reply.code == 200 and b"vk" in reply.body
+    # ...but not post: a cross-site form could do that
+    reply = await _raw(base + "tfaas/json", "POST", {"Cookie": cookie}, body)
+    assert reply.code == 403, reply.body
+    assert b"signal" not in reply.body and b"[" not in reply.body.split(b'"error"')[0]
+    reply = await _raw(base + "tfaas/json", "POST",
+                       {"Cookie": cookie, "X-XSRFToken": "not-the-token"}, body)
+    assert reply.code == 403
+    reply = await _raw(base + "tfaas/delete/vk", "DELETE", {"Cookie": cookie})
+    assert reply.code == 403
+    # with the _xsrf cookie echoed in the header it works
+    reply = await _raw(base + "tfaas/json", "POST",
+                       {"Cookie": cookie, "X-XSRFToken": jar["_xsrf"]}, body)
+    assert reply.code == 200, reply.body
+    assert 0.0 < json.loads(reply.body)[0] < 1.0
+    assert (await tfaas.call("GET", "models/vk")).code == 200
+
+
+async def test_cors_stays_jupyters(
+    tfaas: TFaaSCaller, seed_dir: Path, jp_http_port: int, jp_base_url: str, jp_serverapp
+) -> None:
+    """Our endpoints answer a foreign Origin exactly as Jupyter's own API does.
+
+    (Jupyter lets token-authenticated requests cross origins by echoing the Origin;
+    we add nothing, in particular never ``Access-Control-Allow-Origin: *``.)
+    """
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    root = f"http://localhost:{jp_http_port}{jp_base_url}"
+    token = jp_serverapp.identity_provider.token
+    body = (seed_dir / "input.json").read_bytes()
+    cors = ("Access-Control-Allow-Origin", "Access-Control-Allow-Credentials",
+            "Access-Control-Allow-Methods", "Access-Control-Allow-Headers")
+    for headers in ({"Origin": "http://evil.example", "Authorization": f"token {token}"},
+                    {"Origin": "http://evil.example"}):
+        for method in ("GET", "OPTIONS", "POST"):
+            jupyter = await _raw(root + "api/status", method, headers)
+            want = {h: jupyter.headers.get(h) for h in cors}
+            for path in ("models", "status", "json"):
+                reply = await _raw(root + "tfaas/" + path, method, headers,
+                                   body if method == "POST" else None)
+                got = {h: reply.headers.get(h) for h in cors}
+                where = (method, path, headers.keys())
+                assert got["Access-Control-Allow-Origin"] != "*", where
+                if reply.code not in (404, 405) and jupyter.code != 405:
+                    assert got == want, (where, got, want)
+                if "Authorization" not in headers:
+                    assert got["Access-Control-Allow-Origin"] is None, where
+
+
+_AUTH_GATE = textwrap.dedent(
+    """
+    import sys, warnings
+    from jupyter_server.serverapp import ServerApp
+    from jupyter_server.utils import JupyterServerAuthWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        app = ServerApp(
+            allow_unauthenticated_access=False,
+            jpserver_extensions={"tfaas_jupyter": True},
+            reraise_server_extension_failures=True,
+        )
+        app.initialize(argv=["--TFaaSApp.model_dir=" + sys.argv[1],
+                             "--TFaaSApp.start_worker=False"],
+                       find_extensions=False, new_httpserver=False)
+    loaded = "tfaas_jupyter" in app.extension_manager.extensions
+    print("LOADED" if loaded else "NOT LOADED")
+    for w in caught:
+        if issubclass(w.category, JupyterServerAuthWarning):
+            print("AUTHWARNING", str(w.message).replace("\\n", " | "))
+    """
+)
+
+
+def test_jupyter_auth_gate_finds_no_unauthenticated_handler(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_NO_CONFIG": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _AUTH_GATE, str(tmp_path / "models")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "LOADED" in result.stdout.splitlines(), result.stdout + result.stderr[-3000:]
+    handler_names = {h.__name__ for _p, h in routes()} | {"tfaas"}
+    ours = [
+        line for line in result.stdout.splitlines()
+        if line.startswith("AUTHWARNING") and any(n in line for n in handler_names)
+    ]
+    assert ours == [], ours
