@@ -25,7 +25,12 @@ def generate(out_dir: Path) -> Path:
     return out_dir / "tfaas_pb2.py"
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """``generate.py`` rewrites the module in place; ``generate.py DIR`` writes it into DIR."""
+    if argv:
+        produced = generate(Path(argv[0]))
+        print(f"wrote {produced}")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         produced = generate(Path(tmp))
         TARGET.write_bytes(produced.read_bytes())
@@ -34,4 +39,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

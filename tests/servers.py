@@ -115,7 +115,8 @@ def jupyter_server(
         cmd.append("--allow-root")
     log_path = home / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+    # cwd: not the source tree, whose tfaas_jupyter/ would shadow the installed package.
+    proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=home,
                             start_new_session=True)
     server = ServerProcess(proc, port, token, base_url, home, log_path)
     try:

@@ -1,0 +1,189 @@
+"""The extension as a whole: restarts, the supervised worker, packaging, no TF in the server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TFaaSCaller
+from servers import jupyter_server
+
+from tfaas_jupyter.multipart import encode_multipart
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def seed_upload_body(seed_dir: Path) -> tuple[bytes, str]:
+    return encode_multipart(
+        {"name": "vk"},
+        {
+            "params": ("params.json", (seed_dir / "params.json").read_bytes(), "application/json"),
+            "model": ("model.pb", (seed_dir / "model.pb").read_bytes(), "application/octet-stream"),
+            "labels": ("labels.txt", (seed_dir / "labels.txt").read_bytes(), "text/plain"),
+        },
+    )
+
+
+def test_models_survive_a_restart_under_a_hub_base_url(tmp_path: Path, seed_dir: Path) -> None:
+    model_dir = tmp_path / "models"
+    body, ctype = seed_upload_body(seed_dir)
+    doc = json.loads((seed_dir / "input.json").read_text())
+    with jupyter_server(tmp_path / "one", model_dir=model_dir, base_url="/user/alice/") as srv:
+        code, _ = srv.request("POST", "tfaas/upload", body, {"Content-Type": ctype})
+        assert code == 200
+        code, first = srv.json("POST", "tfaas/json", doc)
+        assert code == 200
+        worker = srv.worker_pid()
+        assert worker
+    # a stopped server leaves no TensorFlow process behind
+    for _ in range(100):
+        if not _alive(worker):
+            break
+        import time
+
+        time.sleep(0.1)
+    assert not _alive(worker)
+    with jupyter_server(tmp_path / "two", model_dir=model_dir, base_url="/user/alice/") as srv:
+        code, models = srv.json("GET", "tfaas/models")
+        assert [m["name"] for m in models] == ["vk"]
+        code, again = srv.json("POST", "tfaas/json", doc)
+        assert code == 200 and again == first
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purpose
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+async def test_worker_killed_mid_request(tfaas: TFaaSCaller, seed_dir: Path, jp_fetch) -> None:
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    doc = json.loads((seed_dir / "input.json").read_text())
+    expected = (await tfaas.predict(doc)).json()
+    status = (await tfaas.call("GET", "status")).json()
+    pid = status["worker"]["pid"]
+    os.kill(pid, signal.SIGSTOP)  # the request below is then surely in flight
+    try:
+        pending = asyncio.ensure_future(tfaas.predict(doc))
+        await asyncio.sleep(0.5)
+        assert not pending.done()
+        # the notebook server stays responsive meanwhile
+        contents = await jp_fetch("api", "contents", request_timeout=10)
+        assert contents.code == 200
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    reply = await pending
+    assert reply.code == 503, reply.body
+    assert "worker" in reply.json()["error"]
+    # the next request is served by a new worker
+    again = await tfaas.predict(doc)
+    assert again.code == 200 and again.json() == expected
+    status = (await tfaas.call("GET", "status")).json()
+    assert status["worker"]["pid"] != pid
+    assert status["worker"]["restarts"] >= 1
+
+
+@pytest.fixture
+def tfaas_config(request, tmp_path_factory) -> dict:
+    if request.node.name != "test_extension_loads_without_a_working_worker":
+        return {}
+    # A Python without TensorFlow (nor numpy): a bare venv, isolated from PYTHONPATH.
+    root = tmp_path_factory.mktemp("notf")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")],
+                   check=True)
+    wrapper = root / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{root / "venv" / "bin" / "python"}" -I "$@"\n')
+    wrapper.chmod(0o755)
+    return {"worker_python": str(wrapper)}
+
+
+async def test_extension_loads_without_a_working_worker(
+    tfaas: TFaaSCaller, seed_dir: Path
+) -> None:
+    assert (await tfaas.call("GET", "models")).json() == []
+    status = await tfaas.call("GET", "status")
+    assert status.code == 200
+    reply = await tfaas.upload_dir(seed_dir, "vk")
+    assert reply.code == 503, (await tfaas.call("GET", "status")).json()["worker"]
+    assert "numpy" in reply.json()["error"] or "tensorflow" in reply.json()["error"].lower()
+    status = (await tfaas.call("GET", "status")).json()
+    assert status["worker"]["state"] in ("failed", "stopped")
+    assert status["worker"]["last_error"]
+    assert (await tfaas.call("GET", "models")).json() == []
+
+
+def test_importing_the_server_side_never_imports_tensorflow() -> None:
+    code = (
+        "import sys, tfaas_jupyter, tfaas_jupyter.app, tfaas_jupyter.handlers, "
+        "tfaas_jupyter.service, tfaas_jupyter.supervisor, tfaas_jupyter.codecs\n"
+        "from tfaas_jupyter.app import TFaaSApp\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+        "assert 'keras' not in sys.modules, 'keras imported'\n"
+        "print('clean')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "clean" in out.stdout, out.stderr
+
+
+def test_generated_proto_module_is_reproducible(tmp_path: Path) -> None:
+    # protoc runs in its own process: it must not share one with TensorFlow's protobuf.
+    subprocess.run([sys.executable, str(ROOT / "proto" / "generate.py"), str(tmp_path)],
+                   check=True, timeout=120)
+    produced = tmp_path / "tfaas_pb2.py"
+    assert produced.read_bytes() == (ROOT / "tfaas_jupyter" / "tfaas_pb2.py").read_bytes()
+
+
+def test_wheel_installs_and_enables_the_extension(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+        check=True, timeout=300,
+    )
+    (wheel,) = wheels.glob("tfaas_jupyter-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "tfaas_jupyter/handlers/__init__.py" in names
+    assert "tfaas_jupyter/worker/main.py" in names
+    assert any(n.endswith("etc/jupyter/jupyter_server_config.d/tfaas_jupyter.json") for n in names)
+    # A fresh venv that borrows the test venv's packages (a path, not its .pth hooks)
+    # and gets the wheel installed as a user would: pip install, nothing else.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site,) = venv.glob("lib/python*/site-packages")
+    borrowed = [p for p in sys.path if p.endswith("site-packages")]
+    (site / "borrowed.pth").write_text("\n".join(borrowed) + "\n")
+    python = str(venv / "bin" / "python")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q",
+         str(wheel)], check=True, timeout=300,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "PYTHONPATH"))}
+    env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "cfg")
+    out = subprocess.run(
+        [python, "-m", "jupyter_server.extension.serverextension", "list"],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )
+    text = out.stdout + out.stderr
+    assert str(venv / "etc" / "jupyter") in text, text
+    assert "tfaas_jupyter \x1b[32menabled" in text or "tfaas_jupyter enabled" in text, text
+    assert "Validating tfaas_jupyter" in text and "tfaas_jupyter 0.1.0" in text, text
+    assert "OK" in text.split("Validating tfaas_jupyter")[-1], text
+    where = subprocess.run(
+        [python, "-c", "import tfaas_jupyter.handlers as h; print(h.__file__)"],
+        capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
+    )
+    assert where.stdout.strip().startswith(str(site)), where
