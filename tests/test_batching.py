@@ -175,18 +175,20 @@ async def test_worker_crash_fails_the_batch_without_retries() -> None:
 
 
 @unit
-async def test_oversized_requests_are_split_and_batches_bounded() -> None:
+async def test_oversized_requests_go_alone_and_batches_are_bounded() -> None:
     worker = FakeWorker()
     batcher = Batcher(worker, max_in_flight=1, max_batch_size=4)
     mv = FakeModel()
     big = np.arange(10, dtype=np.float32)[:, None].repeat(3, axis=1)
-    out = await batcher.predict(mv, [big])
-    assert out[1].ravel().tolist() == list(range(10))
-    assert max(worker.calls) <= 4 and sum(worker.calls) == 10
+    results = await _held(worker, batcher, mv, [[_row(1.0)], [big], [_row(7.0)]])
+    assert results[1][1].ravel().tolist() == list(range(10))
+    assert [r[1].item() for r in (results[0], results[2])] == [1.0, 7.0]
+    assert worker.calls == [1, 2, 10]  # the small ones stacked, the big one alone
     worker.calls.clear()
     results = await _held(worker, batcher, mv, [[_row(float(i))] for i in range(10)])
     assert [r[1].item() for r in results] == list(range(10))
     assert max(worker.calls) <= 4 and sum(worker.calls) == 11
+    assert batcher.status()["models"]["m/1"]["oversized_requests"] == 1
 
 
 @unit
