@@ -9,7 +9,9 @@ from __future__ import annotations
 from tfaas_jupyter.names import MODEL_NAME_PATTERN
 
 from .index import IndexHandler
+from .metrics import MetricsHandler
 from .models import DeleteHandler, ModelHandler, ModelsHandler, ParamsHandler
+from .openapi import OpenAPIHandler
 from .predict import ImageHandler, JsonHandler, ProtoHandler
 from .status import StatusHandler
 from .upload import UploadHandler
@@ -38,5 +40,7 @@ def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
         (rf"/params/{_NAME}", ParamsHandler),
         (rf"/params/{_NAME}/{_VERSION}", ParamsHandler),
         (r"/status", StatusHandler),
+        (r"/metrics", MetricsHandler),
+        (r"/openapi\.json", OpenAPIHandler),
     ]
     return [(f"/{prefix}{pattern}", handler) for pattern, handler in table]

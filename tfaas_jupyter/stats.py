@@ -1,10 +1,50 @@
-"""Request counters and latencies, for /status (and metrics)."""
+"""Request counters and latencies, for /status and /metrics (Prometheus)."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+
+#: Upper bounds (seconds) of the latency histogram buckets; +Inf is implicit.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)
+
+
+#: Most models with their own statistics.
+MAX_MODELS = 10_000
+
+
+@dataclass
+class Histogram:
+    """A Prometheus-style histogram: per-bucket counts (not cumulative), sum and count."""
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=list)
+    sum: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+        else:
+            self.counts[-1] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """(le, cumulative count) pairs, ending with ``+Inf``."""
+        counts = self.counts or [0] * (len(self.bounds) + 1)
+        total, out = 0, []
+        for bound, n in zip([*map(repr, self.bounds), "+Inf"], counts):
+            total += n
+            out.append((bound, total))
+        return out
 
 
 @dataclass
@@ -13,6 +53,8 @@ class ModelStats:
     errors: int = 0
     rows: int = 0
     seconds: float = 0.0
+    latency: Histogram = field(default_factory=Histogram)
+    by_endpoint: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def as_dict(self) -> dict:
         mean_ms = 1000 * self.seconds / self.requests if self.requests else None
@@ -31,6 +73,12 @@ class Stats:
     by_endpoint: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     errors: int = 0
     models: dict[str, ModelStats] = field(default_factory=lambda: defaultdict(ModelStats))
+    #: (endpoint, method, status code) -> requests
+    by_code: dict[tuple[str, str, int], int] = field(default_factory=lambda: defaultdict(int))
+    #: endpoint -> latency histogram
+    latency: dict[str, Histogram] = field(default_factory=lambda: defaultdict(Histogram))
+    #: requests refused because too many were in flight (503 "server busy")
+    busy: int = 0
 
     def record(
         self,
@@ -43,14 +91,20 @@ class Stats:
     ) -> None:
         self.by_method[method] += 1
         self.by_endpoint[endpoint] += 1
+        self.by_code[(endpoint, method, status)] += 1
+        self.latency[endpoint].observe(seconds)
         failed = status >= 400
         if failed:
             self.errors += 1
-        if model:
+        # A failed request may name anything (a typo, a fuzzer): only models that
+        # answered once get their own entry, so the table (and /metrics) stays bounded.
+        if model and (model in self.models or (not failed and len(self.models) < MAX_MODELS)):
             entry = self.models[model]
             entry.requests += 1
             entry.rows += rows
             entry.seconds += seconds
+            entry.latency.observe(seconds)
+            entry.by_endpoint[endpoint] += 1
             if failed:
                 entry.errors += 1
 
