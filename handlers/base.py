@@ -56,13 +56,15 @@ class TFaaSHandler(ExtensionHandlerMixin, APIHandler):
             message = exc.message
         elif isinstance(exc, web.HTTPError):
             message = exc.log_message or exc.reason or self._reason
-            if exc.args and exc.log_message and exc.args[1:]:
-                message = exc.log_message % exc.args[1:]
+            if exc.log_message and exc.args:
+                message = exc.log_message % exc.args
         elif exc is not None:
             message = f"internal error ({type(exc).__name__}); see the server log"
         else:
             message = self._reason
         self.set_header("Content-Type", "application/json")
+        if status_code == 503:  # busy, or the model worker is restarting
+            self.set_header("Retry-After", "1")
         self.finish(self.service_error_body(message, status_code))
 
     @staticmethod

@@ -48,6 +48,11 @@ class TFaaSApp(ExtensionApp):
     max_image_pixels = Int(
         40_000_000, config=True, help="Largest image accepted by /image, in pixels."
     )
+    max_concurrent_requests = Int(
+        1000, config=True,
+        help="Most predictions in flight at once; beyond it 503 'server busy' with "
+        "Retry-After, so a storm of requests cannot exhaust the server's memory (0: no limit).",
+    )
     request_timeout = Float(
         60.0, config=True,
         help="Seconds a model worker call may take before the worker is restarted (504).",
@@ -110,6 +115,7 @@ class TFaaSApp(ExtensionApp):
             max_extracted_size=self.max_extracted_size,
             max_rows=self.max_rows_per_request,
             max_image_pixels=self.max_image_pixels,
+            max_concurrent_requests=self.max_concurrent_requests,
         )
         runner: DirectRunner | Batcher = DirectRunner(self.worker)
         if self.batching:

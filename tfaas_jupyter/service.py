@@ -8,13 +8,14 @@ never runs in this process: models are loaded and run by the model worker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -35,6 +36,7 @@ class Limits:
     max_extracted_size: int = 2 * 1024**3
     max_rows: int = 100_000
     max_image_pixels: int = 40_000_000
+    max_concurrent_requests: int = 1000
 
 
 def _worker_error(exc: Exception) -> TFaaSError:
@@ -57,6 +59,8 @@ class TFaaS:
         #: the last one uploaded through the form, or set with POST /params.
         self.default_model: str | None = None
         self._input_maps: dict[tuple[str, tuple[str, ...]], np.ndarray | None] = {}
+        #: Predictions being served now (bounded by ``limits.max_concurrent_requests``).
+        self.in_flight = 0
 
     # -- models ----------------------------------------------------------------
 
@@ -240,7 +244,7 @@ class TFaaS:
             )
         inputs, start = [], 0
         for spec, size in zip(specs, sizes):
-            dims = [d for d in (spec.get("shape") or [None, size])[1:]]
+            dims = list(spec.get("shape") or [None, size])[1:]
             if any(d is None or d < 0 for d in dims):
                 dims = [size]
             chunk = rows[:, start : start + (size or 0)]
@@ -289,19 +293,51 @@ class TFaaS:
             flat.append(out.reshape(n_rows, -1).astype(np.float32, copy=False))
         return flat[0] if len(flat) == 1 else np.concatenate(flat, axis=1)
 
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one of the ``max_concurrent_requests`` prediction slots, or refuse with 503.
+
+        A storm of requests cannot pile up decoded inputs in memory: beyond the limit
+        each is answered at once with "server busy" (and Retry-After).
+        """
+        limit = self.limits.max_concurrent_requests
+        if limit > 0 and self.in_flight >= limit:
+            self.stats.busy += 1
+            raise Unavailable(
+                f"server busy: {self.in_flight} predictions in flight (the limit is {limit}); "
+                "retry later"
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
     async def predict_json(self, body: bytes) -> tuple[str, int, bytes]:
+        with self.admit():
+            return await self._predict_json(body)
+
+    async def predict_proto(self, body: bytes) -> tuple[str, bytes]:
+        with self.admit():
+            return await self._predict_proto(body)
+
+    async def predict_image(self, form: Form) -> tuple[str, bytes]:
+        with self.admit():
+            return await self._predict_image(form)
+
+    async def _predict_json(self, body: bytes) -> tuple[str, int, bytes]:
         request = codecs.decode_json_request(body, max_rows=self.limits.max_rows)
         mv, outputs = await self.predict_rows(
             request.model, request.version, request.values, request.keys
         )
         return mv.name, outputs.shape[0], codecs.encode_json_rows(outputs, request.single_row)
 
-    async def predict_proto(self, body: bytes) -> tuple[str, bytes]:
+    async def _predict_proto(self, body: bytes) -> tuple[str, bytes]:
         request = codecs.decode_proto_row(body)
         mv, outputs = await self.predict_rows(request.model, None, request.values, request.keys)
         return mv.name, codecs.encode_proto_predictions(outputs[0], mv.labels)
 
-    async def predict_image(self, form: Form) -> tuple[str, bytes]:
+    async def _predict_image(self, form: Form) -> tuple[str, bytes]:
         part = form.files.get("image")
         if part is None:
             raise BadRequest("unable to read image: the request has no file part named 'image'")
