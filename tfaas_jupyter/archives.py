@@ -140,7 +140,8 @@ def _extract_zip(archive: Path, target: Path, budget: _Budget) -> None:
             mode = (info.external_attr >> 16) & 0xFFFF
             if mode and stat.S_ISLNK(mode):
                 raise BadRequest(f"archive member {info.filename!r} is a link; links are refused")
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            # Only permission bits (Python's ZipFile.writestr, many Windows tools): a file.
+            if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise BadRequest(
                     f"archive member {info.filename!r} is not a regular file or folder"
                 )
