@@ -1,0 +1,328 @@
+"""Hostile input: each gets a 4xx naming the problem, nothing is written outside the
+model directory, nothing is left in .staging, and the server keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import socket
+import struct
+import tarfile
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+from conftest import TFaaSCaller
+
+from tfaas_jupyter.multipart import encode_multipart
+
+pytestmark = pytest.mark.timeout(600)
+
+BAD_NAMES = [
+    "..", "../evil", "a/b", "/abs", "a\\b", "evil\x00", "．．", "ｖｋ", "vk\u202egpj",
+    "v\u200bk", "vк", "-dash", ".hidden", "a" * 101, "", " ",
+]
+
+
+def tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def evil_files(*roots: Path) -> list[Path]:
+    found = []
+    for root in roots:
+        found += [p for p in root.rglob("*evil*")]
+    return found
+
+
+@pytest.fixture
+def before(tmp_path: Path) -> set[str]:
+    """The test's tmp tree (server config, data, models) before the hostile requests."""
+    return tree(tmp_path)
+
+
+def assert_clean(model_dir: Path, tmp_path: Path, before: set[str]) -> None:
+    assert not list((model_dir / ".staging").glob("*")), "leftovers in .staging"
+    assert not list((model_dir / ".trash").glob("*")), "leftovers in .trash"
+    assert evil_files(tmp_path.parent, model_dir) == []
+    assert not list(Path("/tmp").glob("evil*"))
+    new = {p for p in tree(tmp_path) - before
+           if not p.startswith(("models", "home/.keras"))}  # keras's own config file
+    assert new == set(), f"written outside the model directory: {sorted(new)[:20]}"
+
+
+def error_of(reply, *, status: int | tuple[int, ...] = 400) -> str:
+    statuses = (status,) if isinstance(status, int) else status
+    assert reply.code in statuses, (reply.code, reply.body[:400])
+    body = reply.body.decode("utf-8", "replace")
+    assert "Traceback" not in body and 'File "' not in body, body
+    return reply.json()["error"]
+
+
+def targz(members: list[tarfile.TarInfo], data: dict[str, bytes] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for info in members:
+            payload = (data or {}).get(info.name)
+            if payload is not None:
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+            else:
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    info.mode = 0o644
+    return info
+
+
+async def test_hostile_model_names(tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path,
+                                   tmp_path: Path, before: set[str]) -> None:
+    model = (seed_dir / "model.pb").read_bytes()
+    params = json.loads((seed_dir / "params.json").read_text())
+    for name in BAD_NAMES:
+        # the form field
+        reply = await tfaas.upload(name, model, params={**params, "name": name})
+        message = error_of(reply)
+        assert "name" in message, (name, message)
+        # the params.json name, with no form name
+        reply = await tfaas.upload(None, model, params={**params, "name": name})
+        assert "name" in error_of(reply), name
+        # a good form name and a hostile params.json name
+        reply = await tfaas.upload("good", model, params={**params, "name": name})
+        assert "name" in error_of(reply), name
+        # predictions, params, delete naming it
+        reply = await tfaas.predict({"model": name, "values": [1.0]})
+        error_of(reply, status=400 if name.strip() else (400, 404))
+        reply = await tfaas.call("GET", "params", params={"model": name})
+        error_of(reply, status=(400, 404))
+        reply = await tfaas.call("DELETE", "delete",
+                                 json.dumps({"model": name}).encode(),
+                                 {"Content-Type": "application/json"})
+        error_of(reply, status=(400, 404))
+    # the URL path: encoded dots, slashes and NUL never reach the repository
+    for path in ("models/%2e%2e", "models/..%2fevil", "params/%2e%2e/1", "delete/..%2F..",
+                 "models/%00", "params/%EF%BC%8E%EF%BC%8E", "delete/v%D0%BA",
+                 "models/vk%E2%80%AEgpj"):
+        for method in ("GET", "DELETE", "POST"):
+            reply = await tfaas.call(method, path, b"{}" if method == "POST" else None)
+            assert reply.code in (400, 404, 405), (method, path, reply.code, reply.body[:300])
+            assert b"Traceback" not in reply.body
+    # the bundle's top folder
+    for name in ["..x", "ｖｋ", "vk\u202e", "a b", "vк"]:
+        info = member(f"{name}/params.json")
+        body = targz([member(name, tarfile.DIRTYPE), info],
+                     {info.name: json.dumps(params).encode()})
+        reply = await tfaas.call("POST", "upload", body,
+                                 {"Content-Type": "application/octet-stream"})
+        assert "name" in error_of(reply), name
+    assert (await tfaas.call("GET", "models")).json() == []
+    assert_clean(model_dir, tmp_path, before)
+
+
+def _zip(entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for info, payload in entries:
+            zf.writestr(info, payload)
+    return buf.getvalue()
+
+
+def _zip_symlink(name: str, target: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (0o120777 << 16)
+    info.create_system = 3
+    return info
+
+
+async def test_hostile_archives(tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path,
+                                tmp_path: Path, before: set[str]) -> None:
+    graph = (seed_dir / "model.pb").read_bytes()
+    params = json.dumps(json.loads((seed_dir / "params.json").read_text())).encode()
+    ok_files = {"vk/params.json": params, "vk/model.pb": graph}
+    ok_members = [member("vk", tarfile.DIRTYPE), member("vk/params.json"), member("vk/model.pb")]
+    fifo = member("vk/fifo", tarfile.FIFOTYPE)
+    chardev = member("vk/null", tarfile.CHRTYPE)
+    chardev.devmajor, chardev.devminor = 1, 3
+    cases: list[tuple[str, bytes, str]] = [
+        ("zip-slip", targz(ok_members + [member("vk/../../evil.txt")],
+                           {**ok_files, "vk/../../evil.txt": b"x"}), ".."),
+        ("dot-dot top", targz([member("../evil.txt")], {"../evil.txt": b"x"}), ".."),
+        ("absolute", targz(ok_members + [member("/tmp/evil-abs.txt")],
+                           {**ok_files, "/tmp/evil-abs.txt": b"x"}), "absolute"),
+        ("symlink", targz(ok_members + [member("vk/evil-link", tarfile.SYMTYPE, "/etc/passwd")],
+                          ok_files), "link"),
+        ("hardlink", targz(ok_members + [member("vk/evil-hard", tarfile.LNKTYPE,
+                                                "/etc/passwd")], ok_files), "link"),
+        ("fifo", targz(ok_members + [fifo], ok_files), "not a regular file"),
+        ("device", targz(ok_members + [chardev], ok_files), "not a regular file"),
+        ("nul", targz([member("vk/ev\x00il")], {"vk/ev\x00il": b"x"}), "NUL"),
+    ]
+    for label, body, expected in cases:
+        # as the original's bundle (the whole body) ...
+        reply = await tfaas.call("POST", "upload", body,
+                                 {"Content-Type": "application/octet-stream"})
+        if label == "nul":  # tarfile itself refuses to write/read a NUL name
+            error_of(reply)
+        else:
+            assert expected in error_of(reply), (label, reply.body)
+        # ... and as the model part of a form
+        reply = await tfaas.upload("vk", body, filename="model.tar.gz")
+        error_of(reply)
+    zips = [
+        ("zip-slip", _zip([("../evil.txt", b"x")]), ".."),
+        ("zip absolute", _zip([("/evil.txt", b"x")]), "absolute"),
+        ("zip drive", _zip([("C:/evil.txt", b"x")]), "absolute"),
+        ("zip backslash", _zip([("..\\evil.txt", b"x")]), ".."),
+        ("zip symlink", _zip([(_zip_symlink("evil-link", "/etc"), b"/etc")]), "link"),
+    ]
+    for label, body, expected in zips:
+        reply = await tfaas.upload("vk", body, filename="model.zip")
+        assert expected in error_of(reply), (label, reply.body)
+    # a frozen graph whose nodes do not exist
+    bad = json.loads(params)
+    bad.update(inputNode="no_such_input", outputNode="no_such_output")
+    reply = await tfaas.upload("vk", graph, params=bad)
+    message = error_of(reply)
+    assert "no_such" in message, message
+    # not a graph at all
+    assert "unreadable model" in error_of(await tfaas.upload("vk", b"\x08\x96\x01garbage",
+                                                             params=json.loads(params)))
+    assert (await tfaas.call("GET", "models")).json() == []
+    assert_clean(model_dir, tmp_path, before)
+    # the real thing still works after all that
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+
+
+@pytest.mark.parametrize("tfaas_config", [{"max_extracted_size": 1_000_000}])
+async def test_decompression_bomb_is_413(tfaas: TFaaSCaller, model_dir: Path,
+                                         tmp_path: Path, before: set[str]) -> None:
+    zeros = b"\0" * 20_000_000
+    body = targz([member("vk", tarfile.DIRTYPE), member("vk/model.pb")], {"vk/model.pb": zeros})
+    assert len(body) < 100_000
+    reply = await tfaas.call("POST", "upload", body, {"Content-Type": "application/octet-stream"})
+    assert "expands" in error_of(reply, status=413)
+    reply = await tfaas.upload("vk", body, filename="bomb.tar.gz")
+    assert "expands" in error_of(reply, status=413)
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("model.pb", zeros)
+    reply = await tfaas.upload("vk", zbuf.getvalue(), filename="bomb.zip")
+    assert "expands" in error_of(reply, status=413)
+    assert_clean(model_dir, tmp_path, before)
+
+
+def png_declaring(width: int, height: int, idat: bytes | None = None) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64) if idat is None else idat
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+async def test_image_bomb_and_bad_images(tfaas: TFaaSCaller, seed_dir: Path) -> None:
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    for data, status, words in [
+        (png_declaring(100_000, 100_000), 413, "exceeds"),
+        (png_declaring(4, 4, idat=b"not zlib data"), 400, "Invalid image"),
+        (b"GIF89a" + b"\0" * 100, 400, "Invalid image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\xff" * 50, 400, "Invalid image"),
+    ]:
+        body, ctype = encode_multipart({"model": "vk"},
+                                       {"image": ("x.png", data, "image/png")})
+        reply = await tfaas.call("POST", "image", body, {"Content-Type": ctype})
+        assert words in error_of(reply, status=status), reply.body
+
+
+async def test_wrong_shapes_nan_inf_and_huge_arrays(tfaas: TFaaSCaller, seed_dir: Path) -> None:
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    x = json.loads((seed_dir / "input.json").read_text())["values"]
+    cases = [
+        ({"model": "vk", "values": [[x]]}, 400, "2-D"),
+        ({"model": "vk", "values": {"a": 1}}, 400, "list"),
+        ({"model": "vk", "values": [x[:-1] + [None]]}, 400, ""),
+        ({"model": "vk", "values": [1e308 * 10] * 42}, 400, ""),
+        ({"model": "vk", "values": [0.0] * 1_000_000}, 400, "expects 42 values"),
+        ({"model": "vk", "values": x, "keys": "notalist"}, 400, "keys"),
+        ({"model": "vk", "values": x, "version": "1; rm -rf"}, 400, "version"),
+        ({"model": "vk", "values": x, "version": -1}, 400, "version"),
+        ({"model": ["vk"], "values": x}, 400, "model"),
+    ]
+    for doc, status, words in cases:
+        reply = await tfaas.call("POST", "json", json.dumps(doc, allow_nan=True).encode())
+        assert words in error_of(reply, status=status), (doc if len(str(doc)) < 200 else "big")
+    for raw in (b'{"model": "vk", "values": [NaN]}', b'{"model": "vk", "values": [Infinity]}',
+                b'{"model": "vk", "values": [-Infinity]}', b"\xff\xfe", b"[" * 100_000,
+                b'{"model": "vk", "values": ' + b"[" * 5000 + b"]" * 5000 + b"}"):
+        error_of(await tfaas.call("POST", "json", raw))
+    # protobuf of the wrong shape
+    for raw in (b"\x12", b"\x12\xff\xff\xff\xff\x0f", b"\x15\x00\x00", b"\x0f", b"\x12\x03abc",
+                b"\x1a\x02\xff\xfe", b"\x08" + b"\xff" * 20, b"\x12\x08" + struct.pack(
+                    "<ff", float("nan"), 1.0)):
+        reply = await tfaas.call("POST", "proto", raw,
+                                 {"Content-Type": "application/octet-stream"})
+        error_of(reply)
+    # the server still answers right
+    assert (await tfaas.predict({"model": "vk", "values": x})).code == 200
+
+
+async def test_truncated_and_malformed_multipart(tfaas: TFaaSCaller, seed_dir: Path,
+                                                 model_dir: Path, tmp_path: Path,
+                                                 before: set[str]) -> None:
+    body, ctype = encode_multipart(
+        {"name": "vk"}, {"model": ("model.pb", (seed_dir / "model.pb").read_bytes(),
+                                   "application/octet-stream")})
+    for cut in (len(body) - 10, len(body) // 2, 60, 5):
+        reply = await tfaas.call("POST", "upload", body[:cut], {"Content-Type": ctype})
+        assert "multipart" in error_of(reply), cut
+    for bad_type in ("multipart/form-data", "multipart/form-data; boundary=" + "x" * 300):
+        reply = await tfaas.call("POST", "upload", body, {"Content-Type": bad_type})
+        assert "boundary" in error_of(reply)
+    reply = await tfaas.call("POST", "upload", body.replace(b"Content-Disposition", b"X-Nope"),
+                             {"Content-Type": ctype})
+    assert "Content-Disposition" in error_of(reply)
+    assert_clean(model_dir, tmp_path, before)
+
+
+def _raw_oversized_upload(port: int, path: str, token: str) -> tuple[bytes, float]:
+    """Announce a 10 GB body, send 1 kB, and read the answer without sending the rest."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    started = time.monotonic()
+    try:
+        sock.sendall(
+            (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+             f"Authorization: token {token}\r\n"
+             "Content-Type: multipart/form-data; boundary=xyz\r\n"
+             f"Content-Length: {10 * 1024**3}\r\n\r\n").encode() + b"x" * 1024
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer, time.monotonic() - started
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("tfaas_config", [{"max_upload_size": 300_000}])
+async def test_oversized_upload_is_refused_before_it_is_read(
+    tfaas: TFaaSCaller, jp_http_port: int, jp_base_url: str, jp_serverapp, model_dir: Path
+) -> None:
+    await tfaas.call("GET", "models")  # the server listens
+    token = jp_serverapp.identity_provider.token
+    answer, seconds = await asyncio.to_thread(
+        _raw_oversized_upload, jp_http_port, f"{jp_base_url}tfaas/upload", token
+    )
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert seconds < 30
+    assert not list((model_dir / ".staging").glob("*"))
