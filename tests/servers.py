@@ -50,6 +50,14 @@ class ServerProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def runtime_dir(self) -> Path:
+        return self.home / "runtime"
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.runtime_dir / f"jpserver-{self.pid}.json"
+
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout: float = 120,
                 ) -> tuple[int, bytes]:
@@ -66,8 +74,15 @@ class ServerProcess:
 
     def json(self, method: str, path: str, doc: Any = None) -> tuple[int, Any]:
         body = None if doc is None else json.dumps(doc).encode()
-        code, raw = self.request(method, path, body)
-        return code, json.loads(raw) if raw else None
+        code, raw = self.request(method, path, body, {"Content-Type": "application/json"})
+        return code, json.loads(raw) if raw.strip() else None
+
+    def call(self, method: str, path: str, doc: Any = None) -> Any:
+        """A JSON call that must succeed; answers the decoded body."""
+        code, answer = self.json(method, path, doc)
+        if code >= 400:
+            raise AssertionError(f"{method} {path}: {code} {answer}")
+        return answer
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -88,12 +103,21 @@ def jupyter_server(
     ready_path: str = "tfaas/models",
     timeout: float = 120,
 ) -> Iterator[ServerProcess]:
-    """Start ``python -m jupyter server`` with tfaas_jupyter; stop (or kill) it on exit."""
+    """Start ``python -m jupyter server`` with tfaas_jupyter; stop (or kill) it on exit.
+
+    The server's environment holds nothing that would point a kernel at another
+    server (TFAAS_*, JUPYTERHUB_*, JPY_*, JUPYTER_TOKEN). It counts as started once it
+    answers ``ready_path`` and has written its runtime file, as kernels look for it.
+    """
     home.mkdir(parents=True, exist_ok=True)
     port, token = free_port(), secrets.token_hex(16)
     model_dir = model_dir or home / "models"
+    inherited = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("TFAAS_", "JUPYTERHUB_", "JPY_")) and k != "JUPYTER_TOKEN"
+    }
     full_env = {
-        **os.environ,
+        **inherited,
         "HOME": str(home),
         "JUPYTER_CONFIG_DIR": str(home / "config"),
         "JUPYTER_DATA_DIR": str(home / "data"),
@@ -126,7 +150,7 @@ def jupyter_server(
                 raise RuntimeError(f"jupyter server exited early:\n{server.log()[-3000:]}")
             try:
                 code, _ = server.request("GET", ready_path, timeout=5)
-                if code == 200:
+                if code == 200 and server.runtime_file.exists():
                     break
             except OSError:
                 pass

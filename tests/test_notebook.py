@@ -12,12 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,94 +21,20 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
+from servers import ServerProcess, jupyter_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_URL = "/user/test/"
 CELL_TIMEOUT = 300.0  # kernel start + TensorFlow import on a loaded 2-core machine
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Server:
-    port: int
-    token: str
-    proc: subprocess.Popen
-    runtime_dir: Path
-    model_dir: Path
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{BASE_URL}"
-
-    def request(self, method: str, path: str, doc: Any = None, timeout: float = 60) -> Any:
-        body = json.dumps(doc).encode() if doc is not None else None
-        req = urllib.request.Request(self.url + path, data=body, method=method, headers={
-            "Authorization": f"token {self.token}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            data = response.read()
-        return json.loads(data) if data.strip() else None
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("jupyter")
-    dirs = {name: base / name for name in ("runtime", "config", "data", "root", "models",
-                                            "ipython")}
-    for d in dirs.values():
-        d.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TFAAS_", "JUPYTERHUB_", "JPY_")) and k != "JUPYTER_TOKEN"}
-    env.update({
-        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
-        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
-        "JUPYTER_DATA_DIR": str(dirs["data"]),
-        "IPYTHONDIR": str(dirs["ipython"]),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "PYTHONUNBUFFERED": "1",
-    })
-    port, token = free_port(), uuid.uuid4().hex
-    cmd = [
-        sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1",
-        f"--port={port}", f"--IdentityProvider.token={token}",
-        f"--ServerApp.base_url={BASE_URL}", f"--ServerApp.root_dir={dirs['root']}",
-        "--ServerApp.jpserver_extensions={'tfaas_jupyter': True}",
-        f"--TFaaSApp.model_dir={dirs['models']}",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")
-    log = base / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=dirs["root"])
-    srv = Server(port, token, proc, dirs["runtime"], dirs["models"], log)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"jupyter server exited: {log.read_text()[-3000:]}")
-            try:
-                srv.request("GET", "api/status", timeout=5)
-                if (dirs["runtime"] / f"jpserver-{proc.pid}.json").exists():
-                    break
-            except (OSError, urllib.error.URLError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter server did not start: {log.read_text()[-3000:]}")
-            time.sleep(0.5)
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with jupyter_server(
+        tmp_path_factory.mktemp("jupyter"), base_url=BASE_URL, timeout=180,
+        env={"PYTHONUNBUFFERED": "1"},
+    ) as srv:
         yield srv
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass
@@ -142,10 +64,10 @@ class KernelWS:
     """A kernel of ``server`` (started through POST /api/sessions) driven over its
     websocket with the legacy JSON messages of jupyter_server."""
 
-    def __init__(self, server: Server, path: str = "test.ipynb") -> None:
+    def __init__(self, server: ServerProcess, path: str = "test.ipynb") -> None:
         self.server = server
         self.loop = asyncio.new_event_loop()
-        session = server.request("POST", "api/sessions", {
+        session = server.call("POST", "api/sessions", {
             "path": path, "name": path, "type": "notebook", "kernel": {"name": "python3"}})
         self.session_id = session["id"]
         self.kernel_id = session["kernel"]["id"]
@@ -217,14 +139,14 @@ class KernelWS:
     def close(self) -> None:
         try:
             self.ws.close()
-            self.server.request("DELETE", f"api/sessions/{self.session_id}")
+            self.server.call("DELETE", f"api/sessions/{self.session_id}")
         except Exception:
             pass
         self.loop.close()
 
 
 @pytest.fixture
-def kernel(server: Server) -> Iterator[KernelWS]:
+def kernel(server: ServerProcess) -> Iterator[KernelWS]:
     k = KernelWS(server)
     yield k
     k.close()
@@ -242,7 +164,7 @@ model.fit(X, y, epochs=2, batch_size=32, verbose=0)
 """
 
 
-def test_magics_in_a_kernel_started_by_the_server(server: Server, kernel: KernelWS) -> None:
+def test_magics_in_a_kernel_started_by_the_server(server: ServerProcess, kernel: KernelWS) -> None:
     kernel.run("%load_ext tfaas_jupyter")
     where = kernel.run("%tfaas server").stdout
     assert where.strip() == f"{server.url} (runtime file)", where
@@ -314,12 +236,12 @@ def test_magics_in_a_kernel_started_by_the_server(server: Server, kernel: Kernel
 
     deleted = kernel.run("%tfaas delete demo").stdout
     assert "deleted demo" in deleted
-    assert server.request("GET", "tfaas/models") == []
+    assert server.call("GET", "tfaas/models") == []
     err = kernel.execute("%tfaas delete demo")
     assert "UsageError: tfaas delete:" in err.stderr and "Traceback" not in err.stderr
 
 
-def test_nbclient_kernel_with_connect(server: Server, tmp_path: Path) -> None:
+def test_nbclient_kernel_with_connect(server: ServerProcess, tmp_path: Path) -> None:
     """A kernel the server did not start (nbclient's) uses ``%tfaas connect``."""
     import nbformat
     from nbclient import NotebookClient
@@ -340,10 +262,10 @@ def test_nbclient_kernel_with_connect(server: Server, tmp_path: Path) -> None:
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     out = "".join(o.get("text", "") for o in nb.cells[1].outputs)
     assert f"{server.url}tfaas/ (connect; " in out, out
-    assert server.request("GET", "tfaas/models") == []
+    assert server.call("GET", "tfaas/models") == []
 
 
-def test_example_notebook(server: Server, kernel: KernelWS) -> None:
+def test_example_notebook(server: ServerProcess, kernel: KernelWS) -> None:
     """examples/tfaas-demo.ipynb runs cell by cell in a kernel of the server."""
     import nbformat
 
@@ -353,4 +275,4 @@ def test_example_notebook(server: Server, kernel: KernelWS) -> None:
     outputs = [kernel.run(code) for code in code_cells]
     curl = [o.stdout for o in outputs if o.stdout.strip().startswith("curl ")]
     assert curl and f"{server.url}tfaas/json" in curl[0]
-    assert server.request("GET", "tfaas/models") == []
+    assert server.call("GET", "tfaas/models") == []
