@@ -99,7 +99,17 @@ async def test_worker_killed_mid_request(tfaas: TFaaSCaller, seed_dir: Path, jp_
 
 
 @pytest.fixture
-def tfaas_config(request, tmp_path_factory) -> dict:
+def tfaas_config(request, tmp_path_factory, jp_data_dir: Path) -> dict:
+    if request.node.name == "test_worker_runs_with_a_kernelspec_python":
+        # As in SWAN: the worker takes a kernel's Python and environment.
+        spec = jp_data_dir / "kernels" / "lcg"
+        spec.mkdir(parents=True)
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "LCG-like Python", "language": "python",
+            "env": {"TFAAS_KERNELSPEC_MARK": "lcg"},
+        }))
+        return {"worker_kernelspec": "lcg"}
     if request.node.name != "test_extension_loads_without_a_working_worker":
         return {}
     # A Python without TensorFlow (nor numpy): a bare venv, isolated from PYTHONPATH.
@@ -187,3 +197,17 @@ def test_wheel_installs_and_enables_the_extension(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
     )
     assert where.stdout.strip().startswith(str(site)), where
+
+
+async def test_worker_runs_with_a_kernelspec_python(
+    tfaas: TFaaSCaller, seed_dir: Path, jp_serverapp
+) -> None:
+    worker = jp_serverapp.web_app.settings["tfaas_service"].worker
+    assert worker.python == sys.executable
+    assert worker.env["TFAAS_KERNELSPEC_MARK"] == "lcg"
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    doc = json.loads((seed_dir / "input.json").read_text())
+    assert (await tfaas.predict(doc)).code == 200
+    status = (await tfaas.call("GET", "status")).json()
+    assert status["worker"]["python"] == sys.executable
+    assert status["tensorflow"]

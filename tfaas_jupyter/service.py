@@ -397,7 +397,7 @@ class TFaaS:
             }
         )
         try:
-            worker = await asyncio.wait_for(self.worker.status(), timeout=10)
+            worker = await asyncio.wait_for(self.worker.status(start=True), timeout=30)
         except Exception as exc:
             worker = {"state": "unavailable", "error": getattr(exc, "message", str(exc))}
         doc["worker"] = worker
