@@ -28,7 +28,7 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 def expand(pattern: str) -> str:
     """A concrete path for a route pattern: groups filled with sample values."""
     path = re.sub(r"\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)", lambda m: _SAMPLES[m.group(1)], pattern)
-    path = path.replace("/?", "/")
+    path = path.replace("/?", "/").replace("\\.", ".")
     assert not set(path) & set("()[]?*+\\$^"), f"cannot expand route {pattern!r} -> {path!r}"
     return path.lstrip("/")
 
@@ -166,7 +166,7 @@ async def test_cors_stays_jupyters(
         for method in ("GET", "OPTIONS", "POST"):
             jupyter = await _raw(root + "api/status", method, headers)
             want = {h: jupyter.headers.get(h) for h in cors}
-            for path in ("models", "status", "json"):
+            for path in ("models", "status", "json", "metrics", "openapi.json"):
                 reply = await _raw(root + "tfaas/" + path, method, headers,
                                    body if method == "POST" else None)
                 got = {h: reply.headers.get(h) for h in cors}
