@@ -382,6 +382,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     ap.add_argument("--connections", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds of the wrk scenarios; each keeps its best round (for noisy, "
+                    "shared machines)")
     ap.add_argument("--bulk-rows", type=int, default=10_000)
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -435,19 +438,28 @@ def main() -> int:
             r = run_wrk(wrk, server, work, name.replace(" ", "_").replace("/", "_"), path,
                         body=body, ctype=ctype, duration=d, connections=c)
             r.name = name
-            results.append(r)
             print(f"  {name:<42} {r.rps:9.0f} req/s  p50 {r.p50_ms:7.2f} ms  "
                   f"p99 {r.p99_ms:7.2f} ms  errors {r.errors}", flush=True)
             return r
 
-        print(f"wrk -t2 -c{c} -d{d:g}s", flush=True)
-        ceiling = go("GET /api/status (ceiling)", "/api/status")
-        json_b = go("POST /tfaas/json batching on", "/tfaas/json", json_on)
-        go("POST /tfaas/json batching off", "/tfaas/json", json_off)
-        proto_b = go("POST /tfaas/proto batching on", "/tfaas/proto", proto_on, octet)
-        go("POST /tfaas/proto batching off", "/tfaas/proto", proto_off, octet)
-        cnn_b = go("POST /tfaas/json CNN batching on", "/tfaas/json", cnn_on)
-        cnn_nb = go("POST /tfaas/json CNN batching off", "/tfaas/json", cnn_off)
+        scenarios = [
+            ("GET /api/status (ceiling)", "/api/status", None, ""),
+            ("POST /tfaas/json batching on", "/tfaas/json", json_on, "application/json"),
+            ("POST /tfaas/json batching off", "/tfaas/json", json_off, "application/json"),
+            ("POST /tfaas/proto batching on", "/tfaas/proto", proto_on, octet),
+            ("POST /tfaas/proto batching off", "/tfaas/proto", proto_off, octet),
+            ("POST /tfaas/json CNN batching on", "/tfaas/json", cnn_on, "application/json"),
+            ("POST /tfaas/json CNN batching off", "/tfaas/json", cnn_off, "application/json"),
+        ]
+        best: dict[str, Result] = {}
+        for round_ in range(args.repeat):
+            print(f"wrk -t2 -c{c} -d{d:g}s (round {round_ + 1} of {args.repeat})", flush=True)
+            for name, path, body, ctype in scenarios:
+                r = go(name, path, body, ctype or "application/json")
+                if name not in best or r.rps > best[name].rps:
+                    best[name] = r  # best of the rounds: other load on the machine only slows
+        results.extend(best[name] for name, *_ in scenarios)
+        ceiling, json_b, _, proto_b, _, cnn_b, cnn_nb = (best[name] for name, *_ in scenarios)
         b = bulk(server, args.bulk_rows)
         results.append(b)
         print(f"  {b.name:<42} {b.rows_per_s:9.0f} rows/s (median of 5; best "
