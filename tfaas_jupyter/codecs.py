@@ -130,10 +130,20 @@ def decode_proto_row(body: bytes, *, max_values: int | None = None) -> PredictRe
     pos, end = 0, len(body)
     try:
         while pos < end:
-            tag, pos = _varint(body, pos)
+            # one-byte varints (every tag here, and strings under 128 bytes) inline:
+            # the original clients send a key per value, so this loop is per value
+            tag = body[pos]
+            if tag < 0x80:
+                pos += 1
+            else:
+                tag, pos = _varint(body, pos)
             field, wire = tag >> 3, tag & 7
             if wire == 2:
-                length, pos = _varint(body, pos)
+                if pos < end and body[pos] < 0x80:
+                    length = body[pos]
+                    pos += 1
+                else:
+                    length, pos = _varint(body, pos)
                 if pos + length > end:
                     raise BadRequest("unable to unmarshal Row: truncated protobuf message")
                 chunk = body[pos : pos + length]
