@@ -44,6 +44,7 @@ class TFaaSHandler(ExtensionHandlerMixin, APIHandler):
         if isinstance(e, TFaaSError):
             if self._finished:
                 return
+            self._model_name = e.model or getattr(self, "_model_name", None)
             self.log.info("tfaas %s %s: %s (%s)", self.request.method, self.request.path,
                           e.message, e.status)
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))

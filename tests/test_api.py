@@ -335,9 +335,12 @@ async def test_bad_predictions_are_clear_4xx(tfaas: TFaaSCaller, seed_dir: Path)
     reply = await tfaas.call("POST", "proto", b"\xff\xff\xff")
     assert reply.code == 400 and "Row" in reply.json()["error"]
     assert (await tfaas.call("GET", "json")).code == 405
-    # the server keeps serving
+    # the server keeps serving, and counted the failures of the model that exists
     doc = json.loads((seed_dir / "input.json").read_text())
     assert (await tfaas.predict(doc)).code == 200
+    stats = (await tfaas.call("GET", "status")).json()["models"]
+    assert stats["vk"]["errors"] == 1  # "expects 42 values": the one that reached the model
+    assert "nope" not in stats
 
 
 async def test_bad_uploads_are_clear_4xx(tfaas: TFaaSCaller, seed_dir: Path, model_dir) -> None:

@@ -11,6 +11,8 @@ class TFaaSError(Exception):
     """A problem the client can be told about, with its HTTP status."""
 
     status = 400
+    #: The existing model the failed request was for, when there is one (for statistics).
+    model: str | None = None
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)

@@ -257,17 +257,21 @@ class TFaaS:
     ) -> tuple[ModelVersion, np.ndarray]:
         """Run the model on ``rows``; answer one row of float32 outputs per input row."""
         mv = self.resolve(name, version)
-        signature = await self.signature(mv)
-        mapping = self._input_map(mv, keys)
-        if mapping is not None:
-            if rows.shape[1] != len(mapping):
-                raise BadRequest(
-                    f"{len(keys or [])} keys but {rows.shape[1]} values per row"
-                )
-            rows = rows[:, mapping]
-        inputs = self._split_inputs(mv, signature, rows)
-        outputs = await self._run(mv, inputs)
-        return mv, self._flatten_outputs(outputs, rows.shape[0])
+        try:
+            signature = await self.signature(mv)
+            mapping = self._input_map(mv, keys)
+            if mapping is not None:
+                if rows.shape[1] != len(mapping):
+                    raise BadRequest(
+                        f"{len(keys or [])} keys but {rows.shape[1]} values per row"
+                    )
+                rows = rows[:, mapping]
+            inputs = self._split_inputs(mv, signature, rows)
+            outputs = await self._run(mv, inputs)
+            return mv, self._flatten_outputs(outputs, rows.shape[0])
+        except TFaaSError as exc:
+            exc.model = mv.name
+            raise
 
     async def _run(self, mv: ModelVersion, inputs: list[np.ndarray]) -> list[np.ndarray]:
         try:
