@@ -89,6 +89,13 @@ class ModelVersion:
 class _ModelEntry:
     mtime_ns: int
     versions: dict[int, ModelVersion]
+    checked: float = 0.0  # time.monotonic() of the last look at the folder
+
+
+#: Seconds an index entry is trusted without looking at its folder again. Our own
+#: writes drop the entry at once; this only bounds how late a model copied in by
+#: hand is seen, and keeps a stat() off every prediction.
+RECHECK_AFTER = 0.5
 
 
 def _fsync_tree(root: Path) -> None:
@@ -203,6 +210,10 @@ class Repository:
 
     def _entry(self, name: str) -> _ModelEntry:
         """The index entry of ``name``, rescanned when its folder changed on disk."""
+        entry = self._index.get(name)
+        now = time.monotonic()
+        if entry is not None and now - entry.checked < RECHECK_AFTER:
+            return entry
         model_dir = self.root / name
         try:
             mtime = os.stat(model_dir).st_mtime_ns
@@ -210,8 +221,8 @@ class Repository:
             with self._lock:
                 self._index.pop(name, None)
             raise NotFound(f"model {name!r} not found") from None
-        entry = self._index.get(name)
         if entry is not None and entry.mtime_ns == mtime:
+            entry.checked = now
             return entry
         with self._lock:
             versions: dict[int, ModelVersion] = {}
@@ -224,7 +235,7 @@ class Repository:
                 found = self._read_version(name, number, model_dir / str(number))
                 if found is not None:
                     versions[number] = found
-            entry = _ModelEntry(mtime, versions)
+            entry = _ModelEntry(mtime, versions, now)
             self._index[name] = entry
             return entry
 
