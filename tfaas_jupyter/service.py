@@ -59,6 +59,8 @@ class TFaaS:
         #: the last one uploaded through the form, or set with POST /params.
         self.default_model: str | None = None
         self._input_maps: dict[tuple[str, tuple[str, ...]], np.ndarray | None] = {}
+        #: (model key, values per row) -> how a row is cut into the model's inputs
+        self._plans: dict[tuple[str, int], list[tuple[int, int, tuple[int, ...]]]] = {}
         #: Predictions being served now (bounded by ``limits.max_concurrent_requests``).
         self.in_flight = 0
 
@@ -212,15 +214,32 @@ class TFaaS:
         self._input_maps[cache_key] = mapping
         return mapping
 
-    @staticmethod
     def _split_inputs(
-        mv: ModelVersion, signature: dict[str, Any], rows: np.ndarray
+        self, mv: ModelVersion, signature: dict[str, Any], rows: np.ndarray
     ) -> list[np.ndarray]:
         """Cut each row's values into the model's inputs, shaped as the signature says."""
+        n_rows, n_values = rows.shape
+        plan = self._plans.get((mv.key, n_values))
+        if plan is None:
+            plan = self._input_plan(mv, signature, n_values)
+            if len(self._plans) > 1024:
+                self._plans.clear()
+            self._plans[(mv.key, n_values)] = plan
+        if len(plan) == 1:  # one input takes the whole row: a view, no copy
+            return [np.ascontiguousarray(rows).reshape(n_rows, *plan[0][2])]
+        return [
+            np.ascontiguousarray(rows[:, start : start + size]).reshape(n_rows, *dims)
+            for start, size, dims in plan
+        ]
+
+    @staticmethod
+    def _input_plan(
+        mv: ModelVersion, signature: dict[str, Any], n_values: int
+    ) -> list[tuple[int, int, tuple[int, ...]]]:
+        """(first value, number of values, per-row shape) of each model input."""
         specs = signature.get("inputs") or []
         if not specs:
             raise BadRequest(f"model {mv.name!r} has no inputs")
-        n_rows, n_values = rows.shape
         sizes: list[int | None] = []
         for spec in specs:
             dims = list(spec.get("shape") or [])[1:]
@@ -228,8 +247,7 @@ class TFaaS:
                 sizes.append(None)
             else:
                 sizes.append(math.prod(dims))
-        unknown = [i for i, s in enumerate(sizes) if s is None]
-        if unknown:
+        if None in sizes:
             if len(specs) == 1 and len(specs[0].get("shape") or []) == 2:
                 sizes = [n_values]
             else:
@@ -242,15 +260,15 @@ class TFaaS:
             raise BadRequest(
                 f"model {mv.name!r} expects {expected} values per row, got {n_values}"
             )
-        inputs, start = [], 0
+        plan, start = [], 0
         for spec, size in zip(specs, sizes):
+            size = size or 0
             dims = list(spec.get("shape") or [None, size])[1:]
             if any(d is None or d < 0 for d in dims):
                 dims = [size]
-            chunk = rows[:, start : start + (size or 0)]
-            start += size or 0
-            inputs.append(np.ascontiguousarray(chunk).reshape(n_rows, *dims))
-        return inputs
+            plan.append((start, size, tuple(dims)))
+            start += size
+        return plan
 
     async def predict_rows(
         self, name: str | None, version: Any, rows: np.ndarray, keys: Sequence[str] | None
