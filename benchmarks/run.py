@@ -260,6 +260,24 @@ def warm(server: Server, path: str, body: bytes, ctype: str = "application/json"
         sys.exit(f"{path} answered {status}: {reply[:300]!r}")
 
 
+def settle(server: Server, timeout: float = 15.0) -> None:
+    """Wait until the server has answered what the last scenario left queued.
+
+    wrk stops sending when its time is up, but the server still works off what it
+    received (seconds of it for a slow model without batching): the next scenario
+    must not pay for that.
+    """
+    deadline = time.monotonic() + timeout
+    time.sleep(1.0)
+    while time.monotonic() < deadline:
+        code, body = server.request("GET", "/tfaas/status")
+        models = json.loads(body).get("batching", {}).get("models", {}) if code == 200 else {}
+        if all(not m.get("queued") and not m.get("in_flight") for m in models.values()):
+            break
+        time.sleep(0.2)
+    time.sleep(0.5)
+
+
 def bulk(server: Server, rows: int, repeats: int = 5) -> Result:
     """One request of ``rows`` seed rows, ``repeats`` times; the best and median rows/s."""
     import random
@@ -456,15 +474,18 @@ def main() -> int:
         for round_ in range(args.repeat):
             print(f"wrk -t2 -c{c} -d{d:g}s (round {round_ + 1} of {args.repeat})", flush=True)
             for name, path, body, ctype in scenarios:
+                settle(server)
                 r = go(name, path, body, ctype or "application/json")
                 if name not in best or r.rps > best[name].rps:
                     best[name] = r  # best of the rounds: other load on the machine only slows
         results.extend(best[name] for name, *_ in scenarios)
         ceiling, json_b, _, proto_b, _, cnn_b, cnn_nb = (best[name] for name, *_ in scenarios)
+        settle(server)
         b = bulk(server, args.bulk_rows)
         results.append(b)
         print(f"  {b.name:<42} {b.rows_per_s:9.0f} rows/s (median of 5; best "
               f"{b.extra['best_rows_per_s']:.0f}), {b.p50_ms:.0f} ms per request", flush=True)
+        settle(server)
         contents, saturating = contents_during_saturation(
             wrk, server, work, json_on, duration=d, connections=c)
         saturating.name = "POST /tfaas/json (while /api/contents)"

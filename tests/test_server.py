@@ -110,6 +110,8 @@ def tfaas_config(request, tmp_path_factory, jp_data_dir: Path) -> dict:
             "env": {"TFAAS_KERNELSPEC_MARK": "lcg"},
         }))
         return {"worker_kernelspec": "lcg"}
+    if request.node.name == "test_a_hung_worker_times_out_and_is_replaced":
+        return {"request_timeout": 3.0}
     if request.node.name != "test_extension_loads_without_a_working_worker":
         return {}
     # A Python without TensorFlow (nor numpy): a bare venv, isolated from PYTHONPATH.
@@ -211,3 +213,24 @@ async def test_worker_runs_with_a_kernelspec_python(
     status = (await tfaas.call("GET", "status")).json()
     assert status["worker"]["python"] == sys.executable
     assert status["tensorflow"]
+
+
+async def test_a_hung_worker_times_out_and_is_replaced(
+    tfaas: TFaaSCaller, seed_dir: Path
+) -> None:
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    doc = json.loads((seed_dir / "input.json").read_text())
+    expected = (await tfaas.predict(doc)).json()
+    pid = (await tfaas.call("GET", "status")).json()["worker"]["pid"]
+    os.kill(pid, signal.SIGSTOP)  # a hang: TensorFlow stuck in a call
+    try:
+        reply = await tfaas.predict(doc)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert reply.code == 504, reply.body
+    assert "did not answer within 3 s" in reply.json()["error"]
+    again = await tfaas.predict(doc)
+    assert again.code == 200 and again.json() == expected
