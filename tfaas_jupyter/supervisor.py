@@ -148,7 +148,10 @@ class _Conn:
 
     @property
     def alive(self) -> bool:
-        return not self.dead.done() and self.proc.returncode is None
+        """Usable for new requests: not dead, and not being killed by us (a request
+        sent to a worker we just killed for a timeout would fail with it)."""
+        return (self.kill_reason is None and not self.dead.done()
+                and self.proc.returncode is None)
 
     def fatal_line(self) -> str | None:
         for line in reversed(self.stderr_tail):
