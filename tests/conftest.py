@@ -55,6 +55,20 @@ def jp_server_config(model_dir: Path, tfaas_config: dict[str, Any]) -> Config:
 
 
 @pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The tiny real models of tests/tfmodels.py, one of each format, built once."""
+    import tfmodels
+
+    root = tmp_path_factory.mktemp("built")
+    return {
+        "graphdef": tfmodels.make_graphdef(root / "graphdef"),
+        "keras_export": tfmodels.make_keras_export(root / "export"),
+        "module": tfmodels.make_module_savedmodel(root / "module"),
+        "keras_file": tfmodels.make_keras_file(root / "kerasfile"),
+    }
+
+
+@pytest.fixture(scope="session")
 def seed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The talk's 42-input 'vk' model, built by examples/make_seed_model.py."""
     target = tmp_path_factory.mktemp("seed")

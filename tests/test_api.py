@@ -20,17 +20,6 @@ pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tfmodels.Built]:
-    root = tmp_path_factory.mktemp("built")
-    return {
-        "graphdef": tfmodels.make_graphdef(root / "graphdef"),
-        "keras_export": tfmodels.make_keras_export(root / "export"),
-        "module": tfmodels.make_module_savedmodel(root / "module"),
-        "keras_file": tfmodels.make_keras_file(root / "kerasfile"),
-    }
-
-
-@pytest.fixture(scope="session")
 def image_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     """A tiny CNN over 8x8 RGB images with three labelled classes, as a .keras file."""
     import keras

@@ -42,14 +42,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tfmodels.Built]:
-    d = tmp_path_factory.mktemp("models")
-    return {
-        "graphdef": tfmodels.make_graphdef(d / "graphdef"),
-        "keras_export": tfmodels.make_keras_export(d / "keras_export"),
-        "module_sm": tfmodels.make_module_savedmodel(d / "module_sm"),
-        "keras_file": tfmodels.make_keras_file(d / "keras_file"),
-    }
+def models(built: dict[str, tfmodels.Built]) -> dict[str, tfmodels.Built]:
+    return built
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -128,7 +122,7 @@ async def test_wire_roundtrip_async_and_blocking() -> None:
 # ----------------------------------------------------------------------------- formats
 
 
-@pytest.mark.parametrize("name", ["graphdef", "keras_export", "module_sm", "keras_file"])
+@pytest.mark.parametrize("name", ["graphdef", "keras_export", "module", "keras_file"])
 async def test_format_predicts_like_tensorflow(worker: ModelWorker, models, name: str) -> None:
     b = models[name]
     meta = await worker.load(f"{name}/1", str(b.path), b.fmt, b.params)
@@ -157,7 +151,7 @@ async def test_metadata(worker: ModelWorker, models) -> None:
         "inputs": [{"name": "x", "dtype": "float32", "shape": [None, tfmodels.N_IN]}],
         "outputs": [{"name": "out", "dtype": "float32", "shape": [None, 1]}],
     }
-    b = models["module_sm"]
+    b = models["module"]
     meta = await worker.load("meta-sm/1", str(b.path), b.fmt, {})
     assert [i["name"] for i in meta["inputs"]] == ["a_bias", "b_feat"]  # sorted by name
     assert [o["name"] for o in meta["outputs"]] == ["prob", "z_score"]
@@ -288,7 +282,7 @@ async def test_wrong_input_shape(worker: ModelWorker, models) -> None:
             await worker.predict(f"shape-{name}/1", str(b.path), b.fmt, b.params,
                                  [np.zeros((3, tfmodels.N_IN + 1), np.float32)])
         assert ei.value.kind == "input" and "shape" in ei.value.message
-    b = models["module_sm"]
+    b = models["module"]
     with pytest.raises(ModelError) as ei:
         await worker.predict("shape-sm/1", str(b.path), b.fmt, {}, [np.zeros((2, 6))])
     assert "2 input" in ei.value.message
