@@ -383,6 +383,33 @@ async def test_hang_times_out_then_recovers(models) -> None:
         await w.stop()
 
 
+async def test_a_models_first_call_gets_the_load_budget(tmp_path: Path) -> None:
+    """Loading is not held to the request timeout: a model's first call (and an
+    explicit load) may take ``load_timeout`` more."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+    x = inp = keras.Input((4,))
+    for _ in range(120):  # slow to load: every layer is rebuilt and traced
+        x = keras.layers.Dense(4, activation="tanh")(x)
+    model = keras.Model(inp, x)
+    path = tmp_path / "deep.keras"
+    model.save(str(path))
+    xs = [np.ones((2, 4), np.float32)]
+    w = ModelWorker(threads=1, request_timeout=0.2, load_timeout=300)
+    try:
+        await w.start()
+        t0 = time.monotonic()
+        out = await w.predict("cold/1", str(path), "keras", {}, xs)
+        assert time.monotonic() - t0 > 0.2  # the load took longer than a request may
+        np.testing.assert_allclose(out[0], np.asarray(model(xs[0])), rtol=1e-5, atol=1e-6)
+        t0 = time.monotonic()
+        meta = await w.load("cold/2", str(path), "keras", {})
+        assert time.monotonic() - t0 > 0.2 and meta["inputs"]
+    finally:
+        await w.stop()
+
+
 async def test_interpreter_without_tensorflow(tmp_path: Path) -> None:
     venv = tmp_path / "notf"
     subprocess.run([sys._base_executable if hasattr(sys, "_base_executable") else sys.executable,

@@ -57,6 +57,11 @@ class TFaaSApp(ExtensionApp):
         60.0, config=True,
         help="Seconds a model worker call may take before the worker is restarted (504).",
     )
+    load_timeout = Float(
+        600.0, config=True,
+        help="Seconds more a worker call may take when it first loads its model "
+        "(upload validation, the first prediction after a start or an eviction).",
+    )
     worker_python = Unicode(
         "", config=True,
         help="Python interpreter of the model worker (it needs TensorFlow). "
@@ -107,6 +112,7 @@ class TFaaSApp(ExtensionApp):
             threads=self.worker_threads or None,
             cache_size=self.cache_size,
             request_timeout=self.request_timeout,
+            load_timeout=self.load_timeout,
             log=self.log,
         )
         repository = Repository(self.model_dir)

@@ -185,6 +185,7 @@ class ModelWorker:
         threads: int | None = None,
         cache_size: int = 10,
         request_timeout: float = 60.0,
+        load_timeout: float = 600.0,
         start_timeout: float = 120.0,
         log: logging.Logger | None = None,
     ) -> None:
@@ -194,7 +195,13 @@ class ModelWorker:
         self.threads = threads
         self.cache_size = cache_size
         self.request_timeout = request_timeout
+        #: Extra seconds a call may take when it loads its model first (a big
+        #: SavedModel can take minutes; a prediction must not).
+        self.load_timeout = load_timeout
         self.start_timeout = start_timeout
+        #: Keys the worker has loaded, least recently used first: a mirror of its LRU
+        #: cache, to know which calls may need the load budget.
+        self._warm: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.log = log or logging.getLogger("tfaas_jupyter.worker")
         self._conn: _Conn | None = None
         self._starting: asyncio.Future[_Conn] | None = None
@@ -206,6 +213,7 @@ class ModelWorker:
         self._failures = 0  # consecutive failed starts
         self._retry_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._warm_conn: _Conn | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -520,18 +528,23 @@ class ModelWorker:
             conn.pending.pop(rid, None)
 
     async def _request(self, header: dict[str, Any], arrays: Sequence[np.ndarray] = (),
+                       timeout: float | None = None,
                        ) -> tuple[dict[str, Any], list[np.ndarray]]:
         conn = await self._ensure()
+        if conn is not self._warm_conn:  # a new worker holds no model yet
+            self._warm.clear()
+            self._warm_conn = conn
+        timeout = self.request_timeout if timeout is None else timeout
         try:
             reply, out = await asyncio.wait_for(
-                self._roundtrip(conn, header, arrays), self.request_timeout
+                self._roundtrip(conn, header, arrays), timeout
             )
         except asyncio.TimeoutError:
-            msg = (f"The model worker did not answer within {self.request_timeout:g} s; "
+            msg = (f"The model worker did not answer within {timeout:g} s; "
                    "it was killed and will be restarted")
             self._last_error = msg
             self.log.error("%s (op %s)", msg, header.get("op"))
-            conn.kill(f"a request timed out after {self.request_timeout:g} s")
+            conn.kill(f"a request timed out after {timeout:g} s")
             raise WorkerTimeout(msg) from None
         if "error" in reply:
             raise ModelError(str(reply["error"]), str(reply.get("kind") or "model"))
@@ -543,7 +556,9 @@ class ModelWorker:
 
     async def load(self, key: str, path: str, fmt: str, params: dict[str, Any]) -> dict[str, Any]:
         """Load (or reuse) a model; returns ``{"inputs": [...], "outputs": [...]}``."""
-        reply, _ = await self._request({"op": "load", **self._model(key, path, fmt, params)})
+        reply, _ = await self._request({"op": "load", **self._model(key, path, fmt, params)},
+                                       timeout=self.request_timeout + self.load_timeout)
+        self._mark_warm(key)
         return {"inputs": reply["inputs"], "outputs": reply["outputs"]}
 
     async def predict(self, key: str, path: str, fmt: str, params: dict[str, Any],
@@ -552,10 +567,20 @@ class ModelWorker:
 
         Returns one read-only array per output, in output order.
         """
+        timeout = self.request_timeout
+        if key not in self._warm:
+            timeout += self.load_timeout
         _, out = await self._request(
-            {"op": "predict", **self._model(key, path, fmt, params)}, inputs
+            {"op": "predict", **self._model(key, path, fmt, params)}, inputs, timeout
         )
+        self._mark_warm(key)
         return out
+
+    def _mark_warm(self, key: str) -> None:
+        self._warm[key] = None
+        self._warm.move_to_end(key)
+        while len(self._warm) > max(self.cache_size, 1):
+            self._warm.popitem(last=False)
 
     async def unload(self, prefix: str) -> None:
         """Evict every cached model whose key starts with ``prefix``.
@@ -566,6 +591,8 @@ class ModelWorker:
         c = self._conn
         if c is None or not c.alive:
             return
+        for key in [k for k in self._warm if k.startswith(prefix)]:
+            del self._warm[key]
         await self._request({"op": "unload", "prefix": prefix})
 
     async def status(self, *, start: bool = False) -> dict[str, Any]:
