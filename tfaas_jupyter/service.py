@@ -372,12 +372,17 @@ class TFaaS:
         channels = mv.params.get("img_channels") or mv.params.get("imgChannels")
         if not channels and len(shape) == 4 and shape[3] in (1, 3):
             channels = shape[3]
+        if not channels and len(shape) == 3:  # [None, H, W]: one gray value per pixel
+            channels = 1
         channels = int(channels or 3)
         if channels not in (1, 3):
             raise BadRequest(f"model params img_channels must be 1 or 3, not {channels}")
         size = None
         if len(shape) == 4 and shape[1] and shape[2] and shape[1] > 0 and shape[2] > 0:
             size = (int(shape[1]), int(shape[2]))
+        elif (len(shape) == 3 and shape[1] and shape[2] and shape[1] > 0 and shape[2] > 0
+              and shape[2] % channels == 0):  # rows of W * channels values
+            size = (int(shape[1]), int(shape[2]) // channels)
         data = await asyncio.to_thread(part.read_bytes)
         image = await asyncio.to_thread(
             codecs.decode_image, data, channels=channels, size=size,

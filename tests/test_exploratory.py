@@ -1,0 +1,61 @@
+"""Bugs found by exploratory testing, each pinned by the test that showed it."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TFaaSCaller
+
+from tfaas_jupyter.multipart import encode_multipart
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+async def post_image(tfaas: TFaaSCaller, model: str, data: bytes, filename: str = "x.png"):
+    body, ctype = encode_multipart({"model": model}, {"image": (filename, data, "image/png")})
+    return await tfaas.call("POST", "image", body, {"Content-Type": ctype})
+
+
+@pytest.fixture(scope="session")
+def gray_2d_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """A classifier over 8x8 grayscale images with no channel axis (Input((8, 8))), as
+    the Keras MNIST tutorials build them."""
+    import keras
+
+    keras.utils.set_random_seed(11)
+    inp = keras.Input(shape=(8, 8))
+    x = keras.layers.Flatten()(inp)
+    out = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inp, out)
+    path = tmp_path_factory.mktemp("gray2d") / "gray.keras"
+    model.save(str(path))
+    return path, model
+
+
+async def test_image_into_a_model_without_channel_axis(tfaas: TFaaSCaller, gray_2d_model
+                                                       ) -> None:
+    """A [None, H, W] model takes one grayscale channel; other sizes are resized."""
+    path, model = gray_2d_model
+    reply = await tfaas.upload("gray", path.read_bytes(), filename="gray.keras",
+                               labels="a\nb\nc\n")
+    assert reply.code == 200, reply.body
+    pixels = np.random.default_rng(5).integers(0, 255, size=(8, 8))
+    reply = await post_image(tfaas, "gray", png(pixels))
+    assert reply.code == 200, reply.body
+    expected = np.asarray(model(pixels[None].astype(np.float32)))[0]
+    got = {item["label"]: item["probability"] for item in reply.json()["labels"]}
+    np.testing.assert_allclose([got[k] for k in "abc"], expected, rtol=1e-5, atol=1e-7)
+    # an RGB image of another size is converted to gray and resized
+    reply = await post_image(tfaas, "gray", png(np.zeros((20, 12, 3))))
+    assert reply.code == 200, reply.body
