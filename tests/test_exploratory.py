@@ -59,3 +59,15 @@ async def test_image_into_a_model_without_channel_axis(tfaas: TFaaSCaller, gray_
     # an RGB image of another size is converted to gray and resized
     reply = await post_image(tfaas, "gray", png(np.zeros((20, 12, 3))))
     assert reply.code == 200, reply.body
+
+
+async def test_failed_image_requests_count_against_their_model(
+    tfaas: TFaaSCaller, built
+) -> None:
+    """As for /json: a failed /image for an existing model is in its statistics."""
+    kf = built["keras_file"]
+    assert (await tfaas.upload("kfile", kf.path.read_bytes(), filename="tiny.keras")).code == 200
+    reply = await post_image(tfaas, "kfile", png(np.zeros((4, 4, 3))))
+    assert reply.code == 400, reply.body
+    status = (await tfaas.call("GET", "status")).json()
+    assert status["models"]["kfile"] == {**status["models"]["kfile"], "requests": 2, "errors": 1}

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import __version__, codecs, uploads
 from .errors import BadRequest, NotFound, TFaaSError, Unavailable
-from .multipart import Form
+from .multipart import FilePart, Form
 from .names import check_model_name, check_version
 from .repository import ModelVersion, Repository
 from .stats import Stats
@@ -364,6 +364,13 @@ class TFaaS:
         if part is None:
             raise BadRequest("unable to read image: the request has no file part named 'image'")
         mv = self.resolve(form.text("model"), form.text("version"))
+        try:
+            return mv.name, await self._image_answer(mv, part)
+        except TFaaSError as exc:
+            exc.model = mv.name
+            raise
+
+    async def _image_answer(self, mv: ModelVersion, part: FilePart) -> bytes:
         signature = await self.signature(mv)
         specs = signature.get("inputs") or []
         if len(specs) != 1:
@@ -400,7 +407,7 @@ class TFaaS:
             }
         else:
             answer = outputs[0]
-        return mv.name, codecs.encode_json(answer)
+        return codecs.encode_json(answer)
 
     # -- status ------------------------------------------------------------------
 
