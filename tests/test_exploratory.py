@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +73,48 @@ async def test_failed_image_requests_count_against_their_model(
     assert reply.code == 400, reply.body
     status = (await tfaas.call("GET", "status")).json()
     assert status["models"]["kfile"] == {**status["models"]["kfile"], "requests": 2, "errors": 1}
+
+
+@pytest.fixture
+def make_read_only(model_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """The repository's filesystem refuses writes (a read-only mount): as root a chmod
+    would not do, so creating or renaming anything under model_dir fails with EROFS."""
+    root = str(model_dir)
+    real_mkdir, real_rename = os.mkdir, os.rename
+
+    def refuse(path: object) -> bool:
+        return os.fspath(path).startswith(root)  # type: ignore[arg-type]
+
+    def mkdir(path, *args, **kwargs):
+        if refuse(path) and not os.path.isdir(path):
+            raise OSError(errno.EROFS, "Read-only file system", os.fspath(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    def rename(src, dst, *args, **kwargs):
+        if refuse(src) or refuse(dst):
+            raise OSError(errno.EROFS, "Read-only file system", os.fspath(src))
+        return real_rename(src, dst, *args, **kwargs)
+
+    def arm() -> None:
+        monkeypatch.setattr(os, "mkdir", mkdir)
+        monkeypatch.setattr(os, "rename", rename)
+
+    return arm
+
+
+async def test_read_only_repository_is_a_clear_error(
+    tfaas: TFaaSCaller, built, make_read_only
+) -> None:
+    """Serving from a read-only model_dir works; uploads and deletes say why they cannot."""
+    g = built["graphdef"]
+    assert (await tfaas.upload_dir(g.path.parent, "graph")).code == 200
+    make_read_only()  # from now on the filesystem is read-only
+    x = np.zeros((1, 6)).tolist()
+    assert (await tfaas.predict({"model": "graph", "values": x})).code == 200
+    reply = await tfaas.upload_dir(g.path.parent, "graph")
+    assert reply.code == 403, reply.body
+    assert "read-only" in reply.json()["error"] and "internal error" not in reply.json()["error"]
+    reply = await tfaas.call("DELETE", "delete/graph")
+    assert reply.code == 403, reply.body
+    assert "read-only" in reply.json()["error"]
+    assert (await tfaas.predict({"model": "graph", "values": x})).code == 200

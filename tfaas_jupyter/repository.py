@@ -19,6 +19,8 @@ leftovers of an interrupted operation are removed when the repository is opened.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import NotFound
+from .errors import NotFound, TFaaSError
 from .names import check_model_name
 
 log = logging.getLogger(__name__)
@@ -278,7 +280,8 @@ class Repository:
     def new_staging_dir(self) -> Path:
         """A fresh private folder to write an upload into, on the same filesystem."""
         staging = self.root / _STAGING / uuid.uuid4().hex
-        staging.mkdir(parents=True)
+        with _writing(self.root, "store an upload"):
+            staging.mkdir(parents=True)
         return staging
 
     def discard(self, staging: Path) -> None:
@@ -301,7 +304,7 @@ class Repository:
         meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         meta["name"] = name
         meta.setdefault("size", _tree_size(staging))
-        with self._lock:
+        with self._lock, _writing(self.root, f"store model {name!r}"):
             model_dir = self.root / name
             model_dir.mkdir(exist_ok=True)
             version = max([*self._version_dirs(model_dir), _read_high_water(model_dir)]) + 1
@@ -318,7 +321,7 @@ class Repository:
     def delete(self, name: str, version: int | None = None) -> list[int]:
         """Delete a model (all versions) or one version; return the deleted version numbers."""
         check_model_name(name)
-        with self._lock:
+        with self._lock, _writing(self.root, f"delete model {name!r}"):
             existing = [v.version for v in self.versions(name)]
             trash = self.root / _TRASH
             trash.mkdir(exist_ok=True)
@@ -350,6 +353,24 @@ class Repository:
             os.replace(tmp, mv.path / META_FILE)
         except OSError as exc:  # read-only repository: keep it in memory only
             log.info("tfaas: could not record signature of %s: %s", mv.key, exc)
+
+
+@contextlib.contextmanager
+def _writing(root: Path, action: str) -> Iterator[None]:
+    """Turn a filesystem refusal to write into an API error that says so (not a 500)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            what = "is read-only" if exc.errno == errno.EROFS else "is not writable"
+            raise TFaaSError(
+                f"cannot {action}: the model repository {root} {what} ({exc.strerror})", 403
+            ) from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise TFaaSError(
+                f"cannot {action}: no space left in the model repository {root}", 507
+            ) from None
+        raise
 
 
 def _tree_size(root: Path) -> int:
