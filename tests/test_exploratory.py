@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,43 @@ async def test_failed_image_requests_count_against_their_model(
     assert reply.code == 400, reply.body
     status = (await tfaas.call("GET", "status")).json()
     assert status["models"]["kfile"] == {**status["models"]["kfile"], "requests": 2, "errors": 1}
+
+
+@pytest.fixture(scope="session")
+def int_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SavedModel over int64 ids (timestamps, hashed categories...): out = ids - 1.7e9."""
+    import tensorflow as tf
+
+    class Ids(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.int64, name="ids")])
+        def serve(self, ids: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"offset": tf.cast(ids - 1_700_000_000, tf.float32)}
+
+    root = tmp_path_factory.mktemp("ids")
+    module = Ids()
+    tf.saved_model.save(module, str(root / "ids"), signatures={"serving_default": module.serve})
+    archive = root / "ids.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root / "ids", arcname="ids")
+    return archive
+
+
+async def test_integer_inputs_are_exact(tfaas: TFaaSCaller, int_model: Path) -> None:
+    """Integers sent in JSON reach an int64 input exactly (not through float32, which
+    rounds a Unix timestamp to a multiple of 128)."""
+    reply = await tfaas.upload("ids", int_model.read_bytes(), filename="ids.tar.gz")
+    assert reply.code == 200, reply.body
+    reply = await tfaas.predict({"model": "ids", "values": [[1_700_000_001, 1_700_000_063]]})
+    assert reply.code == 200, reply.body
+    assert reply.json() == [[1.0, 63.0]]
+    # a fraction or an out-of-range number cannot be an int64: a clear 400, no wrap-around
+    for bad in ([1.5, 2], [1e30, 2]):
+        reply = await tfaas.predict({"model": "ids", "values": bad})
+        assert reply.code == 400, reply.body
+        assert "ids" in reply.json()["error"]
+    # the largest ids fit too
+    reply = await tfaas.predict({"model": "ids", "values": [[2**62, 0]]})
+    assert reply.code == 200, reply.body
 
 
 @pytest.fixture

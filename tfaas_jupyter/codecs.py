@@ -23,7 +23,11 @@ _F32 = np.dtype("<f4")
 
 @dataclass
 class PredictRequest:
-    """A decoded prediction request: rows of float32 values for one model."""
+    """A decoded prediction request: rows of values for one model.
+
+    JSON values are float64 (integers up to 2**53 stay exact for integer inputs), proto
+    values float32 (the protocol's type); the service casts them to each input's dtype.
+    """
 
     model: str | None
     values: np.ndarray  # 2-D: (rows, values per row)
@@ -38,7 +42,7 @@ def _as_rows(values: Any) -> tuple[np.ndarray, bool]:
     if not values:
         raise BadRequest("'values' is empty")
     try:
-        array = np.asarray(values, dtype=np.float32)
+        array = np.asarray(values, dtype=np.float64)
     except (ValueError, TypeError):
         raise BadRequest(
             "'values' must be numbers, or rows of numbers all of the same length"
@@ -49,7 +53,7 @@ def _as_rows(values: Any) -> tuple[np.ndarray, bool]:
         rows, single = array, False
     else:
         raise BadRequest("'values' must be a list of numbers or a list of rows (2-D at most)")
-    if not np.isfinite(rows).all():
+    if not np.isfinite(rows.astype(np.float32)).all():  # NaN, null, beyond float32's range
         raise BadRequest("'values' must be finite numbers (no NaN, Infinity or null)")
     return rows, single
 

@@ -46,6 +46,40 @@ def _worker_error(exc: Exception) -> TFaaSError:
     return TFaaSError(message, status)
 
 
+#: How a row's values feed one model input: first value, count, per-row shape, dtype, name.
+_InputPlan = tuple[int, int, tuple[int, ...], np.dtype, str]
+_F32 = np.dtype(np.float32)
+
+
+def _numpy_dtype(name: Any) -> np.dtype:
+    """The numpy dtype of a signature's input (float32 when unknown or not numeric)."""
+    try:
+        dtype = np.dtype(name or "float32")
+    except TypeError:  # e.g. bfloat16, which only the worker's TensorFlow knows
+        return _F32
+    return dtype if dtype.kind in "fiub" else _F32
+
+
+def _as_input(values: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    """A request's values (float64, so integers up to 2**53 are exact) as an input's dtype.
+
+    An integer input gets exactly the integers sent, and a clear 400 for a fraction or a
+    number out of its range (no silent truncation or wrap-around). The codecs have
+    checked that every value is a finite float32.
+    """
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        whole = (values >= info.min) & (values < float(info.max) + 1) & (values == np.floor(values))
+        if not whole.all():
+            raise BadRequest(
+                f"input {name!r} takes whole numbers from {info.min} to {info.max}"
+            )
+        return np.ascontiguousarray(values, dtype=dtype)
+    if dtype.kind == "b":
+        return np.ascontiguousarray(values != 0)
+    return np.ascontiguousarray(values, dtype=dtype)
+
+
 class TFaaS:
     """The model service: repository + model worker + batching + statistics."""
 
@@ -60,7 +94,7 @@ class TFaaS:
         self.default_model: str | None = None
         self._input_maps: dict[tuple[str, tuple[str, ...]], np.ndarray | None] = {}
         #: (model key, values per row) -> how a row is cut into the model's inputs
-        self._plans: dict[tuple[str, int], list[tuple[int, int, tuple[int, ...]]]] = {}
+        self._plans: dict[tuple[str, int], list[_InputPlan]] = {}
         #: Predictions being served now (bounded by ``limits.max_concurrent_requests``).
         self.in_flight = 0
 
@@ -225,18 +259,19 @@ class TFaaS:
             if len(self._plans) > 1024:
                 self._plans.clear()
             self._plans[(mv.key, n_values)] = plan
-        if len(plan) == 1:  # one input takes the whole row: a view, no copy
-            return [np.ascontiguousarray(rows).reshape(n_rows, *plan[0][2])]
+        if len(plan) == 1:  # one input takes the whole row: no slicing
+            _, _, dims, dtype, name = plan[0]
+            return [_as_input(rows, dtype, name).reshape(n_rows, *dims)]
         return [
-            np.ascontiguousarray(rows[:, start : start + size]).reshape(n_rows, *dims)
-            for start, size, dims in plan
+            _as_input(rows[:, start : start + size], dtype, name).reshape(n_rows, *dims)
+            for start, size, dims, dtype, name in plan
         ]
 
     @staticmethod
     def _input_plan(
         mv: ModelVersion, signature: dict[str, Any], n_values: int
-    ) -> list[tuple[int, int, tuple[int, ...]]]:
-        """(first value, number of values, per-row shape) of each model input."""
+    ) -> list[_InputPlan]:
+        """(first value, number of values, per-row shape, dtype, name) of each model input."""
         specs = signature.get("inputs") or []
         if not specs:
             raise BadRequest(f"model {mv.name!r} has no inputs")
@@ -266,7 +301,8 @@ class TFaaS:
             dims = list(spec.get("shape") or [None, size])[1:]
             if any(d is None or d < 0 for d in dims):
                 dims = [size]
-            plan.append((start, size, tuple(dims)))
+            plan.append((start, size, tuple(dims), _numpy_dtype(spec.get("dtype")),
+                         str(spec.get("name"))))
             start += size
         return plan
 
