@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tfaas_jupyter.names import MODEL_NAME_PATTERN
 
+from .base import UnknownEndpointHandler
 from .index import IndexHandler
 from .metrics import MetricsHandler
 from .models import DeleteHandler, ModelHandler, ModelsHandler, ParamsHandler
@@ -44,3 +45,10 @@ def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
         (r"/openapi\.json", OpenAPIHandler),
     ]
     return [(f"/{prefix}{pattern}", handler) for pattern, handler in table]
+
+
+def fallback_route(prefix: str = "tfaas") -> tuple[str, type]:
+    """Any other path under ``prefix``: a JSON 404 naming it (not Jupyter's HTML page).
+
+    Registered after :func:`routes` (which lists only the real endpoints)."""
+    return (rf"/{prefix}/.*", UnknownEndpointHandler)

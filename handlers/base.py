@@ -90,3 +90,18 @@ class TFaaSHandler(ExtensionHandlerMixin, APIHandler):
             self.request.method or "", self.endpoint, self.get_status(),
             time.perf_counter() - started, self._model_name, self._rows,
         )
+
+
+class UnknownEndpointHandler(TFaaSHandler):
+    """A path under tfaas/ that is no endpoint (a typo, a version that is not a number)."""
+
+    @web.authenticated
+    async def _unknown(self, *args: str) -> None:
+        from tfaas_jupyter.errors import NotFound
+
+        raise NotFound(
+            f"no such TFaaS endpoint: {self.request.method} {self.request.path} "
+            "(the endpoints are listed by tfaas/openapi.json)"
+        )
+
+    get = post = put = patch = delete = head = _unknown

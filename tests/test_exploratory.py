@@ -156,3 +156,17 @@ async def test_read_only_repository_is_a_clear_error(
     assert reply.code == 403, reply.body
     assert "read-only" in reply.json()["error"]
     assert (await tfaas.predict({"model": "graph", "values": x})).code == 200
+
+
+async def test_unknown_paths_under_tfaas_are_json_404(tfaas: TFaaSCaller, jp_fetch) -> None:
+    """A typo or a non-numeric version under tfaas/ gets the API's JSON error, not
+    Jupyter's HTML page; without credentials it is still a 403."""
+    for method, path in [("DELETE", "delete/vk/latest"), ("GET", "params/vk/abc"),
+                         ("POST", "predict"), ("GET", "modelz")]:
+        body = b"{}" if method == "POST" else None
+        reply = await tfaas.call(method, path, body)
+        assert reply.code == 404, (path, reply.body[:200])
+        assert path in reply.json()["error"]
+    response = await jp_fetch("tfaas", "modelz", raise_error=False,
+                              headers={"Authorization": ""})
+    assert response.code == 403

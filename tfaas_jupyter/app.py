@@ -136,9 +136,9 @@ class TFaaSApp(ExtensionApp):
         self.log.info("tfaas: serving models from %s", repository.root)
 
     def initialize_handlers(self) -> None:
-        from .handlers import routes
+        from .handlers import fallback_route, routes
 
-        self.handlers.extend(routes())
+        self.handlers.extend([*routes(), fallback_route()])
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         if self.start_worker:
