@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -36,6 +37,9 @@ from .errors import NotFound, TFaaSError
 from .names import check_model_name
 
 log = logging.getLogger(__name__)
+
+#: The model formats the worker loads.
+GRAPHDEF, SAVEDMODEL, KERAS = "graphdef", "savedmodel", "keras"
 
 META_FILE = "tfaas.json"
 PARAMS_FILE = "params.json"
@@ -186,13 +190,18 @@ class Repository:
 
     def _read_version(self, name: str, version: int, path: Path) -> ModelVersion | None:
         try:
-            meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
             params_path = path / PARAMS_FILE
             params = (
                 json.loads(params_path.read_text(encoding="utf-8"))
                 if params_path.is_file()
                 else {}
             )
+            if not isinstance(params, dict):
+                params = {}
+            if (path / META_FILE).is_file():
+                meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+            else:
+                meta = infer_meta(path, params)
         except (OSError, ValueError) as exc:
             log.warning("tfaas: skipping unreadable version %s/%s: %s", name, version, exc)
             return None
@@ -205,7 +214,7 @@ class Repository:
             version=version,
             path=path,
             meta=meta,
-            params=params if isinstance(params, dict) else {},
+            params=params,
             labels=labels,
             signature=meta.get("signature"),
         )
@@ -229,7 +238,13 @@ class Repository:
         with self._lock:
             versions: dict[int, ModelVersion] = {}
             old = entry.versions if entry else {}
-            for number in self._version_dirs(model_dir):
+            numbers = self._version_dirs(model_dir)
+            if not numbers and _is_flat_model(model_dir):
+                # The original TFaaS's layout, copied in: the folder itself is version 1.
+                found = self._read_version(name, 1, model_dir)
+                if found is not None:
+                    versions[1] = found
+            for number in numbers:
                 known = old.get(number)
                 if known is not None and known.path.is_dir():
                     versions[number] = known
@@ -307,7 +322,8 @@ class Repository:
         with self._lock, _writing(self.root, f"store model {name!r}"):
             model_dir = self.root / name
             model_dir.mkdir(exist_ok=True)
-            version = max([*self._version_dirs(model_dir), _read_high_water(model_dir)]) + 1
+            floor = 1 if _is_flat_model(model_dir) else 0  # a flat model counts as version 1
+            version = max([*self._version_dirs(model_dir), _read_high_water(model_dir), floor]) + 1
             meta["version"] = version
             (staging / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
             _fsync_tree(staging)
@@ -371,6 +387,48 @@ def _writing(root: Path, action: str) -> Iterator[None]:
                 f"cannot {action}: no space left in the model repository {root}", 507
             ) from None
         raise
+
+
+def _is_flat_model(folder: Path) -> bool:
+    """A model folder of the original TFaaS: params.json (or a SavedModel) right in it."""
+    return (folder / PARAMS_FILE).is_file() or (folder / "saved_model.pb").is_file()
+
+
+def infer_meta(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
+    """What a version folder without tfaas.json holds: one copied in by hand, or a
+    model folder of the original TFaaS. None when no model is found.
+
+    The uid is derived from the model file's size and time, so a model replaced in
+    place is a new model for the worker's cache.
+    """
+    if (path / "saved_model.pb").is_file():
+        fmt, model = SAVEDMODEL, "."
+    elif (path / "saved_model" / "saved_model.pb").is_file():
+        fmt, model = SAVEDMODEL, "saved_model"
+    else:
+        keras_files = sorted(path.glob("*.keras"))
+        named = params.get("model")
+        if len(keras_files) == 1:
+            fmt, model = KERAS, keras_files[0].name
+        elif isinstance(named, str) and named and Path(named).name == named and (
+            path / named
+        ).is_file():
+            fmt, model = GRAPHDEF, named
+        else:
+            return None
+    probe = path / model / "saved_model.pb" if fmt == SAVEDMODEL else path / model
+    st = probe.stat()
+    stamp = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()
+    return {
+        "format": fmt,
+        "model": model,
+        "labels": params.get("labels") if isinstance(params.get("labels"), str) else LABELS_FILE,
+        "uid": hashlib.sha256(stamp).hexdigest()[:32],
+        "created": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime)
+        ),
+        "inferred": True,
+    }
 
 
 def _tree_size(root: Path) -> int:

@@ -204,10 +204,12 @@ class TFaaS:
             raise BadRequest("no model name is provided")
         name = check_model_name(name)
         number = check_version(version)
+        # the worker's cache key of a version, read before the version is gone
+        prefix = f"{name}@" if number is None else self.repository.get(name, number).key
         deleted = await asyncio.to_thread(self.repository.delete, name, number)
         try:
+            await self.worker.unload(prefix)
             if number is None:
-                await self.worker.unload(f"{name}@")
                 self.stats.forget(name)
                 if self.default_model == name:
                     self.default_model = None

@@ -20,9 +20,8 @@ from . import archives
 from .errors import BadRequest
 from .multipart import Form
 from .names import check_model_name
-from .repository import LABELS_FILE, PARAMS_FILE
+from .repository import GRAPHDEF, KERAS, LABELS_FILE, PARAMS_FILE, SAVEDMODEL
 
-GRAPHDEF, SAVEDMODEL, KERAS = "graphdef", "savedmodel", "keras"
 _BASE64_BYTES = re.compile(rb"[A-Za-z0-9+/=\s]*")
 
 
