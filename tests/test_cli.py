@@ -160,3 +160,23 @@ async def test_failures_are_one_line_and_nonzero(tfaas_cli, tmp_path: Path) -> N
     assert r.code == 1 and "nothing to do" in r.err
     for run in (r,):
         assert "Traceback" not in run.err
+
+
+async def test_output_into_a_closed_pipe_is_quiet(
+    tfaas_cli, seed_dir: Path, tmp_path: Path
+) -> None:
+    """`tfaas ... | head`: the reader goes away; no error message, no traceback."""
+    assert (await tfaas_cli(f"--upload={seed_dir / 'upload.json'}")).code == 0
+    doc = json.loads((seed_dir / "input.json").read_text())
+    big = tmp_path / "big.json"  # an answer far larger than a pipe holds
+    big.write_text(json.dumps({"model": "vk", "values": [doc["values"]] * 20000}))
+    script = shutil.which("tfaas", path=os.path.dirname(sys.executable))
+    command = script or f"{sys.executable} -m tfaas_jupyter.cli"
+    shell = (f"{command} --url={tfaas_cli.url} --predict={big} | "
+             "python3 -c 'import sys; sys.stdin.read(1)'")
+    proc = await asyncio.create_subprocess_shell(
+        shell, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TFAAS_TOKEN": tfaas_cli.token},
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+    assert b"Broken pipe" not in err and b"Traceback" not in err, err

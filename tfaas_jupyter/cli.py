@@ -239,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(args, exc.message, exc.status)
     except CliError as exc:
         _fail(args, str(exc), None)
+    except BrokenPipeError:
+        # the reader went away (`tfaas ... | head`): as other command-line tools, say
+        # nothing; point stdout at devnull so the interpreter's final flush is quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     except (OSError, ValueError, TypeError) as exc:
         _fail(args, f"{exc}", None)
     except KeyboardInterrupt:
