@@ -533,3 +533,23 @@ async def test_kernelspec_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert env["TFAAS_TEST_VAR"] == "1" and env.get("PATH") == os.environ.get("PATH")
     with pytest.raises(WorkerUnavailable):
         kernelspec_worker("no-such-kernel-xyz")
+
+
+async def test_a_model_with_string_inputs_is_refused_clearly(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    class Words(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"length": tf.strings.length(text)}
+
+    module = Words()
+    path = tmp_path / "words"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    w = ModelWorker(threads=1)
+    try:
+        with pytest.raises(ModelError) as ei:
+            await w.load("words/1", str(path), "savedmodel", {})
+        assert "not numbers" in ei.value.message and "text" in ei.value.message
+    finally:
+        await w.stop()

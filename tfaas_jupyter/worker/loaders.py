@@ -355,5 +355,14 @@ def load(fmt: str, path: str, params: dict[str, Any] | None) -> Predictor:
     if not os.path.exists(path):
         raise ModelLoadError(f"model path does not exist: {path}")
     predictor = loader(path, dict(params or {}))
+    unsupported = [
+        f"{info['name']} ({info['dtype']})" for info in predictor.inputs
+        if np.dtype(info["dtype"]).kind not in "fiub"
+    ]
+    if unsupported:
+        raise ModelLoadError(
+            "inputs that are not numbers are not supported (requests carry numbers): "
+            + ", ".join(unsupported)
+        )
     predictor.warm_up()
     return predictor
