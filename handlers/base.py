@@ -9,7 +9,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from tfaas_jupyter.errors import TFaaSError
+from tfaas_jupyter.codecs import encode_json
+from tfaas_jupyter.errors import NotFound, TFaaSError
 from tfaas_jupyter.service import TFaaS
 
 #: The resource name Jupyter authorizers see for every tfaas endpoint.
@@ -70,14 +71,10 @@ class TFaaSHandler(ExtensionHandlerMixin, APIHandler):
 
     @staticmethod
     def service_error_body(message: str, status_code: int) -> bytes:
-        from tfaas_jupyter.codecs import encode_json
-
         # "message" too, so Jupyter's front-end helpers show it.
         return encode_json({"error": message, "message": message, "status": status_code}) + b"\n"
 
     def write_json(self, doc: Any, status: int = 200) -> None:
-        from tfaas_jupyter.codecs import encode_json
-
         self.set_status(status)
         self.finish(encode_json(doc))
 
@@ -97,8 +94,6 @@ class UnknownEndpointHandler(TFaaSHandler):
 
     @web.authenticated
     async def _unknown(self, *args: str) -> None:
-        from tfaas_jupyter.errors import NotFound
-
         raise NotFound(
             f"no such TFaaS endpoint: {self.request.method} {self.request.path} "
             "(the endpoints are listed by tfaas/openapi.json)"
