@@ -99,7 +99,22 @@ async def test_worker_killed_mid_request(tfaas: TFaaSCaller, seed_dir: Path, jp_
 
 
 @pytest.fixture
-def tfaas_config(request, tmp_path_factory, jp_data_dir: Path) -> dict:
+def tfaas_config(request, tmp_path_factory, jp_data_dir: Path, monkeypatch) -> dict:
+    if request.node.name == "test_without_tensorflow_the_python3_kernel_runs_the_worker":
+        # SWAN: the server's Python has no TensorFlow, the python3 kernel's has
+        import tfaas_jupyter.app
+
+        monkeypatch.setattr(tfaas_jupyter.app, "_has_tensorflow", lambda: False)
+        spec = jp_data_dir / "kernels" / "python3"
+        spec.mkdir(parents=True)
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (LCG)", "language": "python",
+            "env": {"TFAAS_KERNELSPEC_MARK": "python3"},
+        }))
+        return {}
+    if request.node.name == "test_a_missing_kernelspec_is_reported_not_fatal":
+        return {"worker_kernelspec": "no-such-kernel"}
     if request.node.name == "test_worker_runs_with_a_kernelspec_python":
         # As in SWAN: the worker takes a kernel's Python and environment.
         spec = jp_data_dir / "kernels" / "lcg"
@@ -234,3 +249,21 @@ async def test_a_hung_worker_times_out_and_is_replaced(
     assert "did not answer within 3 s" in reply.json()["error"]
     again = await tfaas.predict(doc)
     assert again.code == 200 and again.json() == expected
+
+
+async def test_without_tensorflow_the_python3_kernel_runs_the_worker(
+    tfaas: TFaaSCaller, seed_dir: Path, jp_serverapp
+) -> None:
+    worker = jp_serverapp.web_app.settings["tfaas_service"].worker
+    assert worker.env["TFAAS_KERNELSPEC_MARK"] == "python3"
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+
+
+async def test_a_missing_kernelspec_is_reported_not_fatal(
+    tfaas: TFaaSCaller, seed_dir: Path
+) -> None:
+    assert (await tfaas.call("GET", "models")).code == 200
+    reply = await tfaas.upload_dir(seed_dir, "vk")
+    assert reply.code == 503 and "no-such-kernel" in reply.json()["error"], reply.body
+    status = (await tfaas.call("GET", "status")).json()
+    assert "no-such-kernel" in status["worker"]["last_error"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import sys
 
@@ -69,8 +70,9 @@ class TFaaSApp(ExtensionApp):
     )
     worker_kernelspec = Unicode(
         "", config=True,
-        help="Run the model worker with this kernelspec's Python and environment "
-        "(e.g. 'python3' in SWAN, where the kernels' Python has TensorFlow).",
+        help="Run the model worker with this kernelspec's Python and environment. "
+        "Unset, and when the server's Python has no TensorFlow (SWAN), the 'python3' "
+        "kernel's is used.",
     )
     worker_threads = Int(
         0, config=True, help="Inference threads in the worker (0: one per core)."
@@ -99,16 +101,43 @@ class TFaaSApp(ExtensionApp):
         "stacked). Per model: params.json 'max_in_flight'.",
     )
 
-    def initialize_settings(self) -> None:
-        from .supervisor import ModelWorker, kernelspec_worker
+    def _worker_interpreter(self) -> tuple[str, dict[str, str] | None, str | None]:
+        """(python, env, problem) of the model worker.
 
-        python: str | None = self.worker_python or None
-        env: dict[str, str] | None = None
-        if self.worker_kernelspec:
-            python, env = kernelspec_worker(self.worker_kernelspec)
+        ``worker_python`` or ``worker_kernelspec`` when set. Otherwise the server's own
+        Python, unless it has no TensorFlow: then the ``python3`` kernel's Python and
+        environment, as in SWAN, where the kernels (not the server) see TensorFlow.
+        """
+        from .supervisor import WorkerUnavailable, kernelspec_worker
+
+        if self.worker_python:
+            return self.worker_python, None, None
+        name, automatic = self.worker_kernelspec, False
+        if not name and not _has_tensorflow():
+            name, automatic = "python3", True
+        if not name:
+            return sys.executable, None, None
+        try:
+            python, env = kernelspec_worker(name)
+        except WorkerUnavailable as exc:
+            if automatic:
+                return sys.executable, None, None
+            return sys.executable, None, f"{exc.message} (TFaaSApp.worker_kernelspec)"
+        if automatic:
+            self.log.info(
+                "tfaas: this Python has no TensorFlow; the model worker runs with the "
+                "'%s' kernel's Python (%s)", name, python,
+            )
+        return python, env, None
+
+    def initialize_settings(self) -> None:
+        from .supervisor import ModelWorker
+
+        python, env, problem = self._worker_interpreter()
         self.worker = ModelWorker(
-            python=python or sys.executable,
+            python=python,
             env=env,
+            unavailable=problem,
             threads=self.worker_threads or None,
             cache_size=self.cache_size,
             request_timeout=self.request_timeout,
@@ -154,6 +183,11 @@ class TFaaSApp(ExtensionApp):
         worker = getattr(self, "worker", None)
         if worker is not None:
             await worker.stop()
+
+
+def _has_tensorflow() -> bool:
+    """Whether this Python can import TensorFlow (looked up, not imported)."""
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 main = launch_new_instance = TFaaSApp.launch_instance

@@ -188,6 +188,7 @@ class ModelWorker:
         load_timeout: float = 600.0,
         start_timeout: float = 120.0,
         log: logging.Logger | None = None,
+        unavailable: str | None = None,
     ) -> None:
         self.python = python or sys.executable
         self.env = dict(os.environ if env is None else env)
@@ -199,6 +200,9 @@ class ModelWorker:
         #: SavedModel can take minutes; a prediction must not).
         self.load_timeout = load_timeout
         self.start_timeout = start_timeout
+        #: Why this worker cannot start at all (a configuration problem found before
+        #: the first start, e.g. a kernelspec that does not exist): every start says so.
+        self.unavailable = unavailable
         #: Keys the worker has loaded, least recently used first: a mirror of its LRU
         #: cache, to know which calls may need the load budget.
         self._warm: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -291,6 +295,8 @@ class ModelWorker:
     async def _start(self) -> _Conn:
         self._state = "starting"
         try:
+            if self.unavailable:
+                raise WorkerUnavailable(self.unavailable)
             conn = await self._spawn()
         except WorkerUnavailable as e:
             self._failures += 1
