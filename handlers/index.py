@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
@@ -28,12 +30,13 @@ code, pre {{ background: #f4f4f4; padding: .1em .3em; }} pre {{ padding: .6em; o
 <p>Every endpoint needs your Jupyter token (header <code>Authorization: token ...</code>).</p>
 <pre>curl -H "Authorization: token $JUPYTER_TOKEN" {url}models
 curl -H "Authorization: token $JUPYTER_TOKEN" -X POST {url}upload \\
-     -F name=MyModel -F params=@params.json -F model=@model.pb -F labels=@labels.txt
+     -F name={model} -F params=@params.json -F model=@model.pb -F labels=@labels.txt
 curl -H "Authorization: token $JUPYTER_TOKEN" -X POST {url}json \\
-     -d '{{"keys": ["x1", "x2"], "values": [1.0, 2.0], "model": "MyModel"}}'
-curl -H "Authorization: token $JUPYTER_TOKEN" {url}image -F image=@file.png -F model=MyModel
-curl -H "Authorization: token $JUPYTER_TOKEN" -X DELETE {url}delete/MyModel</pre>
-<p>Endpoints: json, proto, image, upload, delete, models, params, status.</p>
+     -d '{{"values": {values}, "model": "{model}"}}'
+curl -H "Authorization: token $JUPYTER_TOKEN" {url}image -F image=@file.png -F model={model}
+curl -H "Authorization: token $JUPYTER_TOKEN" -X DELETE {url}delete/{model}</pre>
+<p>Endpoints: json, proto, image, upload, delete, models, params, status, metrics;
+the full description: <a href="{url}openapi.json">openapi.json</a>.</p>
 </body></html>
 """
 
@@ -51,7 +54,8 @@ class IndexHandler(ExtensionHandlerMixin, JupyterHandler):
             self.base_url, "tfaas/"
         )
         rows = []
-        for doc in service.models():
+        docs = service.models()
+        for doc in docs:
             inputs = doc.get("inputs") or []
             shapes = ", ".join(str(i.get("shape")) for i in inputs) or "?"
             rows.append(
@@ -71,11 +75,22 @@ class IndexHandler(ExtensionHandlerMixin, JupyterHandler):
             if rows
             else "<p>No models yet: upload one (see below).</p>"
         )
+        # the examples name a real model and send as many values as it takes
+        example, values = "MyModel", "[1.0, 2.0]"
+        if docs:
+            example = docs[0]["name"]
+            inputs = docs[0].get("inputs") or []
+            dims = (inputs[0].get("shape") or [None])[1:] if len(inputs) == 1 else [None]
+            if all(isinstance(d, int) and d > 0 for d in dims):
+                width = max(1, math.prod(dims))
+                values = "[" + ", ".join(["0.0"] * min(width, 8)) + (", ...]" if width > 8 else "]")
         self.finish(
             _PAGE.format(
                 version=xhtml_escape(__version__),
                 model_dir=xhtml_escape(str(service.repository.root)),
                 models=models,
                 url=xhtml_escape(url),
+                model=xhtml_escape(example),
+                values=xhtml_escape(values),
             )
         )

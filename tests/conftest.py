@@ -76,6 +76,18 @@ def seed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def seed_upload_body(seed_dir: Path) -> tuple[bytes, str]:
+    """The talk's curl upload of 'vk' as a multipart body: (body, content type)."""
+    return encode_multipart(
+        {"name": "vk"},
+        {
+            "params": ("params.json", (seed_dir / "params.json").read_bytes(), "application/json"),
+            "model": ("model.pb", (seed_dir / "model.pb").read_bytes(), "application/octet-stream"),
+            "labels": ("labels.txt", (seed_dir / "labels.txt").read_bytes(), "text/plain"),
+        },
+    )
+
+
 @dataclass
 class Reply:
     code: int

@@ -12,23 +12,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TFaaSCaller
+from conftest import ROOT, TFaaSCaller, seed_upload_body
 from servers import jupyter_server
 
-from tfaas_jupyter.multipart import encode_multipart
-
 pytestmark = pytest.mark.timeout(600)
-
-
-def seed_upload_body(seed_dir: Path) -> tuple[bytes, str]:
-    return encode_multipart(
-        {"name": "vk"},
-        {
-            "params": ("params.json", (seed_dir / "params.json").read_bytes(), "application/json"),
-            "model": ("model.pb", (seed_dir / "model.pb").read_bytes(), "application/octet-stream"),
-            "labels": ("labels.txt", (seed_dir / "labels.txt").read_bytes(), "text/plain"),
-        },
-    )
 
 
 def test_models_survive_a_restart_under_a_hub_base_url(tmp_path: Path, seed_dir: Path) -> None:
