@@ -21,16 +21,6 @@ from tfaas_jupyter.client import TFaaSClient, TFaaSClientError, normalize_url, t
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("client-built")
-    return {
-        "graphdef": tfmodels.make_graphdef(root / "graphdef"),
-        "keras_export": tfmodels.make_keras_export(root / "export"),
-        "keras_file": tfmodels.make_keras_file(root / "kerasfile"),
-    }
-
-
 @pytest.fixture
 def tfaas_url(jp_fetch, jp_http_port: int, jp_base_url: str) -> str:
     """The tfaas base of the live server (``jp_fetch`` makes it listen)."""
