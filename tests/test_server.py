@@ -85,6 +85,17 @@ async def test_worker_killed_mid_request(tfaas: TFaaSCaller, seed_dir: Path, jp_
     assert status["worker"]["restarts"] >= 1
 
 
+def write_kernelspec(data_dir: Path, name: str) -> None:
+    """A kernel running this Python, whose environment marks it (``TFAAS_KERNELSPEC_MARK``)."""
+    spec = data_dir / "kernels" / name
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"{name} (LCG-like)", "language": "python",
+        "env": {"TFAAS_KERNELSPEC_MARK": name},
+    }))
+
+
 @pytest.fixture
 def tfaas_config(request, tmp_path_factory, jp_data_dir: Path, monkeypatch) -> dict:
     if request.node.name == "test_without_tensorflow_the_python3_kernel_runs_the_worker":
@@ -92,25 +103,13 @@ def tfaas_config(request, tmp_path_factory, jp_data_dir: Path, monkeypatch) -> d
         import tfaas_jupyter.app
 
         monkeypatch.setattr(tfaas_jupyter.app, "_has_tensorflow", lambda: False)
-        spec = jp_data_dir / "kernels" / "python3"
-        spec.mkdir(parents=True)
-        (spec / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python 3 (LCG)", "language": "python",
-            "env": {"TFAAS_KERNELSPEC_MARK": "python3"},
-        }))
+        write_kernelspec(jp_data_dir, "python3")
         return {}
     if request.node.name == "test_a_missing_kernelspec_is_reported_not_fatal":
         return {"worker_kernelspec": "no-such-kernel"}
     if request.node.name == "test_worker_runs_with_a_kernelspec_python":
         # As in SWAN: the worker takes a kernel's Python and environment.
-        spec = jp_data_dir / "kernels" / "lcg"
-        spec.mkdir(parents=True)
-        (spec / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "LCG-like Python", "language": "python",
-            "env": {"TFAAS_KERNELSPEC_MARK": "lcg"},
-        }))
+        write_kernelspec(jp_data_dir, "lcg")
         return {"worker_kernelspec": "lcg"}
     if request.node.name == "test_a_hung_worker_times_out_and_is_replaced":
         return {"request_timeout": 3.0}
