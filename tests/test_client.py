@@ -194,15 +194,9 @@ async def test_upload_every_model_form(client: TFaaSClient, built, tmp_path: Pat
 
 
 async def test_image_bytes_path_and_pil(client: TFaaSClient, tmp_path: Path) -> None:
-    import keras
     from PIL import Image
 
-    keras.utils.set_random_seed(3)
-    inp = keras.Input(shape=(4, 4, 3))
-    out = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inp))
-    model = keras.Model(inp, out)
-    path = tmp_path / "img.keras"
-    model.save(str(path))
+    path, model = tfmodels.make_image_keras(tmp_path, classes=3, seed=3)
     await call(client.upload, "img", path, labels=["red", "green", "blue"])
 
     pixels = np.random.default_rng(1).integers(0, 255, size=(4, 4, 3)).astype(np.uint8)

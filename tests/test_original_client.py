@@ -212,15 +212,9 @@ async def test_bundle_upload(original: OriginalClient, tmp_path: Path) -> None:
 
 async def test_image_request(original: OriginalClient, tmp_path: Path) -> None:
     """--image=/path/file.png --model=NAME: field model, file part image (image/png)."""
-    import keras
     from PIL import Image
 
-    keras.utils.set_random_seed(5)
-    inp = keras.Input(shape=(4, 4, 3))
-    out = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inp))
-    model = keras.Model(inp, out)
-    model_path = tmp_path / "img.keras"
-    model.save(str(model_path))
+    model_path, model = tfmodels.make_image_keras(tmp_path, classes=2, seed=5)
     labels = tmp_path / "labels.txt"
     labels.write_text("higgs\nqcd\n")
     answer = await upload_json(original, {"name": "ImageModel", "model": str(model_path),

@@ -157,3 +157,20 @@ def make_keras_file(directory: Path, *, seed: int = 3) -> Built:
     path = directory / "tiny.keras"
     model.save(str(path))
     return Built(path, "keras", {}, _ref_keras(model))
+
+
+def make_image_keras(directory: Path, *, classes: int, seed: int, side: int = 4):
+    """A tiny dense classifier of ``side`` x ``side`` RGB images, saved as a .keras file.
+
+    Returns (path, model): the model computes the expected outputs in-process.
+    """
+    import keras
+
+    directory.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(shape=(side, side, 3))
+    out = keras.layers.Dense(classes, activation="softmax")(keras.layers.Flatten()(inp))
+    model = keras.Model(inp, out)
+    path = directory / "img.keras"
+    model.save(str(path))
+    return path, model
