@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tfaas_jupyter import tfaas_pb2  # noqa: E402
-from tfaas_jupyter.multipart import encode_multipart  # noqa: E402
+from tfaas_jupyter.client.forms import encode_multipart  # noqa: E402
 
 #: The CNN: 8x8 one-channel images through 400 narrow conv layers (4 channels).
 #: A single-row call takes >= 5 ms, almost all of it per-op overhead that a batch

@@ -1,4 +1,4 @@
-"""The HTTP layer of tfaas-jupyter: thin Tornado handlers over :mod:`tfaas_jupyter.service`.
+"""The HTTP layer of tfaas-jupyter: thin Tornado handlers over :mod:`tfaas_jupyter.server.service`.
 
 Installed as ``tfaas_jupyter.handlers``. :func:`routes` is the one route table;
 every route is relative to ``{base_url}`` (the ExtensionApp prefixes it).
@@ -6,7 +6,7 @@ every route is relative to ``{base_url}`` (the ExtensionApp prefixes it).
 
 from __future__ import annotations
 
-from tfaas_jupyter.names import MODEL_NAME_PATTERN
+from tfaas_jupyter.server.names import MODEL_NAME_PATTERN
 
 from .base import UnknownEndpointHandler
 from .index import IndexHandler

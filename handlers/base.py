@@ -9,9 +9,9 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from tfaas_jupyter.codecs import encode_json
-from tfaas_jupyter.errors import NotFound, TFaaSError
-from tfaas_jupyter.service import TFaaS
+from tfaas_jupyter.server.codecs import encode_json
+from tfaas_jupyter.server.errors import NotFound, TFaaSError
+from tfaas_jupyter.server.service import TFaaS
 
 #: The resource name Jupyter authorizers see for every tfaas endpoint.
 AUTH_RESOURCE = "tfaas"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from tfaas_jupyter.metrics import CONTENT_TYPE, collect
+from tfaas_jupyter.server.metrics import CONTENT_TYPE, collect
 
 from .base import TFaaSHandler
 

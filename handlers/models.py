@@ -5,8 +5,8 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from tfaas_jupyter.errors import BadRequest
-from tfaas_jupyter.uploads import parse_params
+from tfaas_jupyter.server.errors import BadRequest
+from tfaas_jupyter.server.uploads import parse_params
 
 from .base import TFaaSHandler
 

@@ -17,8 +17,8 @@ from .base import TFaaSHandler
 
 @lru_cache(maxsize=1)
 def load_spec() -> dict[str, Any]:
-    """The packaged ``tfaas_jupyter/openapi.json``."""
-    return json.loads(files("tfaas_jupyter").joinpath("openapi.json").read_text("utf-8"))
+    """The packaged ``tfaas_jupyter/server/openapi.json``."""
+    return json.loads(files("tfaas_jupyter.server").joinpath("openapi.json").read_text("utf-8"))
 
 
 class OpenAPIHandler(TFaaSHandler):

@@ -14,8 +14,8 @@ from pathlib import Path
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from tfaas_jupyter.errors import BadRequest, PayloadTooLarge
-from tfaas_jupyter.multipart import parse_multipart
+from tfaas_jupyter.server.errors import BadRequest, PayloadTooLarge
+from tfaas_jupyter.server.multipart import parse_multipart
 
 from .base import TFaaSHandler
 

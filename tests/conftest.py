@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
-from tfaas_jupyter.multipart import encode_multipart
+from tfaas_jupyter.client.forms import encode_multipart
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 

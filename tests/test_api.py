@@ -14,7 +14,7 @@ import tfmodels
 from conftest import TFaaSCaller
 
 from tfaas_jupyter import tfaas_pb2
-from tfaas_jupyter.multipart import encode_multipart
+from tfaas_jupyter.client.forms import encode_multipart
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tfaas_jupyter.batching import Batcher
-from tfaas_jupyter.supervisor import ModelError, WorkerCrashed
+from tfaas_jupyter.server.batching import Batcher
+from tfaas_jupyter.server.supervisor import ModelError, WorkerCrashed
 
 #: The fake-worker tests run on pytest-asyncio's loop; the server test must not (it
 #: runs on pytest-jupyter's loop, which serves the requests).
@@ -27,7 +27,7 @@ unit = pytest.mark.asyncio
 
 @dataclass
 class FakeModel:
-    """Quacks like a :class:`~tfaas_jupyter.repository.ModelVersion` for the batcher."""
+    """Quacks like a :class:`~tfaas_jupyter.server.repository.ModelVersion` for the batcher."""
 
     name: str = "m"
     version: int = 1

@@ -34,7 +34,7 @@ def tfaas_cli(jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp):
     url = f"http://localhost:{jp_http_port}{jp_base_url}tfaas"
     token = jp_serverapp.identity_provider.token
     script = shutil.which("tfaas", path=os.path.dirname(sys.executable))
-    command = [script] if script else [sys.executable, "-m", "tfaas_jupyter.cli"]
+    command = [script] if script else [sys.executable, "-m", "tfaas_jupyter.client.cli"]
 
     async def run(*args: str, url_arg: bool = True, env: dict[str, str] | None = None,
                   cwd: Path | None = None) -> Run:
@@ -171,7 +171,7 @@ async def test_output_into_a_closed_pipe_is_quiet(
     big = tmp_path / "big.json"  # an answer far larger than a pipe holds
     big.write_text(json.dumps({"model": "vk", "values": [doc["values"]] * 20000}))
     script = shutil.which("tfaas", path=os.path.dirname(sys.executable))
-    command = script or f"{sys.executable} -m tfaas_jupyter.cli"
+    command = script or f"{sys.executable} -m tfaas_jupyter.client.cli"
     shell = (f"{command} --url={tfaas_cli.url} --predict={big} | "
              "python3 -c 'import sys; sys.stdin.read(1)'")
     proc = await asyncio.create_subprocess_shell(

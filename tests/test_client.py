@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tfmodels
 
-from tfaas_jupyter.client import TFaaSClient, TFaaSClientError, normalize_url, token_from_env
+from tfaas_jupyter.client.api import TFaaSClient, TFaaSClientError, normalize_url, token_from_env
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from servers import ServerProcess, jupyter_server
 
-from tfaas_jupyter.multipart import encode_multipart
+from tfaas_jupyter.client.forms import encode_multipart
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -141,7 +141,7 @@ _KILLED_REPO = textwrap.dedent(
     """
     import json, os, shutil, sys, time
     from pathlib import Path
-    from tfaas_jupyter import repository
+    from tfaas_jupyter.server import repository
 
     root, action = sys.argv[1], sys.argv[2]
     repo = repository.Repository(root)

@@ -15,8 +15,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from tfaas_jupyter import discovery
-from tfaas_jupyter.discovery import DiscoveryError, find_server, parse_server_url
+from tfaas_jupyter.client import discovery
+from tfaas_jupyter.client.discovery import DiscoveryError, find_server, parse_server_url
 
 KID = "0b7a4f8e-1111-2222-3333-444455556666"
 
@@ -208,7 +208,7 @@ def test_imports_without_jupyter_server_or_tensorflow() -> None:
     code = (
         "import sys\n"
         "sys.modules['jupyter_server'] = None\n"  # an import of it would fail
-        "import tfaas_jupyter.discovery, tfaas_jupyter.magics\n"
+        "import tfaas_jupyter.client.discovery, tfaas_jupyter.client.magics\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
         "assert 'keras' not in sys.modules, 'keras imported'\n"
     )

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import TFaaSCaller
 
-from tfaas_jupyter.multipart import encode_multipart
+from tfaas_jupyter.client.forms import encode_multipart
 
 pytestmark = pytest.mark.timeout(600)
 

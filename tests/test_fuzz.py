@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tfaas_jupyter.handlers import routes
 
-from tfaas_jupyter.multipart import encode_multipart
+from tfaas_jupyter.client.forms import encode_multipart
 
 pytestmark = pytest.mark.timeout(900)
 

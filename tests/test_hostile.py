@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import TFaaSCaller
 
-from tfaas_jupyter.multipart import encode_multipart
+from tfaas_jupyter.client.forms import encode_multipart
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -17,9 +17,9 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from tfaas_jupyter import discovery
-from tfaas_jupyter.discovery import ServerInfo
-from tfaas_jupyter.magics import (
+from tfaas_jupyter.client import discovery
+from tfaas_jupyter.client.discovery import ServerInfo
+from tfaas_jupyter.client.magics import (
     HELP,
     curl_command,
     example_request,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import TFaaSCaller
 
-from tfaas_jupyter.metrics import render
-from tfaas_jupyter.stats import Stats
+from tfaas_jupyter.server.metrics import render
+from tfaas_jupyter.server.stats import Stats
 
 pytestmark = pytest.mark.timeout(600)
 

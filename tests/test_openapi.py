@@ -1,4 +1,4 @@
-"""tfaas_jupyter/openapi.json stays true: every route of routes() is described and every
+"""tfaas_jupyter/server/openapi.json stays true: every route of routes() is described and every
 described path is a route; real responses validate against its schemas."""
 
 from __future__ import annotations

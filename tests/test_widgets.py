@@ -19,7 +19,7 @@ import pytest
 import tfmodels
 
 from tfaas_jupyter.client import TFaaSClient
-from tfaas_jupyter.widgets import ModelBrowser, bar_chart, classify_upload
+from tfaas_jupyter.client.widgets import ModelBrowser, bar_chart, classify_upload
 
 
 async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -23,7 +23,7 @@ import pytest_asyncio
 sys.path.insert(0, str(Path(__file__).parent))
 import tfmodels  # noqa: E402
 
-from tfaas_jupyter.supervisor import (  # noqa: E402
+from tfaas_jupyter.server.supervisor import (  # noqa: E402
     ModelError,
     ModelWorker,
     WorkerCrashed,
@@ -437,7 +437,7 @@ async def test_interpreter_without_tensorflow(tmp_path: Path) -> None:
 async def test_worker_exits_when_server_dies(tmp_path: Path) -> None:
     script = textwrap.dedent("""
         import asyncio, os, sys
-        from tfaas_jupyter.supervisor import ModelWorker
+        from tfaas_jupyter.server.supervisor import ModelWorker
         async def main():
             w = ModelWorker(threads=1)
             await w.start()
@@ -514,7 +514,7 @@ def _shutdown_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 async def test_supervisor_does_not_import_tensorflow() -> None:
-    code = ("import sys, tfaas_jupyter.supervisor, tfaas_jupyter.worker.wire; "
+    code = ("import sys, tfaas_jupyter.server.supervisor, tfaas_jupyter.worker.wire; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

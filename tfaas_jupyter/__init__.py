@@ -1,7 +1,16 @@
 """TensorFlow as a Service inside the Jupyter server.
 
-Importing this package never imports TensorFlow: TensorFlow runs in a separate
-model worker process (see :mod:`tfaas_jupyter.supervisor`).
+The package has three sides, one per process, and the folder says which:
+
+- ``tfaas_jupyter.server``: runs in the Jupyter server (Tornado, no TensorFlow);
+  ``tfaas_jupyter.handlers`` (the top-level ``handlers/`` folder) is its HTTP layer;
+- ``tfaas_jupyter.worker``: the model worker process, the only code that imports
+  TensorFlow;
+- ``tfaas_jupyter.client``: plain Python for notebooks, scripts and grid jobs (client,
+  CLI, discovery, ``%tfaas`` magics, widgets): no Tornado, no Jupyter server, no
+  TensorFlow.
+
+Importing this package imports none of them.
 """
 
 from __future__ import annotations
@@ -10,12 +19,13 @@ __version__ = "0.1.0"
 
 
 def _jupyter_server_extension_points() -> list[dict]:
-    from .app import TFaaSApp
+    from .server.app import TFaaSApp
 
     return [{"module": "tfaas_jupyter", "app": TFaaSApp}]
 
 
-def load_ipython_extension(ipython) -> None:  # pragma: no cover - thin shim
-    from .magics import load_ipython_extension as _load
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext tfaas_jupyter``: register the ``%tfaas`` magics."""
+    from .client.magics import load_ipython_extension as _load
 
     _load(ipython)

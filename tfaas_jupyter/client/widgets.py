@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import ipywidgets as w
 import numpy as np
 
-from .client import TFaaSClient, TFaaSClientError
+from .api import TFaaSClient, TFaaSClientError
 from .magics import output_labels
 
 __all__ = ["ModelBrowser", "bar_chart", "classify_upload"]

@@ -15,8 +15,8 @@ import numpy as np
 import orjson
 from google.protobuf.message import DecodeError
 
+from ..tfaas_pb2 import Row
 from .errors import BadRequest, PayloadTooLarge
-from .tfaas_pb2 import Row
 
 _F32 = np.dtype("<f4")
 

@@ -165,7 +165,7 @@ class TFaaSApp(ExtensionApp):
         self.log.info("tfaas: serving models from %s", repository.root)
 
     def initialize_handlers(self) -> None:
-        from .handlers import fallback_route, routes
+        from ..handlers import fallback_route, routes
 
         self.handlers.extend([*routes(), fallback_route()])
 

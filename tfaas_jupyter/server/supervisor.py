@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .worker.wire import ProtocolError, read_frame_async, write_frame_async
+from ..worker.wire import ProtocolError, read_frame_async, write_frame_async
 
 __all__ = [
     "WorkerError",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: The worker package's directory, loaded by path in the worker's interpreter.
-WORKER_DIR = str(Path(__file__).resolve().parent / "worker")
+WORKER_DIR = str(Path(__file__).resolve().parent.parent / "worker")
 
 #: Run with ``python -c``: import ``WORKER_DIR`` as the top-level package ``tfaas_worker``
 #: (tfaas_jupyter need not be installed there) and run its main. The missing-package check

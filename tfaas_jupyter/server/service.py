@@ -19,7 +19,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import __version__, codecs, uploads
+from .. import __version__
+from . import codecs, uploads
 from .errors import BadRequest, NotFound, TFaaSError, Unavailable
 from .multipart import FilePart, Form
 from .names import check_model_name, check_version

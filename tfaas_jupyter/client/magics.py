@@ -26,7 +26,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from . import discovery
-from .client import TFaaSClient, TFaaSClientError
+from .api import TFaaSClient, TFaaSClientError
 from .discovery import DiscoveryError, ServerInfo
 
 __all__ = [

@@ -37,8 +37,8 @@ from typing import Any, Callable, Iterator, Sequence, Union
 import numpy as np
 import orjson
 
-from . import __version__
-from .multipart import encode_multipart
+from .. import __version__
+from .forms import encode_multipart
 
 __all__ = ["TFaaSClient", "TFaaSClientError", "token_from_env", "normalize_url"]
 
@@ -424,7 +424,7 @@ class TFaaSClient:
     ) -> list[tuple[str, float]]:
         """One row through the protobuf endpoint (as the C++ client); answer one
         (label, probability) pair per model output (label "" for unlabelled models)."""
-        from . import tfaas_pb2
+        from .. import tfaas_pb2
 
         row = tfaas_pb2.Row()
         row.value.extend(np.asarray(values, dtype=np.float32).reshape(-1).tolist())
@@ -522,8 +522,9 @@ def _export_keras(model: Any) -> bytes:
             except TypeError:  # tf.keras 2.x: no verbose argument
                 model.export(str(target))
         else:
-            import tensorflow as tf
-
+            # a TensorFlow module object (tf.Module) was handed in, so its TensorFlow is
+            # loaded: use that one rather than importing it on the client side
+            tf = sys.modules["tensorflow"]
             tf.saved_model.save(model, str(target))
         return _tar_gz(target, "saved_model")
 

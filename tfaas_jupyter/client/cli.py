@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .client import TFaaSClient, TFaaSClientError, token_from_env
+from .api import TFaaSClient, TFaaSClientError, token_from_env
 
 EXIT_FAILURE = 1
 

@@ -1,0 +1,146 @@
+"""Each side of the package imports only what its process has.
+
+The server side runs in the Jupyter server (SWAN: no TensorFlow there), the worker is the
+only code that imports TensorFlow, and the client side runs in a notebook kernel, a script
+or a grid job with neither Tornado nor jupyter_server. Checked twice: statically (every
+import statement of every file, lazy ones included) and by importing each side in a fresh
+interpreter and looking at ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "tfaas_jupyter"
+
+#: side -> (its folder, top-level modules it must never import, package sides it must not)
+RULES: dict[str, tuple[Path, set[str], set[str]]] = {
+    "server": (PACKAGE / "server", {"tensorflow", "keras", "IPython", "ipywidgets"},
+               {"client", "worker.main", "worker.loaders"}),
+    "worker": (PACKAGE / "worker", {"tornado", "jupyter_server", "IPython", "ipywidgets"},
+               {"server", "client", "handlers"}),
+    "client": (PACKAGE / "client", {"tornado", "jupyter_server", "tensorflow", "keras"},
+               {"server", "worker", "handlers"}),
+    "handlers": (ROOT / "handlers", {"tensorflow", "keras", "IPython", "ipywidgets"},
+                 {"client", "worker"}),
+}
+
+
+def _imports(path: Path, package: str) -> list[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+                names += [mod] + [f"{mod}.{a.name}" for a in node.names]
+            elif node.module:
+                names.append(node.module)
+    return names
+
+
+@pytest.mark.parametrize("side", sorted(RULES))
+def test_each_side_imports_only_what_its_process_has(side: str) -> None:
+    folder, banned_modules, banned_sides = RULES[side]
+    package = "tfaas_jupyter.handlers" if side == "handlers" else f"tfaas_jupyter.{side}"
+    bad = []
+    for path in sorted(folder.glob("*.py")):
+        for name in _imports(path, package):
+            top = name.split(".")[0]
+            inner = name[len("tfaas_jupyter."):] if name.startswith("tfaas_jupyter.") else ""
+            if top in banned_modules or any(
+                inner == s or inner.startswith(s + ".") for s in banned_sides
+            ):
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    # The service and everything below it never import the HTTP layer; only the
+    # extension app (the wiring) mounts it.
+    if side == "server":
+        bad += [
+            f"{path.relative_to(ROOT)} imports {name}"
+            for path in sorted(folder.glob("*.py")) if path.name != "app.py"
+            for name in _imports(path, package) if name.startswith("tfaas_jupyter.handlers")
+        ]
+    assert not bad, "\n".join(bad)
+
+
+def _loaded_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
+def _tops(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+def test_the_client_imports_neither_tornado_nor_jupyter_server_nor_tensorflow() -> None:
+    loaded = _tops(_loaded_after(
+        "from tfaas_jupyter.client import TFaaSClient\n"
+        "import tfaas_jupyter.client.cli, tfaas_jupyter.client.discovery\n"
+        "import tfaas_jupyter.client.magics"
+    ))
+    assert not loaded & {"tornado", "jupyter_server", "tensorflow", "keras"}, loaded
+
+
+def test_the_server_side_never_imports_tensorflow() -> None:
+    loaded = _loaded_after(
+        "import tfaas_jupyter, tfaas_jupyter.handlers\n"
+        "from tfaas_jupyter.server.app import TFaaSApp\n"
+        "import tfaas_jupyter.server.service, tfaas_jupyter.server.supervisor"
+    )
+    assert not _tops(loaded) & {"tensorflow", "keras"}
+    assert not any(m.startswith("tfaas_jupyter.client") for m in loaded)
+
+
+def test_no_import_cycles_between_modules() -> None:
+    """The package's own import graph (lazy imports included) has no cycle."""
+    graph: dict[str, set[str]] = {}
+    files = {**{p: "tfaas_jupyter" for p in [PACKAGE / "__init__.py"]}}
+    for sub in ("server", "worker", "client"):
+        files.update({p: f"tfaas_jupyter.{sub}" for p in (PACKAGE / sub).glob("*.py")})
+    files.update({p: "tfaas_jupyter.handlers" for p in (ROOT / "handlers").glob("*.py")})
+    modules = {}
+    for path, package in files.items():
+        name = package if path.name == "__init__.py" else f"{package}.{path.stem}"
+        modules[name] = (path, package)
+    for name, (path, package) in modules.items():
+        graph[name] = {m for m in _imports(path, package) if m in modules and m != name}
+    # a package's __init__ importing its own modules is how packages work, not a cycle
+    for name in graph:
+        graph[name] = {m for m in graph[name] if not (m.startswith(name + ".")
+                                                      and path_is_init(modules[name][0]))}
+
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):] + [nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def path_is_init(path: Path) -> bool:
+    return path.name == "__init__.py"
