@@ -180,3 +180,18 @@ async def test_output_into_a_closed_pipe_is_quiet(
     )
     _, err = await asyncio.wait_for(proc.communicate(), timeout=300)
     assert b"Broken pipe" not in err and b"Traceback" not in err, err
+
+
+async def test_an_address_copied_from_the_browser(tfaas_cli) -> None:
+    """--url (or TFAAS_URL) may be a notebook's address with ?token=, which comes before
+    the token of the environment."""
+    root = tfaas_cli.url[: -len("tfaas")]
+    lab = f"{root}lab/tree/dir/demo.ipynb?token={tfaas_cli.token}"
+    r = await tfaas_cli(f"--url={lab}", "--models", "--json", "--verbose", url_arg=False,
+                        env={"TFAAS_TOKEN": "wrong"})
+    assert r.code == 0, r.err
+    assert r.json() == [] and f"tfaas: url {root}tfaas/, token given" in r.err
+    r = await tfaas_cli("--models", "--json", url_arg=False,
+                        env={"TFAAS_TOKEN": "", "TFAAS_URL": f"{root}notebooks/x.ipynb",
+                             "JUPYTER_TOKEN": tfaas_cli.token})
+    assert r.code == 0 and r.json() == [], r.err

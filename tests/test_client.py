@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import tfmodels
 
-from tfaas_jupyter.client.api import TFaaSClient, TFaaSClientError, normalize_url, token_from_env
+from tfaas_jupyter.client.api import TFaaSClient, TFaaSClientError
+from tfaas_jupyter.client.urls import TOKEN_ENV_VARS
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -43,25 +44,6 @@ def rows(n: int, seed: int = 0) -> np.ndarray:
 
 
 # -- no server needed ------------------------------------------------------------
-
-
-def test_url_forms() -> None:
-    want = "http://h:8888/user/x/tfaas/"
-    for url in ("http://h:8888/user/x/tfaas", "http://h:8888/user/x/tfaas/",
-                "http://h:8888/user/x/", "http://h:8888/user/x", "http://h:8888/user/x/lab"):
-        assert normalize_url(url) == (want, None), url
-    assert normalize_url("http://h:8888/?token=abc") == ("http://h:8888/tfaas/", "abc")
-    assert normalize_url("localhost:8888")[0] == "http://localhost:8888/tfaas/"
-    assert TFaaSClient("http://h/a%40b/tfaas").url == "http://h/a%40b/tfaas/"
-    with pytest.raises(ValueError):
-        normalize_url("ftp://h/tfaas")
-
-
-def test_token_from_env() -> None:
-    assert token_from_env({"JUPYTER_TOKEN": "j", "JPY_API_TOKEN": "h"}) == "j"
-    assert token_from_env({"TFAAS_TOKEN": "t", "JUPYTER_TOKEN": "j"}) == "t"
-    assert token_from_env({"JUPYTERHUB_API_TOKEN": "hub"}) == "hub"
-    assert token_from_env({}) is None
 
 
 def test_connection_refused_is_a_client_error() -> None:
@@ -103,7 +85,8 @@ async def test_seed_model_every_data_form(client: TFaaSClient, seed_dir: Path) -
     np.testing.assert_allclose(await call(client.predict, "vk", arr[None, :]), one[None, :],
                                rtol=1e-6)
 
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     frame = pd.DataFrame([values, values], columns=keys)
     got = await call(client.predict, "vk", frame)
     assert got.shape == (2, 1)
@@ -214,7 +197,7 @@ async def test_image_bytes_path_and_pil(client: TFaaSClient, tmp_path: Path) -> 
 
 async def test_auth_and_error_messages(client: TFaaSClient, tfaas_url: str,
                                        seed_dir: Path) -> None:
-    anonymous = TFaaSClient(tfaas_url, timeout=60)
+    anonymous = TFaaSClient(tfaas_url, token="", timeout=60)
     with pytest.raises(TFaaSClientError) as info:
         await call(anonymous.models)
     assert info.value.status == 403
@@ -247,3 +230,19 @@ async def test_upload_progress(client: TFaaSClient, seed_dir: Path) -> None:
     total = seen[-1][1]
     assert seen[0][0] == 0 and seen[-1][0] == total > (seed_dir / "model.pb").stat().st_size
     assert [s for s, _ in seen] == sorted(s for s, _ in seen)
+
+
+async def test_an_address_copied_from_the_browser(jp_fetch, jp_http_port: int,
+                                                  jp_base_url: str, jp_serverapp,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JupyterLab notebook's address with its ?token= is all the client needs."""
+    for name in TOKEN_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    token = jp_serverapp.identity_provider.token
+    root = f"http://localhost:{jp_http_port}{jp_base_url}"
+    with TFaaSClient(f"{root}lab/tree/dir/demo.ipynb?token={token}", timeout=60) as lab:
+        assert (lab.url, lab.token) == (root + "tfaas/", token)
+        assert await call(lab.models) == []
+    monkeypatch.setenv("TFAAS_TOKEN", "wrong")  # the URL's token comes before the environment
+    with TFaaSClient(f"{root}tree?token={token}", timeout=60) as tree:
+        assert await call(tree.models) == []

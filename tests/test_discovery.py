@@ -113,7 +113,7 @@ def test_env_override(tmp_path: Path) -> None:
     ],
 )
 def test_parse_server_url(given: str, url: str, token: str | None) -> None:
-    info = parse_server_url(given)
+    info = parse_server_url(given, env={})
     assert (info.url, info.token) == (url, token)
 
 

@@ -103,7 +103,7 @@ async def test_connect_with_a_bad_token_is_a_clear_error(
 ) -> None:
     with pytest.raises(UsageError, match="tfaas connect: .*(refused|403|forbidden)"):
         await call(shell, f"connect http://localhost:{jp_http_port}{jp_base_url} --token bad")
-    assert discovery._explicit is None  # a failed connect leaves nothing behind
+    assert discovery.explicit_server() is None  # a failed connect leaves nothing behind
 
 
 def test_help_and_unknown(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,11 +39,9 @@ import orjson
 
 from .. import __version__
 from .forms import encode_multipart
+from .urls import choose_token, parse_address
 
-__all__ = ["TFaaSClient", "TFaaSClientError", "token_from_env", "normalize_url"]
-
-#: Environment variables a token is taken from, in this order (see :func:`token_from_env`).
-TOKEN_ENV_VARS = ("TFAAS_TOKEN", "JUPYTER_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_API_TOKEN")
+__all__ = ["TFaaSClient", "TFaaSClientError"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 #: ``progress(sent_bytes, total_bytes)``, called as an upload is sent.
@@ -72,43 +70,6 @@ class TFaaSClientError(Exception):
         return f"{self.message} (HTTP {self.status})" if self.status else self.message
 
 
-def token_from_env(environ: dict[str, str] | None = None) -> str | None:
-    """The first token set among TFAAS_TOKEN, JUPYTER_TOKEN, JPY_API_TOKEN and
-    JUPYTERHUB_API_TOKEN (the last two are set inside JupyterHub servers)."""
-    env = os.environ if environ is None else environ
-    for var in TOKEN_ENV_VARS:
-        if env.get(var):
-            return env[var]
-    return None
-
-
-def normalize_url(url: str) -> tuple[str, str | None]:
-    """Answer (tfaas base URL ending in ``/``, token found in its query or None).
-
-    ``http://h:8888/user/x/tfaas``, ``.../tfaas/`` and the Jupyter server's own URL
-    ``http://h:8888/user/x/`` all give ``http://h:8888/user/x/tfaas/``; a
-    ``?token=...`` (as Jupyter prints its URL) is taken out and answered.
-    """
-    if "://" not in url:
-        url = "http://" + url
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r}")
-    if not parts.hostname:
-        raise ValueError(f"no host in URL {url!r}")
-    query = urllib.parse.parse_qs(parts.query)
-    token = query.get("token", [None])[0]
-    path = parts.path.rstrip("/")
-    # The Jupyter URL may point at a page (…/lab, …/tree): the tfaas base is beside it.
-    if not path.endswith("/tfaas") and path != "tfaas":
-        for page in ("/lab", "/tree", "/notebooks"):
-            if path.endswith(page):
-                path = path[: -len(page)]
-                break
-        path += "/tfaas"
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path + "/", "", "")), token
-
-
 def _default_user_agent() -> str:
     python = f"{sys.version_info[0]}.{sys.version_info[1]}"
     return f"tfaas-jupyter/{__version__} python/{python}"
@@ -120,11 +81,14 @@ def _default_user_agent() -> str:
 class TFaaSClient:
     """Talks to one TFaaS server.
 
-    ``url`` is the tfaas base (``http://host:8888/user/x/tfaas``, with or without the
-    trailing slash) or the Jupyter server's URL (``tfaas/`` is appended). ``token`` is
-    the Jupyter token, sent as ``Authorization: token ...``; None sends none, unless the
-    URL carries ``?token=``. ``ssl_context`` configures HTTPS (client certificates,
-    CA path); the default verifies the server against the system's CAs.
+    ``url`` is the tfaas base (``http://host:8888/user/x/tfaas``), the Jupyter server's
+    URL, or any address copied from the browser (``.../lab/tree/x.ipynb?token=...``):
+    all mean ``{base_url}tfaas/`` (see :mod:`tfaas_jupyter.client.urls`). ``token`` is
+    the Jupyter token, sent as ``Authorization: token ...``; when None, the URL's
+    ``?token=`` is used, else ``$TFAAS_TOKEN``, ``$JUPYTER_TOKEN``, ``$JPY_API_TOKEN``,
+    ``$JUPYTERHUB_API_TOKEN``; ``token=""`` sends none. ``ssl_context`` configures HTTPS
+    (client certificates, CA path); the default verifies the server against the
+    system's CAs.
 
     Every method raises :class:`TFaaSClientError` when the server answers with an
     error (``.status`` and ``.message`` are the server's) or cannot be reached
@@ -142,8 +106,9 @@ class TFaaSClient:
         user_agent: str | None = None,
         verbose: bool = False,
     ) -> None:
-        self.url, url_token = normalize_url(url)
-        self.token = token or url_token
+        address = parse_address(url)
+        self.url = address.tfaas_url
+        self.token = choose_token(token, address)
         self.timeout = timeout
         self.user_agent = user_agent or _default_user_agent()
         self.verbose = verbose

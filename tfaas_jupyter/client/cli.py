@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .api import TFaaSClient, TFaaSClientError, token_from_env
+from .api import TFaaSClient, TFaaSClientError
 
 EXIT_FAILURE = 1
 
@@ -49,11 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tfaas",
         description="Client of TFaaS in Jupyter (and of the original TFaaS server).",
-        epilog="Token: --token, else $TFAAS_TOKEN, $JUPYTER_TOKEN, $JPY_API_TOKEN or "
-               "$JUPYTERHUB_API_TOKEN. URL: --url, else $TFAAS_URL.",
+        epilog="URL: --url, else $TFAAS_URL; the server's URL, its tfaas/ URL or any "
+               "address copied from the browser (.../lab/tree/x.ipynb?token=...). "
+               "Token: --token, else the URL's ?token=, else $TFAAS_TOKEN, $JUPYTER_TOKEN, "
+               "$JPY_API_TOKEN or $JUPYTERHUB_API_TOKEN.",
     )
     p.add_argument("--url", default=os.environ.get("TFAAS_URL", ""),
-                   help="TFaaS URL: the tfaas base (http://host:8888/tfaas) or the Jupyter URL")
+                   help="the Jupyter server's URL (http://host:8888/), its tfaas/ URL, or an "
+                        "address copied from the browser")
     p.add_argument("--upload", metavar="upload.json",
                    help='upload a model described by {"name","model","params","labels"} paths')
     p.add_argument("--bundle", metavar="FILE.tar.gz",
@@ -69,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TLS client key (default: $X509_USER_PROXY)")
     p.add_argument("--cert", default=_x509(), help="TLS client certificate")
     p.add_argument("--capath", default=_capath(), help="CA certificates directory")
-    p.add_argument("--token", default=None, help="Jupyter token")
+    p.add_argument("--token", default=None,
+                   help="Jupyter token (default: the URL's ?token=, else from the environment)")
     p.add_argument("--json", action="store_true", help="machine-readable output (one JSON line)")
     p.add_argument("--status", action="store_true", help="the server's status")
     p.add_argument("--params", metavar="NAME", help="a model's params.json")
@@ -151,9 +155,8 @@ def _print(args: argparse.Namespace, doc: Any, *, compact: bool = False) -> None
 def run(args: argparse.Namespace) -> int:
     if not args.url:
         raise CliError("no server URL: give --url (or set TFAAS_URL)")
-    token = args.token if args.token is not None else token_from_env()
     try:
-        client = TFaaSClient(args.url, token=token, timeout=args.timeout,
+        client = TFaaSClient(args.url, token=args.token, timeout=args.timeout,
                              ssl_context=_ssl_context(args),
                              user_agent=None, verbose=args.verbose)
     except ValueError as exc:

@@ -4,7 +4,8 @@ A notebook user should type ``%tfaas models`` and get an answer, with nothing to
 configure. The kernel knows little about its server, so we look in this order:
 
 1. an explicit choice: :func:`connect` (``%tfaas connect URL``) or the environment
-   variables ``TFAAS_URL`` / ``TFAAS_TOKEN``;
+   variable ``TFAAS_URL``; either may be any address of the server, copied from the
+   browser too (read by :func:`tfaas_jupyter.client.urls.parse_address`);
 2. the server's runtime file ``jpserver-<JPY_PARENT_PID>.json``: jupyter_client
    gives a kernel its server's pid in ``JPY_PARENT_PID``, and the server writes that
    file into its runtime dir. We look next to the kernel's connection file first
@@ -15,6 +16,10 @@ configure. The kernel knows little about its server, so we look in this order:
    and ``JUPYTERHUB_SERVICE_PREFIX`` with ``JUPYTERHUB_API_TOKEN``;
 4. every other running server (``jpserver-*.json`` whose pid is alive), asked for
    its ``/api/sessions``: the one running this kernel's id is ours.
+
+Tokens follow :mod:`tfaas_jupyter.client.urls`'s one order: the token given (to
+:func:`connect`, or the runtime file's), the URL's ``?token=``, then ``TFAAS_TOKEN``,
+``JUPYTER_TOKEN``, ``JPY_API_TOKEN``, ``JUPYTERHUB_API_TOKEN``.
 
 We always talk to the local URL (``127.0.0.1:port`` + base_url), never a public
 proxy URL: the kernel and the server share a host.
@@ -36,11 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .urls import ServerAddress, choose_token, parse_address, token_from_env
+
 __all__ = [
     "DiscoveryError",
     "ServerInfo",
     "connect",
     "disconnect",
+    "explicit_server",
     "find_server",
     "kernel_id",
     "local_url",
@@ -48,6 +56,7 @@ __all__ = [
     "pid_alive",
     "runtime_dirs",
     "running_servers",
+    "use_server",
 ]
 
 #: Local hosts a server may report for its bind address; all reachable as 127.0.0.1.
@@ -82,7 +91,7 @@ class ServerInfo:
     @property
     def tfaas_url(self) -> str:
         """The TFaaS API root, ``{url}tfaas/``."""
-        return self.url + "tfaas/"
+        return ServerAddress(self.url).tfaas_url
 
     def describe(self) -> str:
         return f"{self.url} ({self.source})"
@@ -93,40 +102,43 @@ class ServerInfo:
 _explicit: ServerInfo | None = None
 
 
-def parse_server_url(url: str, token: str | None = None) -> ServerInfo:
-    """A URL as a user may paste it: the server root, ``.../tfaas/``, a page under it,
-    or the ``?token=`` link Jupyter prints. Answers the server root with a trailing ``/``."""
-    url = url.strip()
-    if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url):
-        url = "http://" + url
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise DiscoveryError(f"not an http(s) URL: {url!r}")
-    query = urllib.parse.parse_qs(parts.query)
-    if token is None and query.get("token"):
-        token = query["token"][0]
-    path = parts.path or "/"
-    # Cut anything from a known Jupyter/TFaaS path segment on: the rest is the base_url.
-    match = re.search(r"/(tfaas|lab|tree|notebooks|api)(/|$)", path)
-    if match:
-        path = path[: match.start() + 1]
-    if not path.endswith("/"):
-        path += "/"
-    root = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-    return ServerInfo(root, token or None, "connect")
+def parse_server_url(url: str, token: str | None = None,
+                     env: Mapping[str, str] | None = None) -> ServerInfo:
+    """The server of any address a user may paste (the server root, ``.../tfaas/``, a
+    page under it, the ``?token=`` link Jupyter prints; see
+    :func:`~tfaas_jupyter.client.urls.parse_address`), its token chosen in the one
+    order (``token``, ``?token=``, the environment ``env``, default ``os.environ``)."""
+    try:
+        address = parse_address(url)
+    except ValueError as exc:
+        raise DiscoveryError(str(exc)) from None
+    return ServerInfo(address.root, choose_token(token, address, env), "connect")
+
+
+def explicit_server() -> ServerInfo | None:
+    """The server chosen with :func:`connect` or :func:`use_server`; None while
+    :func:`find_server` looks for the kernel's own."""
+    return _explicit
+
+
+def use_server(server: ServerInfo | None) -> None:
+    """Make ``server`` the explicit choice (None: none, discovery runs again). With
+    :func:`explicit_server`, a caller can try a :func:`connect` and put the previous
+    choice back when the new server does not answer."""
+    global _explicit
+    _explicit = server
 
 
 def connect(url: str, token: str | None = None) -> ServerInfo:
     """Use this server from now on (``%tfaas connect``), whatever discovery would find."""
-    global _explicit
-    _explicit = parse_server_url(url, token)
-    return _explicit
+    server = parse_server_url(url, token)
+    use_server(server)
+    return server
 
 
 def disconnect() -> None:
     """Forget :func:`connect`; discovery runs again."""
-    global _explicit
-    _explicit = None
+    use_server(None)
 
 
 # -- helpers -------------------------------------------------------------------
@@ -219,23 +231,22 @@ def local_url(info: Mapping[str, Any]) -> str | None:
 
 
 def _normalise_url(url: str, prefix: str | None = None) -> str | None:
-    """``http://*:8888/user/x/`` → ``http://127.0.0.1:8888/user/x/``; add ``prefix``
-    when the URL has no path of its own."""
+    """A bind URL as a local server root: ``http://*:8888/user/x/`` →
+    ``http://127.0.0.1:8888/user/x/``; ``prefix`` is the base_url when the URL has no
+    path of its own."""
     if not url:
         return None
-    parts = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
-    host = parts.hostname or ""
+    try:
+        parts = urllib.parse.urlsplit(parse_address(url).root)
+    except ValueError:
+        return None
     netloc = parts.netloc
-    if host in _ANY_HOSTS or host == "*" or "*" in netloc:
+    if (parts.hostname or "") in _ANY_HOSTS:
         netloc = "127.0.0.1" + (f":{parts.port}" if parts.port else "")
-    path = parts.path or "/"
+    path = parts.path
     if path == "/" and prefix:
-        path = prefix
-    if not path.startswith("/"):
-        path = "/" + path
-    if not path.endswith("/"):
-        path += "/"
-    return urllib.parse.urlunsplit((parts.scheme or "http", netloc, path, "", ""))
+        path = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -246,18 +257,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _fallback_token(env: Mapping[str, str]) -> str | None:
-    """A token for a server whose runtime file has none (password or hub auth)."""
-    return env.get("JUPYTERHUB_API_TOKEN") or env.get("JUPYTER_TOKEN") or None
-
-
 def _from_runtime(info: Mapping[str, Any], source: str, env: Mapping[str, str],
                   path: Path | None = None) -> ServerInfo | None:
     url = local_url(info)
     if url is None:
         return None
-    token = info.get("token") or _fallback_token(env)
-    return ServerInfo(url, token or None, source,
+    # The runtime file's token is the explicit one; a server with none (a password,
+    # hub auth) takes it from the environment.
+    token = choose_token(info.get("token") or None, None, env)
+    return ServerInfo(url, token, source,
                       extra={"runtime_file": str(path) if path else None,
                              "pid": info.get("pid")})
 
@@ -321,7 +329,7 @@ def find_server(*, env: Mapping[str, str] | None = None,
     if _explicit is not None:
         return _explicit
     if env.get("TFAAS_URL"):
-        info = parse_server_url(env["TFAAS_URL"], env.get("TFAAS_TOKEN") or None)
+        info = parse_server_url(env["TFAAS_URL"], None, env)
         info.source = "TFAAS_URL"
         return info
 
@@ -353,7 +361,7 @@ def find_server(*, env: Mapping[str, str] | None = None,
             port = env.get("JUPYTERHUB_SERVICE_PORT") or env.get("JUPYTER_PORT") or "8888"
             url = _normalise_url(f"http://127.0.0.1:{port}", hub_prefix)
         if url:
-            return ServerInfo(url, env.get("JUPYTERHUB_API_TOKEN") or None, "JupyterHub")
+            return ServerInfo(url, token_from_env(env), "JupyterHub")
     tried.append("not under JupyterHub")
 
     kid = kernel_id(connection_file)

@@ -379,7 +379,7 @@ class TFaaSMagics(Magics):
             (["url"], {"nargs": "?"}),
             (["--token", "-t"], {}),
         ).parse_args(shlex.split(rest))
-        previous = discovery._explicit
+        previous = discovery.explicit_server()
         if args.url:
             discovery.connect(args.url, args.token)
         else:
@@ -390,10 +390,7 @@ class TFaaSMagics(Magics):
             with TFaaSClient(server.url, token=server.token, timeout=15) as probe:
                 count = len(probe.models())
         except (UsageError, TFaaSClientError) as exc:
-            if previous is None:
-                discovery.disconnect()
-            else:
-                discovery._explicit = previous
+            discovery.use_server(previous)
             raise UsageError(f"tfaas connect: {exc}") from None
         print(f"tfaas: using {server.tfaas_url} ({server.source}; {count} model(s))")
 
