@@ -65,6 +65,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "keras_export": tfmodels.make_keras_export(root / "export"),
         "module": tfmodels.make_module_savedmodel(root / "module"),
         "keras_file": tfmodels.make_keras_file(root / "kerasfile"),
+        "int64_ids": tfmodels.make_int64_ids(root / "int64"),
     }
 
 

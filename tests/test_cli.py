@@ -195,3 +195,38 @@ async def test_an_address_copied_from_the_browser(tfaas_cli) -> None:
                         env={"TFAAS_TOKEN": "", "TFAAS_URL": f"{root}notebooks/x.ipynb",
                              "JUPYTER_TOKEN": tfaas_cli.token})
     assert r.code == 0 and r.json() == [], r.err
+
+
+async def _upload_ids(tfaas_cli, built, folder: Path) -> None:
+    spec = folder / "upload.json"
+    spec.write_text(json.dumps({"name": "ids", "model": str(built["int64_ids"].path)}))
+    r = await tfaas_cli(f"--upload={spec}", "--json")
+    assert r.code == 0, r.err
+
+
+async def test_int64_ids_reach_the_model_exactly(tfaas_cli, built, tmp_path: Path) -> None:
+    """input.json's integers reach the int64 model as written: the low bits of
+    1700000001 are 257 (float32 would have made it 1700000000: 256)."""
+    await _upload_ids(tfaas_cli, built, tmp_path)
+    (tmp_path / "input.json").write_text(
+        '{"model": "ids", "values": [1700000001, 1099511627779]}')
+    r = await tfaas_cli(f"--predict={tmp_path / 'input.json'}")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)[:2] == [257, 3]
+    (tmp_path / "half.json").write_text('{"model": "ids", "values": [1700000001, 0.5]}')
+    r = await tfaas_cli(f"--predict={tmp_path / 'half.json'}")
+    assert r.code == 1 and "400" in r.err and "whole numbers" in r.err
+
+
+async def test_int64_round_trip_exact(tfaas_cli, built, tmp_path: Path) -> None:
+    """1700000001 and 2**53 + 1 in, exact int64 out (needs a server that answers int64
+    outputs as JSON integers)."""
+    await _upload_ids(tfaas_cli, built, tmp_path)
+    (tmp_path / "input.json").write_text(
+        '{"model": "ids", "values": [1700000001, 9007199254740993]}')
+    for flags in ((), ("--json",)):
+        r = await tfaas_cli(f"--predict={tmp_path / 'input.json'}", *flags)
+        assert r.code == 0, r.err
+        answer = json.loads(r.out)
+        assert answer == [257, 1, 1700000002, 9007199254740994]
+        assert all(type(v) is int for v in answer), r.out

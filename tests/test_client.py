@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -57,6 +59,147 @@ def test_connection_refused_is_a_client_error() -> None:
     assert "connection refused" in info.value.message
 
 
+class _Capture(BaseHTTPRequestHandler):
+    """Keeps each request body; answers the next canned reply (else one 0 per row)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        server: Any = self.server
+        server.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        values = json.loads(server.bodies[-1])["values"]
+        zeros = b"[[0]" + b",[0]" * (len(values) - 1) + b"]" if isinstance(values[0], list) \
+            else b"[0]"
+        reply = server.replies.pop(0) if server.replies else zeros
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def capture() -> Iterator[tuple[TFaaSClient, Any]]:
+    """A client of a local HTTP server that records the bodies it is sent."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    httpd.bodies, httpd.replies = [], []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    with TFaaSClient(f"http://127.0.0.1:{httpd.server_address[1]}/", token="", timeout=30) as c:
+        yield c, httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+A, B = tfmodels.BIG_IDS  # 1700000001 (float32 rounds it), 2**53 + 1 (float64 rounds it)
+
+
+def _frame(columns: dict[str, Any]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(columns)
+
+
+# (data, the "values" bytes that must be sent, the keys sent)
+SENT = [
+    ([A, B], b"[1700000001,9007199254740993]", None),
+    ((A, B), b"[1700000001,9007199254740993]", None),
+    ([[A, B], [1, 2]], b"[[1700000001,9007199254740993],[1,2]]", None),
+    (np.array([A, B]), b"[1700000001,9007199254740993]", None),
+    (np.array([[A, B]], dtype=np.int64), b"[[1700000001,9007199254740993]]", None),
+    (np.array([[A, 7]], dtype=np.int64).T, b"[[1700000001],[7]]", None),  # Fortran order
+    (np.array([3, -4], dtype=np.int32), b"[3,-4]", None),
+    (np.array([2**64 - 1], dtype=np.uint64), b"[18446744073709551615]", None),
+    (np.array([True, False]), b"[1,0]", None),
+    ([np.int64(B), np.float64(0.5)], b"[9007199254740993,0.5]", None),
+    # a row mixing ints and floats keeps each value as given
+    ([A, 0.5, B], b"[1700000001,0.5,9007199254740993]", None),
+    ([[A, 0.5], [B, 1.0]], b"[[1700000001,0.5],[9007199254740993,1.0]]", None),
+    ([True, 2, 0.25], b"[1,2,0.25]", None),
+    # floats in their own precision: float64 is not squeezed to float32
+    ([0.1, 1 / 3], b"[0.1,0.3333333333333333]", None),
+    (np.array([0.1, 1 / 3]), b"[0.1,0.3333333333333333]", None),
+    (np.array([0.1, 1 / 3], dtype=np.float32), b"[0.1,0.33333334]", None),
+    (np.array([0.5], dtype=np.float16), b"[0.5]", None),
+    # dicts: one row, or columns
+    ({"a": B, "b": 0.5}, b"[9007199254740993,0.5]", ["a", "b"]),
+    ({"a": np.array([A, B]), "b": np.array([1, 2], dtype=np.int32)},
+     b"[[1700000001,1],[9007199254740993,2]]", ["a", "b"]),
+    ({"a": np.array([A, B]), "b": [0.5, 1.5]},
+     b"[[1700000001,0.5],[9007199254740993,1.5]]", ["a", "b"]),
+    ({"f": np.array([0.5, 0.25], dtype=np.float32), "d": np.array([0.1, 0.2])},
+     b"[[0.5,0.1],[0.25,0.2]]", ["f", "d"]),
+]
+FRAMES = [
+    # pandas: an int column stays integers beside a float column
+    (lambda: _frame({"id": [A, B], "w": [0.5, 0.25]}),
+     b"[[1700000001,0.5],[9007199254740993,0.25]]", ["id", "w"]),
+    (lambda: _frame({"id": [A, B], "n": [1, 2]}),
+     b"[[1700000001,1],[9007199254740993,2]]", ["id", "n"]),
+    (lambda: _frame({"x": [0.1, 0.2], "y": [1 / 3, 2.0]}),
+     b"[[0.1,0.3333333333333333],[0.2,2.0]]", ["x", "y"]),
+    (lambda: _frame({"id": [A, B], "n": [1, 2]}).iloc[1],  # a Series: one row
+     b"[9007199254740993,2]", ["id", "n"]),
+    (lambda: _frame({"id": [A, B]})["id"], b"[1700000001,9007199254740993]", ["0", "1"]),
+]
+
+
+@pytest.mark.parametrize(("data", "values", "keys"), SENT + FRAMES)
+def test_numbers_leave_exactly_as_given(capture, data: Any, values: bytes,
+                                        keys: list[str] | None) -> None:
+    client, httpd = capture
+    if callable(data):
+        data = data()
+    client.predict("m", data)
+    doc = json.loads(httpd.bodies[-1])  # Python's json keeps integers exact
+    assert b'"values":' + values in httpd.bodies[-1]
+    assert doc["values"] == json.loads(values) and doc.get("keys") == keys
+    assert doc["model"] == "m"
+
+
+@pytest.mark.parametrize("data", [
+    [2**64], [-(2**63) - 1], [[1, 2], [3]], [[[1.0]]], [], [[]], [1, [2]], ["1"],
+    np.array([1 + 2j]), np.zeros((0, 3)), np.zeros((1, 1, 1)), {"a": 1, "b": [1, 2]},
+    np.array(["a"]), 3,
+])
+def test_what_cannot_be_sent_exactly_is_refused_before_sending(capture, data: Any) -> None:
+    client, httpd = capture
+    with pytest.raises(ValueError):
+        client.predict("m", data)
+    assert httpd.bodies == []
+
+
+def test_proto_refuses_integers_float32_rounds(capture) -> None:
+    client, httpd = capture
+    with pytest.raises(ValueError, match="float32"):
+        client.predict_proto("m", np.array([A]))  # /proto carries float32 only
+    assert httpd.bodies == []
+
+
+@pytest.mark.parametrize(("reply", "want", "dtype"), [
+    (b"[1700000001,9007199254740993]", [A, B], np.int64),
+    (b"[[1,2],[3,9007199254740993]]", [[1, 2], [3, B]], np.int64),
+    (b"[18446744073709551615]", [2**64 - 1], np.uint64),
+    (b"[1,0.5]", [1.0, 0.5], np.float64),
+    (b"[0.1,0.3333333333333333]", [0.1, 1 / 3], np.float64),
+])
+def test_answers_keep_their_type(capture, reply: bytes, want: list, dtype: type) -> None:
+    client, httpd = capture
+    httpd.replies.append(reply)
+    got = client.predict("m", [[1], [2]] if isinstance(want[0], list) else [1])
+    assert got.dtype == dtype
+    assert got.tolist() == want
+    # a float32 output, sent in its shortest form, is the model's float32 exactly
+    httpd.replies.append(b"[0.70056725]")
+    assert client.predict("m", [1]).astype(np.float32)[0] == np.float32(0.70056725)
+    httpd.replies.append(b'["a"]')
+    with pytest.raises(TFaaSClientError, match="not rows of numbers"):
+        client.predict("m", [1])
+
+
 # -- against the live server -------------------------------------------------------
 
 
@@ -68,7 +211,7 @@ async def test_seed_model_every_data_form(client: TFaaSClient, seed_dir: Path) -
     keys, values = doc["keys"], doc["values"]
 
     one = await call(client.predict, "vk", values)
-    assert one.shape == (1,) and one.dtype == np.float32
+    assert one.shape == (1,) and one.dtype == np.float64  # a float output: float64
     assert one[0] == pytest.approx(1 / (1 + np.exp(-0.85)), abs=1e-3)  # the seed's design
 
     many = await call(client.predict, "vk", [values, values, values])
@@ -246,3 +389,37 @@ async def test_an_address_copied_from_the_browser(jp_fetch, jp_http_port: int,
     monkeypatch.setenv("TFAAS_TOKEN", "wrong")  # the URL's token comes before the environment
     with TFaaSClient(f"{root}tree?token={token}", timeout=60) as tree:
         assert await call(tree.models) == []
+
+
+# -- int64 in, int64 out ----------------------------------------------------------------
+
+
+async def test_int64_ids_reach_the_model_exactly(client: TFaaSClient, built) -> None:
+    """What the server receives: the model's low bits of 1700000001 are 257 (float32 would
+    have sent 1700000000: 256); small outputs, so exact whatever the output encoding."""
+    ids = built["int64_ids"]
+    await call(client.upload, "ids", ids.path)
+    x = np.array([[A, 2**40 + 3], [-5, 7]], dtype=np.int64)
+    low_bits = ids.reference([x])[0]
+    assert low_bits[0, 0] == 257
+    np.testing.assert_array_equal((await call(client.predict, "ids", x))[:, :2], low_bits)
+    python_row = await call(client.predict, "ids", [A, 2**40 + 3])
+    np.testing.assert_array_equal(python_row[:2], low_bits[0])
+    # a fraction beside an integer leaves as it is: the server's 400 for an int64 input
+    with pytest.raises(TFaaSClientError) as info:
+        await call(client.predict, "ids", [A, 0.5])
+    assert info.value.status == 400 and "whole numbers" in info.value.message
+
+
+async def test_int64_round_trip_exact(client: TFaaSClient, built) -> None:
+    """int64 in and out, above float32's and float64's exact integers (needs a server
+    that answers int64 outputs as JSON integers)."""
+    ids = built["int64_ids"]
+    await call(client.upload, "ids", ids.path)
+    x = np.array([[A, B], [-(2**62) - 1, 2**62 + 1]], dtype=np.int64)
+    want = np.concatenate(ids.reference([x]), axis=1)
+    got = await call(client.predict, "ids", x)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+    one = await call(client.predict, "ids", [A, B])
+    assert one.dtype == np.int64 and one.tolist() == [257, 1, A + 1, B + 1]

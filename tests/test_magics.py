@@ -151,3 +151,50 @@ def test_helpers() -> None:
     assert parse_cell_input("[[1, 2]]") == ([[1, 2]], None)
     with pytest.raises(UsageError, match="not JSON"):
         parse_cell_input("{nope")
+
+
+async def _connect_and_upload_ids(shell: InteractiveShell, port: int, base_url: str,
+                                  token: str, built: Any) -> None:
+    await call(shell, f"connect http://localhost:{port}{base_url} --token {token}")
+    await call(shell, f"upload {built['int64_ids'].path} --name ids")
+
+
+async def test_predict_sends_int64_ids_exactly(
+    shell: InteractiveShell, jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp,
+    built: Any,
+) -> None:
+    """What the int64 model receives from %tfaas predict: the low bits of 1700000001
+    are 257 (float32 would have sent 1700000000: 256)."""
+    await _connect_and_upload_ids(shell, jp_http_port, jp_base_url,
+                                  jp_serverapp.identity_provider.token, built)
+    x = np.array([[1_700_000_001, 2**40 + 3]], dtype=np.int64)
+    low_bits = built["int64_ids"].reference([x])[0]
+    shell.user_ns["ids_array"] = x
+    frame = await call(shell, "predict ids ids_array")
+    assert frame.iloc[:, :2].to_numpy().tolist() == low_bits.tolist() == [[257, 3]]
+    import pandas as pd
+
+    shell.user_ns["ids_frame"] = pd.DataFrame(x)  # int64 columns
+    frame = await call(shell, "predict ids ids_frame")
+    assert frame.iloc[:, :2].to_numpy().tolist() == [[257, 3]]
+    with pytest.raises(UsageError, match="whole numbers"):
+        await call(shell, "predict ids [1700000001, 0.5]")
+
+
+async def test_predict_int64_round_trip_exact(
+    shell: InteractiveShell, jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp,
+    built: Any,
+) -> None:
+    """%tfaas predict and %%tfaas predict: 1700000001 and 2**53 + 1 in, exact int64 out
+    (needs a server that answers int64 outputs as JSON integers)."""
+    await _connect_and_upload_ids(shell, jp_http_port, jp_base_url,
+                                  jp_serverapp.identity_provider.token, built)
+    want = [257, 1, 1_700_000_002, 2**53 + 2]
+    frame = await call(shell, "predict ids [1700000001, 9007199254740993]")
+    assert frame.dtypes.tolist() == [np.dtype(np.int64)] * 4
+    assert frame.iloc[0].tolist() == want
+    frame = await call(shell, "predict ids", '{"values": [1700000001, 9007199254740993]}')
+    assert frame.iloc[0].tolist() == want
+    shell.user_ns["ids_array"] = np.array([[1_700_000_001, 2**53 + 1]] * 2, dtype=np.int64)
+    frame = await call(shell, "predict ids ids_array")
+    assert frame.to_numpy().tolist() == [want, want]

@@ -174,3 +174,34 @@ def make_image_keras(directory: Path, *, classes: int, seed: int, side: int = 4)
     path = directory / "img.keras"
     model.save(str(path))
     return path, model
+
+
+#: Integers that float32 rounds (1700000001 → 1700000000) and float64 rounds (2**53 + 1).
+BIG_IDS = (1_700_000_001, 2**53 + 1)
+
+
+def make_int64_ids(directory: Path) -> Built:
+    """A SavedModel with an int64 input ``ids`` [None, 2] and two int64 outputs (sorted by
+    name): ``low_bits`` = ids & 1023 (small, exact in any float) and ``next_id`` = ids + 1.
+    A row [a, b] answers [a & 1023, b & 1023, a + 1, b + 1]."""
+    import tensorflow as tf
+
+    directory.mkdir(parents=True, exist_ok=True)
+
+    class Ids(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.int64, name="ids")])
+        def serve(self, ids: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"low_bits": tf.bitwise.bitwise_and(ids, tf.constant(1023, tf.int64)),
+                    "next_id": ids + 1}
+
+    mod = Ids()
+    sm = directory / "int64_ids"
+    if sm.exists():
+        shutil.rmtree(sm)
+    tf.saved_model.save(mod, str(sm), signatures={"serving_default": mod.serve})
+
+    def ref(xs: list[np.ndarray]) -> list[np.ndarray]:
+        out = mod.serve(tf.constant(np.asarray(xs[0], dtype=np.int64)))
+        return [out["low_bits"].numpy(), out["next_id"].numpy()]
+
+    return Built(sm, "savedmodel", {}, ref)

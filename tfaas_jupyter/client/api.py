@@ -363,11 +363,18 @@ class TFaaSClient:
         a pandas Series) or many rows (a list of rows, a 2-D array, a
         ``{key: column}`` dict, a pandas DataFrame whose columns are the keys).
 
-        Answers a float32 numpy array: 1-D (the outputs) for one row, 2-D (one row of
-        outputs per input row) for many, even when "many" is a single row.
+        Numbers leave exactly as given: integers (Python ints, numpy and pandas integer
+        columns) as JSON integers, floats in their own precision (a float64 is not
+        squeezed to float32), booleans as 0/1; a row mixing ints and floats keeps
+        each value as it is. An integer beyond 64 bits is a ValueError.
+
+        Answers a numpy array: 1-D (the outputs) for one row, 2-D (one row of outputs
+        per input row) for many, even when "many" is a single row. Its dtype is what the
+        server sent: int64 when every output is a JSON integer (uint64 above 2**63),
+        else float64, which holds a float32 output exactly too
+        (``.astype(np.float32)`` gives back the model's float32 values).
         """
-        values, found_keys, single = _rows_of(data)
-        values = np.ascontiguousarray(values, dtype=np.float32)  # orjson needs C order
+        values, n_rows, found_keys, single = _rows_of(data)
         doc: dict[str, Any] = {"values": values[0] if single else values}
         if keys is None:
             keys = found_keys
@@ -377,22 +384,33 @@ class TFaaSClient:
             doc["model"] = name
         if version is not None:
             doc["version"] = int(version)
-        answer = self.predict_raw(doc)
-        result = np.asarray(answer, dtype=np.float32)
+        result = _outputs_array(self.predict_raw(doc))
         if single:
             return result.reshape(-1)
-        return result.reshape(values.shape[0], -1)
+        if result.ndim != 2 or result.shape[0] != n_rows:
+            raise TFaaSClientError(f"the server's answer has shape {result.shape}, not one "
+                                   f"row of outputs for each of the {n_rows} rows", None)
+        return result
 
     def predict_proto(
         self, name: str | None, values: Sequence[float] | np.ndarray,
         keys: Sequence[str] | None = None,
     ) -> list[tuple[str, float]]:
         """One row through the protobuf endpoint (as the C++ client); answer one
-        (label, probability) pair per model output (label "" for unlabelled models)."""
+        (label, probability) pair per model output (label "" for unlabelled models).
+
+        The protocol's values are float32: integers that float32 does not hold
+        exactly (above 2**24) are a ValueError here, not rounded; :meth:`predict`
+        sends them exactly."""
         from .. import tfaas_pb2
 
+        given = np.asarray(values).reshape(-1)
+        as_float32 = given.astype(np.float32)
+        if given.dtype.kind in "iu" and not np.array_equal(as_float32, given):
+            raise ValueError("the /proto endpoint carries float32 values, which do not hold "
+                             "these integers exactly; use predict() (JSON)")
         row = tfaas_pb2.Row()
-        row.value.extend(np.asarray(values, dtype=np.float32).reshape(-1).tolist())
+        row.value.extend(as_float32.tolist())
         if keys is not None:
             row.key.extend(str(k) for k in keys)
         if name:
@@ -511,39 +529,147 @@ def _image_payload(image: Any) -> tuple[str, bytes, str]:
     raise TypeError(f"image must be a path, bytes or a PIL image, not {type(image).__name__}")
 
 
-def _rows_of(data: Any) -> tuple[np.ndarray, list[str] | None, bool]:
-    """(float32 rows, keys found in the data or None, whether it was one row)."""
+#: One value of a request, as it goes into the JSON body.
+Number = Union[int, float]
+_INT_RANGE = (-(2**63), 2**64 - 1)  # what a JSON integer may hold (int64 or uint64)
+
+
+def _number(value: Any) -> Number:
+    """A Python int or float holding ``value`` exactly (bool as 0/1)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, np.integer)):
+        number = int(value)
+        if not _INT_RANGE[0] <= number <= _INT_RANGE[1]:
+            raise ValueError(f"the integer {number} does not fit in 64 bits")
+        return number
+    if isinstance(value, (float, np.floating)) and np.dtype(type(value)).itemsize <= 8:
+        return float(value)
+    raise ValueError(f"data must be numbers, not {type(value).__name__} ({value!r:.40})")
+
+
+def _is_sequence(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.ndim > 0
+    return isinstance(value, (list, tuple)) or (
+        hasattr(value, "__len__") and hasattr(value, "__getitem__")
+        and not isinstance(value, (str, bytes, dict))
+    )
+
+
+def _json_array(array: np.ndarray) -> np.ndarray:
+    """A numeric array as orjson writes it without loss: C order, integers as JSON
+    integers, float32/float64 in their own precision (float16 widened to float32,
+    booleans as 0/1)."""
+    kind = array.dtype.kind
+    if kind == "b":
+        array = array.astype(np.uint8)
+    elif kind == "f" and array.dtype.itemsize == 2:
+        array = array.astype(np.float32)
+    elif kind not in "iuf" or array.dtype.itemsize > 8:
+        raise ValueError(f"data must be numbers, not a {array.dtype} array")
+    return np.ascontiguousarray(array)
+
+
+def _plain_rows(data: Any) -> tuple[list[list[Number]], bool]:
+    """Python numbers or (rows of them) as rows of exact Python ints and floats."""
+    items = list(data)
+    if not items:
+        raise ValueError("no values to predict")
+    if not any(_is_sequence(item) for item in items):
+        return [[_number(item) for item in items]], True
+    rows = []
+    for row in items:
+        if not _is_sequence(row):
+            raise ValueError("data must be one row of numbers or rows of numbers, not both")
+        if any(_is_sequence(v) for v in row):
+            raise ValueError("data must be 1-D (one row) or 2-D (rows), not deeper")
+        rows.append([_number(v) for v in row])
+    if len({len(row) for row in rows}) != 1:
+        raise ValueError("rows must all have the same length")
+    if not rows[0]:
+        raise ValueError("no values to predict")
+    return rows, False
+
+
+def _column_rows(columns: list[Any]) -> np.ndarray | list[list[Number]]:
+    """Columns (arrays, lists) as rows; one array when one dtype holds every value
+    exactly, else rows of Python numbers, each value as it was given."""
+    arrays = [c for c in columns if isinstance(c, np.ndarray) and c.dtype.kind in "biuf"]
+    if len(arrays) == len(columns):
+        kinds = {a.dtype.kind for a in arrays}
+        common = np.result_type(*arrays)
+        if kinds == {"f"} or (kinds <= set("biu") and common.kind in "iu"):
+            return _json_array(np.stack(arrays, axis=1).astype(common, copy=False))
+    lists = [c.tolist() if isinstance(c, np.ndarray) else list(c) for c in columns]
+    return [[_number(v) for v in row] for row in zip(*lists)]
+
+
+def _array_rows(array: np.ndarray) -> tuple[np.ndarray | list[list[Number]], bool]:
+    """A 1-D (one row) or 2-D (rows) array, ready for JSON."""
+    if array.ndim not in (1, 2):
+        raise ValueError(f"data must be 1-D (one row) or 2-D (rows), not {array.ndim}-D")
+    if array.size == 0:
+        raise ValueError("no values to predict")
+    single = array.ndim == 1
+    rows = array.reshape(1, -1) if single else array
+    if rows.dtype.kind == "O":  # numbers of several kinds: each as it is
+        return [[_number(v) for v in row] for row in rows.tolist()], single
+    return _json_array(rows), single
+
+
+def _rows_of(data: Any) -> tuple[np.ndarray | list[list[Number]], int, list[str] | None, bool]:
+    """(rows ready for JSON, how many, keys found in the data or None, whether the data
+    was one row). Rows are one exact numeric array, or lists of Python numbers when the
+    values are of several kinds."""
     module = type(data).__module__ or ""
     if module.startswith("pandas"):
         if hasattr(data, "columns"):  # DataFrame: columns are the keys
-            return (np.asarray(data.to_numpy(dtype=np.float32)).reshape(len(data), -1),
-                    [str(c) for c in data.columns], False)
+            if len(data) == 0 or len(data.columns) == 0:
+                raise ValueError("no rows to predict")
+            columns = [data.iloc[:, i].to_numpy() for i in range(len(data.columns))]
+            return (_column_rows(columns), len(data), [str(c) for c in data.columns], False)
         if hasattr(data, "index"):  # Series: one row, index are the keys
-            return (np.asarray(data.to_numpy(dtype=np.float32)).reshape(1, -1),
-                    [str(k) for k in data.index], True)
+            rows, _ = _array_rows(np.asarray(data.to_numpy()).reshape(-1))
+            return rows, 1, [str(k) for k in data.index], True
     if isinstance(data, dict):
         keys = [str(k) for k in data]
-        columns = [np.asarray(v, dtype=np.float32) for v in data.values()]
-        if not columns:
+        if not data:
             raise ValueError("no values to predict")
-        if all(c.ndim == 0 for c in columns):
-            return np.asarray(columns, dtype=np.float32).reshape(1, -1), keys, True
-        if all(c.ndim == 1 for c in columns) and len({c.shape[0] for c in columns}) == 1:
-            return np.stack(columns, axis=1), keys, False
-        raise ValueError("a dict must map keys to numbers (one row) or to equal-length columns")
-    try:
-        array = np.asarray(data, dtype=np.float32)
-    except (TypeError, ValueError):
+        values = list(data.values())
+        if not any(_is_sequence(v) for v in values):
+            return [[_number(v) for v in values]], 1, keys, True
+        columns = [v if isinstance(v, np.ndarray) else list(v) if _is_sequence(v) else None
+                   for v in values]
+        if any(c is None or np.ndim(c) != 1 for c in columns) or \
+                len({len(c) for c in columns}) != 1:
+            raise ValueError("a dict must map keys to numbers (one row) or to equal-length "
+                             "columns")
+        if not len(columns[0]):
+            raise ValueError("no rows to predict")
+        return _column_rows(columns), len(columns[0]), keys, False
+    if isinstance(data, np.ndarray):
+        rows, single = _array_rows(data)
+        return rows, len(rows), None, single
+    if not _is_sequence(data):
         raise ValueError(
             "data must be numbers, rows of numbers of the same length, a dict, "
             "a numpy array or a pandas DataFrame"
-        ) from None
-    if array.ndim == 1:
-        if array.size == 0:
-            raise ValueError("no values to predict")
-        return array.reshape(1, -1), None, True
-    if array.ndim == 2:
-        if array.shape[0] == 0:
-            raise ValueError("no rows to predict")
-        return array, None, False
-    raise ValueError(f"data must be 1-D (one row) or 2-D (rows), not {array.ndim}-D")
+        )
+    plain, single = _plain_rows(data)
+    return plain, len(plain), None, single
+
+
+def _outputs_array(answer: Any) -> np.ndarray:
+    """The server's outputs (JSON numbers, or rows of them) as one numpy array of
+    their type: int64 (uint64 above 2**63) when all are integers, else float64."""
+    try:
+        result = np.asarray(answer)
+    except ValueError:
+        result = None
+    if result is None or result.dtype.kind not in "biuf":
+        raise TFaaSClientError(f"the server's answer is not rows of numbers: "
+                               f"{str(answer)[:200]}", None)
+    return result

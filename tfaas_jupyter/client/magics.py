@@ -342,7 +342,8 @@ class TFaaSMagics(Magics):
                 ) from None
             if hasattr(data, "columns") and hasattr(data, "index"):
                 index = data.index
-        data, keys = _contiguous(data, keys)
+        # The client sends every value as it is (integers as integers, a DataFrame's
+        # columns as the keys): no cast here.
         client = self.client()
         outputs = client.predict(name, data, keys=keys, version=version)
         try:
@@ -404,19 +405,6 @@ class TFaaSMagics(Magics):
         """Where discovery points (undocumented: a debugging aid)."""
         server = self.server()
         print(f"{server.url} ({server.source})")
-
-
-def _contiguous(data: Any, keys: list[str] | None) -> tuple[Any, list[str] | None]:
-    """numpy arrays and DataFrames as C-contiguous float32 arrays (plus the frame's
-    columns as keys): ``DataFrame.to_numpy()`` is often Fortran-ordered, which the
-    client's JSON encoder (orjson) refuses."""
-    if hasattr(data, "columns") and hasattr(data, "to_numpy"):
-        if keys is None:
-            keys = [str(c) for c in data.columns]
-        return np.ascontiguousarray(data.to_numpy(dtype=np.float32)), keys
-    if isinstance(data, np.ndarray):
-        return np.ascontiguousarray(data, dtype=np.float32), keys
-    return data, keys
 
 
 def _version(text: str) -> int:
