@@ -136,6 +136,38 @@ def test_runtime_file_without_token_uses_hub_token(tmp_path: Path) -> None:
     assert info.token == "hubtok" and info.url.endswith("/user/dan/")
 
 
+def test_every_source_follows_the_one_token_order(tmp_path: Path) -> None:
+    """The runtime file's token is the explicit one; then the URL's ?token=; then the
+    environment in TOKEN_ENV_VARS order (the same as the client and the CLI)."""
+    write_runtime(tmp_path, 4246, token="file-token")
+    env = {"JPY_PARENT_PID": "4246", "TFAAS_TOKEN": "tf", "JUPYTERHUB_API_TOKEN": "hub"}
+    assert find_server(env=env, connection_file="", dirs=[tmp_path]).token == "file-token"
+
+    hub = {"JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:8888/user/erin/",
+           "JPY_API_TOKEN": "jpy", "JUPYTERHUB_API_TOKEN": "hub"}
+    assert find_server(env=hub, connection_file="", dirs=[tmp_path]).token == "jpy"
+    assert find_server(env={**hub, "JUPYTER_TOKEN": "jt"}, connection_file="",
+                       dirs=[tmp_path]).token == "jt"
+
+    copied = {"TFAAS_URL": "https://h/hub/user/erin/lab/tree/x.ipynb?token=url",
+              "TFAAS_TOKEN": "tf"}
+    info = find_server(env=copied, connection_file="", dirs=[tmp_path])
+    assert (info.url, info.token, info.source) == ("https://h/user/erin/", "url", "TFAAS_URL")
+    copied["TFAAS_URL"] = "https://h/user/erin/doc/tree/x.ipynb"
+    assert find_server(env=copied, connection_file="", dirs=[tmp_path]).token == "tf"
+
+
+def test_use_server_puts_a_choice_back(tmp_path: Path) -> None:
+    assert discovery.explicit_server() is None
+    first = discovery.connect("http://127.0.0.1:1/user/a/lab", "t1")
+    assert discovery.explicit_server() is first
+    discovery.connect("http://127.0.0.1:2/")
+    discovery.use_server(first)
+    assert find_server(env={}, connection_file="", dirs=[tmp_path]) is first
+    discovery.use_server(None)
+    assert discovery.explicit_server() is None
+
+
 class _Sessions(BaseHTTPRequestHandler):
     kernel = KID
     token = "good"
