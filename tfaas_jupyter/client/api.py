@@ -372,7 +372,9 @@ class TFaaSClient:
         per input row) for many, even when "many" is a single row. Its dtype is what the
         server sent: int64 when every output is a JSON integer (uint64 above 2**63),
         else float64, which holds a float32 output exactly too
-        (``.astype(np.float32)`` gives back the model's float32 values).
+        (``.astype(np.float32)`` gives back the model's float32 values). A model whose
+        outputs mix integers and floats answers float64 here; :meth:`predict_raw`
+        gives each value as the server wrote it.
         """
         values, n_rows, found_keys, single = _rows_of(data)
         doc: dict[str, Any] = {"values": values[0] if single else values}
