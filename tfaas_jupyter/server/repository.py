@@ -39,7 +39,7 @@ from .names import check_model_name
 log = logging.getLogger(__name__)
 
 #: The model formats the worker loads.
-GRAPHDEF, SAVEDMODEL, KERAS = "graphdef", "savedmodel", "keras"
+GRAPHDEF, SAVEDMODEL, KERAS, ONNX = "graphdef", "savedmodel", "keras", "onnx"
 
 META_FILE = "tfaas.json"
 PARAMS_FILE = "params.json"
@@ -401,8 +401,11 @@ def infer_meta(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
     The uid is derived from the model file's size and time, so a model replaced in
     place is a new model for the worker's cache.
     """
+    onnx_files = sorted(path.glob("*.onnx"))
     if (path / "saved_model.pb").is_file():
         fmt, model = SAVEDMODEL, "."
+    elif len(onnx_files) == 1:  # converted beside it into saved_model/ on first load
+        fmt, model = ONNX, onnx_files[0].name
     elif (path / "saved_model" / "saved_model.pb").is_file():
         fmt, model = SAVEDMODEL, "saved_model"
     else:

@@ -20,7 +20,7 @@ from . import archives
 from .errors import BadRequest
 from .multipart import Form
 from .names import check_model_name
-from .repository import GRAPHDEF, KERAS, LABELS_FILE, PARAMS_FILE, SAVEDMODEL
+from .repository import GRAPHDEF, KERAS, LABELS_FILE, ONNX, PARAMS_FILE, SAVEDMODEL
 
 _BASE64_BYTES = re.compile(rb"[A-Za-z0-9+/=\s]*")
 
@@ -139,7 +139,11 @@ def _stage_model_file(
     max_extracted: int,
 ) -> StagedUpload:
     with open(model_file, "rb") as fh:
-        kind = archives.sniff(fh.read(512))
+        head = fh.read(512)
+    kind = archives.sniff(head)
+    if kind == "raw" and (filename.lower().endswith(".onnx") or _looks_like_onnx(head)):
+        shutil.move(str(model_file), staging / "model.onnx")
+        return _finish(name, staging, ONNX, "model.onnx", params, labels_text)
     if kind == "zip" and archives.is_keras_zip(model_file):
         shutil.move(str(model_file), staging / "model.keras")
         return _finish(name, staging, KERAS, "model.keras", params, labels_text)
@@ -151,6 +155,15 @@ def _stage_model_file(
         return _stage_from_folder(name, extracted, params, labels_text, staging)
     shutil.move(str(model_file), staging / "model.pb")
     return _finish(name, staging, GRAPHDEF, "model.pb", params, labels_text)
+
+
+def _looks_like_onnx(head: bytes) -> bool:
+    """An ONNX ModelProto: field 1 (ir_version, a small varint) first, then one of the
+    fields a model starts with (producer, domain, graph, opset_import). A frozen GraphDef
+    starts with its nodes (field 1, length-delimited: 0x0a) instead."""
+    return len(head) >= 3 and head[0] == 0x08 and head[1] < 0x80 and head[2] in (
+        0x12, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42
+    )
 
 
 def _find_one(root: Path, pattern: str, max_depth: int = 3) -> list[Path]:
@@ -183,6 +196,12 @@ def _stage_from_folder(
         params, labels_text = _side_files(home, folder, params, labels_text)
         shutil.move(str(keras_files[0]), staging / "model.keras")
         return _finish(name, staging, KERAS, "model.keras", params, labels_text)
+    onnx_files = _find_one(folder, "*.onnx")
+    if len(onnx_files) == 1:
+        home = onnx_files[0].parent
+        params, labels_text = _side_files(home, folder, params, labels_text)
+        shutil.move(str(onnx_files[0]), staging / "model.onnx")
+        return _finish(name, staging, ONNX, "model.onnx", params, labels_text)
     params_files = _find_one(folder, PARAMS_FILE)
     if not params and len(params_files) == 1:
         params = parse_params(params_files[0].read_bytes())
@@ -196,7 +215,7 @@ def _stage_from_folder(
             return _finish(name, staging, GRAPHDEF, "model.pb", params, labels_text)
     raise BadRequest(
         "the archive holds no model: expected a SavedModel folder (saved_model.pb), "
-        "a .keras file, or a frozen graph named by params.json 'model'"
+        "a .keras file, an .onnx file, or a frozen graph named by params.json 'model'"
     )
 
 

@@ -7,6 +7,7 @@ Formats (the request's ``format``):
 * ``graphdef``: a TF1 frozen GraphDef file; params name the input/output nodes.
 * ``savedmodel``: a TF2 SavedModel directory; a signature (``serving_default``) is used.
 * ``keras``: a Keras v3 ``.keras`` file.
+* ``onnx``: an ONNX file, converted to a SavedModel (see :mod:`.onnx_models`).
 
 The hot path always calls a concrete function directly (never ``model.predict``).
 """
@@ -340,10 +341,39 @@ def load_keras(path: str, params: dict[str, Any]) -> Predictor:
     return Predictor(inputs, outputs, call, keepalive=(model, serve))
 
 
+# --------------------------------------------------------------------------- onnx
+
+
+def load_onnx(path: str, params: dict[str, Any]) -> Predictor:
+    """An ONNX file, through the SavedModel onnx2tf converts it to.
+
+    The signature is the ONNX model's: channels-first inputs stay channels first (their
+    entry says ``"layout"``), and outputs take the ONNX graph's output names.
+    """
+    from . import onnx_models
+
+    try:
+        folder = onnx_models.saved_model_for(path)
+        layouts, onnx_outputs = onnx_models.graph_names(path)
+    except onnx_models.ConversionError as e:
+        raise ModelLoadError(str(e)) from None
+    predictor = load_savedmodel(folder, {})
+    for info in predictor.inputs:
+        if info["name"] in layouts:
+            info["layout"] = layouts[info["name"]]
+    # onnx2tf names the outputs output_0, output_1, ... in the ONNX graph's order
+    for info in predictor.outputs:
+        index = info["name"].rpartition("_")[2]
+        if index.isdigit() and int(index) < len(onnx_outputs):
+            info["name"] = onnx_outputs[int(index)]
+    return predictor
+
+
 LOADERS: dict[str, Callable[[str, dict[str, Any]], Predictor]] = {
     "graphdef": load_graphdef,
     "savedmodel": load_savedmodel,
     "keras": load_keras,
+    "onnx": load_onnx,
 }
 
 
