@@ -15,7 +15,8 @@ from traitlets.config import Config
 
 from tfaas_jupyter.client.forms import encode_multipart
 
-pytest_plugins = ("pytest_jupyter.jupyter_server",)
+# ci_noskip: with CI=true a skip is a failure (see tests/ci_noskip.py)
+pytest_plugins = ("pytest_jupyter.jupyter_server", "ci_noskip")
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
