@@ -77,6 +77,16 @@ def seed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def seed_predict(values: Any) -> Any:
+    """What the seed model 'vk' answers for ``values`` (one row or a list of rows), as
+    JSON would carry it, computed by the seed script's numpy forward pass (no TensorFlow)."""
+    import numpy as np
+
+    rows = np.asarray(values, dtype=np.float32)
+    out = load_example("make_seed_model").predict(rows.reshape(-1, rows.shape[-1]))
+    return out[0].tolist() if rows.ndim == 1 else out.tolist()
+
+
 def seed_upload_body(seed_dir: Path) -> tuple[bytes, str]:
     """The talk's curl upload of 'vk' as a multipart body: (body, content type)."""
     return encode_multipart(

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 import pytest
 import tfmodels
+from conftest import seed_predict
 
 from tfaas_jupyter.client.api import TFaaSClient, TFaaSClientError, normalize_url, token_from_env
 
@@ -87,7 +89,7 @@ async def test_seed_model_every_data_form(client: TFaaSClient, seed_dir: Path) -
 
     one = await call(client.predict, "vk", values)
     assert one.shape == (1,) and one.dtype == np.float32
-    assert one[0] == pytest.approx(1 / (1 + np.exp(-0.85)), abs=1e-3)  # the seed's design
+    np.testing.assert_allclose(one, seed_predict(values), rtol=1e-5)
 
     many = await call(client.predict, "vk", [values, values, values])
     assert many.shape == (3, 1)
@@ -103,7 +105,6 @@ async def test_seed_model_every_data_form(client: TFaaSClient, seed_dir: Path) -
     np.testing.assert_allclose(await call(client.predict, "vk", arr[None, :]), one[None, :],
                                rtol=1e-6)
 
-    pd = pytest.importorskip("pandas")
     frame = pd.DataFrame([values, values], columns=keys)
     got = await call(client.predict, "vk", frame)
     assert got.shape == (2, 1)
