@@ -73,6 +73,23 @@ def _forward_logit(x: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]]) -
     return h @ w + b
 
 
+def layers() -> list[tuple[np.ndarray, np.ndarray]]:
+    """The model's (kernel, bias) pairs, the last bias shifted so the demo input sits at
+    TARGET_LOGIT (not saturated)."""
+    weights = _weights()
+    x = np.array([VALUES], dtype=np.float32)
+    w, b = weights[-1]
+    b = (b + (TARGET_LOGIT - _forward_logit(x, weights)[0])).astype(np.float32)
+    weights[-1] = (w, b)
+    return weights
+
+
+def predict(x: np.ndarray) -> np.ndarray:
+    """The model's output for rows ``x`` ([n, 42]) computed with numpy alone: [n, 1]."""
+    logit = _forward_logit(np.asarray(x, dtype=np.float32), layers())
+    return (1.0 / (1.0 + np.exp(-logit.astype(np.float64)))).astype(np.float32)
+
+
 def _graph_def(layers: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
     import tensorflow as tf
 
@@ -101,14 +118,7 @@ def build(target_dir: str | os.PathLike[str] | None = None, *, force: bool = Fal
         return target
     target.mkdir(parents=True, exist_ok=True)
 
-    layers = _weights()
-    # Shift the output bias so the demo input sits at TARGET_LOGIT (not saturated).
-    x = np.array([VALUES], dtype=np.float32)
-    w, b = layers[-1]
-    b = (b + (TARGET_LOGIT - _forward_logit(x, layers)[0])).astype(np.float32)
-    layers[-1] = (w, b)
-
-    (target / "model.pb").write_bytes(_graph_def(layers))
+    (target / "model.pb").write_bytes(_graph_def(layers()))
     params = {"name": "vk", "model": "model.pb", "description": "vk test model",
               "labels": "labels.txt", "inputNode": INPUT_NODE, "outputNode": OUTPUT_NODE}
     (target / "params.json").write_text(json.dumps(params, indent=1) + "\n")

@@ -46,7 +46,7 @@ class UploadHandler(TFaaSHandler):
         # Let Tornado accept up to our own limit (the server's default may be lower).
         self.request.connection.set_max_body_size(limit + 1024 * 1024)
         self._staging = self.service.repository.new_staging_dir()
-        self._body = open(self._staging / "request.body", "wb")  # noqa: SIM115
+        self._body = open(self._staging / "request.body", "wb")
 
     def data_received(self, chunk: bytes) -> None:
         if self._body is None or self._too_large:

@@ -15,7 +15,8 @@ from traitlets.config import Config
 
 from tfaas_jupyter.client.forms import encode_multipart
 
-pytest_plugins = ("pytest_jupyter.jupyter_server",)
+# ci_noskip: with CI=true a skip is a failure (see tests/ci_noskip.py)
+pytest_plugins = ("pytest_jupyter.jupyter_server", "ci_noskip")
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -75,6 +76,16 @@ def seed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("seed")
     load_example("make_seed_model").build(target)
     return target
+
+
+def seed_predict(values: Any) -> Any:
+    """What the seed model 'vk' answers for ``values`` (one row or a list of rows), as
+    JSON would carry it, computed by the seed script's numpy forward pass (no TensorFlow)."""
+    import numpy as np
+
+    rows = np.asarray(values, dtype=np.float32)
+    out = load_example("make_seed_model").predict(rows.reshape(-1, rows.shape[-1]))
+    return out[0].tolist() if rows.ndim == 1 else out.tolist()
 
 
 def seed_upload_body(seed_dir: Path) -> tuple[bytes, str]:

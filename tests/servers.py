@@ -141,7 +141,7 @@ def jupyter_server(
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     log_path = home / f"server-{port}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    log = open(log_path, "wb")  # closed in the finally below
     # cwd: not the source tree, whose tfaas_jupyter/ would shadow the installed package.
     proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=home,
                             start_new_session=True)

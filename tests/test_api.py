@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tfmodels
-from conftest import TFaaSCaller
+from conftest import TFaaSCaller, seed_predict
 
 from tfaas_jupyter import tfaas_pb2
 from tfaas_jupyter.client.forms import encode_multipart
@@ -59,7 +59,7 @@ async def test_seed_upload_and_predict(tfaas: TFaaSCaller, seed_dir: Path) -> No
     assert reply.code == 200, reply.body
     answer = reply.json()
     assert isinstance(answer, list) and len(answer) == 1
-    assert 0.0 < answer[0] < 1.0
+    np.testing.assert_allclose(answer, seed_predict(doc["values"]), rtol=1e-5)
     # the same through /predict/json, and many rows in one request
     reply = await tfaas.call("POST", "predict/json", json.dumps(
         {"model": "vk", "values": [doc["values"], doc["values"]]}).encode())
@@ -289,7 +289,8 @@ async def test_models_params_status_index(tfaas: TFaaSCaller, seed_dir: Path) ->
     assert status["version"]
     assert status["models_on_disk"] == ["vk"]
     assert "vk" in status["models_loaded"]
-    assert status["models"]["vk"]["requests"] >= 1
+    # the upload, GET params/vk, POST params naming vk, the prediction
+    assert status["models"]["vk"]["requests"] == 4
     assert status["worker"]["state"] == "running"
     page = await tfaas.call("GET", "")
     assert page.code == 200 and b"vk" in page.body and b"<html" in page.body

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import pandas as pd
 import pytest
 import tfmodels
+from conftest import seed_predict
 
 from tfaas_jupyter.client.api import TFaaSClient, TFaaSClientError
 from tfaas_jupyter.client.urls import TOKEN_ENV_VARS
@@ -64,7 +66,7 @@ class _Capture(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
+    def do_POST(self) -> None:
         server: Any = self.server
         server.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
         values = json.loads(server.bodies[-1])["values"]
@@ -212,7 +214,7 @@ async def test_seed_model_every_data_form(client: TFaaSClient, seed_dir: Path) -
 
     one = await call(client.predict, "vk", values)
     assert one.shape == (1,) and one.dtype == np.float64  # a float output: float64
-    assert one[0] == pytest.approx(1 / (1 + np.exp(-0.85)), abs=1e-3)  # the seed's design
+    np.testing.assert_allclose(one, seed_predict(values), rtol=1e-5)
 
     many = await call(client.predict, "vk", [values, values, values])
     assert many.shape == (3, 1)
@@ -227,8 +229,6 @@ async def test_seed_model_every_data_form(client: TFaaSClient, seed_dir: Path) -
     np.testing.assert_allclose(await call(client.predict, "vk", arr), one, rtol=1e-6)
     np.testing.assert_allclose(await call(client.predict, "vk", arr[None, :]), one[None, :],
                                rtol=1e-6)
-
-    import pandas as pd
 
     frame = pd.DataFrame([values, values], columns=keys)
     got = await call(client.predict, "vk", frame)

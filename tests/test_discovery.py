@@ -172,7 +172,7 @@ class _Sessions(BaseHTTPRequestHandler):
     kernel = KID
     token = "good"
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:
         if self.headers.get("Authorization") != f"token {self.token}":
             self.send_response(403)
             self.end_headers()

@@ -58,7 +58,8 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
-async def test_worker_killed_mid_request(tfaas: TFaaSCaller, seed_dir: Path, jp_fetch) -> None:
+async def test_worker_killed_mid_request(tfaas: TFaaSCaller, seed_dir: Path, jp_fetch,
+                                         jp_serverapp) -> None:
     assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
     doc = json.loads((seed_dir / "input.json").read_text())
     expected = (await tfaas.predict(doc)).json()
@@ -67,7 +68,13 @@ async def test_worker_killed_mid_request(tfaas: TFaaSCaller, seed_dir: Path, jp_
     os.kill(pid, signal.SIGSTOP)  # the request below is then surely in flight
     try:
         pending = asyncio.ensure_future(tfaas.predict(doc))
-        await asyncio.sleep(0.5)
+        service = jp_serverapp.web_app.settings["tfaas_service"]
+        for _ in range(6000):  # until the server holds it (not a guess at how long that takes)
+            if service.in_flight:
+                break
+            await asyncio.sleep(0.01)
+        assert service.in_flight == 1
+        await asyncio.sleep(0.1)  # the stopped worker cannot answer, however long this is
         assert not pending.done()
         # the notebook server stays responsive meanwhile
         contents = await jp_fetch("api", "contents", request_timeout=10)
@@ -82,7 +89,7 @@ async def test_worker_killed_mid_request(tfaas: TFaaSCaller, seed_dir: Path, jp_
     assert again.code == 200 and again.json() == expected
     status = (await tfaas.call("GET", "status")).json()
     assert status["worker"]["pid"] != pid
-    assert status["worker"]["restarts"] >= 1
+    assert status["worker"]["restarts"] == 1  # the one kill above
 
 
 def write_kernelspec(data_dir: Path, name: str) -> None:

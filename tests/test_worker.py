@@ -21,9 +21,9 @@ import pytest
 import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent))
-import tfmodels  # noqa: E402
+import tfmodels
 
-from tfaas_jupyter.server.supervisor import (  # noqa: E402
+from tfaas_jupyter.server.supervisor import (
     ModelError,
     ModelWorker,
     WorkerCrashed,
@@ -31,7 +31,7 @@ from tfaas_jupyter.server.supervisor import (  # noqa: E402
     WorkerUnavailable,
     kernelspec_worker,
 )
-from tfaas_jupyter.worker import wire  # noqa: E402
+from tfaas_jupyter.worker import wire
 
 REPO = Path(__file__).resolve().parent.parent
 

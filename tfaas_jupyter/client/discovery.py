@@ -302,7 +302,7 @@ def _kernel_in_sessions(server: ServerInfo, kid: str, timeout: float) -> bool:
     for path in (f"api/kernels/{kid}", "api/sessions"):
         request = urllib.request.Request(server.url + path, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 doc = json.loads(response.read())
         except (OSError, ValueError, urllib.error.URLError):
             continue

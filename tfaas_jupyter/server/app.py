@@ -87,8 +87,8 @@ class TFaaSApp(ExtensionApp):
     )
     max_batch_size = Int(
         256, config=True,
-        help="Most rows in one batched worker call; bigger requests are cut into chunks. "
-        "Per model: params.json 'max_batch_size'.",
+        help="Most rows in one stacked worker call; a request of more rows is never cut: "
+        "it goes alone, whole. Per model: params.json 'max_batch_size'.",
     )
     max_queue_delay_us = Int(
         0, config=True,

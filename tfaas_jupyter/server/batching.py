@@ -27,7 +27,7 @@ Per model, ``params.json`` may override ``max_batch_size``, ``max_queue_delay_us
 ``max_in_flight`` and turn batching off with ``"batching": false`` (for models whose
 output for a row depends on the other rows of the batch).
 
-No Tornado here: the batcher is called by :class:`tfaas_jupyter.service.TFaaS`.
+No Tornado here: the batcher is called by :class:`tfaas_jupyter.server.service.TFaaS`.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _positive(params: dict[str, Any], key: str, default: int, minimum: int) -> i
 
 @dataclass
 class _Item:
-    """One request (or one chunk of a big request) waiting for its rows' outputs."""
+    """One request waiting for its rows' outputs (a big request is one item too, never cut)."""
 
     inputs: list[np.ndarray]
     rows: int
