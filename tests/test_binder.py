@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import load_example
 from servers import jupyter_server
 
@@ -29,6 +30,7 @@ def _copy_checkout(target: Path) -> None:
             shutil.copy2(source, target / raw.decode())
 
 
+@pytest.mark.timeout(3000)
 def test_the_binder_environment_serves_the_demo_model(tmp_path: Path) -> None:
     repo, venv, home = tmp_path / "repo", tmp_path / "venv", tmp_path / "home"
     repo.mkdir()
