@@ -80,3 +80,51 @@ def machine_status() -> dict[str, Any]:
             "Swap": _usage(mem.get("SwapTotal", 0), mem.get("SwapFree", 0)),
         },
     }
+
+
+def _read_limit(path: str) -> int | None:
+    """A cgroup memory limit file's value in bytes; ``None`` for "max", absent or absurd."""
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    if not text.isdigit():
+        return None  # "max": no limit
+    value = int(text)
+    return value if 0 < value < 1 << 60 else None  # v1 says "no limit" with ~2**63
+
+
+def _cgroup_limits() -> list[int]:
+    """The memory limits of this process's cgroup and its ancestors (v2), or its v1 limit."""
+    limits: list[int] = []
+    try:
+        with open("/proc/self/cgroup") as fh:
+            entries = [line.rstrip("\n").split(":", 2) for line in fh]
+    except OSError:
+        entries = []
+    for entry in entries:
+        if len(entry) != 3:
+            continue
+        _, controllers, path = entry
+        if controllers == "":  # v2 unified hierarchy: every level may limit
+            parts = [p for p in path.split("/") if p]
+            for depth in range(len(parts), -1, -1):
+                limit = _read_limit(os.path.join("/sys/fs/cgroup", *parts[:depth], "memory.max"))
+                if limit is not None:
+                    limits.append(limit)
+        elif "memory" in controllers.split(","):
+            for base in (os.path.join("/sys/fs/cgroup/memory", path.lstrip("/")),
+                         "/sys/fs/cgroup/memory"):
+                limit = _read_limit(os.path.join(base, "memory.limit_in_bytes"))
+                if limit is not None:
+                    limits.append(limit)
+                    break
+    return limits
+
+
+def memory_limit() -> int:
+    """Bytes of memory this process may use: its cgroup's limit (v2 memory.max, or v1
+    memory.limit_in_bytes) or, without one, the machine's MemTotal (0 if unknown)."""
+    total = _meminfo().get("MemTotal", 0)
+    return min([*_cgroup_limits(), *([total] if total else [])], default=0)
