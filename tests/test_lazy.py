@@ -20,6 +20,7 @@ import tfmodels  # noqa: E402
 from conftest import TFaaSCaller  # noqa: E402
 from servers import ServerProcess, jupyter_server  # noqa: E402
 
+from tfaas_jupyter.client.magics import format_status  # noqa: E402
 from tfaas_jupyter.server.supervisor import ModelTooBig, ModelWorker  # noqa: E402
 from tfaas_jupyter.worker.lru import LRU, OverBudget  # noqa: E402
 
@@ -52,13 +53,12 @@ def _tree_rss(pid: int) -> tuple[int, list[psutil.Process]]:
 
 
 def _browse(server: ServerProcess, paths: list[str]) -> dict[str, Any]:
-    """GET each path (all must answer 200); the decoded JSON answers by path."""
-    answers = {}
+    """GET each path (all must answer 200); the answers by path (JSON decoded)."""
+    answers: dict[str, Any] = {}
     for path in paths:
         code, body = server.request("GET", path)
         assert code == 200, (path, code, body[:300])
-        if path.endswith(("status", "models")):
-            answers[path] = json.loads(body)
+        answers[path] = json.loads(body) if path.endswith(("status", "models")) else body
     return answers
 
 
@@ -81,6 +81,10 @@ def test_an_unused_server_has_no_worker_and_costs_under_40_mb(tmp_path: Path) ->
         # read from package metadata, TensorFlow was not imported for it
         assert status["tensorflow"] == _installed_tensorflow()
         assert answers["tfaas/models"] == []
+        # the page and the notebook's %tfaas status say so too
+        assert f"model worker: {NOT_RUNNING}".encode() in answers["tfaas/"]
+        assert f"worker: {NOT_RUNNING}, TensorFlow {status['tensorflow']}" in format_status(
+            status)
         code, _ = server.request("GET", "tfaas/params")
         assert code == 400  # no model: a clear error, and still no worker
         assert _tree_rss(server.pid)[1] == []
