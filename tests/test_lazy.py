@@ -264,3 +264,30 @@ async def test_a_model_bigger_than_the_memory_limit_is_refused_with_507(
     error = reply.json()["error"]
     assert "1 MiB" in error and "worker_memory_limit" in error and "takes about" in error
     assert (await tfaas.call("GET", "models")).json() == []
+
+
+def test_metrics_show_the_workers_memory_and_lifecycle() -> None:
+    from tfaas_jupyter.server.metrics import render
+    from tfaas_jupyter.server.stats import Stats
+
+    class Service:
+        stats = Stats()
+
+        class repository:  # noqa: N801
+            @staticmethod
+            def names() -> list[str]:
+                return ["m"]
+
+    worker = {"state": "running", "starts": 3, "idle_seconds": 1.5, "idle_timeout": 900,
+              "rss": 700 * MiB, "memory_limit": 4096 * MiB, "model_sizes": {"m@u1": 12345},
+              "last_cold_start": {"seconds": 4.25}, "loaded": ["m@u1"]}
+    lines = set(render(Service(), worker).splitlines())
+    for line in ('tfaas_worker_state{state="running"} 1',
+                 'tfaas_worker_state{state="stopped"} 0',
+                 "tfaas_worker_starts_total 3", "tfaas_worker_idle_seconds 1.5",
+                 "tfaas_worker_idle_timeout_seconds 900.0",
+                 "tfaas_worker_last_cold_start_seconds 4.25",
+                 f"tfaas_worker_resident_memory_bytes {700 * MiB}",
+                 f"tfaas_worker_memory_limit_bytes {4096 * MiB}",
+                 'tfaas_model_memory_bytes{model="m",key="m@u1"} 12345'):
+        assert line in lines, line
