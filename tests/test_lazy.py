@@ -291,3 +291,32 @@ def test_metrics_show_the_workers_memory_and_lifecycle() -> None:
                  f"tfaas_worker_memory_limit_bytes {4096 * MiB}",
                  'tfaas_model_memory_bytes{model="m",key="m@u1"} 12345'):
         assert line in lines, line
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.mark.parametrize("layout, expected", [
+    # cgroup v2: the tightest limit of the process's cgroup and its ancestors
+    ({"proc/self/cgroup": "0::/user.slice/session-1.scope\n",
+      "sys/fs/cgroup/user.slice/memory.max": "4294967296\n",
+      "sys/fs/cgroup/user.slice/session-1.scope/memory.max": "max\n"}, 4 << 30),
+    # cgroup v1: memory.limit_in_bytes; ~2**63 means no limit
+    ({"proc/self/cgroup": "4:memory:/job\n3:cpu:/\n",
+      "sys/fs/cgroup/memory/job/memory.limit_in_bytes": "2147483648\n"}, 2 << 30),
+    ({"proc/self/cgroup": "4:memory:/job\n",
+      "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n"}, 16 << 30),
+    # no cgroup limit: the machine's memory
+    ({"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "max\n"}, 16 << 30),
+])
+def test_the_default_memory_budget_follows_the_cgroup_limit(
+    tmp_path: Path, layout: dict[str, str], expected: int
+) -> None:
+    from tfaas_jupyter.server.sysinfo import memory_limit
+
+    _write(tmp_path / "proc/meminfo", f"MemTotal: {16 << 20} kB\nMemFree: 1 kB\n")
+    for name, text in layout.items():
+        _write(tmp_path / name, text)
+    assert memory_limit(str(tmp_path)) == expected
