@@ -4,7 +4,8 @@ TensorFlow never runs in the server's Python: :class:`ModelWorker` starts
 ``tfaas_jupyter/worker`` in a subprocess (possibly another interpreter, e.g. the LCG
 Python of a SWAN kernel), talks to it over a socketpair with the framing of
 :mod:`tfaas_jupyter.worker.wire`, restarts it lazily after a crash, and kills it when a
-request hangs.
+request hangs. The worker starts on first use and stops after ``idle_timeout`` seconds
+without calls, so a server that serves no model runs no TensorFlow.
 """
 
 from __future__ import annotations

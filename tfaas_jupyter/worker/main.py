@@ -3,7 +3,7 @@
 Started by :class:`tfaas_jupyter.supervisor.ModelWorker` as::
 
     python -c BOOTSTRAP <this directory> --fd N [--threads T] [--cache-size C]
-                                                [--parent-pid P]
+                                                [--parent-pid P] [--memory-limit B]
 
 where ``N`` is the worker's end of a socketpair (see :mod:`.wire` for the framing).
 stdout/stderr are not the channel: TensorFlow prints there, the supervisor forwards
