@@ -12,6 +12,10 @@ seed's 42-input model and a small CNN (each twice: batching on, and off through
 * bulk scoring: one ``/tfaas/json`` request of 10,000 seed rows (rows/s);
 * a notebook user's ``GET /api/contents`` latency while wrk saturates ``/tfaas/json``.
 
+Before that, in servers of their own: the resident memory of a server with and
+without the extension, and the cold starts of the seed model (upload to first
+answer, idle stop to first answer); ``--cold-start`` runs only that part.
+
 It prints req/s, p50/p99 latency, rows/s and the ratios to the ceiling, then checks
 the targets of the issue. Numbers from a 2-core machine shared with other work are
 noisy: compare ratios within one run, not absolute figures across runs.
@@ -136,7 +140,7 @@ def pct(values: list[float], q: float) -> float:
 class Server:
     """A ``jupyter server`` subprocess with the extension, in a scratch directory."""
 
-    def __init__(self, work: Path, extra: list[str]) -> None:
+    def __init__(self, work: Path, extra: list[str], extension: bool = True) -> None:
         self.work = work
         self.port = free_port()
         self.token = os.urandom(16).hex()
@@ -154,7 +158,7 @@ class Server:
             sys.executable, "-c", SERVER_MAIN, str(ROOT), "--no-browser",
             f"--port={self.port}", "--ip=127.0.0.1",
             f"--IdentityProvider.token={self.token}",
-            '--ServerApp.jpserver_extensions={"tfaas_jupyter": True}',
+            f'--ServerApp.jpserver_extensions={{"tfaas_jupyter": {extension}}}',
             f"--ServerApp.root_dir={work / 'root'}",
             f"--TFaaSApp.model_dir={work / 'models'}",
             *extra,
@@ -180,8 +184,6 @@ class Server:
             time.sleep(0.3)
         else:
             sys.exit("the server did not start within 120 s")
-        # the model worker starts in the background; /tfaas/status waits for it
-        self.request("GET", "/tfaas/status")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -202,24 +204,48 @@ class Server:
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 ctype: str = "application/json", timeout: float = 300) -> tuple[int, bytes]:
+        status, _, reply = self.exchange(method, path, body, ctype, timeout)
+        return status, reply
+
+    def exchange(self, method: str, path: str, body: bytes | None = None,
+                 ctype: str = "application/json", timeout: float = 300,
+                 ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """One request: (status, headers, body)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=self.headers(ctype))
             response = conn.getresponse()
-            return response.status, response.read()
+            return response.status, response.headers, response.read()
         finally:
             conn.close()
 
-    def upload(self, name: str, model: Path, params: dict[str, Any]) -> None:
+    def upload(self, name: str, model: Path, params: dict[str, Any]) -> str:
+        """Upload a model; returns the answer's ``Server-Timing`` header ("" if none)."""
         files = {
             "model": (model.name, model.read_bytes(), "application/octet-stream"),
             "params": ("params.json", json.dumps({**params, "name": name}).encode(),
                        "application/json"),
         }
         body, ctype = encode_multipart({"name": name}, files)
-        status, reply = self.request("POST", "/tfaas/upload", body, ctype)
+        status, headers, reply = self.exchange("POST", "/tfaas/upload", body, ctype)
         if status != 200:
             sys.exit(f"upload of {name} failed: {status} {reply[:300]!r}")
+        return headers.get("Server-Timing", "")
+
+    def tree_rss(self) -> int:
+        """Bytes resident in the server and all its child processes (from /proc)."""
+        total, todo = 0, [self.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                with open(f"/proc/{pid}/status") as fh:
+                    total += next(int(ln.split()[1]) * 1024 for ln in fh
+                                  if ln.startswith("VmRSS:"))
+                with open(f"/proc/{pid}/task/{pid}/children") as fh:
+                    todo += [int(child) for child in fh.read().split()]
+            except (OSError, StopIteration):
+                pass
+        return total
 
 
 # -- load generation -------------------------------------------------------------------
@@ -335,6 +361,79 @@ def contents_during_saturation(wrk: str, server: Server, work: Path, body: bytes
 # -- models ------------------------------------------------------------------------------
 
 
+def cold_starts(work: Path, seed: Path, extra: list[str], idle_timeout: float = 3.0,
+                cycles: int = 2) -> dict[str, Any]:
+    """The cost of the extension idle and in use, and its cold starts, in a server of
+    its own whose worker stops after ``idle_timeout`` s: upload of the seed model to
+    its first answer, then ``cycles`` times idle stop to first answer."""
+    MiB = 1024 * 1024
+    plain = Server(work / "plain", extra, extension=False)
+    plain.start()
+    try:
+        time.sleep(1.0)
+        plain_rss = plain.tree_rss()
+    finally:
+        plain.stop()
+    server = Server(work / "cold", [*extra, f"--TFaaSApp.worker_idle_timeout={idle_timeout}"])
+    server.start()
+    figures: dict[str, Any] = {"idle_timeout_s": idle_timeout}
+    try:
+        server.request("GET", "/tfaas/status")
+        time.sleep(1.0)
+        figures["server_mib_without_extension"] = plain_rss / MiB
+        figures["server_mib_idle"] = server.tree_rss() / MiB
+        params = json.loads((seed / "params.json").read_text())
+        row = json.dumps({"model": "vk", "values": [round(0.01 * i, 3) for i in range(42)]})
+
+        def first_answer() -> tuple[float, str]:
+            started = time.perf_counter()
+            status, headers, reply = server.exchange("POST", "/tfaas/json", row.encode())
+            if status != 200:
+                sys.exit(f"/tfaas/json answered {status}: {reply[:300]!r}")
+            return time.perf_counter() - started, headers.get("Server-Timing", "")
+
+        started = time.perf_counter()
+        timing = server.upload("vk", seed / params.get("model", "model.pb"), params)
+        answered, _ = first_answer()
+        figures["upload_to_first_answer_s"] = time.perf_counter() - started
+        figures["upload_server_timing"] = timing
+        status = json.loads(server.request("GET", "/tfaas/status")[1])["worker"]
+        figures["server_mib_in_use"] = server.tree_rss() / MiB
+        figures["worker_mib"] = (status.get("rss") or 0) / MiB
+        figures["idle_stop_to_first_answer_s"] = []
+        figures["idle_stop_server_timing"] = []
+        for _ in range(cycles):
+            deadline = time.monotonic() + idle_timeout + 60
+            while status.get("state") != "stopped":
+                if time.monotonic() > deadline:
+                    sys.exit(f"the worker did not stop when idle: {status}")
+                time.sleep(0.2)
+                status = json.loads(server.request("GET", "/tfaas/status")[1])["worker"]
+            seconds, timing = first_answer()
+            figures["idle_stop_to_first_answer_s"].append(seconds)
+            figures["idle_stop_server_timing"].append(timing)
+            status = json.loads(server.request("GET", "/tfaas/status")[1])["worker"]
+        figures["worker_starts"] = status.get("starts")
+    finally:
+        server.stop()
+    return figures
+
+
+def print_cold_starts(figures: dict[str, Any]) -> None:
+    print("cost and cold starts (seed model 'vk', worker_idle_timeout="
+          f"{figures['idle_timeout_s']:g} s)")
+    without = figures["server_mib_without_extension"]
+    print(f"  server tree RSS without the extension   {without:7.1f} MiB")
+    print(f"  with it, unused (no worker)             {figures['server_mib_idle']:7.1f} MiB")
+    print(f"  with it, serving vk (worker running)    {figures['server_mib_in_use']:7.1f} MiB "
+          f"(worker {figures['worker_mib']:.1f} MiB)")
+    print(f"  upload to first answer                  {figures['upload_to_first_answer_s']:7.2f}"
+          f" s   upload: {figures['upload_server_timing']}")
+    for seconds, timing in zip(figures["idle_stop_to_first_answer_s"],
+                               figures["idle_stop_server_timing"]):
+        print(f"  idle stop to first answer               {seconds:7.2f} s   {timing}")
+
+
 def build_models(work: Path) -> tuple[Path, Path, float]:
     """The seed model, the CNN (.keras) and the CNN's single-row call time in ms.
 
@@ -410,18 +509,28 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("--server-arg", action="append", default=[],
                     help="extra jupyter server argument (repeatable)")
+    ap.add_argument("--cold-start", action="store_true",
+                    help="only the idle cost and cold-start figures (under a minute)")
     ap.add_argument("--build-models", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build_models:
         _build_models_child(*args.build_models)
         return 0
 
-    wrk = ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
     print(f"scratch: {work}", flush=True)
     seed, cnn, cnn_single_ms = build_models(work)
+    cold = cold_starts(work, seed, args.server_arg)
+    print_cold_starts(cold)
+    if args.cold_start:
+        if args.json:
+            args.json.write_text(json.dumps({"cold_start": cold}, indent=1))
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
+    wrk = ensure_wrk()
     print(f"CNN single-row call (in process): {cnn_single_ms:.2f} ms", flush=True)
-    server = Server(work, args.server_arg)
+    server = Server(work / "throughput", args.server_arg)
     server.start()
     d, c = args.duration, args.connections
     results: list[Result] = []
@@ -530,7 +639,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(
             {"results": [{**asdict(r), "rows_per_s": r.rows_per_s} for r in results],
-             "cnn_single_row_ms": cnn_single_ms, "batching": batching,
+             "cnn_single_row_ms": cnn_single_ms, "batching": batching, "cold_start": cold,
              "targets": [{"name": n, "value": v, "bound": bd} for n, v, bd, _ in targets],
              "cores": os.cpu_count()}, indent=1))
     if not args.keep:

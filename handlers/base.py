@@ -12,6 +12,7 @@ from tornado import web
 from tfaas_jupyter.server.codecs import encode_json
 from tfaas_jupyter.server.errors import NotFound, TFaaSError
 from tfaas_jupyter.server.service import TFaaS
+from tfaas_jupyter.server.supervisor import COLD_START
 
 #: The resource name Jupyter authorizers see for every tfaas endpoint.
 AUTH_RESOURCE = "tfaas"
@@ -33,6 +34,7 @@ class TFaaSHandler(ExtensionHandlerMixin, APIHandler):
 
     async def prepare(self) -> None:
         self._started = time.perf_counter()
+        COLD_START.set(None)
         self._model_name: str | None = None
         self._rows = 0
         await super().prepare()
@@ -73,6 +75,14 @@ class TFaaSHandler(ExtensionHandlerMixin, APIHandler):
     def service_error_body(message: str, status_code: int) -> bytes:
         # "message" too, so Jupyter's front-end helpers show it.
         return encode_json({"error": message, "message": message, "status": status_code}) + b"\n"
+
+    def finish(self, chunk: Any = None, **kwargs: Any) -> Any:
+        """Finish, telling the client in ``Server-Timing`` when this request waited for a
+        cold start (the worker's start and its model's load)."""
+        cold = COLD_START.get()
+        if cold is not None and not self._headers_written:
+            self.add_header("Server-Timing", cold.server_timing())
+        return super().finish(chunk, **kwargs)
 
     def write_json(self, doc: Any, status: int = 200) -> None:
         self.set_status(status)

@@ -23,7 +23,8 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 code, pre {{ background: #f4f4f4; padding: .1em .3em; }} pre {{ padding: .6em; overflow-x: auto; }}
 </style></head><body>
 <h1>TensorFlow as a Service</h1>
-<p>tfaas-jupyter {version}, serving from <code>{model_dir}</code>.</p>
+<p>tfaas-jupyter {version}, serving from <code>{model_dir}</code>;
+model worker: {worker}.</p>
 <h2>Models</h2>
 {models}
 <h2>How to call</h2>
@@ -88,6 +89,7 @@ class IndexHandler(ExtensionHandlerMixin, JupyterHandler):
             _PAGE.format(
                 version=xhtml_escape(__version__),
                 model_dir=xhtml_escape(str(service.repository.root)),
+                worker=xhtml_escape(service.worker.summary()),
                 models=models,
                 url=xhtml_escape(url),
                 model=xhtml_escape(example),

@@ -103,8 +103,10 @@ def jupyter_server(
     ready_path: str = "tfaas/models",
     timeout: float = 120,
     python: str = sys.executable,
+    with_tfaas: bool = True,
 ) -> Iterator[ServerProcess]:
-    """Start ``python -m jupyter server`` with tfaas_jupyter; stop (or kill) it on exit.
+    """Start ``python -m jupyter server`` with tfaas_jupyter (unless ``with_tfaas`` is
+    false); stop (or kill) it on exit.
 
     ``python`` is the interpreter of the server (default: the tests' own).
 
@@ -134,7 +136,7 @@ def jupyter_server(
         "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.base_url={base_url}",
         f"--ServerApp.root_dir={home}",
-        '--ServerApp.jpserver_extensions={"tfaas_jupyter": True}',
+        f'--ServerApp.jpserver_extensions={{"tfaas_jupyter": {with_tfaas}}}',
         f"--TFaaSApp.model_dir={model_dir}",
         *(args or []),
     ]

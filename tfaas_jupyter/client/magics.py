@@ -450,7 +450,8 @@ def format_status(status: dict[str, Any], server: ServerInfo | None = None) -> s
     worker = status.get("worker") or {}
     lines = [
         f"tfaas {status.get('version', '?')} at {server.tfaas_url if server else '?'}",
-        f"worker: {worker.get('state', '?')}, TensorFlow {status.get('tensorflow') or '?'}",
+        f"worker: {worker.get('summary') or worker.get('state', '?')}, "
+        f"TensorFlow {status.get('tensorflow') or '?'}",
         f"models on disk: {', '.join(status.get('models_on_disk') or []) or 'none'}",
         f"models loaded: {', '.join(status.get('models_loaded') or []) or 'none'}",
         f"requests: GET {status.get('getRequests', 0)}, POST {status.get('postRequests', 0)}, "

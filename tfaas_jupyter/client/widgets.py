@@ -454,7 +454,8 @@ class ModelBrowser:
         )
         loaded = ", ".join(status.get("models_loaded") or []) or "none"
         self.status_html.value = (
-            f"<p>worker <b>{html.escape(str(worker.get('state', '?')))}</b>, TensorFlow "
+            f"<p>worker <b>{html.escape(str(worker.get('summary') or worker.get('state', '?')))}"
+            "</b>, TensorFlow "
             f"{html.escape(str(status.get('tensorflow') or '?'))}; loaded: "
             f"{html.escape(loaded)}; requests GET {status.get('getRequests', 0)} / POST "
             f"{status.get('postRequests', 0)} / DELETE {status.get('deleteRequests', 0)}, "

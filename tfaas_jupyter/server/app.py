@@ -16,6 +16,8 @@ from .repository import Repository
 from .service import DirectRunner, Limits, TFaaS
 
 MiB = 1024 * 1024
+#: The share of the memory limit that the model worker may use by default.
+WORKER_MEMORY_FRACTION = 0.5
 
 
 class TFaaSApp(ExtensionApp):
@@ -78,8 +80,30 @@ class TFaaSApp(ExtensionApp):
         0, config=True, help="Inference threads in the worker (0: one per core)."
     )
     start_worker = Bool(
-        True, config=True, help="Start the model worker with the server (else on first use)."
+        False, config=True,
+        help="Start the model worker with the server. By default it starts on first use "
+        "(an upload, a prediction, a model load), so a server nobody uses for TFaaS costs "
+        "no TensorFlow process.",
     )
+    worker_idle_timeout = Float(
+        900.0, config=True,
+        help="Seconds without a request after which the model worker stops, releasing "
+        "its memory (0: never). The next request starts a new one and reloads its model.",
+    )
+    worker_memory_limit = Int(
+        config=True,
+        help="Resident memory of the model worker, in bytes, past which it evicts the "
+        "least recently used models; a model that does not fit alone is refused at upload "
+        "(507). 0: no limit. Default: half of the memory limit of the server's cgroup, "
+        "or of the machine's memory.",
+    )
+
+    @default("worker_memory_limit")
+    def _default_worker_memory_limit(self) -> int:
+        from .sysinfo import memory_limit
+
+        return int(memory_limit() * WORKER_MEMORY_FRACTION)
+
     batching = Bool(
         True, config=True,
         help="Stack concurrent requests to one model into one worker call (greedy: an idle "
@@ -142,6 +166,8 @@ class TFaaSApp(ExtensionApp):
             cache_size=self.cache_size,
             request_timeout=self.request_timeout,
             load_timeout=self.load_timeout,
+            idle_timeout=max(self.worker_idle_timeout, 0.0),
+            memory_limit=max(self.worker_memory_limit, 0),
             log=self.log,
         )
         repository = Repository(self.model_dir)

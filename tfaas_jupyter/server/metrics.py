@@ -152,6 +152,43 @@ def _model_gauges(out: _Writer, service: Any, worker: dict[str, Any] | None) -> 
     out.sample("tfaas_worker_up", int((worker or {}).get("state") in ("ready", "running")))
     out.family("tfaas_worker_restarts_total", "counter", "Model worker restarts.")
     out.sample("tfaas_worker_restarts_total", int((worker or {}).get("restarts") or 0))
+    _worker_lifecycle(out, worker or {})
+
+
+def _worker_lifecycle(out: _Writer, worker: dict[str, Any]) -> None:
+    """The lazy worker's state, starts, idleness, cold start and memory."""
+    state = str(worker.get("state") or "unavailable")
+    out.family("tfaas_worker_state", "gauge", "1 for the model worker's current state.")
+    for name in ("running", "starting", "stopped", "failed", "unavailable"):
+        out.sample("tfaas_worker_state", int(state == name), state=name)
+    cold = worker.get("last_cold_start") or {}
+    single: list[tuple[str, str, str, float]] = [
+        ("tfaas_worker_starts_total", "counter",
+         "Model worker starts (on first use, after an idle stop or a crash).",
+         int(worker.get("starts") or 0)),
+        ("tfaas_worker_idle_seconds", "gauge",
+         "Seconds since the running model worker last served a call (0 when stopped).",
+         float(worker.get("idle_seconds") or 0.0)),
+        ("tfaas_worker_idle_timeout_seconds", "gauge",
+         "Seconds without calls after which the worker stops (0: never).",
+         float(worker.get("idle_timeout") or 0.0)),
+        ("tfaas_worker_last_cold_start_seconds", "gauge",
+         "The last cold start: worker start plus its first model's load.",
+         float(cold.get("seconds") or 0.0)),
+        ("tfaas_worker_resident_memory_bytes", "gauge",
+         "Resident memory of the model worker (0 when stopped).", int(worker.get("rss") or 0)),
+        ("tfaas_worker_memory_limit_bytes", "gauge",
+         "Resident memory past which the worker evicts models (0: no limit).",
+         int(worker.get("memory_limit") or 0)),
+    ]
+    for name, kind, help_text, number in single:
+        out.family(name, kind, help_text)
+        out.sample(name, number)
+    out.family("tfaas_model_memory_bytes", "gauge",
+               "Estimated memory of each loaded model version (RSS growth of its load).")
+    for key, size in sorted((worker.get("model_sizes") or {}).items()):
+        out.sample("tfaas_model_memory_bytes", int(size), model=str(key).split("@", 1)[0],
+                   key=key)
 
 
 async def collect(service: Any) -> str:

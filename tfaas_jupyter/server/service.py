@@ -108,11 +108,15 @@ class TFaaS:
         return self.repository.get(check_model_name(name), check_version(version))
 
     async def signature(self, mv: ModelVersion) -> dict[str, Any]:
-        if mv.signature is None:
-            try:
+        """The model's signature, with the worker started and the model loaded: a
+        prediction's cold start (worker start, model load) happens here, timed."""
+        try:
+            sig = await self.worker.warm_up(mv.key, str(mv.model_path), mv.format, mv.params)
+            if sig is None and mv.signature is None:
                 sig = await self.worker.load(mv.key, str(mv.model_path), mv.format, mv.params)
-            except Exception as exc:
-                raise _worker_error(exc) from None
+        except Exception as exc:
+            raise _worker_error(exc) from None
+        if mv.signature is None and sig is not None:
             self.repository.remember_signature(mv, sig)
         assert mv.signature is not None
         return mv.signature
@@ -469,10 +473,11 @@ class TFaaS:
                 "endpoints": dict(sorted(self.stats.by_endpoint.items())),
             }
         )
-        try:
-            worker = await asyncio.wait_for(self.worker.status(start=True), timeout=30)
+        try:  # never starts the worker: a status query is no use of it
+            worker = await asyncio.wait_for(self.worker.status(), timeout=30)
         except Exception as exc:
-            worker = {"state": "unavailable", "error": getattr(exc, "message", str(exc))}
+            worker = {"state": "unavailable", "summary": "unavailable",
+                      "error": getattr(exc, "message", str(exc))}
         doc["worker"] = worker
         doc["tensorflow"] = worker.get("tensorflow")
         loaded = worker.get("loaded") or []

@@ -4,14 +4,17 @@ TensorFlow never runs in the server's Python: :class:`ModelWorker` starts
 ``tfaas_jupyter/worker`` in a subprocess (possibly another interpreter, e.g. the LCG
 Python of a SWAN kernel), talks to it over a socketpair with the framing of
 :mod:`tfaas_jupyter.worker.wire`, restarts it lazily after a crash, and kills it when a
-request hangs.
+request hangs. The worker starts on first use and stops after ``idle_timeout`` seconds
+without calls, so a server that serves no model runs no TensorFlow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import itertools
+import json
 import logging
 import os
 import re
@@ -20,6 +23,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,7 +37,10 @@ __all__ = [
     "WorkerCrashed",
     "WorkerTimeout",
     "ModelError",
+    "ModelTooBig",
     "ModelWorker",
+    "ColdStart",
+    "COLD_START",
     "kernelspec_worker",
     "WORKER_DIR",
     "BOOTSTRAP",
@@ -104,6 +111,58 @@ class ModelError(WorkerError):
     def __init__(self, message: str, kind: str = "model") -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class ModelTooBig(WorkerError):
+    """The model does not fit in the worker's memory limit, even alone (507)."""
+
+    status = 507
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """What a request waited for before its model could run: a worker start (0 when
+    the worker was running) and the model's load."""
+
+    model: str
+    start_seconds: float
+    load_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.start_seconds + self.load_seconds
+
+    def server_timing(self) -> str:
+        """A ``Server-Timing`` entry (milliseconds), e.g. ``cold-start;dur=1234.5;desc=...``."""
+        desc = (f"worker start {self.start_seconds:.3f} s + " if self.start_seconds else "")
+        desc += f"model load {self.load_seconds:.3f} s"
+        return f'cold-start;dur={self.seconds * 1000:.1f};desc="{desc}"'
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model.split("@", 1)[0], "start_seconds": round(self.start_seconds, 4),
+                "load_seconds": round(self.load_seconds, 4), "seconds": round(self.seconds, 4)}
+
+
+#: The cold start the current request went through, if any (set by
+#: :meth:`ModelWorker.load`; a handler turns it into a ``Server-Timing`` header).
+COLD_START: contextvars.ContextVar[ColdStart | None] = contextvars.ContextVar(
+    "tfaas_cold_start", default=None
+)
+
+#: Run with ``python -c`` in the worker's interpreter: the installed TensorFlow and
+#: Keras versions from package metadata, without importing either (a few ms).
+VERSIONS_PROBE = """\
+import json, importlib.metadata as m
+def v(*names):
+    for n in names:
+        try:
+            return m.version(n)
+        except Exception:
+            pass
+print(json.dumps({'tensorflow': v('tensorflow', 'tensorflow-cpu', 'tensorflow-gpu',
+                                  'tf-nightly', 'tensorflow-intel', 'tensorflow-macos'),
+                  'keras': v('keras')}))
+"""
 
 
 def _exit_phrase(rc: int | None) -> str:
@@ -189,6 +248,8 @@ class ModelWorker:
         start_timeout: float = 120.0,
         log: logging.Logger | None = None,
         unavailable: str | None = None,
+        idle_timeout: float = 0.0,
+        memory_limit: int = 0,
     ) -> None:
         self.python = python or sys.executable
         self.env = dict(os.environ if env is None else env)
@@ -218,6 +279,20 @@ class ModelWorker:
         self._retry_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warm_conn: _Conn | None = None
+        #: Seconds without a request after which the worker is stopped (0: never).
+        self.idle_timeout = idle_timeout
+        #: Bytes of RSS past which the worker evicts models (0: no limit).
+        self.memory_limit = memory_limit
+        self._active = 0  # calls in flight in the worker
+        self._last_used = time.monotonic()
+        self._idle_task: asyncio.Task[None] | None = None
+        #: Why the worker is not running: "not started", "idle", "crashed", "shutdown"...
+        self._stopped_reason = "not started"
+        self._last_start_seconds: float | None = None
+        self._last_cold_start: ColdStart | None = None
+        #: TensorFlow and Keras versions of the worker's interpreter, once known.
+        self._versions: dict[str, str | None] | None = None
+        self._versions_task: asyncio.Future[dict[str, str | None]] | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -294,6 +369,7 @@ class ModelWorker:
 
     async def _start(self) -> _Conn:
         self._state = "starting"
+        began = time.monotonic()
         try:
             if self.unavailable:
                 raise WorkerUnavailable(self.unavailable)
@@ -314,7 +390,16 @@ class ModelWorker:
         self._starts += 1
         self._conn = conn
         self._state = "running"
-        self.log.info("model worker started (pid %s, %s)", conn.proc.pid, self.python)
+        self._stopped_reason = ""
+        self._warm.clear()  # a new worker holds no model yet
+        self._warm_conn = conn
+        self._last_used = time.monotonic()
+        self._last_start_seconds = self._last_used - began
+        self._cancel_idle_watch()
+        if self.idle_timeout > 0:
+            self._idle_task = asyncio.ensure_future(self._stop_when_idle(conn))
+        self.log.info("model worker started in %.1f s (pid %s, %s)",
+                      self._last_start_seconds, conn.proc.pid, self.python)
         return conn
 
     async def _spawn(self) -> _Conn:
@@ -326,7 +411,8 @@ class ModelWorker:
                 except OSError:
                     pass
         argv = [self.python, "-c", BOOTSTRAP, WORKER_DIR, "--fd", str(child.fileno()),
-                "--cache-size", str(self.cache_size), "--parent-pid", str(os.getpid())]
+                "--cache-size", str(self.cache_size), "--parent-pid", str(os.getpid()),
+                "--memory-limit", str(max(0, int(self.memory_limit)))]
         if self.threads:
             argv += ["--threads", str(self.threads)]
         try:
@@ -449,6 +535,8 @@ class ModelWorker:
             self._last_error = msg
             if self._conn is conn:
                 self.log.error("%s", msg)
+        if self._conn is conn:
+            self._stopped_reason = conn.kill_reason or "crashed"
         if not conn.dead.done():
             conn.dead.set_result(msg)
         for fut in list(conn.pending.values()):
@@ -472,7 +560,7 @@ class ModelWorker:
         except asyncio.TimeoutError:
             self.log.warning("model worker (pid %s) teardown is slow", conn.proc.pid)
 
-    async def stop(self) -> None:
+    async def stop(self, reason: str = "server shutdown") -> None:
         """Stop the worker: close the channel (it exits on EOF), then kill. Idempotent."""
         self._adopt_loop()
         if self._starting is not None and not self._starting.done():
@@ -482,10 +570,16 @@ class ModelWorker:
                 pass
         conn, self._conn = self._conn, None
         self._state = "stopped"
+        self._cancel_idle_watch()
         if conn is None:
             return
+        self._stopped_reason = reason
+        await self._stop_conn(conn, reason)
+
+    async def _stop_conn(self, conn: _Conn, reason: str) -> None:
+        """End one worker process gracefully (EOF), killing it if it lingers."""
         if conn.kill_reason is None:
-            conn.kill_reason = "server shutdown"
+            conn.kill_reason = reason
         if conn.proc.returncode is None:
             try:
                 conn.writer.close()
@@ -494,7 +588,7 @@ class ModelWorker:
             try:
                 await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 5.0)
             except asyncio.TimeoutError:
-                conn.kill("server shutdown")
+                conn.kill(reason)
         try:
             await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 10.0)
         except asyncio.TimeoutError:
@@ -506,6 +600,35 @@ class ModelWorker:
         for t in conn.tasks:
             if not t.done():
                 t.cancel()
+
+    def _cancel_idle_watch(self) -> None:
+        task, self._idle_task = self._idle_task, None
+        if task is not None and not task.done() and task is not _current_task():
+            try:
+                task.cancel()
+            except RuntimeError:  # its event loop is closed: it will never run again
+                pass
+
+    async def _stop_when_idle(self, conn: _Conn) -> None:
+        """Stop ``conn``'s worker once no call has used it for ``idle_timeout`` seconds.
+
+        The check and the hand-over happen with no await in between, so a call either
+        got this worker before (and it is not idle) or starts a new one after.
+        """
+        while self._conn is conn and conn.alive and self.idle_timeout > 0:
+            due = self._last_used + self.idle_timeout - time.monotonic()
+            if self._active == 0 and due <= 0:
+                break
+            await asyncio.sleep(max(due, 0.05) if self._active == 0 else
+                                min(max(self.idle_timeout, 0.05), 5.0))
+        else:
+            return
+        self._conn = None
+        self._state = "stopped"
+        self._stopped_reason = "idle"
+        self.log.info("model worker (pid %s) stopped after %g s without requests",
+                      conn.proc.pid, self.idle_timeout)
+        await self._stop_conn(conn, f"idle for {self.idle_timeout:g} s")
 
     # ------------------------------------------------------------------ requests
 
@@ -534,13 +657,16 @@ class ModelWorker:
             conn.pending.pop(rid, None)
 
     async def _request(self, header: dict[str, Any], arrays: Sequence[np.ndarray] = (),
-                       timeout: float | None = None,
+                       timeout: float | None = None, *, use: bool = True,
                        ) -> tuple[dict[str, Any], list[np.ndarray]]:
+        """One call to the worker (started if needed). ``use=False``: a call that does
+        not count as use for the idle timeout (a status query)."""
         conn = await self._ensure()
         if conn is not self._warm_conn:  # a new worker holds no model yet
             self._warm.clear()
             self._warm_conn = conn
         timeout = self.request_timeout if timeout is None else timeout
+        self._active += use
         try:
             reply, out = await asyncio.wait_for(
                 self._roundtrip(conn, header, arrays), timeout
@@ -552,7 +678,15 @@ class ModelWorker:
             self.log.error("%s (op %s)", msg, header.get("op"))
             conn.kill(f"a request timed out after {timeout:g} s")
             raise WorkerTimeout(msg) from None
+        finally:
+            if use:
+                self._active -= 1
+                self._last_used = time.monotonic()
+        for key in reply.pop("evicted", None) or ():  # evicted by the memory limit
+            self._warm.pop(key, None)
         if "error" in reply:
+            if reply.get("kind") == "memory":
+                raise ModelTooBig(str(reply["error"]))
             raise ModelError(str(reply["error"]), str(reply.get("kind") or "model"))
         return reply, out
 
@@ -561,11 +695,43 @@ class ModelWorker:
         return {"key": key, "path": os.fspath(path), "format": fmt, "params": params or {}}
 
     async def load(self, key: str, path: str, fmt: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Load (or reuse) a model; returns ``{"inputs": [...], "outputs": [...]}``."""
+        """Load (or reuse) a model; returns ``{"inputs": [...], "outputs": [...]}``.
+
+        When the call had to start the worker or load the model, it is a cold start:
+        recorded in :data:`COLD_START` for the current request and in the status.
+        """
+        self._adopt_loop()
+        stopped = not self.running
+        cold = stopped or key not in self._warm
+        began = time.monotonic()
+        if stopped:
+            await self._ensure()
+        started = time.monotonic()
         reply, _ = await self._request({"op": "load", **self._model(key, path, fmt, params)},
                                        timeout=self.request_timeout + self.load_timeout)
         self._mark_warm(key)
+        if cold:
+            timing = ColdStart(key, started - began if stopped else 0.0,
+                               time.monotonic() - started)
+            COLD_START.set(timing)
+            if stopped:
+                self._last_cold_start = timing
         return {"inputs": reply["inputs"], "outputs": reply["outputs"]}
+
+    def is_loaded(self, key: str) -> bool:
+        """Whether the running worker holds ``key`` (as far as the server knows)."""
+        return self.running and key in self._warm
+
+    async def warm_up(self, key: str, path: str, fmt: str,
+                      params: dict[str, Any]) -> dict[str, Any] | None:
+        """Start the worker and load the model unless it is loaded already.
+
+        Returns the signature when it loaded (see :meth:`load`), else ``None``: the
+        first prediction after a start waits for its own model only.
+        """
+        if self.is_loaded(key):
+            return None
+        return await self.load(key, path, fmt, params)
 
     async def predict(self, key: str, path: str, fmt: str, params: dict[str, Any],
                       inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -601,31 +767,116 @@ class ModelWorker:
             del self._warm[key]
         await self._request({"op": "unload", "prefix": prefix})
 
+    @property
+    def running(self) -> bool:
+        """A worker process is up and usable from this event loop."""
+        c = self._conn
+        return c is not None and c.alive and self._loop is _running_loop()
+
+    def summary(self) -> str:
+        """The worker's state in a few words, as the page, widget and magics show it."""
+        state = self.state
+        if state == "running":
+            return f"running (pid {self.pid})"
+        if state == "starting":
+            return "starting"
+        if state == "failed":
+            return f"failed: {self.last_error}"
+        if self._stopped_reason == "idle":
+            return (f"not running (stopped after {self.idle_timeout:g} s idle; "
+                    "starts on first use)")
+        return "not running (starts on first use)"
+
+    async def versions(self) -> dict[str, str | None]:
+        """TensorFlow's and Keras's versions in the worker's interpreter, found once from
+        package metadata (no TensorFlow import); ``None`` values when not found."""
+        if self._versions is not None:
+            return self._versions
+        if self._versions_task is None or (
+            self._versions_task.done() and self._versions_task.exception() is not None
+        ):
+            self._versions_task = asyncio.ensure_future(self._probe_versions())
+        try:
+            self._versions = await asyncio.shield(self._versions_task)
+        except Exception as exc:
+            self.log.info("tfaas: cannot read TensorFlow's version of %s: %s", self.python, exc)
+            self._versions_task = None
+            return {"tensorflow": None, "keras": None}
+        return self._versions
+
+    async def _probe_versions(self) -> dict[str, str | None]:
+        if self.unavailable:
+            raise WorkerUnavailable(self.unavailable)
+        proc = await asyncio.create_subprocess_exec(
+            self.python, "-c", VERSIONS_PROBE, env=self.env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        doc = json.loads(out.decode().strip().splitlines()[-1])
+        return {"tensorflow": doc.get("tensorflow"), "keras": doc.get("keras")}
+
     async def status(self, *, start: bool = False) -> dict[str, Any]:
         """Supervisor state merged with the worker's own status when it is running.
 
-        Keys: ``state``, ``pid``, ``restarts``, ``last_error``, ``python`` (the worker's
-        interpreter path), and from the worker (``None`` when not running):
-        ``tensorflow``, ``keras``, ``python_version``, ``threads``, ``loaded``,
-        ``cache_size``. With ``start=True`` a stopped worker is started first.
+        Keys: ``state``, ``summary``, ``pid``, ``starts``, ``restarts``, ``last_error``,
+        ``python`` (the worker's interpreter path), ``idle_timeout``, ``idle_seconds``
+        (since the last call; ``None`` when not running), ``last_start_seconds``,
+        ``last_cold_start`` (the last start + first load), ``memory_limit``; from the
+        worker when it is running: ``threads``, ``loaded``, ``cache_size``, ``rss`` and
+        ``model_sizes`` (bytes, estimated). ``tensorflow`` and ``keras`` come from the
+        worker, or from package metadata when it is not running. A stopped worker is
+        started first only with ``start=True``.
         """
         info: dict[str, Any] = {
             "tensorflow": None, "keras": None, "python_version": None,
             "threads": self.threads, "loaded": [], "cache_size": self.cache_size,
+            "rss": None, "model_sizes": {},
         }
         self._adopt_loop()
-        c = self._conn
-        if start or (c is not None and c.alive):
+        if start or self.running:
             try:
-                reply, _ = await self._request({"op": "status"})
+                reply, _ = await self._request({"op": "status"}, use=start)
                 reply.pop("id", None)
                 info.update(reply)
                 info["python_version"] = info.pop("python", None)
+                if info.get("tensorflow"):
+                    self._versions = {"tensorflow": info["tensorflow"], "keras": info["keras"]}
             except WorkerError as e:
                 info["error"] = e.message
-        info.update(state=self.state, pid=self.pid, restarts=self.restarts,
-                    last_error=self.last_error, python=self.python)
+        if not info.get("tensorflow"):
+            info.update(await self.versions())
+        running = self.running
+        info.update(
+            state=self.state, summary=self.summary(), pid=self.pid, starts=self._starts,
+            restarts=self.restarts, last_error=self.last_error, python=self.python,
+            idle_timeout=self.idle_timeout,
+            idle_seconds=(round(time.monotonic() - self._last_used, 3)
+                          if running and not self._active else (0.0 if running else None)),
+            last_start_seconds=self._last_start_seconds,
+            last_cold_start=self._last_cold_start.as_dict() if self._last_cold_start else None,
+            memory_limit=self.memory_limit,
+        )
         return info
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def kernelspec_worker(name: str) -> tuple[str, dict[str, str]]:

@@ -40,10 +40,10 @@ def cpu_percent() -> list[float]:
     return result
 
 
-def _meminfo() -> dict[str, int]:
+def _meminfo(root: str = "/") -> dict[str, int]:
     info: dict[str, int] = {}
     try:
-        with open("/proc/meminfo") as fh:
+        with open(os.path.join(root, "proc/meminfo")) as fh:
             for line in fh:
                 key, _, rest = line.partition(":")
                 parts = rest.split()
@@ -80,3 +80,53 @@ def machine_status() -> dict[str, Any]:
             "Swap": _usage(mem.get("SwapTotal", 0), mem.get("SwapFree", 0)),
         },
     }
+
+
+def _read_limit(path: str) -> int | None:
+    """A cgroup memory limit file's value in bytes; ``None`` for "max", absent or absurd."""
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    if not text.isdigit():
+        return None  # "max": no limit
+    value = int(text)
+    return value if 0 < value < 1 << 60 else None  # v1 says "no limit" with ~2**63
+
+
+def _cgroup_limits(root: str) -> list[int]:
+    """The memory limits of this process's cgroup and its ancestors (v2), or its v1 limit."""
+    limits: list[int] = []
+    cgroups = os.path.join(root, "sys/fs/cgroup")
+    try:
+        with open(os.path.join(root, "proc/self/cgroup")) as fh:
+            entries = [line.rstrip("\n").split(":", 2) for line in fh]
+    except OSError:
+        entries = []
+    for entry in entries:
+        if len(entry) != 3:
+            continue
+        _, controllers, path = entry
+        if controllers == "":  # v2 unified hierarchy: every level may limit
+            parts = [p for p in path.split("/") if p]
+            for depth in range(len(parts), -1, -1):
+                limit = _read_limit(os.path.join(cgroups, *parts[:depth], "memory.max"))
+                if limit is not None:
+                    limits.append(limit)
+        elif "memory" in controllers.split(","):
+            for base in (os.path.join(cgroups, "memory", path.lstrip("/")),
+                         os.path.join(cgroups, "memory")):
+                limit = _read_limit(os.path.join(base, "memory.limit_in_bytes"))
+                if limit is not None:
+                    limits.append(limit)
+                    break
+    return limits
+
+
+def memory_limit(root: str = "/") -> int:
+    """Bytes of memory this process may use: its cgroup's limit (v2 memory.max, or v1
+    memory.limit_in_bytes) or, without one, the machine's MemTotal (0 if unknown).
+    ``root``: where /proc and /sys are (for tests)."""
+    total = _meminfo(root).get("MemTotal", 0)
+    return min([*_cgroup_limits(root), *([total] if total else [])], default=0)

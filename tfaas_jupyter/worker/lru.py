@@ -1,22 +1,68 @@
-"""A small bounded LRU mapping (not thread-safe: the worker guards it with its lock)."""
+"""The worker's model cache: least recently used out, bounded by a count and by memory.
+
+Not thread-safe: the worker guards it with its lock. Memory is the worker's resident
+set size (RSS); a model's size is estimated as the RSS growth its load caused.
+"""
 
 from __future__ import annotations
 
+import gc
+import os
 from collections import OrderedDict
 from typing import Callable, Generic, Iterator, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
 
+MiB = 1024 * 1024
+
+
+def rss_bytes() -> int:
+    """This process's resident set size in bytes (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the system (glibc), so that
+    RSS drops after an eviction. Best effort."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class OverBudget(Exception):
+    """A model that does not fit in the memory limit even with every other one evicted."""
+
+    kind = "memory"
+
+
+def _mib(n: int) -> str:
+    return f"{n / MiB:.0f} MiB"
+
 
 class LRU(Generic[K, V]):
-    """Keeps at most ``capacity`` items; the least recently used is evicted first."""
+    """Keeps at most ``capacity`` items; the least recently used is evicted first.
 
-    def __init__(self, capacity: int, on_evict: Callable[[K, V], None] | None = None) -> None:
+    With ``memory_limit`` (bytes, 0: none), :meth:`fit` also evicts while the process's
+    RSS is over the limit, and refuses a model that cannot fit alone.
+    """
+
+    def __init__(self, capacity: int, on_evict: Callable[[K, V], None] | None = None,
+                 memory_limit: int = 0) -> None:
         if capacity < 1:
             raise ValueError("LRU capacity must be >= 1")
         self.capacity = capacity
+        self.memory_limit = memory_limit
         self._d: OrderedDict[K, V] = OrderedDict()
+        self._sizes: dict[K, int] = {}
         self._on_evict = on_evict
 
     def get(self, key: K) -> V | None:
@@ -27,20 +73,61 @@ class LRU(Generic[K, V]):
             return None
         return self._d[key]
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V, size: int = 0) -> list[K]:
+        """Add ``key`` (``size``: its estimated bytes); returns the keys evicted by count."""
         self._d[key] = value
         self._d.move_to_end(key)
+        self._sizes[key] = max(0, size)
+        evicted = []
         while len(self._d) > self.capacity:
-            k, v = self._d.popitem(last=False)
-            if self._on_evict is not None:
-                self._on_evict(k, v)
+            evicted.append(self._evict_oldest())
+        return evicted
+
+    def _evict_oldest(self) -> K:
+        k, v = self._d.popitem(last=False)
+        self._sizes.pop(k, None)
+        if self._on_evict is not None:
+            self._on_evict(k, v)
+        return k
+
+    def fit(self, key: K, size: int, rss: int) -> list[K]:
+        """Make room for ``key`` (``size`` bytes, just loaded; ``rss`` measured now).
+
+        Raises :class:`OverBudget` when the worker without any model plus ``key`` is
+        over the limit. Otherwise evicts the least recently used others while the RSS,
+        less what the evicted models held, is over the limit; returns their keys.
+        """
+        if not self.memory_limit:
+            return []
+        others = sum(s for k, s in self._sizes.items() if k != key)
+        base = max(rss - others - size, 0)  # the worker itself, with no model loaded
+        if base + size > self.memory_limit:
+            raise OverBudget(
+                f"the model takes about {_mib(size)} in the model worker, which has "
+                f"{_mib(self.memory_limit - base)} free for models: its memory limit is "
+                f"{_mib(self.memory_limit)} (TFaaSApp.worker_memory_limit) and it takes "
+                f"{_mib(base)} itself"
+            )
+        evicted: list[K] = []
+        freed = 0
+        while rss - freed > self.memory_limit and any(k != key for k in self._d):
+            oldest = next(k for k in self._d if k != key)
+            freed += self._sizes.get(oldest, 0)
+            self.pop(oldest)
+            evicted.append(oldest)
+        return evicted
 
     def pop(self, key: K) -> V | None:
+        self._sizes.pop(key, None)
         return self._d.pop(key, None)
 
     def keys(self) -> list[K]:
         """Keys from least to most recently used."""
         return list(self._d)
+
+    def sizes(self) -> dict[K, int]:
+        """Estimated bytes of each model, least recently used first."""
+        return {k: self._sizes.get(k, 0) for k in self._d}
 
     def __contains__(self, key: object) -> bool:
         return key in self._d

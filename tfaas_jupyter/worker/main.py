@@ -3,7 +3,7 @@
 Started by :class:`tfaas_jupyter.supervisor.ModelWorker` as::
 
     python -c BOOTSTRAP <this directory> --fd N [--threads T] [--cache-size C]
-                                                [--parent-pid P]
+                                                [--parent-pid P] [--memory-limit B]
 
 where ``N`` is the worker's end of a socketpair (see :mod:`.wire` for the framing).
 stdout/stderr are not the channel: TensorFlow prints there, the supervisor forwards
@@ -26,6 +26,8 @@ import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from .lru import OverBudget, release_memory, rss_bytes
 
 #: Written on stderr (one line) when the worker cannot start; the supervisor shows it.
 FATAL_PREFIX = "tfaas-worker-fatal:"
@@ -57,14 +59,17 @@ def _fatal(msg: str, code: int = 3) -> None:
 class Worker:
     """Request dispatch and the bounded cache of loaded predictors."""
 
-    def __init__(self, channel: Any, threads: int, cache_size: int) -> None:
+    def __init__(self, channel: Any, threads: int, cache_size: int,
+                 memory_limit: int = 0) -> None:
         from .lru import LRU
 
         self.channel = channel
         self.threads = threads
         self.cache_size = cache_size
-        self._lock = threading.Lock()  # guards the cache and _key_locks
-        self._cache: LRU[str, Any] = LRU(cache_size)
+        self._lock = threading.Lock()  # guards the cache, _key_locks and _evicted
+        self._cache: LRU[str, Any] = LRU(cache_size, memory_limit=memory_limit)
+        #: Keys evicted since the last reply, told to the supervisor with the next one.
+        self._evicted: list[str] = []
         self._key_locks: dict[str, threading.Lock] = {}
         # (sequence number, prefix) of recent unloads, so a load that was running while
         # its key got unloaded does not put the stale model back into the cache.
@@ -95,13 +100,36 @@ class Worker:
                 seq = self._unload_seq
             if p is not None:
                 return p
+            before = rss_bytes()
             p = loaders.load(fmt, path, params)
-            with self._lock:
-                stale = any(n > seq and key.startswith(prefix)
-                            for n, prefix in self._recent_unloads)
-                if not stale:
-                    self._cache.put(key, p)
+            try:
+                self._admit(key, p, max(rss_bytes() - before, 0), seq)
+            except OverBudget:
+                p = None  # the traceback keeps this frame: drop the model now
+                release_memory()
+                raise
             return p
+
+    def _admit(self, key: str, predictor: Any, size: int, seq: int) -> None:
+        """Cache a just-loaded model of ``size`` bytes, evicting others to stay within
+        the memory limit; raises :class:`OverBudget` (nothing cached) if it cannot fit."""
+        refusal: OverBudget | None = None
+        evicted: list[str] = []
+        with self._lock:
+            if any(n > seq and key.startswith(prefix) for n, prefix in self._recent_unloads):
+                return  # unloaded while it loaded: do not put the stale model back
+            try:
+                evicted = self._cache.fit(key, size, rss_bytes())
+            except OverBudget as e:
+                refusal = e
+            else:
+                evicted += self._cache.put(key, predictor, size)
+                self._evicted.extend(evicted)
+        if refusal is not None:
+            del predictor
+            raise refusal
+        if evicted:
+            release_memory()
 
     def unload(self, prefix: str) -> list[str]:
         with self._lock:
@@ -127,7 +155,11 @@ class Worker:
             keras_version = None
         with self._lock:
             loaded = self._cache.keys()
+            sizes = self._cache.sizes()
         return {
+            "rss": rss_bytes(),
+            "model_sizes": sizes,
+            "memory_limit": self._cache.memory_limit,
             "tensorflow": tf.__version__,
             "keras": keras_version,
             "python": sys.version,
@@ -173,7 +205,7 @@ class Worker:
                 reply = {}
             else:
                 raise InputError(f"unknown op '{op}'")
-        except (ModelLoadError, InputError) as e:
+        except (ModelLoadError, InputError, OverBudget) as e:
             reply = {"error": str(e), "kind": e.kind}
             out_arrays = []
         except MemoryError:
@@ -186,6 +218,9 @@ class Worker:
             reply = {"error": f"{type(e).__name__}: {_one_line(e)}", "kind": "model"}
             out_arrays = []
         reply["id"] = rid
+        if self._evicted:
+            with self._lock:
+                reply["evicted"], self._evicted = self._evicted, []
         try:
             self.channel.write(reply, out_arrays)
         except (OSError, TypeError, ValueError) as e:
@@ -215,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="request threads (0: #cores)")
     ap.add_argument("--cache-size", type=int, default=10)
     ap.add_argument("--parent-pid", type=int, default=0)
+    ap.add_argument("--memory-limit", type=int, default=0,
+                    help="RSS in bytes past which models are evicted (0: no limit)")
     args = ap.parse_args(argv)
 
     _set_pdeathsig()
@@ -241,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     from .wire import BlockingChannel, ProtocolError
 
     sock = socket.socket(fileno=args.fd)
-    worker = Worker(BlockingChannel(sock), threads, max(1, args.cache_size))
+    worker = Worker(BlockingChannel(sock), threads, max(1, args.cache_size),
+                    max(0, args.memory_limit))
     code = 0
     try:
         worker.serve()
