@@ -16,13 +16,13 @@ import psutil
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import tfmodels  # noqa: E402
-from conftest import TFaaSCaller  # noqa: E402
-from servers import ServerProcess, jupyter_server  # noqa: E402
+import tfmodels
+from conftest import TFaaSCaller
+from servers import ServerProcess, jupyter_server
 
-from tfaas_jupyter.client.magics import format_status  # noqa: E402
-from tfaas_jupyter.server.supervisor import ModelTooBig, ModelWorker  # noqa: E402
-from tfaas_jupyter.worker.lru import LRU, OverBudget  # noqa: E402
+from tfaas_jupyter.client.magics import format_status
+from tfaas_jupyter.server.supervisor import ModelTooBig, ModelWorker
+from tfaas_jupyter.worker.lru import LRU, OverBudget
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -273,7 +273,7 @@ def test_metrics_show_the_workers_memory_and_lifecycle() -> None:
     class Service:
         stats = Stats()
 
-        class repository:  # noqa: N801
+        class repository:
             @staticmethod
             def names() -> list[str]:
                 return ["m"]
