@@ -16,9 +16,20 @@ from .openapi import OpenAPIHandler
 from .predict import ImageHandler, JsonHandler, ProtoHandler
 from .status import StatusHandler
 from .upload import UploadHandler
+from .v2 import (
+    V2HealthHandler,
+    V2InferHandler,
+    V2ModelMetadataHandler,
+    V2ModelReadyHandler,
+    V2ServerMetadataHandler,
+)
 
 _NAME = f"(?P<name>{MODEL_NAME_PATTERN})"
 _VERSION = r"(?P<version>[0-9]{1,9})"
+#: A version number or a version label, where the standard protocols take one.
+_VERSION_OR_LABEL = r"(?P<version>[A-Za-z0-9_][A-Za-z0-9_\-]{0,99})"
+_V2_MODEL = f"/v2/models/{_NAME}"
+_V2_VERSION = f"{_V2_MODEL}/versions/{_VERSION_OR_LABEL}"
 
 
 def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
@@ -43,6 +54,16 @@ def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
         (r"/status", StatusHandler),
         (r"/metrics", MetricsHandler),
         (r"/openapi\.json", OpenAPIHandler),
+        # Open Inference Protocol (KServe V2)
+        (r"/v2", V2ServerMetadataHandler),
+        (r"/v2/health/live", V2HealthHandler),
+        (r"/v2/health/ready", V2HealthHandler),
+        (_V2_MODEL, V2ModelMetadataHandler),
+        (_V2_VERSION, V2ModelMetadataHandler),
+        (rf"{_V2_MODEL}/ready", V2ModelReadyHandler),
+        (rf"{_V2_VERSION}/ready", V2ModelReadyHandler),
+        (rf"{_V2_MODEL}/infer", V2InferHandler),
+        (rf"{_V2_VERSION}/infer", V2InferHandler),
     ]
     return [(f"/{prefix}{pattern}", handler) for pattern, handler in table]
 
