@@ -15,6 +15,11 @@ from .models import DeleteHandler, ModelHandler, ModelsHandler, ParamsHandler
 from .openapi import OpenAPIHandler
 from .predict import ImageHandler, JsonHandler, ProtoHandler
 from .status import StatusHandler
+from .tfserving import (
+    TFServingMetadataHandler,
+    TFServingPredictHandler,
+    TFServingStatusHandler,
+)
 from .upload import UploadHandler
 from .v2 import (
     V2HealthHandler,
@@ -30,6 +35,13 @@ _VERSION = r"(?P<version>[0-9]{1,9})"
 _VERSION_OR_LABEL = r"(?P<version>[A-Za-z0-9_][A-Za-z0-9_\-]{0,99})"
 _V2_MODEL = f"/v2/models/{_NAME}"
 _V2_VERSION = f"{_V2_MODEL}/versions/{_VERSION_OR_LABEL}"
+_LABEL = r"(?P<label>[A-Za-z0-9_][A-Za-z0-9_\-]{0,99})"
+#: TF Serving's model paths: the latest version, a version number, a version label
+_TFS_MODELS = (
+    f"/v1/models/{_NAME}",
+    f"/v1/models/{_NAME}/versions/{_VERSION}",
+    f"/v1/models/{_NAME}/labels/{_LABEL}",
+)
 
 
 def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
@@ -64,6 +76,10 @@ def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
         (rf"{_V2_VERSION}/ready", V2ModelReadyHandler),
         (rf"{_V2_MODEL}/infer", V2InferHandler),
         (rf"{_V2_VERSION}/infer", V2InferHandler),
+        # TensorFlow Serving REST
+        *[(path, TFServingStatusHandler) for path in _TFS_MODELS],
+        *[(f"{path}/metadata", TFServingMetadataHandler) for path in _TFS_MODELS],
+        *[(f"{path}:predict", TFServingPredictHandler) for path in _TFS_MODELS],
     ]
     return [(f"/{prefix}{pattern}", handler) for pattern, handler in table]
 
