@@ -10,6 +10,7 @@ from tfaas_jupyter.server.names import MODEL_NAME_PATTERN
 
 from .base import UnknownEndpointHandler
 from .index import IndexHandler
+from .labels import LabelHandler
 from .metrics import MetricsHandler
 from .models import DeleteHandler, ModelHandler, ModelsHandler, ParamsHandler
 from .openapi import OpenAPIHandler
@@ -60,6 +61,7 @@ def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
         (rf"/delete/{_NAME}/{_VERSION}", DeleteHandler),
         (r"/models", ModelsHandler),
         (rf"/models/{_NAME}", ModelHandler),
+        (rf"/models/{_NAME}/labels/{_LABEL}", LabelHandler),
         (r"/params", ParamsHandler),
         (rf"/params/{_NAME}", ParamsHandler),
         (rf"/params/{_NAME}/{_VERSION}", ParamsHandler),

@@ -390,7 +390,7 @@ class TFaaSClient:
         name: str | None,
         data: Any,
         keys: Sequence[str] | None = None,
-        version: int | None = None,
+        version: int | str | None = None,
     ) -> np.ndarray:
         """Predictions of model ``name`` (None: the server's default model) for ``data``.
 
@@ -411,7 +411,7 @@ class TFaaSClient:
         if name:
             doc["model"] = name
         if version is not None:
-            doc["version"] = int(version)
+            doc["version"] = version_ref(version)
         answer = self.predict_raw(doc)
         result = np.asarray(answer, dtype=np.float32)
         if single:
@@ -442,7 +442,7 @@ class TFaaSClient:
             raise TFaaSClientError(f"cannot parse the /proto answer: {exc}", None, data) from None
         return [(p.label, p.probability) for p in answer.prediction]
 
-    def image(self, name: str | None, image: Any, version: int | None = None) -> Any:
+    def image(self, name: str | None, image: Any, version: int | str | None = None) -> Any:
         """Classify an image (a png/jpg path, its bytes, or a PIL image) with model ``name``.
 
         Answers the server's JSON: ``{"filename", "labels": [{"label", "probability"}...]}``
@@ -453,12 +453,19 @@ class TFaaSClient:
         if name:
             fields["model"] = name
         if version is not None:
-            fields["version"] = str(int(version))
+            fields["version"] = str(version_ref(version))
         body, form_type = encode_multipart(fields, {"image": (filename, content, ctype)})
         return self._json("POST", "image", body, {"Content-Type": form_type})
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def version_ref(version: int | str) -> int | str:
+    """A version number, or a version label ("stable") as the server resolves it."""
+    if isinstance(version, str) and not version.strip().isdigit():
+        return version.strip()
+    return int(version)
 
 
 def _quote(name: str) -> str:

@@ -54,7 +54,7 @@ HELP = """\
   %tfaas predict [--version N] NAME EXPR predictions for EXPR (array, DataFrame with the
                                          model's keys as columns, dict, list) as a DataFrame
   %%tfaas predict [--version N] NAME     the cell is the JSON input: {"keys","values"}
-                                         or a list of rows
+                                         or a list of rows (N: a version or a label)
   %tfaas delete NAME [--version N]       delete a model (or one version)
   %tfaas curl NAME [--show-token]        a curl line doing a prediction from a shell
   %tfaas browser                         a model browser widget (upload, delete, try it)
@@ -316,7 +316,7 @@ class TFaaSMagics(Magics):
         while tokens and tokens[0] in ("--version", "-v"):
             more = tokens[1].split(None, 1) if len(tokens) > 1 else []
             if not more:
-                raise UsageError("tfaas predict: --version needs a number")
+                raise UsageError("tfaas predict: --version needs a number or a label")
             version = _version(more[0])
             tokens = more[1].split(None, 1) if len(more) > 1 else []
         if not tokens:
@@ -357,6 +357,8 @@ class TFaaSMagics(Magics):
             (["name"], {}),
             (["--version", "-v"], {"type": _version}),
         ).parse_args(shlex.split(rest))
+        if isinstance(args.version, str):
+            raise UsageError(f"tfaas delete: --version takes a number, not {args.version!r}")
         answer = self.client().delete(args.name, args.version)
         versions = answer.get("deleted_versions") if isinstance(answer, dict) else None
         print(f"deleted {args.name}" + (f" version(s) {versions}" if versions else ""))
@@ -422,11 +424,13 @@ def _contiguous(data: Any, keys: list[str] | None) -> tuple[Any, list[str] | Non
     return data, keys
 
 
-def _version(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise UsageError(f"tfaas: version must be a number, not {text!r}") from None
+def _version(text: str) -> int | str:
+    """A version number, or a version label (``stable``) for predict."""
+    if not text.isdigit():
+        if text.startswith("-"):
+            raise UsageError(f"tfaas: version must be a number or a label, not {text!r}")
+        return text
+    number = int(text)
     if number < 1:
         raise UsageError("tfaas: version must be 1 or more")
     return number
