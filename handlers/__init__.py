@@ -9,6 +9,7 @@ from __future__ import annotations
 from tfaas_jupyter.server.names import MODEL_NAME_PATTERN
 
 from .base import UnknownEndpointHandler
+from .export import ExportHandler
 from .index import IndexHandler
 from .labels import LabelHandler
 from .metrics import MetricsHandler
@@ -68,6 +69,7 @@ def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
         (r"/status", StatusHandler),
         (r"/metrics", MetricsHandler),
         (r"/openapi\.json", OpenAPIHandler),
+        (r"/export", ExportHandler),
         # Open Inference Protocol (KServe V2)
         (r"/v2", V2ServerMetadataHandler),
         (r"/v2/health/live", V2HealthHandler),

@@ -328,6 +328,25 @@ class TFaaSClient:
         path = f"delete/{_quote(name)}" + (f"/{int(version)}" if version is not None else "")
         return self._json("DELETE", path)
 
+    def export(self, directory: PathLike, model: str | None = None) -> Path:
+        """Unpack the server's export (every model, or ``model``) into ``directory``:
+        ``models/NAME/VERSION/`` SavedModels, ``models.config`` for TF Serving and
+        ``kserve/NAME.yaml`` manifests. Answers the directory."""
+        query = f"?model={urllib.parse.quote(model)}" if model else ""
+        _, _, data = self.request("GET", "export" + query,
+                                  headers={"Accept": "application/gzip"})
+        target = Path(directory).expanduser()
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar.getmembers():
+                path = Path(member.name)
+                if path.is_absolute() or ".." in path.parts or not (
+                    member.isfile() or member.isdir()
+                ):
+                    raise TFaaSClientError(f"unsafe path in the export: {member.name!r}")
+            tar.extractall(target)  # noqa: S202 - every member checked above
+        return target
+
     def status(self) -> dict[str, Any]:
         """The server's status: machine figures, worker, TensorFlow, models, counts."""
         return self._json("GET", "status")

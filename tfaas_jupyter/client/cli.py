@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output (one JSON line)")
     p.add_argument("--status", action="store_true", help="the server's status")
     p.add_argument("--params", metavar="NAME", help="a model's params.json")
+    p.add_argument("--export", metavar="DIR",
+                   help="write the models (or --model) as TF Serving and KServe load them")
     p.add_argument("--version", type=version_ref, default=None,
                    help="model version for --predict, --image, --delete, --params; "
                         "--predict and --image also take a version label (stable)")
@@ -201,6 +203,10 @@ def run(args: argparse.Namespace) -> int:
         elif args.delete:
             did = True
             _print(args, client.delete(args.delete, _number(args.version, "--delete")))
+        elif args.export:
+            did = True
+            target = client.export(args.export, args.model or None)
+            _print(args, {"exported": str(target), "models_config": str(target / "models.config")})
         elif args.models:
             did = True
             _print(args, client.models())

@@ -56,6 +56,7 @@ HELP = """\
   %%tfaas predict [--version N] NAME     the cell is the JSON input: {"keys","values"}
                                          or a list of rows (N: a version or a label)
   %tfaas delete NAME [--version N]       delete a model (or one version)
+  %tfaas export DIR [--model NAME]       the models as TF Serving and KServe load them
   %tfaas curl NAME [--show-token]        a curl line doing a prediction from a shell
   %tfaas browser                         a model browser widget (upload, delete, try it)
   %tfaas connect URL [--token T]         use another server (no URL: find this kernel's)
@@ -362,6 +363,16 @@ class TFaaSMagics(Magics):
         answer = self.client().delete(args.name, args.version)
         versions = answer.get("deleted_versions") if isinstance(answer, dict) else None
         print(f"deleted {args.name}" + (f" version(s) {versions}" if versions else ""))
+
+    def _cmd_export(self, rest: str) -> None:
+        args = _parser(
+            "export",
+            (["directory"], {}),
+            (["--model", "-m"], {"help": "only this model"}),
+        ).parse_args(shlex.split(rest))
+        target = self.client().export(args.directory, args.model)
+        print(f"exported to {target}: models/ (SavedModels), models.config (TF Serving), "
+              "kserve/ (InferenceService manifests)")
 
     def _cmd_curl(self, rest: str) -> None:
         args = _parser(

@@ -627,6 +627,15 @@ class ModelWorker:
                     last_error=self.last_error, python=self.python)
         return info
 
+    async def export(self, key: str, path: str, fmt: str, params: dict[str, Any],
+                     target: str) -> dict[str, Any]:
+        """Write the model as a SavedModel with ``serving_default`` at ``target``."""
+        reply, _ = await self._request(
+            {"op": "export", "target": target, **self._model(key, path, fmt, params)},
+            timeout=self.request_timeout + self.load_timeout,
+        )
+        return {"inputs": reply["inputs"], "outputs": reply["outputs"]}
+
 
 def kernelspec_worker(name: str) -> tuple[str, dict[str, str]]:
     """(python executable, env) of the Jupyter kernelspec ``name``.
