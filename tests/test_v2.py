@@ -242,6 +242,15 @@ BAD_REQUESTS: list[tuple[Any, Any, int, str]] = [
      {"Inference-Header-Content-Length": "-1"}, 400, "number of bytes"),
     ({"inputs": [{"name": "x", "shape": [100001, 6], "datatype": "FP32",
                   "data": [0]}]}, None, 413, "rows per request"),
+    # hostile: a shape of 2**40 values with nothing behind it, nesting beyond any model
+    ({"inputs": [{"name": "x", "shape": [1, 2**40], "datatype": "FP32",
+                  "parameters": {"binary_data_size": 0}}]},
+     {"Inference-Header-Content-Length": "all"}, 400, "binary_data_size says 0"),
+    ({"inputs": [{"name": "x", "shape": [1, 2**40], "datatype": "FP32", "data": [0]}]},
+     None, 400, "holds 1099511627776 values"),
+    ("[" * 5000 + "]" * 5000, None, 400, "not valid JSON"),
+    ({"inputs": [{"name": "x", "shape": [1, 6], "datatype": "FP32",
+                  "data": [[0, 1, 2], [3, 4]]}]}, None, 400, "equal length"),
 ]
 
 
@@ -250,11 +259,16 @@ async def test_v2_bad_requests(tfaas: TFaaSCaller, typed: tfmodels.Built) -> Non
     assert reply.code == 200, reply.body
     for inputs, headers, status, words in BAD_REQUESTS:
         body = inputs.encode() if isinstance(inputs, str) else json.dumps(inputs).encode()
+        if headers and headers.get("Inference-Header-Content-Length") == "all":
+            headers = {"Inference-Header-Content-Length": str(len(body))}
         reply = await tfaas.call("POST", "v2/models/typed/infer", body, headers)
         assert reply.code == status, (inputs, reply.body)
         assert words in reply.json()["error"], (inputs, reply.body)
-    # and the server keeps serving
+    # and the server keeps serving, counting the errors under the v2 endpoint
     assert (await tfaas.call("GET", "v2/models/typed/ready")).code == 200
+    metrics = (await tfaas.call("GET", "metrics")).body.decode()
+    assert 'endpoint="v2",method="POST",code="400"' in metrics
+    assert 'endpoint="v2",method="GET",code="200"' in metrics
 
 
 async def test_v2_binary_edges(tfaas: TFaaSCaller, typed: tfmodels.Built) -> None:
