@@ -203,3 +203,6 @@ async def test_bad_requests(tfaas: TFaaSCaller, v1, tfs_models) -> None:
         assert words in reply.json()["error"], (path, doc, reply.body)
     reply = await v1("POST", "models/typed:predict", {"inputs": one})
     assert reply.code == 200, reply.body
+    metrics = (await tfaas.call("GET", "metrics")).body.decode()
+    assert 'endpoint="v1",method="POST",code="400"' in metrics
+    assert 'endpoint="v1",method="GET",code="404"' in metrics
