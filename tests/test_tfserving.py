@@ -14,9 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tfmodels
-from conftest import Reply, TFaaSCaller
-from jsonschema import Draft202012Validator
-from tfaas_jupyter.handlers.openapi import load_spec
+from conftest import Reply, TFaaSCaller, check_answer_schema
 from tornado.httpclient import AsyncHTTPClient
 
 pytestmark = pytest.mark.timeout(600)
@@ -46,14 +44,6 @@ def v1(jp_http_port: int, jp_base_url: str, jp_auth_header: dict[str, str]):
         return Reply(response.code, response.headers, response.body)
 
     return call
-
-
-def check_schema(doc: Any, path: str, method: str = "get") -> None:
-    spec = load_spec()
-    schema = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]
-    validator = Draft202012Validator({**schema["schema"], "components": spec["components"]})
-    errors = sorted(validator.iter_errors(doc), key=str)
-    assert not errors, f"{path}: {errors[0].message} at {list(errors[0].path)}"
 
 
 async def upload(tfaas: TFaaSCaller, name: str, built: tfmodels.Built) -> int:
@@ -91,7 +81,7 @@ async def test_documented_bodies(tfaas: TFaaSCaller, v1, tfs_models) -> None:
     reply = await v1("POST", "models/half_plus_three:predict", HALF_REQUEST)
     assert reply.code == 200, reply.body
     assert reply.json() == HALF_RESPONSE
-    check_schema(reply.json(), "/v1/models/{name}:predict", "post")
+    check_answer_schema(reply.json(), "/v1/models/{name}:predict", "post")
     reply = await v1("POST", "models/half_plus_three/versions/1:predict", {"inputs": [1.0, 7.0]})
     assert reply.json() == {"outputs": [3.5, 6.5]}
 
@@ -101,11 +91,11 @@ async def test_documented_bodies(tfaas: TFaaSCaller, v1, tfs_models) -> None:
     assert reply.json() == {"model_version_status": [
         {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
     ]}
-    check_schema(reply.json(), "/v1/models/{name}")
+    check_answer_schema(reply.json(), "/v1/models/{name}")
     reply = await v1("GET", "models/half_plus_three/versions/1/metadata")
     assert reply.code == 200
     meta = reply.json()
-    check_schema(meta, "/v1/models/{name}/versions/{version}/metadata")
+    check_answer_schema(meta, "/v1/models/{name}/versions/{version}/metadata")
     assert meta["model_spec"] == {"name": "half_plus_three", "signature_name": "", "version": "1"}
     sig = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert sig["method_name"] == "tensorflow/serving/predict"

@@ -14,10 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 import tfmodels
-from conftest import TFaaSCaller
-from jsonschema import Draft202012Validator
+from conftest import TFaaSCaller, check_answer_schema
 from servers import jupyter_server
-from tfaas_jupyter.handlers.openapi import load_spec
 
 from tfaas_jupyter.client.forms import encode_multipart
 
@@ -121,15 +119,6 @@ def test_tritonclient_unchanged(tmp_path: Path, typed: tfmodels.Built, seed_dir:
 # -- the protocol's edges, in process ------------------------------------------------
 
 
-def check_schema(doc: Any, path: str, method: str = "get") -> None:
-    """``doc`` is valid against the 200 JSON answer openapi.json gives for ``path``."""
-    spec = load_spec()
-    schema = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]
-    validator = Draft202012Validator({**schema["schema"], "components": spec["components"]})
-    errors = sorted(validator.iter_errors(doc), key=str)
-    assert not errors, f"{path}: {errors[0].message} at {list(errors[0].path)}"
-
-
 def v2_body(doc: dict, *tensors: bytes) -> tuple[bytes, dict[str, str]]:
     header = json.dumps(doc).encode()
     body = header + b"".join(tensors)
@@ -158,7 +147,7 @@ async def test_v2_json_and_binary(tfaas: TFaaSCaller, typed: tfmodels.Built) -> 
     reply = await tfaas.call("POST", "v2/models/typed/infer", json.dumps(doc).encode())
     assert reply.code == 200, reply.body
     answer = reply.json()
-    check_schema(answer, "/v2/models/{name}/infer", "post")
+    check_answer_schema(answer, "/v2/models/{name}/infer", "post")
     assert answer["model_name"] == "typed" and answer["model_version"] == "1"
     assert answer["id"] == "a"
     outs = {o["name"]: o for o in answer["outputs"]}
@@ -198,7 +187,7 @@ async def test_v2_json_and_binary(tfaas: TFaaSCaller, typed: tfmodels.Built) -> 
     # metadata, ready, server metadata, health
     reply = await tfaas.call("GET", "v2/models/typed/versions/1")
     assert reply.code == 200 and reply.json()["platform"] == "tensorflow_savedmodel"
-    check_schema(reply.json(), "/v2/models/{name}/versions/{version}")
+    check_answer_schema(reply.json(), "/v2/models/{name}/versions/{version}")
     for url, path in (("v2", "/v2"), ("v2/health/live", "/v2/health/live"),
                       ("v2/health/ready", "/v2/health/ready"),
                       ("v2/models/typed/ready", "/v2/models/{name}/ready"),
@@ -207,7 +196,7 @@ async def test_v2_json_and_binary(tfaas: TFaaSCaller, typed: tfmodels.Built) -> 
                       ("v2/models/typed", "/v2/models/{name}")):
         reply = await tfaas.call("GET", url)
         assert reply.code == 200, url
-        check_schema(reply.json(), path)
+        check_answer_schema(reply.json(), path)
 
 
 #: (request, extra headers, status, words the error must contain)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import orjson
 
 from .errors import BadRequest
 
@@ -55,6 +56,37 @@ def signature_shape(shape: Sequence[int | None] | None) -> list[int]:
     if shape is None:
         return [-1]
     return [-1 if d is None or d < 0 else int(d) for d in shape]
+
+
+def json_object(body: bytes | memoryview, what: str, expected: str) -> dict[str, Any]:
+    """A request body that must be one JSON object: ``what`` names the request,
+    ``expected`` says what it should hold (both for the 400s)."""
+    if not body:
+        raise BadRequest(f"empty request body: expected {what} with {expected}")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise BadRequest(f"{what} must be a JSON object with {expected}")
+    return doc
+
+
+def by_input_name(specs: Sequence[dict[str, Any]], given: dict[str, Any],
+                  model: str) -> list[Any]:
+    """The values of ``given`` (input name -> value) in the model's input order; a 400
+    naming the missing and unknown inputs unless every input is given, and nothing else."""
+    wanted = [str(s.get("name")) for s in specs]
+    missing = [n for n in wanted if n not in given]
+    unknown = [str(n) for n in given if n not in wanted]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing input(s): {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown input(s): {', '.join(unknown[:10])}")
+        raise BadRequest(f"model {model!r} takes inputs {', '.join(wanted)}; " + "; ".join(parts))
+    return [given[n] for n in wanted]
 
 
 def array_from_json(data: Any, dtype: np.dtype, what: str) -> np.ndarray:

@@ -17,7 +17,15 @@ import orjson
 from .errors import BadRequest, PayloadTooLarge, TFaaSError
 from .repository import ModelVersion
 from .service import TFaaS
-from .tensors import TF_DTYPES, array_from_json, json_data, numpy_dtype, signature_shape
+from .tensors import (
+    TF_DTYPES,
+    array_from_json,
+    by_input_name,
+    json_data,
+    json_object,
+    numpy_dtype,
+    signature_shape,
+)
 
 SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -101,19 +109,12 @@ def _check_signature_name(doc: dict[str, Any]) -> None:
         )
 
 
-def _named(specs: list[dict[str, Any]], given: dict[str, Any], model: str) -> list[Any]:
-    """The values of a named-input object in the model's input order (all, nothing else)."""
-    wanted = [str(s.get("name")) for s in specs]
-    missing = [n for n in wanted if n not in given]
-    unknown = [n for n in given if n not in wanted]
-    if missing or unknown:
-        parts = []
-        if missing:
-            parts.append(f"missing input(s): {', '.join(missing)}")
-        if unknown:
-            parts.append(f"unknown input(s): {', '.join(map(str, unknown[:10]))}")
-        raise BadRequest(f"model {model!r} takes inputs {', '.join(wanted)}; " + "; ".join(parts))
-    return [given[n] for n in wanted]
+def _unnamed_refused(specs: list[dict[str, Any]], model: str, where: str) -> BadRequest:
+    names = ", ".join(str(s.get("name")) for s in specs)
+    return BadRequest(
+        f"model {model!r} has {len(specs)} inputs ({names}): {where} must be an object "
+        "naming them"
+    )
 
 
 def _row_inputs(specs: list[dict[str, Any]], instances: Any, model: str) -> list[np.ndarray]:
@@ -122,29 +123,21 @@ def _row_inputs(specs: list[dict[str, Any]], instances: Any, model: str) -> list
     if isinstance(instances[0], dict) and "b64" not in instances[0]:
         if not all(isinstance(i, dict) for i in instances):
             raise BadRequest("'instances' mixes named (objects) and unnamed instances")
-        columns = list(zip(*(_named(specs, i, model) for i in instances)))
+        columns = list(zip(*(by_input_name(specs, i, model) for i in instances)))
     elif len(specs) == 1:
         columns = [instances]
     else:
-        names = ", ".join(str(s.get("name")) for s in specs)
-        raise BadRequest(
-            f"model {model!r} has {len(specs)} inputs ({names}): each instance must be an "
-            "object naming them"
-        )
+        raise _unnamed_refused(specs, model, "each instance")
     return [_tensor(list(column), spec, model) for column, spec in zip(columns, specs)]
 
 
 def _columnar_inputs(specs: list[dict[str, Any]], inputs: Any, model: str) -> list[np.ndarray]:
     if isinstance(inputs, dict) and "b64" not in inputs:
-        values = _named(specs, inputs, model)
+        values = by_input_name(specs, inputs, model)
     elif len(specs) == 1:
         values = [inputs]
     else:
-        names = ", ".join(str(s.get("name")) for s in specs)
-        raise BadRequest(
-            f"model {model!r} has {len(specs)} inputs ({names}): 'inputs' must be an object "
-            "naming them"
-        )
+        raise _unnamed_refused(specs, model, "'inputs'")
     return [_tensor(value, spec, model) for value, spec in zip(values, specs)]
 
 
@@ -177,14 +170,7 @@ async def predict(service: TFaaS, name: str, version: str | None,
                   body: bytes) -> tuple[str, int, bytes]:
     """``:predict``: answers (model name, rows, JSON body)."""
     with service.admit():
-        if not body:
-            raise BadRequest("empty request body: expected JSON with 'instances' or 'inputs'")
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"the request is not valid JSON ({exc})") from None
-        if not isinstance(doc, dict):
-            raise BadRequest("the request must be a JSON object with 'instances' or 'inputs'")
+        doc = json_object(body, "the request", "'instances' or 'inputs'")
         if ("instances" in doc) == ("inputs" in doc):
             raise BadRequest("the request needs exactly one of 'instances' (row format) "
                              "and 'inputs' (columnar format)")

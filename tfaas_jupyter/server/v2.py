@@ -27,8 +27,10 @@ from .service import TFaaS
 from .tensors import (
     V2_DTYPES,
     array_from_json,
+    by_input_name,
     bytes_elements,
     json_data,
+    json_object,
     signature_shape,
     v2_datatype,
 )
@@ -216,14 +218,7 @@ def decode_infer_request(
     view = memoryview(body)
     length = _header_length(header_length, len(view))
     json_part, binary = (view, view[:0]) if length is None else (view[:length], view[length:])
-    if not json_part:
-        raise BadRequest("empty request body: expected an inference request with 'inputs'")
-    try:
-        doc = orjson.loads(json_part)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the inference request is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise BadRequest("the inference request must be a JSON object")
+    doc = json_object(json_part, "the inference request", "'inputs'")
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise BadRequest("the inference request needs 'inputs': a list of tensors")
@@ -265,22 +260,9 @@ def _model_inputs(mv: ModelVersion, signature: dict[str, Any],
                   inputs: list[InferInput]) -> list[np.ndarray]:
     """The request's tensors in the model's input order, checked against its signature."""
     specs = signature.get("inputs") or []
-    sent = {t.name: t for t in inputs}
-    wanted = [str(s.get("name")) for s in specs]
-    missing = [n for n in wanted if n not in sent]
-    unknown = [n for n in sent if n not in wanted]
-    if missing or unknown:
-        parts = []
-        if missing:
-            parts.append(f"missing input(s): {', '.join(missing)}")
-        if unknown:
-            parts.append(f"unknown input(s): {', '.join(unknown[:10])}")
-        raise BadRequest(
-            f"model {mv.name!r} takes inputs {', '.join(wanted)}; " + "; ".join(parts)
-        )
+    ordered = by_input_name(specs, {t.name: t for t in inputs}, mv.name)
     arrays = []
-    for spec in specs:
-        tensor = sent[str(spec.get("name"))]
+    for spec, tensor in zip(specs, ordered):
         datatype = v2_datatype(spec.get("dtype"))
         if tensor.datatype != datatype:
             raise BadRequest(
