@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tfmodels
+import tritonclient.http as httpclient
 from conftest import TFaaSCaller, check_answer_schema
 from servers import jupyter_server
 
@@ -21,7 +22,6 @@ from tfaas_jupyter.client.forms import encode_multipart
 
 pytestmark = pytest.mark.timeout(600)
 
-httpclient = pytest.importorskip("tritonclient.http")
 
 
 @pytest.fixture(scope="session")
