@@ -9,7 +9,10 @@ seed's 42-input model and a small CNN (each twice: batching on, and off through
   ceiling for any handler in this server (same Tornado, auth, event loop);
 * ``POST /tfaas/json`` and ``/tfaas/proto`` (one row of the seed model), batching on/off;
 * ``POST /tfaas/json`` with one CNN image (flattened) per request, batching on/off;
-* bulk scoring: one ``/tfaas/json`` request of 10,000 seed rows (rows/s);
+* bulk scoring: one ``/tfaas/json`` request of 10,000 seed rows (rows/s), the same
+  over V2 JSON and TF Serving REST, and one request of 100,000 rows over V2 with the
+  binary tensor extension, beside the model's own in-process rate;
+* single-row V2 JSON inference (``/tfaas/v2/models/vk/infer``) beside ``/tfaas/json``;
 * a notebook user's ``GET /api/contents`` latency while wrk saturates ``/tfaas/json``.
 
 Before that, in servers of their own: the resident memory of a server with and
@@ -203,17 +206,20 @@ class Server:
         return {"Authorization": f"token {self.token}", "Content-Type": ctype}
 
     def request(self, method: str, path: str, body: bytes | None = None,
-                ctype: str = "application/json", timeout: float = 300) -> tuple[int, bytes]:
-        status, _, reply = self.exchange(method, path, body, ctype, timeout)
+                ctype: str = "application/json", timeout: float = 300,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        status, _, reply = self.exchange(method, path, body, ctype, timeout, headers)
         return status, reply
 
     def exchange(self, method: str, path: str, body: bytes | None = None,
                  ctype: str = "application/json", timeout: float = 300,
+                 headers: dict[str, str] | None = None,
                  ) -> tuple[int, http.client.HTTPMessage, bytes]:
         """One request: (status, headers, body)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            conn.request(method, path, body=body, headers=self.headers(ctype))
+            conn.request(method, path, body=body,
+                         headers={**self.headers(ctype), **(headers or {})})
             response = conn.getresponse()
             return response.status, response.headers, response.read()
         finally:
@@ -322,6 +328,71 @@ def bulk(server: Server, rows: int, repeats: int = 5) -> Result:
     return Result(name=f"bulk {rows} rows (1 request)", rps=1 / median, p50_ms=median * 1e3,
                   p99_ms=max(times) * 1e3, rows_per_request=rows,
                   extra={"best_rows_per_s": rows / min(times), "body_bytes": len(body)})
+
+
+def timed_requests(server: Server, name: str, path: str, body: bytes, rows: int,
+                   check: Any, *, headers: dict[str, str] | None = None,
+                   ctype: str = "application/json", repeats: int = 5) -> Result:
+    """``repeats`` times one request of ``rows`` rows; rows/s of the median and the best."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        status, reply = server.request("POST", path, body, ctype, headers=headers)
+        times.append(time.perf_counter() - started)
+        if status != 200 or not check(reply):
+            sys.exit(f"{name} failed: {status} {reply[:200]!r}")
+    median = statistics.median(times)
+    return Result(name=name, rps=1 / median, p50_ms=median * 1e3, p99_ms=max(times) * 1e3,
+                  rows_per_request=rows,
+                  extra={"best_rows_per_s": rows / min(times), "body_bytes": len(body)})
+
+
+def bulk_v2_binary(server: Server, input_name: str, rows: int) -> Result:
+    """One V2 request of ``rows`` seed rows as raw FP32, outputs back as raw bytes."""
+    import array
+    import random
+
+    rng = random.Random(0)
+    tensor = array.array("f", (rng.random() for _ in range(rows * 42)))
+    if sys.byteorder != "little":
+        tensor.byteswap()
+    header = json.dumps({
+        "inputs": [{"name": input_name, "shape": [rows, 42], "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(tensor) * 4}}],
+        "parameters": {"binary_data_output": True},
+    }).encode()
+    body = header + tensor.tobytes()
+
+    def check(reply: bytes) -> bool:  # rows float32 outputs after the JSON header
+        return len(reply) > rows * 4 and b'"binary_data_size":%d' % (rows * 4) in reply[:4096]
+
+    return timed_requests(
+        server, f"bulk V2 binary {rows} rows (1 request)", "/tfaas/v2/models/vk/infer", body,
+        rows, check, ctype="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(header))})
+
+
+def bulk_v2_json(server: Server, input_name: str, rows: int) -> Result:
+    import random
+
+    rng = random.Random(0)
+    values = [round(rng.random(), 4) for _ in range(rows * 42)]
+    body = json.dumps({"inputs": [{"name": input_name, "shape": [rows, 42], "datatype": "FP32",
+                                   "data": values}]}).encode()
+    return timed_requests(
+        server, f"bulk V2 JSON {rows} rows (1 request)", "/tfaas/v2/models/vk/infer", body,
+        rows, lambda reply: len(json.loads(reply)["outputs"][0]["data"]) == rows)
+
+
+def bulk_tfserving(server: Server, rows: int) -> Result:
+    import random
+
+    rng = random.Random(0)
+    instances = [[round(rng.random(), 4) for _ in range(42)] for _ in range(rows)]
+    body = json.dumps({"instances": instances}).encode()
+    return timed_requests(
+        server, f"bulk TF Serving {rows} rows (1 request)", "/tfaas/v1/models/vk:predict",
+        body, rows, lambda reply: len(json.loads(reply)["predictions"]) == rows)
 
 
 def contents_during_saturation(wrk: str, server: Server, work: Path, body: bytes, *,
@@ -434,8 +505,9 @@ def print_cold_starts(figures: dict[str, Any]) -> None:
         print(f"  idle stop to first answer               {seconds:7.2f} s   {timing}")
 
 
-def build_models(work: Path) -> tuple[Path, Path, float]:
-    """The seed model, the CNN (.keras) and the CNN's single-row call time in ms.
+def build_models(work: Path) -> tuple[Path, Path, dict[str, float]]:
+    """The seed model, the CNN (.keras) and in-process figures: the CNN's single-row
+    call time in ms, the seed model's rows/s on 100,000 rows.
 
     Built in a child process so TensorFlow stays out of the measuring process.
     """
@@ -444,8 +516,7 @@ def build_models(work: Path) -> tuple[Path, Path, float]:
     out = subprocess.run([sys.executable, __file__, "--build-models", str(seed), str(cnn)],
                          capture_output=True, text=True, check=True,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout
-    single_ms = float(out.strip().splitlines()[-1])
-    return seed, cnn, single_ms
+    return seed, cnn, json.loads(out.strip().splitlines()[-1])
 
 
 def _build_models_child(seed: Path, cnn: Path) -> None:
@@ -483,7 +554,20 @@ def _build_models_child(seed: Path, cnn: Path) -> None:
     started = time.perf_counter()
     for _ in range(50):
         fn(one).numpy()
-    print((time.perf_counter() - started) / 50 * 1e3)
+    cnn_single_ms = (time.perf_counter() - started) / 50 * 1e3
+    # the seed model's own rate, through the worker's loader (a concrete function call)
+    from tfaas_jupyter.worker import loaders
+
+    params = json.loads((seed / "params.json").read_text())
+    predictor = loaders.load("graphdef", str(seed / params.get("model", "model.pb")), params)
+    rows = np.random.default_rng(0).random((100_000, 42), dtype=np.float32)
+    times = []
+    for _ in range(7):
+        started = time.perf_counter()
+        predictor.predict([rows])
+        times.append(time.perf_counter() - started)
+    print(json.dumps({"cnn_single_ms": cnn_single_ms,
+                      "seed_rows_per_s": 100_000 / sorted(times)[len(times) // 2]}))
 
 
 # -- the run ---------------------------------------------------------------------------
@@ -505,6 +589,8 @@ def main() -> int:
                     help="rounds of the wrk scenarios; each keeps its best round (for noisy, "
                     "shared machines)")
     ap.add_argument("--bulk-rows", type=int, default=10_000)
+    ap.add_argument("--binary-rows", type=int, default=100_000,
+                    help="rows of the one V2 binary bulk request")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("--server-arg", action="append", default=[],
@@ -519,7 +605,8 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
     print(f"scratch: {work}", flush=True)
-    seed, cnn, cnn_single_ms = build_models(work)
+    seed, cnn, in_process = build_models(work)
+    cnn_single_ms, seed_rate = in_process["cnn_single_ms"], in_process["seed_rows_per_s"]
     cold = cold_starts(work, seed, args.server_arg)
     print_cold_starts(cold)
     if args.cold_start:
@@ -530,6 +617,7 @@ def main() -> int:
         return 0
     wrk = ensure_wrk()
     print(f"CNN single-row call (in process): {cnn_single_ms:.2f} ms", flush=True)
+    print(f"seed model, 100,000 rows (in process): {seed_rate:.0f} rows/s", flush=True)
     server = Server(work / "throughput", args.server_arg)
     server.start()
     d, c = args.duration, args.connections
@@ -546,6 +634,10 @@ def main() -> int:
         json_on = json.dumps({"model": "vk", "values": row}).encode()
         json_off = json.dumps({"model": "vkoff", "values": row}).encode()
         proto_on, proto_off = proto_row(row, "vk"), proto_row(row, "vkoff")
+        status, reply = server.request("GET", "/tfaas/v2/models/vk")
+        vk_input = json.loads(reply)["inputs"][0]["name"]
+        v2_on = json.dumps({"inputs": [{"name": vk_input, "shape": [1, 42], "datatype": "FP32",
+                                        "data": row}]}).encode()
         octet = "application/octet-stream"
         import random
 
@@ -557,6 +649,7 @@ def main() -> int:
                                   ("/tfaas/json", json_off, "application/json"),
                                   ("/tfaas/proto", proto_on, octet),
                                   ("/tfaas/proto", proto_off, octet),
+                                  ("/tfaas/v2/models/vk/infer", v2_on, "application/json"),
                                   ("/tfaas/json", cnn_on, "application/json"),
                                   ("/tfaas/json", cnn_off, "application/json")):
             warm(server, path, body, ctype)
@@ -574,6 +667,8 @@ def main() -> int:
             ("GET /api/status (ceiling)", "/api/status", None, ""),
             ("POST /tfaas/json batching on", "/tfaas/json", json_on, "application/json"),
             ("POST /tfaas/json batching off", "/tfaas/json", json_off, "application/json"),
+            ("POST /tfaas/v2 infer JSON batching on", "/tfaas/v2/models/vk/infer", v2_on,
+             "application/json"),
             ("POST /tfaas/proto batching on", "/tfaas/proto", proto_on, octet),
             ("POST /tfaas/proto batching off", "/tfaas/proto", proto_off, octet),
             ("POST /tfaas/json CNN batching on", "/tfaas/json", cnn_on, "application/json"),
@@ -588,12 +683,23 @@ def main() -> int:
                 if name not in best or r.rps > best[name].rps:
                     best[name] = r  # best of the rounds: other load on the machine only slows
         results.extend(best[name] for name, *_ in scenarios)
-        ceiling, json_b, _, proto_b, _, cnn_b, cnn_nb = (best[name] for name, *_ in scenarios)
+        ceiling, json_b, _, v2_b, proto_b, _, cnn_b, cnn_nb = (
+            best[name] for name, *_ in scenarios)
         settle(server)
         b = bulk(server, args.bulk_rows)
         results.append(b)
         print(f"  {b.name:<42} {b.rows_per_s:9.0f} rows/s (median of 5; best "
               f"{b.extra['best_rows_per_s']:.0f}), {b.p50_ms:.0f} ms per request", flush=True)
+        for measure in (lambda: bulk_v2_json(server, vk_input, args.bulk_rows),
+                        lambda: bulk_tfserving(server, args.bulk_rows),
+                        lambda: bulk_v2_binary(server, vk_input, args.binary_rows)):
+            settle(server)
+            r = measure()
+            results.append(r)
+            print(f"  {r.name:<42} {r.rows_per_s:9.0f} rows/s (median of 5; best "
+                  f"{r.extra['best_rows_per_s']:.0f}), {r.p50_ms:.0f} ms per request",
+                  flush=True)
+        binary = results[-1]
         settle(server)
         contents, saturating = contents_during_saturation(
             wrk, server, work, json_on, duration=d, connections=c)
@@ -626,6 +732,14 @@ def main() -> int:
         ("/tfaas/proto >= /tfaas/json req/s", proto_b.rps / json_b.rps, 1.0, True),
         ("CNN batching on >= 3x off", cnn_b.rps / cnn_nb.rps, 3.0, True),
         ("bulk >= 100,000 rows/s", b.rows_per_s, 100_000, True),
+        ("V2 binary bulk >= 1,000,000 rows/s", binary.rows_per_s, 1_000_000, True),
+        ("V2 binary bulk >= 5x JSON bulk rows/s", binary.rows_per_s / b.rows_per_s, 5.0, True),
+        ("V2 binary bulk >= 0.15x in-process rows/s", binary.rows_per_s / seed_rate, 0.15,
+         True),
+        ("V2 JSON single row p50 <= 1.1x /tfaas/json p50", v2_b.p50_ms / json_b.p50_ms, 1.1,
+         False),
+        ("V2 JSON single row p99 <= 1.1x /tfaas/json p99", v2_b.p99_ms / json_b.p99_ms, 1.1,
+         False),
         ("/api/contents p99 < 1 s during saturation (ms)", contents.p99_ms, 1000, False),
         ("CNN single-row call >= 5 ms (in process)", cnn_single_ms, 5.0, True),
     ]
@@ -639,7 +753,8 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(
             {"results": [{**asdict(r), "rows_per_s": r.rows_per_s} for r in results],
-             "cnn_single_row_ms": cnn_single_ms, "batching": batching, "cold_start": cold,
+             "cnn_single_row_ms": cnn_single_ms, "seed_rows_per_s_in_process": seed_rate,
+             "batching": batching, "cold_start": cold,
              "targets": [{"name": n, "value": v, "bound": bd} for n, v, bd, _ in targets],
              "cores": os.cpu_count()}, indent=1))
     if not args.keep:

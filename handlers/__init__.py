@@ -9,16 +9,41 @@ from __future__ import annotations
 from tfaas_jupyter.server.names import MODEL_NAME_PATTERN
 
 from .base import UnknownEndpointHandler
+from .export import ExportHandler
 from .index import IndexHandler
+from .labels import LabelHandler
 from .metrics import MetricsHandler
 from .models import DeleteHandler, ModelHandler, ModelsHandler, ParamsHandler
 from .openapi import OpenAPIHandler
 from .predict import ImageHandler, JsonHandler, ProtoHandler
 from .status import StatusHandler
+from .tfserving import (
+    TFServingMetadataHandler,
+    TFServingPredictHandler,
+    TFServingStatusHandler,
+)
 from .upload import UploadHandler
+from .v2 import (
+    V2HealthHandler,
+    V2InferHandler,
+    V2ModelMetadataHandler,
+    V2ModelReadyHandler,
+    V2ServerMetadataHandler,
+)
 
 _NAME = f"(?P<name>{MODEL_NAME_PATTERN})"
 _VERSION = r"(?P<version>[0-9]{1,9})"
+#: A version number or a version label, where the standard protocols take one.
+_VERSION_OR_LABEL = r"(?P<version>[A-Za-z0-9_][A-Za-z0-9_\-]{0,99})"
+_V2_MODEL = f"/v2/models/{_NAME}"
+_V2_VERSION = f"{_V2_MODEL}/versions/{_VERSION_OR_LABEL}"
+_LABEL = r"(?P<label>[A-Za-z0-9_][A-Za-z0-9_\-]{0,99})"
+#: TF Serving's model paths: the latest version, a version number, a version label
+_TFS_MODELS = (
+    f"/v1/models/{_NAME}",
+    f"/v1/models/{_NAME}/versions/{_VERSION}",
+    f"/v1/models/{_NAME}/labels/{_LABEL}",
+)
 
 
 def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
@@ -37,12 +62,28 @@ def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
         (rf"/delete/{_NAME}/{_VERSION}", DeleteHandler),
         (r"/models", ModelsHandler),
         (rf"/models/{_NAME}", ModelHandler),
+        (rf"/models/{_NAME}/labels/{_LABEL}", LabelHandler),
         (r"/params", ParamsHandler),
         (rf"/params/{_NAME}", ParamsHandler),
         (rf"/params/{_NAME}/{_VERSION}", ParamsHandler),
         (r"/status", StatusHandler),
         (r"/metrics", MetricsHandler),
         (r"/openapi\.json", OpenAPIHandler),
+        (r"/export", ExportHandler),
+        # Open Inference Protocol (KServe V2)
+        (r"/v2", V2ServerMetadataHandler),
+        (r"/v2/health/live", V2HealthHandler),
+        (r"/v2/health/ready", V2HealthHandler),
+        (_V2_MODEL, V2ModelMetadataHandler),
+        (_V2_VERSION, V2ModelMetadataHandler),
+        (rf"{_V2_MODEL}/ready", V2ModelReadyHandler),
+        (rf"{_V2_VERSION}/ready", V2ModelReadyHandler),
+        (rf"{_V2_MODEL}/infer", V2InferHandler),
+        (rf"{_V2_VERSION}/infer", V2InferHandler),
+        # TensorFlow Serving REST
+        *[(path, TFServingStatusHandler) for path in _TFS_MODELS],
+        *[(f"{path}/metadata", TFServingMetadataHandler) for path in _TFS_MODELS],
+        *[(f"{path}:predict", TFServingPredictHandler) for path in _TFS_MODELS],
     ]
     return [(f"/{prefix}{pattern}", handler) for pattern, handler in table]
 

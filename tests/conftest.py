@@ -155,3 +155,15 @@ class TFaaSCaller:
 @pytest.fixture
 def tfaas(jp_fetch) -> TFaaSCaller:
     return TFaaSCaller(jp_fetch)
+
+
+def check_answer_schema(doc: Any, path: str, method: str = "get") -> None:
+    """``doc`` is valid against the 200 JSON answer openapi.json gives for ``path``."""
+    from jsonschema import Draft202012Validator
+    from tfaas_jupyter.handlers.openapi import load_spec
+
+    spec = load_spec()
+    schema = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+    validator = Draft202012Validator({**schema["schema"], "components": spec["components"]})
+    errors = sorted(validator.iter_errors(doc), key=str)
+    assert not errors, f"{path}: {errors[0].message} at {list(errors[0].path)}"

@@ -49,6 +49,7 @@ predict_docs = st.fixed_dictionaries(
 def _fill(pattern: str, name: str, version: str) -> str:
     path = re.sub(r"\(\?P<name>(?:[^()]|\([^()]*\))*\)", lambda _m: name, pattern)
     path = re.sub(r"\(\?P<version>(?:[^()]|\([^()]*\))*\)", lambda _m: version, path)
+    path = re.sub(r"\(\?P<label>(?:[^()]|\([^()]*\))*\)", lambda _m: version, path)
     return path.replace("/?", "/").replace("\\.", ".").lstrip("/")
 
 

@@ -22,7 +22,7 @@ from tornado.web import RequestHandler
 
 pytestmark = pytest.mark.timeout(600)
 
-_SAMPLES = {"name": "vk", "version": "1"}
+_SAMPLES = {"name": "vk", "version": "1", "label": "stable"}
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 

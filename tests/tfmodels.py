@@ -205,3 +205,81 @@ def make_int64_ids(directory: Path) -> Built:
         return [out["low_bits"].numpy(), out["next_id"].numpy()]
 
     return Built(sm, "savedmodel", {}, ref)
+
+
+def make_typed_savedmodel(directory: Path) -> Built:
+    """A SavedModel with inputs of three dtypes, for the standard protocols' tests:
+    ``ids`` int64 [None, 3], ``x`` float32 [None, N_IN], ``flag`` bool [None, 1] ->
+    ``ids_next`` = ids + 1 (int64, exact above 2**53), ``score`` = sigmoid(x @ w) float32
+    [None, 1], ``flag_not`` bool [None, 1]. Packed as ``extra["tar"]`` for upload."""
+    import tensorflow as tf
+
+    directory.mkdir(parents=True, exist_ok=True)
+    w = np.linspace(-0.5, 0.7, N_IN, dtype=np.float32).reshape(N_IN, 1)
+
+    class Typed(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.int64, name="ids"),
+                                      tf.TensorSpec([None, N_IN], tf.float32, name="x"),
+                                      tf.TensorSpec([None, 1], tf.bool, name="flag")])
+        def serve(self, ids: tf.Tensor, x: tf.Tensor, flag: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"ids_next": ids + 1, "score": tf.sigmoid(tf.matmul(x, w)),
+                    "flag_not": tf.logical_not(flag)}
+
+    mod = Typed()
+    sm = directory / "typed_sm"
+    if sm.exists():
+        shutil.rmtree(sm)
+    tf.saved_model.save(mod, str(sm), signatures={"serving_default": mod.serve})
+
+    def ref(xs: list[np.ndarray]) -> list[np.ndarray]:
+        """Inputs and outputs by name: {"ids", "x", "flag"} -> [flag_not, ids_next, score]."""
+        out = mod.serve(**{k: tf.constant(v) for k, v in xs[0].items()})  # type: ignore[index]
+        return [out[k].numpy() for k in ("flag_not", "ids_next", "score")]
+
+    return Built(sm, "savedmodel", {}, ref,
+                 {"tar": _pack(sm, directory / "typed.tar.gz", top=None)})
+
+
+def make_half_plus_three(directory: Path) -> Built:
+    """TF Serving's example model: ``x`` float32 [None] -> ``y`` = 0.5 * x + 3."""
+    import tensorflow as tf
+
+    directory.mkdir(parents=True, exist_ok=True)
+
+    class Half(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"y": 0.5 * x + 3.0}
+
+    mod = Half()
+    sm = directory / "half_sm"
+    tf.saved_model.save(mod, str(sm), signatures={"serving_default": mod.serve})
+    return Built(sm, "savedmodel", {}, lambda xs: [mod.serve(tf.constant(xs[0]))["y"].numpy()],
+                 {"tar": _pack(sm, directory / "half.tar.gz", top=None)})
+
+
+def make_signal_sensor(directory: Path) -> Built:
+    """The numeric inputs of TF Serving's REST examples: ``signal`` float32 [None, 5] and
+    ``sensor`` float32 [None, 2, 2] -> ``total`` [None] (sums) and ``peak`` [None, 2]."""
+    import tensorflow as tf
+
+    directory.mkdir(parents=True, exist_ok=True)
+
+    class Signals(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 5], tf.float32, name="signal"),
+                                      tf.TensorSpec([None, 2, 2], tf.float32, name="sensor")])
+        def serve(self, signal: tf.Tensor, sensor: tf.Tensor) -> dict[str, tf.Tensor]:
+            total = tf.reduce_sum(signal, axis=1) + tf.reduce_sum(sensor, axis=[1, 2])
+            return {"total": total, "peak": tf.reduce_max(sensor, axis=2)}
+
+    mod = Signals()
+    sm = directory / "signals_sm"
+    tf.saved_model.save(mod, str(sm), signatures={"serving_default": mod.serve})
+
+    def ref(xs: list[np.ndarray]) -> list[np.ndarray]:
+        """[signal, sensor] -> [peak, total] (outputs sorted by name)."""
+        out = mod.serve(tf.constant(xs[0], tf.float32), tf.constant(xs[1], tf.float32))
+        return [out["peak"].numpy(), out["total"].numpy()]
+
+    return Built(sm, "savedmodel", {}, ref,
+                 {"tar": _pack(sm, directory / "signals.tar.gz", top=None)})

@@ -293,6 +293,25 @@ class TFaaSClient:
         path = f"delete/{_quote(name)}" + (f"/{int(version)}" if version is not None else "")
         return self._json("DELETE", path)
 
+    def export(self, directory: PathLike, model: str | None = None) -> Path:
+        """Unpack the server's export (every model, or ``model``) into ``directory``:
+        ``models/NAME/VERSION/`` SavedModels, ``models.config`` for TF Serving and
+        ``kserve/NAME.yaml`` manifests. Answers the directory."""
+        query = f"?model={urllib.parse.quote(model)}" if model else ""
+        _, _, data = self.request("GET", "export" + query,
+                                  headers={"Accept": "application/gzip"})
+        target = Path(directory).expanduser()
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar.getmembers():
+                path = Path(member.name)
+                if path.is_absolute() or ".." in path.parts or not (
+                    member.isfile() or member.isdir()
+                ):
+                    raise TFaaSClientError(f"unsafe path in the export: {member.name!r}")
+            tar.extractall(target)  # noqa: S202 - every member checked above
+        return target
+
     def status(self) -> dict[str, Any]:
         """The server's status: machine figures, worker, TensorFlow, models, counts."""
         return self._json("GET", "status")
@@ -355,7 +374,7 @@ class TFaaSClient:
         name: str | None,
         data: Any,
         keys: Sequence[str] | None = None,
-        version: int | None = None,
+        version: int | str | None = None,
     ) -> np.ndarray:
         """Predictions of model ``name`` (None: the server's default model) for ``data``.
 
@@ -385,7 +404,7 @@ class TFaaSClient:
         if name:
             doc["model"] = name
         if version is not None:
-            doc["version"] = int(version)
+            doc["version"] = version_ref(version)
         result = _outputs_array(self.predict_raw(doc))
         if single:
             return result.reshape(-1)
@@ -427,7 +446,7 @@ class TFaaSClient:
             raise TFaaSClientError(f"cannot parse the /proto answer: {exc}", None, data) from None
         return [(p.label, p.probability) for p in answer.prediction]
 
-    def image(self, name: str | None, image: Any, version: int | None = None) -> Any:
+    def image(self, name: str | None, image: Any, version: int | str | None = None) -> Any:
         """Classify an image (a png/jpg path, its bytes, or a PIL image) with model ``name``.
 
         Answers the server's JSON: ``{"filename", "labels": [{"label", "probability"}...]}``
@@ -438,12 +457,19 @@ class TFaaSClient:
         if name:
             fields["model"] = name
         if version is not None:
-            fields["version"] = str(int(version))
+            fields["version"] = str(version_ref(version))
         body, form_type = encode_multipart(fields, {"image": (filename, content, ctype)})
         return self._json("POST", "image", body, {"Content-Type": form_type})
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def version_ref(version: int | str) -> int | str:
+    """A version number, or a version label ("stable") as the server resolves it."""
+    if isinstance(version, str) and not version.strip().isdigit():
+        return version.strip()
+    return int(version)
 
 
 def _quote(name: str) -> str:

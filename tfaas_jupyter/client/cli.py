@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .api import TFaaSClient, TFaaSClientError
+from .api import TFaaSClient, TFaaSClientError, version_ref
 
 EXIT_FAILURE = 1
 
@@ -77,8 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output (one JSON line)")
     p.add_argument("--status", action="store_true", help="the server's status")
     p.add_argument("--params", metavar="NAME", help="a model's params.json")
-    p.add_argument("--version", type=int, default=None,
-                   help="model version for --predict, --image, --delete, --params")
+    p.add_argument("--export", metavar="DIR",
+                   help="write the models (or --model) as TF Serving and KServe load them")
+    p.add_argument("--version", type=version_ref, default=None,
+                   help="model version for --predict, --image, --delete, --params; "
+                        "--predict and --image also take a version label (stable)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for answers")
     return p
 
@@ -145,6 +148,13 @@ def _progress(args: argparse.Namespace) -> Callable[[int, int], None] | None:
     return update
 
 
+def _number(version: int | str | None, option: str) -> int | None:
+    """A version number for options that take no label."""
+    if isinstance(version, str):
+        raise CliError(f"{option} takes a version number, not the label {version!r}")
+    return version
+
+
 def _print(args: argparse.Namespace, doc: Any, *, compact: bool = False) -> None:
     if args.json or compact:
         print(json.dumps(doc, separators=(",", ":") if args.json else None))
@@ -195,7 +205,11 @@ def run(args: argparse.Namespace) -> int:
             _print(args, client.upload_bundle(bundle, progress=_progress(args)))
         elif args.delete:
             did = True
-            _print(args, client.delete(args.delete, args.version))
+            _print(args, client.delete(args.delete, _number(args.version, "--delete")))
+        elif args.export:
+            did = True
+            target = client.export(args.export, args.model or None)
+            _print(args, {"exported": str(target), "models_config": str(target / "models.config")})
         elif args.models:
             did = True
             _print(args, client.models())
@@ -223,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
                                       version=args.version), compact=True)
         elif args.params:
             did = True
-            _print(args, client.params(args.params, args.version))
+            _print(args, client.params(args.params, _number(args.version, "--params")))
         elif args.status:
             did = True
             _print(args, client.status())

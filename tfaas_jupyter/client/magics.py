@@ -54,8 +54,9 @@ HELP = """\
   %tfaas predict [--version N] NAME EXPR predictions for EXPR (array, DataFrame with the
                                          model's keys as columns, dict, list) as a DataFrame
   %%tfaas predict [--version N] NAME     the cell is the JSON input: {"keys","values"}
-                                         or a list of rows
+                                         or a list of rows (N: a version or a label)
   %tfaas delete NAME [--version N]       delete a model (or one version)
+  %tfaas export DIR [--model NAME]       the models as TF Serving and KServe load them
   %tfaas curl NAME [--show-token]        a curl line doing a prediction from a shell
   %tfaas browser                         a model browser widget (upload, delete, try it)
   %tfaas connect URL [--token T]         use another server (no URL: find this kernel's)
@@ -316,7 +317,7 @@ class TFaaSMagics(Magics):
         while tokens and tokens[0] in ("--version", "-v"):
             more = tokens[1].split(None, 1) if len(tokens) > 1 else []
             if not more:
-                raise UsageError("tfaas predict: --version needs a number")
+                raise UsageError("tfaas predict: --version needs a number or a label")
             version = _version(more[0])
             tokens = more[1].split(None, 1) if len(more) > 1 else []
         if not tokens:
@@ -358,9 +359,21 @@ class TFaaSMagics(Magics):
             (["name"], {}),
             (["--version", "-v"], {"type": _version}),
         ).parse_args(shlex.split(rest))
+        if isinstance(args.version, str):
+            raise UsageError(f"tfaas delete: --version takes a number, not {args.version!r}")
         answer = self.client().delete(args.name, args.version)
         versions = answer.get("deleted_versions") if isinstance(answer, dict) else None
         print(f"deleted {args.name}" + (f" version(s) {versions}" if versions else ""))
+
+    def _cmd_export(self, rest: str) -> None:
+        args = _parser(
+            "export",
+            (["directory"], {}),
+            (["--model", "-m"], {"help": "only this model"}),
+        ).parse_args(shlex.split(rest))
+        target = self.client().export(args.directory, args.model)
+        print(f"exported to {target}: models/ (SavedModels), models.config (TF Serving), "
+              "kserve/ (InferenceService manifests)")
 
     def _cmd_curl(self, rest: str) -> None:
         args = _parser(
@@ -407,11 +420,13 @@ class TFaaSMagics(Magics):
         print(f"{server.url} ({server.source})")
 
 
-def _version(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise UsageError(f"tfaas: version must be a number, not {text!r}") from None
+def _version(text: str) -> int | str:
+    """A version number, or a version label (``stable``) for predict."""
+    if not text.isdigit():
+        if text.startswith("-"):
+            raise UsageError(f"tfaas: version must be a number or a label, not {text!r}")
+        return text
+    number = int(text)
     if number < 1:
         raise UsageError("tfaas: version must be 1 or more")
     return number

@@ -40,3 +40,25 @@ def check_version(version: object) -> int | None:
     if number < 1:
         raise BadRequest("model version must be a positive integer")
     return number
+
+
+#: A version label: letters, digits, ``_`` and ``-``, not all digits (those are versions).
+_LABEL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,99}")
+
+
+def check_label(label: object) -> str:
+    """Return ``label`` if it is a valid version label, else raise :class:`BadRequest`."""
+    if not isinstance(label, str) or not _LABEL_RE.fullmatch(label) or label.isdigit():
+        shown = label if not isinstance(label, str) or len(label) <= 60 else label[:60] + "..."
+        raise BadRequest(
+            f"invalid version label {shown!r}: use 1-100 letters, digits, '_' or '-', "
+            "not only digits"
+        )
+    return label
+
+
+def check_version_or_label(version: object) -> int | str | None:
+    """A version number, a version label, or None (the latest)."""
+    if isinstance(version, str) and version and not version.isdigit():
+        return check_label(version)
+    return check_version(version)

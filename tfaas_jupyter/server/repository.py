@@ -8,6 +8,7 @@ Layout::
           labels.txt        optional, one output label per line
           model.pb | saved_model/ | model.keras
           tfaas.json        what we know of the version: format, signature, uid
+        labels.json         version labels of the model: {"stable": 3}
       .staging/<id>/        uploads being written
       .trash/<id>/          models and versions being deleted
 
@@ -44,6 +45,8 @@ GRAPHDEF, SAVEDMODEL, KERAS, ONNX = "graphdef", "savedmodel", "keras", "onnx"
 META_FILE = "tfaas.json"
 PARAMS_FILE = "params.json"
 LABELS_FILE = "labels.txt"
+#: A model's version labels (label -> version), beside its version folders.
+VERSION_LABELS_FILE = "labels.json"
 _STAGING = ".staging"
 _TRASH = ".trash"
 _HIGH_WATER = ".last_version"
@@ -369,6 +372,79 @@ class Repository:
             os.replace(tmp, mv.path / META_FILE)
         except OSError as exc:  # read-only repository: keep it in memory only
             log.info("tfaas: could not record signature of %s: %s", mv.key, exc)
+
+    # -- version labels ------------------------------------------------------
+    # A model's labels (TF Serving's version labels: "stable" -> 3) live in
+    # <name>/labels.json beside its version folders, replaced atomically.
+
+    def labels(self, name: str) -> dict[str, int]:
+        """The version labels of a model: label -> version number."""
+        check_model_name(name)
+        try:
+            doc = json.loads((self.root / name / VERSION_LABELS_FILE).read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("tfaas: ignoring unreadable version labels of %s: %s", name, exc)
+            return {}
+        if not isinstance(doc, dict):
+            return {}
+        return {str(k): v for k, v in sorted(doc.items())
+                if isinstance(v, int) and not isinstance(v, bool)}
+
+    def _write_labels(self, name: str, labels: dict[str, int]) -> None:
+        model_dir = self.root / name
+        tmp = model_dir / (VERSION_LABELS_FILE + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(dict(sorted(labels.items())), fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, model_dir / VERSION_LABELS_FILE)
+        _fsync_dir(model_dir)
+        self._index.pop(name, None)
+
+    def set_label(self, name: str, label: str, version: int) -> dict[str, int]:
+        """Point ``label`` at an existing ``version`` (set or move it); answer all labels."""
+        with self._lock, _writing(self.root, f"label model {name!r}"):
+            self.get(name, version)  # a 404 naming the versions when it does not exist
+            labels = self.labels(name)
+            labels[label] = version
+            self._write_labels(name, labels)
+        return labels
+
+    def delete_label(self, name: str, label: str) -> dict[str, int]:
+        """Remove ``label``; answer the labels left."""
+        with self._lock, _writing(self.root, f"label model {name!r}"):
+            labels = self.labels(name)
+            if label not in labels:
+                raise NotFound(f"model {name!r} has no version label {label!r}; "
+                               f"labels: {sorted(labels)}")
+            del labels[label]
+            self._write_labels(name, labels)
+        return labels
+
+    def resolve(self, name: str, version: int | str | None) -> ModelVersion:
+        """A version by number, by label, or the latest (None): the one resolver of every API."""
+        if isinstance(version, str):
+            labels = self.labels(name)
+            if version not in labels:
+                self.get(name)  # an unknown model is a 404 naming the model
+                raise NotFound(f"model {name!r} has no version label {version!r}; "
+                               f"labels: {sorted(labels)}")
+            version = labels[version]
+        return self.get(name, version)
+
+    def delete_unlabelled(self, name: str, version: int | None) -> list[int]:
+        """:meth:`delete`, refusing (409) a version that a label points at."""
+        with self._lock:
+            if version is not None:
+                held = [label for label, v in self.labels(name).items() if v == version]
+                if held:
+                    raise TFaaSError(
+                        f"model {name!r} version {version} has version label(s) "
+                        f"{', '.join(held)}: move or delete them first", 409,
+                    )
+            return self.delete(name, version)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from .. import __version__
 from . import codecs, uploads
 from .errors import BadRequest, NotFound, TFaaSError, Unavailable
 from .multipart import FilePart, Form
-from .names import check_model_name, check_version
+from .names import check_model_name, check_version, check_version_or_label
 from .repository import ModelVersion, Repository
 from .stats import Stats
 from .sysinfo import machine_status
@@ -105,7 +105,7 @@ class TFaaS:
         name = name or self.default_model
         if not name:
             raise BadRequest("no model name is provided: set 'model' in the request")
-        return self.repository.get(check_model_name(name), check_version(version))
+        return self.repository.resolve(check_model_name(name), check_version_or_label(version))
 
     async def signature(self, mv: ModelVersion) -> dict[str, Any]:
         """The model's signature, with the worker started and the model loaded: a
@@ -149,6 +149,7 @@ class TFaaS:
         versions = self.repository.versions(check_model_name(name))
         doc = self.describe(versions[-1], versions)
         doc["version_details"] = [v.describe() for v in versions]
+        doc["version_labels"] = self.repository.labels(name)
         return doc
 
     def params(self, name: str | None, version: Any = None) -> dict[str, Any]:
@@ -211,7 +212,7 @@ class TFaaS:
         number = check_version(version)
         # the worker's cache key of a version, read before the version is gone
         prefix = f"{name}@" if number is None else self.repository.get(name, number).key
-        deleted = await asyncio.to_thread(self.repository.delete, name, number)
+        deleted = await asyncio.to_thread(self.repository.delete_unlabelled, name, number)
         try:
             await self.worker.unload(prefix)
             if number is None:

@@ -864,6 +864,15 @@ class ModelWorker:
         )
         return info
 
+    async def export(self, key: str, path: str, fmt: str, params: dict[str, Any],
+                     target: str) -> dict[str, Any]:
+        """Write the model as a SavedModel with ``serving_default`` at ``target``."""
+        reply, _ = await self._request(
+            {"op": "export", "target": target, **self._model(key, path, fmt, params)},
+            timeout=self.request_timeout + self.load_timeout,
+        )
+        return {"inputs": reply["inputs"], "outputs": reply["outputs"]}
+
 
 def _current_task() -> asyncio.Task[Any] | None:
     try:

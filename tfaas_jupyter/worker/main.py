@@ -197,6 +197,11 @@ class Worker:
                 reply: dict[str, Any] = {}
             elif op == "load":
                 reply = self.get_predictor(*self._model_args(header)).metadata()
+            elif op == "export":
+                from .export import export_savedmodel
+
+                predictor = self.get_predictor(*self._model_args(header))
+                reply = export_savedmodel(predictor, str(header.get("target") or ""))
             elif op == "unload":
                 reply = {"unloaded": self.unload(str(header.get("prefix", "")))}
             elif op == "status":

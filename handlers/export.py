@@ -1,0 +1,42 @@
+"""``GET export[?model=NAME]``: the models as TF Serving and KServe load them (.tar.gz)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from tfaas_jupyter.server.export import export_archive
+
+from .base import TFaaSHandler
+
+_CHUNK = 1024 * 1024
+
+
+class ExportHandler(TFaaSHandler):
+    """Every version of every model (or of ``model``) as SavedModels, with models.config
+    and KServe manifests; written in a private folder of the repository, then streamed."""
+
+    endpoint = "export"
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        model = self.get_query_argument("model", None) or None
+        self._model_name = model
+        repository = self.service.repository
+        staging = await asyncio.to_thread(repository.new_staging_dir)
+        try:
+            archive = await export_archive(self.service, model, staging)
+            self.set_header("Content-Type", "application/gzip")
+            name = f"tfaas-export-{model}.tar.gz" if model else "tfaas-export.tar.gz"
+            self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+            self.set_header("Content-Length", str(archive.stat().st_size))
+            with open(archive, "rb") as fh:
+                while chunk := await asyncio.to_thread(fh.read, _CHUNK):
+                    self.write(chunk)
+                    await self.flush()
+            self.finish()
+        finally:
+            await asyncio.to_thread(repository.discard, staging)

@@ -1,0 +1,142 @@
+"""The way out: the repository as TF Serving and KServe load it.
+
+``export`` answers a ``.tar.gz`` holding::
+
+    models/NAME/VERSION/     a SavedModel with serving_default, for every version
+        saved_model.pb, variables/
+        assets/params.json   the model's params.json, and labels.txt when it has one
+    models.config            TF Serving's ModelServerConfig (text format): base paths,
+                             every version served, the version labels
+    kserve/NAME.yaml         a KServe InferenceService per model (storageUri to fill)
+    README.txt               how to run them
+
+Frozen graphs, SavedModels and ``.keras`` files are all written by the model worker
+through the function it serves, so the exported versions compute what the server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import tarfile
+from pathlib import Path
+
+from .errors import TFaaSError
+from .names import check_model_name
+from .repository import LABELS_FILE, ModelVersion
+from .service import TFaaS
+
+#: Where models.config says the models are (TF Serving's container convention).
+BASE_PATH = "/models"
+STORAGE_PLACEHOLDER = "s3://YOUR-BUCKET/tfaas-export/models"
+
+README = """\
+Exported from tfaas-jupyter.
+
+TensorFlow Serving (REST on 8501, gRPC on 8500):
+  docker run -p 8501:8501 -v "$PWD/models:/models" -v "$PWD/models.config:/models.config" \\
+    tensorflow/serving --model_config_file=/models.config \\
+    --allow_version_labels_for_unavailable_models=true
+  curl -d '{"instances": [[...]]}' localhost:8501/v1/models/NAME/labels/LABEL:predict
+
+KServe: copy models/NAME to your storage, set storageUri in kserve/NAME.yaml to it,
+then: kubectl apply -f kserve/NAME.yaml
+"""
+
+
+def _quote(text: str) -> str:
+    """A protobuf text-format (and YAML) double-quoted string."""
+    return json.dumps(text)
+
+
+def models_config(models: dict[str, tuple[list[int], dict[str, int]]]) -> str:
+    """TF Serving's ModelServerConfig: every version served, labels as they are here."""
+    lines = ["model_config_list {"]
+    for name, (_versions, labels) in models.items():
+        lines += [
+            "  config {",
+            f"    name: {_quote(name)}",
+            f"    base_path: {_quote(f'{BASE_PATH}/{name}')}",
+            '    model_platform: "tensorflow"',
+            "    model_version_policy { all {} }",
+        ]
+        for label, version in labels.items():
+            lines.append(f"    version_labels {{ key: {_quote(label)} value: {version} }}")
+        lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def kserve_name(name: str) -> str:
+    """A Kubernetes resource name (DNS-1123 label) for a model name."""
+    text = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")
+    return (text or "model")[:63].rstrip("-")
+
+
+def inference_service(name: str) -> str:
+    """A KServe InferenceService running TF Serving on the model's folder."""
+    return (
+        "apiVersion: serving.kserve.io/v1beta1\n"
+        "kind: InferenceService\n"
+        "metadata:\n"
+        f"  name: {_quote(kserve_name(name))}\n"
+        "spec:\n"
+        "  predictor:\n"
+        "    model:\n"
+        "      modelFormat:\n"
+        "        name: tensorflow\n"
+        "      # the folder holding this model's numbered versions (models/"
+        f"{name}/ of the export)\n"
+        f"      storageUri: {_quote(f'{STORAGE_PLACEHOLDER}/{name}')}\n"
+    )
+
+
+def _assets(mv: ModelVersion, target: Path) -> None:
+    """params.json and labels.txt beside the SavedModel, in its assets folder."""
+    assets = target / "assets"
+    assets.mkdir(exist_ok=True)
+    (assets / "params.json").write_text(json.dumps(mv.params, indent=1), encoding="utf-8")
+    labels = mv.path / str(mv.meta.get("labels") or LABELS_FILE)
+    if labels.is_file():
+        shutil.copyfile(labels, assets / "labels.txt")
+
+
+def _pack(tree: Path, archive: Path) -> None:
+    with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
+        for path in sorted(tree.rglob("*")):
+            tar.add(path, arcname=path.relative_to(tree).as_posix(), recursive=False)
+
+
+async def export_archive(service: TFaaS, model: str | None, staging: Path) -> Path:
+    """Write the export of one model (or all) under ``staging``; answer the archive."""
+    names = [check_model_name(model)] if model else service.repository.names()
+    if not names:
+        raise TFaaSError("there are no models to export", 404)
+    tree = staging / "export"
+    described: dict[str, tuple[list[int], dict[str, int]]] = {}
+    for name in names:
+        versions = service.repository.versions(name)
+        for mv in versions:
+            target = tree / "models" / name / str(mv.version)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                await service.worker.export(mv.key, str(mv.model_path), mv.format, mv.params,
+                                            str(target))
+            except Exception as exc:
+                status = getattr(exc, "status", 503)
+                message = getattr(exc, "message", None) or str(exc)
+                raise TFaaSError(
+                    f"cannot export {name!r} version {mv.version}: {message}", status
+                ) from None
+            await asyncio.to_thread(_assets, mv, target)
+        described[name] = ([v.version for v in versions], service.repository.labels(name))
+    (tree / "models.config").write_text(models_config(described), encoding="utf-8")
+    (tree / "kserve").mkdir()
+    for name in names:
+        (tree / "kserve" / f"{name}.yaml").write_text(inference_service(name), encoding="utf-8")
+    (tree / "README.txt").write_text(README, encoding="utf-8")
+    archive = staging / "tfaas-export.tar.gz"
+    await asyncio.to_thread(_pack, tree, archive)
+    return archive

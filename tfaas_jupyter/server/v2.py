@@ -1,0 +1,339 @@
+"""The Open Inference Protocol ("KServe V2", Triton's HTTP API) over the model service.
+
+Requests are JSON tensors, or JSON followed by raw tensor bytes (the binary tensor data
+extension: ``Inference-Header-Content-Length`` gives the JSON's length, each binary input
+carries ``parameters.binary_data_size``). Binary inputs are ``np.frombuffer`` views of the
+request body: no per-value work and no copy on the way to the model worker. Outputs go
+back as JSON ``data`` or, when asked (``binary_data`` / ``binary_data_output``), as raw
+little-endian bytes after the JSON.
+
+No HTTP framework here: handlers/v2.py passes the body and the header and writes the answer.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .. import __version__
+from .errors import BadRequest, PayloadTooLarge, TFaaSError
+from .repository import ModelVersion
+from .service import TFaaS
+from .tensors import (
+    V2_DTYPES,
+    array_from_json,
+    by_input_name,
+    bytes_elements,
+    json_data,
+    json_object,
+    signature_shape,
+    v2_datatype,
+)
+
+#: The header of the binary tensor data extension.
+HEADER_LENGTH = "Inference-Header-Content-Length"
+EXTENSIONS = ["binary_tensor_data"]
+_MAX_RANK = 32
+_LENGTH = struct.Struct("<I")
+
+
+@dataclass
+class InferInput:
+    name: str
+    datatype: str
+    shape: list[int]
+    array: np.ndarray
+
+
+@dataclass
+class InferRequest:
+    inputs: list[InferInput]
+    #: requested outputs as (name, binary?) in order; None: all outputs
+    outputs: list[tuple[str, bool]] | None
+    binary_output: bool = False
+    id: str | None = None
+
+
+@dataclass
+class InferAnswer:
+    model: str
+    rows: int
+    header: bytes
+    #: raw output tensors following the JSON header, in the order of its outputs
+    binary: list[memoryview] = field(default_factory=list)
+
+
+def server_metadata() -> dict[str, Any]:
+    return {"name": "tfaas-jupyter", "version": __version__, "extensions": EXTENSIONS}
+
+
+def _tensor_metadata(specs: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    return [
+        {"name": str(s.get("name")), "datatype": v2_datatype(s.get("dtype")),
+         "shape": signature_shape(s.get("shape"))}
+        for s in specs or []
+    ]
+
+
+async def model_metadata(service: TFaaS, name: str, version: str | None) -> dict[str, Any]:
+    mv = service.resolve(name, version)
+    signature = await service.signature(mv)
+    return {
+        "name": mv.name,
+        "versions": [str(v.version) for v in service.repository.versions(mv.name)],
+        "platform": f"tensorflow_{mv.format}",
+        "inputs": _tensor_metadata(signature.get("inputs")),
+        "outputs": _tensor_metadata(signature.get("outputs")),
+    }
+
+
+async def model_ready(service: TFaaS, name: str, version: str | None) -> dict[str, Any]:
+    """Ready once the worker has loaded (and warmed) the version; loads it if it has not."""
+    mv = service.resolve(name, version)
+    await service.signature(mv)
+    return {"name": mv.name, "version": str(mv.version), "ready": True}
+
+
+# -- infer request -------------------------------------------------------------------
+
+
+def _header_length(value: str | None, body_length: int) -> int | None:
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise BadRequest(f"{HEADER_LENGTH} must be a number of bytes, not {value[:40]!r}")
+    length = int(value)
+    if length > body_length:
+        raise BadRequest(
+            f"{HEADER_LENGTH} is {length} but the body has only {body_length} bytes"
+        )
+    return length
+
+
+def _shape(value: Any, what: str) -> list[int]:
+    if not isinstance(value, list) or len(value) > _MAX_RANK or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+    ):
+        raise BadRequest(f"{what}: 'shape' must be a list of dimensions (integers >= 0)")
+    return value
+
+
+def _parameters(doc: dict[str, Any], what: str) -> dict[str, Any]:
+    params = doc.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequest(f"{what}: 'parameters' must be an object")
+    return params
+
+
+def _binary_bytes(chunk: memoryview, what: str) -> np.ndarray:
+    """BYTES elements of the binary extension: each a 4-byte little-endian length + bytes."""
+    items, offset = [], 0
+    while offset < len(chunk):
+        if offset + 4 > len(chunk):
+            raise BadRequest(f"{what}: truncated BYTES element length")
+        (size,) = _LENGTH.unpack_from(chunk, offset)
+        offset += 4
+        if offset + size > len(chunk):
+            raise BadRequest(f"{what}: a BYTES element runs past binary_data_size")
+        items.append(bytes(chunk[offset : offset + size]))
+        offset += size
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _decode_input(doc: Any, index: int, binary: memoryview, offset: int,
+                  max_rows: int | None) -> tuple[InferInput, int]:
+    if not isinstance(doc, dict):
+        raise BadRequest(f"inputs[{index}] must be an object with name, shape, datatype, data")
+    name = doc.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadRequest(f"inputs[{index}] has no 'name'")
+    what = f"input {name!r}"
+    datatype = doc.get("datatype")
+    dtype = V2_DTYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise BadRequest(
+            f"{what}: unknown datatype {datatype!r}; one of {', '.join(V2_DTYPES)}"
+        )
+    shape = _shape(doc.get("shape"), what)
+    if max_rows is not None and shape and shape[0] > max_rows:
+        raise PayloadTooLarge(
+            f"{what} has {shape[0]} rows; the limit is {max_rows} rows per request"
+        )
+    count = math.prod(shape)
+    size = _parameters(doc, what).get("binary_data_size")
+    if size is not None:
+        if "data" in doc:
+            raise BadRequest(f"{what} has both 'data' and binary_data_size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadRequest(f"{what}: binary_data_size must be a number of bytes")
+        if offset + size > len(binary):
+            raise BadRequest(
+                f"{what}: binary_data_size {size} runs past the end of the body "
+                f"({len(binary) - offset} bytes left)"
+            )
+        chunk = binary[offset : offset + size]
+        if datatype == "BYTES":
+            array = _binary_bytes(chunk, what)
+        else:
+            if size != count * dtype.itemsize:
+                raise BadRequest(
+                    f"{what}: shape {shape} of {datatype} is {count * dtype.itemsize} bytes, "
+                    f"binary_data_size says {size}"
+                )
+            array = np.frombuffer(chunk, dtype=dtype)
+        offset += size
+    elif "data" in doc:
+        data = doc["data"]
+        if datatype == "BYTES":
+            array = bytes_elements(data, what)
+        else:
+            array = array_from_json(data, dtype, what)
+    else:
+        raise BadRequest(f"{what} has no 'data' (nor binary_data_size)")
+    if array.size != count:
+        raise BadRequest(f"{what}: shape {shape} holds {count} values, the data has {array.size}")
+    return InferInput(name, datatype, shape, array.reshape(shape)), offset
+
+
+def _flag(params: dict[str, Any], key: str, what: str) -> bool:
+    value = params.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{what}: {key} must be true or false")
+    return value
+
+
+def decode_infer_request(
+    body: bytes, header_length: str | None, *, max_rows: int | None = None
+) -> InferRequest:
+    """Parse an infer request (JSON alone, or JSON + binary tensors)."""
+    view = memoryview(body)
+    length = _header_length(header_length, len(view))
+    json_part, binary = (view, view[:0]) if length is None else (view[:length], view[length:])
+    doc = json_object(json_part, "the inference request", "'inputs'")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise BadRequest("the inference request needs 'inputs': a list of tensors")
+    inputs, offset = [], 0
+    for index, item in enumerate(raw_inputs):
+        tensor, offset = _decode_input(item, index, binary, offset, max_rows)
+        inputs.append(tensor)
+    if offset != len(binary):
+        raise BadRequest(
+            f"the body has {len(binary) - offset} bytes after the tensors that "
+            "binary_data_size accounts for"
+        )
+    names = [t.name for t in inputs]
+    if len(set(names)) != len(names):
+        raise BadRequest("an input is sent twice")
+    params = _parameters(doc, "the request")
+    outputs = None
+    if doc.get("outputs") is not None:
+        if not isinstance(doc["outputs"], list):
+            raise BadRequest("'outputs' must be a list of {name, parameters}")
+        outputs = []
+        for item in doc["outputs"]:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise BadRequest("each requested output needs a 'name'")
+            what = f"output {item['name']!r}"
+            outputs.append((item["name"], _flag(_parameters(item, what), "binary_data", what)))
+    request_id = doc.get("id")
+    return InferRequest(
+        inputs=inputs, outputs=outputs,
+        binary_output=_flag(params, "binary_data_output", "the request"),
+        id=request_id if isinstance(request_id, str) else None,
+    )
+
+
+# -- running it ------------------------------------------------------------------------
+
+
+def _model_inputs(mv: ModelVersion, signature: dict[str, Any],
+                  inputs: list[InferInput]) -> list[np.ndarray]:
+    """The request's tensors in the model's input order, checked against its signature."""
+    specs = signature.get("inputs") or []
+    ordered = by_input_name(specs, {t.name: t for t in inputs}, mv.name)
+    arrays = []
+    for spec, tensor in zip(specs, ordered):
+        datatype = v2_datatype(spec.get("dtype"))
+        if tensor.datatype != datatype:
+            raise BadRequest(
+                f"input {tensor.name!r} of model {mv.name!r} is {datatype}; "
+                f"the request sent {tensor.datatype}"
+            )
+        want = signature_shape(spec.get("shape"))
+        if spec.get("shape") is not None and (
+            len(want) != len(tensor.shape)
+            or any(w >= 0 and w != d for w, d in zip(want, tensor.shape))
+        ):
+            raise BadRequest(
+                f"input {tensor.name!r} of model {mv.name!r} takes shape {want}, "
+                f"got {tensor.shape}"
+            )
+        arrays.append(tensor.array)
+    return arrays
+
+
+def _encode_answer(mv: ModelVersion, signature: dict[str, Any], outputs: list[np.ndarray],
+                   request: InferRequest, rows: int) -> InferAnswer:
+    names = [str(s.get("name")) for s in signature.get("outputs") or []]
+    if len(names) != len(outputs):
+        names = [f"output_{i}" for i in range(len(outputs))]
+    position = {n: i for i, n in enumerate(names)}
+    chosen = request.outputs
+    if chosen is None:
+        chosen = [(n, request.binary_output) for n in names]
+    else:
+        unknown = [n for n, _ in chosen if n not in position]
+        if unknown:
+            raise BadRequest(
+                f"model {mv.name!r} has no output {unknown[0]!r}; outputs: {', '.join(names)}"
+            )
+        chosen = [(n, binary or request.binary_output) for n, binary in chosen]
+    docs, binary_parts = [], []
+    for name, binary in chosen:
+        array = np.asarray(outputs[position[name]])
+        out: dict[str, Any] = {
+            "name": name, "datatype": v2_datatype(array.dtype.name), "shape": list(array.shape),
+        }
+        if binary and array.dtype.kind != "O":
+            little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+            raw = memoryview(little.reshape(-1).view(np.uint8))
+            out["parameters"] = {"binary_data_size": len(raw)}
+            binary_parts.append(raw)
+        else:
+            out["data"] = json_data(array.reshape(-1))
+        docs.append(out)
+    doc: dict[str, Any] = {
+        "model_name": mv.name, "model_version": str(mv.version), "outputs": docs,
+    }
+    if request.id is not None:
+        doc["id"] = request.id
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    return InferAnswer(mv.name, rows, header, binary_parts)
+
+
+async def infer(service: TFaaS, name: str, version: str | None, body: bytes,
+                header_length: str | None) -> InferAnswer:
+    """Run one inference request on a model version (latest when ``version`` is None)."""
+    with service.admit():
+        request = decode_infer_request(body, header_length, max_rows=service.limits.max_rows)
+        mv = service.resolve(name, version)
+        try:
+            signature = await service.signature(mv)
+            arrays = _model_inputs(mv, signature, request.inputs)
+            rows = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1
+            # The service's runner path (batching, worker errors as API errors).
+            outputs = await service._run(mv, arrays)
+            return _encode_answer(mv, signature, outputs, request, rows)
+        except TFaaSError as exc:
+            exc.model = mv.name
+            raise

@@ -1,0 +1,59 @@
+"""Write a loaded model as a TF2 SavedModel with a ``serving_default`` signature.
+
+The way out to TF Serving and KServe: every format the worker loads (frozen graphs,
+SavedModels, ``.keras`` files) is saved through the same concrete function the worker
+serves, so the exported model computes what the server computes. Input and output names
+are the served ones, made valid signature keys (letters, digits, ``_``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import tensorflow as tf
+
+from .loaders import ModelLoadError, Predictor, _one_line
+
+
+def _keys(names: list[str], prefix: str) -> list[str]:
+    """Valid, unique signature keys for ``names``."""
+    keys: list[str] = []
+    for i, name in enumerate(names):
+        key = re.sub(r"[^A-Za-z0-9_]", "_", str(name)) or f"{prefix}_{i}"
+        if not key[0].isalpha():
+            key = f"{prefix}_{key}"
+        while key in keys:
+            key = f"{key}_{i}"
+        keys.append(key)
+    return keys
+
+
+def export_savedmodel(predictor: Predictor, target: str) -> dict[str, Any]:
+    """Save ``predictor`` at ``target``; answer the exported signature's keys."""
+    in_keys = _keys([i["name"] for i in predictor.inputs], "input")
+    out_keys = _keys([o["name"] for o in predictor.outputs], "output")
+    specs = [
+        tf.TensorSpec(info["shape"], tf.as_dtype(info["dtype"]), name=key)
+        for info, key in zip(predictor.inputs, in_keys)
+    ]
+    module = tf.Module()
+    keepalive = predictor._keepalive
+    if isinstance(keepalive, tuple):
+        keepalive = list(keepalive)
+    try:
+        module.served = keepalive  # variables of SavedModels and Keras models are saved
+    except (TypeError, ValueError):
+        pass
+
+    def serve(*xs: tf.Tensor) -> dict[str, tf.Tensor]:
+        outputs = predictor._call(list(xs))
+        return {key: tf.identity(out) for key, out in zip(out_keys, outputs)}
+
+    function = tf.function(serve, input_signature=specs, autograph=False)
+    try:
+        tf.saved_model.save(module, target,
+                            signatures={"serving_default": function.get_concrete_function()})
+    except Exception as e:  # TF raises many types when a graph cannot be serialized
+        raise ModelLoadError(f"cannot export the model as a SavedModel: {_one_line(e)}") from e
+    return {"inputs": in_keys, "outputs": out_keys}
