@@ -180,3 +180,16 @@ async def test_output_into_a_closed_pipe_is_quiet(
     )
     _, err = await asyncio.wait_for(proc.communicate(), timeout=300)
     assert b"Broken pipe" not in err and b"Traceback" not in err, err
+
+
+def test_no_arguments_prints_the_usage() -> None:
+    """``tfaas`` alone: the usage on stdout (as --help), exit 2 as a usage error."""
+    import subprocess
+
+    script = shutil.which("tfaas", path=os.path.dirname(sys.executable))
+    command = [script] if script else [sys.executable, "-m", "tfaas_jupyter.client.cli"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "TFAAS_URL"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout.startswith("usage: tfaas") and "--upload" in proc.stdout
+    assert "--predict" in proc.stdout and proc.stderr == ""
