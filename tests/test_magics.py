@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -151,3 +152,37 @@ def test_helpers() -> None:
     assert parse_cell_input("[[1, 2]]") == ([[1, 2]], None)
     with pytest.raises(UsageError, match="not JSON"):
         parse_cell_input("{nope")
+
+
+async def test_keras_upload_keeps_tensorflow_quiet(
+    shell: InteractiveShell, jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """``%tfaas upload model``: one line, none of TensorFlow's INFO logs of the export
+    (its "Assets written to" went to stdout and stderr), on any stream or descriptor."""
+    import logging
+
+    import tfmodels
+
+    model = tfmodels._tiny_keras()
+    shell.user_ns["model"] = model
+    token = jp_serverapp.identity_provider.token
+    await call(shell, f"connect http://localhost:{jp_http_port}{jp_base_url} --token {token}")
+    capfd.readouterr()
+    # As TensorFlow sets its logger up in an interactive session (a notebook): INFO, to
+    # stdout, with the "INFO:tensorflow:" format.
+    tf_logger = logging.getLogger("tensorflow")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    tf_level = tf_logger.level
+    tf_logger.addHandler(handler)
+    tf_logger.setLevel(logging.INFO)
+    try:
+        await call(shell, "upload model --name quiet")
+        out, err = capfd.readouterr()
+        assert tf_logger.level == logging.INFO  # put back after the export
+    finally:
+        tf_logger.removeHandler(handler)
+        tf_logger.setLevel(tf_level)
+    assert out.startswith("uploaded quiet version 1 (savedmodel;") and out.count("\n") == 1, out
+    assert "Assets written" not in out + err and "INFO" not in out + err, (out, err)
