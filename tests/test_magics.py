@@ -28,6 +28,7 @@ from tfaas_jupyter.client.magics import (
     parse_cell_input,
     predictions_frame,
 )
+from tfaas_jupyter.client.present import missing_extra
 
 
 @pytest.fixture
@@ -186,3 +187,32 @@ async def test_keras_upload_keeps_tensorflow_quiet(
         tf_logger.setLevel(tf_level)
     assert out.startswith("uploaded quiet version 1 (savedmodel;") and out.count("\n") == 1, out
     assert "Assets written" not in out + err and "INFO" not in out + err, (out, err)
+    # a rerun of the notebook: --replace starts again at version 1
+    await call(shell, "upload model --name quiet")
+    assert capfd.readouterr().out.startswith("uploaded quiet version 2 ")
+    await call(shell, "upload model --name quiet --replace")
+    assert capfd.readouterr().out.startswith("uploaded quiet version 1 ")
+    await call(shell, "upload model --name fresh --replace")  # nothing to replace
+    assert capfd.readouterr().out.startswith("uploaded fresh version 1 ")
+
+
+def test_a_missing_optional_package_is_one_line(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel without the notebook extra: one line naming it, before any request."""
+    monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` fails
+    for line in ("predict vk [1, 2]", "models"):
+        with pytest.raises(UsageError) as info:
+            magic(shell, line)
+        command = line.split()[0]
+        assert str(info.value) == (
+            f"%tfaas {command} needs pandas, which this Python does not have: "
+            "pip install 'tfaas-jupyter[notebook]' (then restart the kernel)")
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    monkeypatch.delitem(sys.modules, "tfaas_jupyter.client.widgets", raising=False)
+    with pytest.raises(UsageError, match=r"^%tfaas browser needs ipywidgets, .*"
+                                         r"pip install 'tfaas-jupyter\[notebook\]'"):
+        magic(shell, "browser")
+    # the helper names only our optional packages
+    assert missing_extra("x", "keras.src") and "[tf]" in missing_extra("x", "keras.src")
+    assert missing_extra("x", "tfaas_jupyter.nothing") is None
