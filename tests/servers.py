@@ -102,12 +102,14 @@ def jupyter_server(
     env: dict[str, str] | None = None,
     ready_path: str = "tfaas/models",
     timeout: float = 120,
+    python: str | None = None,
 ) -> Iterator[ServerProcess]:
     """Start ``python -m jupyter server`` with tfaas_jupyter; stop (or kill) it on exit.
 
     The server's environment holds nothing that would point a kernel at another
     server (TFAAS_*, JUPYTERHUB_*, JPY_*, JUPYTER_TOKEN). It counts as started once it
     answers ``ready_path`` and has written its runtime file, as kernels look for it.
+    ``python`` runs it (default: this interpreter), e.g. another environment's.
     """
     home.mkdir(parents=True, exist_ok=True)
     port, token = free_port(), secrets.token_hex(16)
@@ -127,7 +129,7 @@ def jupyter_server(
         **(env or {}),
     }
     cmd = [
-        sys.executable, "-m", "jupyter", "server", "--no-browser",
+        python or sys.executable, "-m", "jupyter", "server", "--no-browser",
         "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.base_url={base_url}",
         f"--ServerApp.root_dir={home}",
