@@ -334,6 +334,36 @@ async def test_upload_under_another_name_than_params_json(
     assert (await tfaas.predict({**doc, "model": "bundled"})).json() == renamed
 
 
+async def test_the_page_shows_the_calls_that_fit_each_model(
+    tfaas: TFaaSCaller, seed_dir: Path, built, image_model, jp_base_url: str
+) -> None:
+    """{base_url}tfaas/: per model, an image line only for an image model, the upload in
+    its own format; a link back to Lab."""
+    import re
+
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    ke = built["keras_export"]
+    reply = await tfaas.upload("saved", ke.extra["tar_top"].read_bytes(),
+                               filename="saved.tar.gz")
+    assert reply.code == 200, reply.body
+    reply = await tfaas.upload("cnn", image_model[0].read_bytes(), filename="cnn.keras")
+    assert reply.code == 200, reply.body
+    page = (await tfaas.call("GET", "")).body.decode()
+    assert f'<a href="{jp_base_url}lab">JupyterLab</a>' in page
+    sections = dict(re.findall(r"<h3>(\w+)</h3>\n<pre>(.*?)</pre>", page, re.S))
+    assert sorted(sections) == ["cnn", "saved", "vk"]
+    vk, saved, cnn = sections["vk"], sections["saved"], sections["cnn"]
+    assert "/image" not in vk and "/image" not in saved
+    assert "image=@file.png -F model=cnn" in cnn
+    assert "-F name=vk -F params=@params.json -F model=@model.pb -F labels=@labels.txt" in vk
+    assert "-F name=saved -F model=@saved_model.tar.gz\n" in saved and "params" not in saved
+    assert "-F name=cnn -F model=@model.keras\n" in cnn and "model.pb" not in cnn
+    assert "&quot;model&quot;: &quot;saved&quot;, &quot;values&quot;: [0.0, 0.0, 0.0, " \
+        "0.0, 0.0, 0.0]" in saved  # as many values as the model takes
+    for name, section in sections.items():
+        assert f"tfaas/delete/{name}" in section
+
+
 # -- bad input -------------------------------------------------------------------
 
 
