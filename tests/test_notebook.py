@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 from servers import ServerProcess, jupyter_server
 
-ROOT = Path(__file__).resolve().parents[1]
 BASE_URL = "/user/test/"
 CELL_TIMEOUT = 300.0  # kernel start + TensorFlow import on a loaded 2-core machine
 
