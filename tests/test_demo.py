@@ -71,7 +71,7 @@ def test_the_demo_notebook_runs_twice_in_the_demo_environment(
             for run in (1, 2):  # Run All, then Run All again
                 outputs = [kernel.run(code) for code in cells]
                 upload = outputs[cells.index(next(c for c in cells if "%tfaas upload" in c))]
-                assert upload.stdout.startswith("uploaded demo version 1 (savedmodel;"), (
+                assert upload.stdout.startswith(f"uploaded demo version {run} (savedmodel;"), (
                     run, upload)
                 assert upload.stdout.count("\n") == 1 and upload.stderr == "", (run, upload)
                 for out in outputs:
@@ -82,7 +82,7 @@ def test_the_demo_notebook_runs_twice_in_the_demo_environment(
                 curl = next(o.stdout for o in outputs if o.stdout.startswith("curl "))
                 assert f"{server.url}tfaas/json" in curl
                 assert [m["name"] for m in server.call("GET", "tfaas/models")] == ["demo"]
-                assert server.call("GET", "tfaas/models/demo")["versions"] == [1]
+                assert server.call("GET", "tfaas/models/demo")["versions"] == [run]
             # the last cell's predictions are the kernel's model's
             kernel.run("_want = model(np.array([[1.0, 1.0, 0.0, 0.0]], 'float32')).numpy()[0]\n"
                        "np.testing.assert_allclose(browser.predictions, _want, rtol=1e-4, "

@@ -18,7 +18,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from tfaas_jupyter.client import discovery
+from tfaas_jupyter.client import TFaaSClient, discovery
 from tfaas_jupyter.client.discovery import ServerInfo
 from tfaas_jupyter.client.magics import (
     HELP,
@@ -187,13 +187,20 @@ async def test_keras_upload_keeps_tensorflow_quiet(
         tf_logger.setLevel(tf_level)
     assert out.startswith("uploaded quiet version 1 (savedmodel;") and out.count("\n") == 1, out
     assert "Assets written" not in out + err and "INFO" not in out + err, (out, err)
-    # a rerun of the notebook: --replace starts again at version 1
+    # a rerun of the notebook: --replace leaves one version, once the new one is stored
     await call(shell, "upload model --name quiet")
     assert capfd.readouterr().out.startswith("uploaded quiet version 2 ")
     await call(shell, "upload model --name quiet --replace")
-    assert capfd.readouterr().out.startswith("uploaded quiet version 1 ")
+    out = capfd.readouterr().out
+    assert out.startswith("uploaded quiet version 3 ") and "; replaced version(s) 1, 2\n" in out
+    shell.user_ns["not_a_model"] = object()
+    with pytest.raises(UsageError, match="tfaas upload: "):  # a failed upload keeps all
+        await call(shell, "upload not_a_model --name quiet --replace")
     await call(shell, "upload model --name fresh --replace")  # nothing to replace
     assert capfd.readouterr().out.startswith("uploaded fresh version 1 ")
+    client = TFaaSClient(f"http://localhost:{jp_http_port}{jp_base_url}", token=token)
+    versions = await asyncio.to_thread(lambda: client.model("quiet")["versions"])
+    assert versions == [3]
 
 
 def test_a_missing_optional_package_is_one_line(

@@ -62,7 +62,7 @@ HELP = """\
                                          upload a live Keras model from the namespace
   %tfaas upload PATH --name NAME [--params FILE] [--labels FILE] [--replace]
                                          upload a .pb (+params), .keras, .tar.gz or .zip
-                                         (--replace: delete NAME's versions first)
+                                         (--replace: then delete NAME's older versions)
   %tfaas predict [--version N] NAME EXPR predictions for EXPR (array, DataFrame with the
                                          model's keys as columns, dict, list): always a
                                          pandas DataFrame, one column per output label
@@ -267,24 +267,30 @@ class TFaaSMagics(Magics):
             (["--params", "-p"], {"help": "params.json file (or JSON)"}),
             (["--labels", "-l"], {"help": "labels.txt file, or labels separated by commas"}),
             (["--replace"], {"action": "store_true",
-                             "help": "delete the model's versions first (a rerun gets version 1)"}),
+                             "help": "once stored, delete the model's earlier versions"}),
         ).parse_args(shlex.split(rest))
         model = self._resolve_model(args.model)
         client = self.client()
-        if args.replace:
-            try:
-                client.delete(args.name)
-            except TFaaSClientError as exc:
-                if exc.status != 404:  # nothing to replace is fine
-                    raise
         answer = client.upload(args.name, model, params=_parse_params(args.params),
                                labels=_parse_labels(args.labels))
+        replaced = self._delete_older(args.name, answer.get("version")) if args.replace else []
         labels = answer.get("labels")
         print(f"uploaded {answer.get('name')} version {answer.get('version')} "
               f"({answer.get('format')}; inputs {specs_text(answer.get('inputs'))}; "
               f"outputs {specs_text(answer.get('outputs'))}"
               + (f"; labels {', '.join(map(str, labels))}" if labels else "") + ")"
-              + (f"; {answer['note']}" if answer.get("note") else ""))
+              + (f"; {answer['note']}" if answer.get("note") else "")
+              + (f"; replaced version(s) {', '.join(map(str, replaced))}" if replaced else ""))
+
+    def _delete_older(self, name: str, version: Any) -> list[int]:
+        """``upload --replace``: delete the versions before ``version``, only after it is
+        stored, so a failed upload leaves the model as it was."""
+        client = self.client()
+        older = [v for v in client.model(name).get("versions") or []
+                 if isinstance(v, int) and isinstance(version, int) and v < version]
+        for number in older:
+            client.delete(name, number)
+        return older
 
     def _resolve_model(self, text: str) -> Any:
         """A name in the user namespace (a live model) wins over a path of the same name."""
