@@ -1,8 +1,10 @@
-"""GET {base_url}tfaas/: a small page listing the models and how to call them."""
+"""GET {base_url}tfaas/: a small page listing the models and, for each, the calls that fit it."""
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
@@ -24,22 +26,65 @@ code, pre {{ background: #f4f4f4; padding: .1em .3em; }} pre {{ padding: .6em; o
 </style></head><body>
 <h1>TensorFlow as a Service</h1>
 <p>tfaas-jupyter {version}, serving from <code>{model_dir}</code>;
-model worker: {worker}.</p>
+model worker: {worker}. Back to <a href="{lab}">JupyterLab</a>.</p>
 <h2>Models</h2>
 {models}
 <h2>How to call</h2>
 <p>Every endpoint needs your Jupyter token (header <code>Authorization: token ...</code>).</p>
+{calls}
 <pre>curl -H "Authorization: token $JUPYTER_TOKEN" {url}models
-curl -H "Authorization: token $JUPYTER_TOKEN" -X POST {url}upload \\
-     -F name={model} -F params=@params.json -F model=@model.pb -F labels=@labels.txt
-curl -H "Authorization: token $JUPYTER_TOKEN" -X POST {url}json \\
-     -d '{{"values": {values}, "model": "{model}"}}'
-curl -H "Authorization: token $JUPYTER_TOKEN" {url}image -F image=@file.png -F model={model}
-curl -H "Authorization: token $JUPYTER_TOKEN" -X DELETE {url}delete/{model}</pre>
+curl -H "Authorization: token $JUPYTER_TOKEN" {url}status</pre>
 <p>Endpoints: json, proto, image, upload, delete, models, params, status, metrics;
 the full description: <a href="{url}openapi.json">openapi.json</a>.</p>
 </body></html>
 """
+
+_AUTH = 'curl -H "Authorization: token $JUPYTER_TOKEN"'
+
+#: The model files an upload of each format sends, as the form's parts.
+_UPLOAD_PARTS = {
+    "graphdef": "-F params=@params.json -F model=@model.pb",
+    "savedmodel": "-F model=@saved_model.tar.gz",
+    "keras": "-F model=@model.keras",
+}
+
+
+def takes_images(doc: dict[str, Any]) -> bool:
+    """Whether /image fits the model: image params (the original's img_*), or one input
+    shaped [batch, height, width, 1 or 3 channels]."""
+    if any(key in doc for key in ("img_width", "img_height", "img_channels", "imgChannels")):
+        return True
+    inputs = doc.get("inputs") or []
+    if len(inputs) != 1:
+        return False
+    shape = list(inputs[0].get("shape") or [])
+    return len(shape) == 4 and shape[3] in (1, 3)
+
+
+def _example_values(doc: dict[str, Any]) -> str:
+    """A row of zeros as wide as the model's one input (at most 8 shown)."""
+    inputs = doc.get("inputs") or []
+    dims = (inputs[0].get("shape") or [None])[1:] if len(inputs) == 1 else [None]
+    if not all(isinstance(d, int) and d > 0 for d in dims):
+        return "[1.0, 2.0]"
+    width = max(1, math.prod(dims))
+    return "[" + ", ".join(["0.0"] * min(width, 8)) + (", ...]" if width > 8 else "]")
+
+
+def model_calls(doc: dict[str, Any], url: str) -> list[str]:
+    """The curl lines that fit one model: predict (JSON; an image for image models),
+    upload a new version in its format, delete."""
+    name = doc["name"]
+    body = json.dumps({"model": name})[:-1] + f', "values": {_example_values(doc)}}}'
+    lines = [f"{_AUTH} -X POST {url}json \\\n     -d '{body}'"]
+    if takes_images(doc):
+        lines.append(f"{_AUTH} {url}image -F image=@file.png -F model={name}")
+    parts = _UPLOAD_PARTS.get(str(doc.get("format")), "-F model=@MODEL_FILE")
+    if doc.get("label_names"):
+        parts += " -F labels=@labels.txt"
+    lines.append(f"{_AUTH} -X POST {url}upload \\\n     -F name={name} {parts}")
+    lines.append(f"{_AUTH} -X DELETE {url}delete/{name}")
+    return lines
 
 
 class IndexHandler(ExtensionHandlerMixin, JupyterHandler):
@@ -55,6 +100,7 @@ class IndexHandler(ExtensionHandlerMixin, JupyterHandler):
             self.base_url, "tfaas/"
         )
         rows = []
+        calls = []
         docs = service.models()
         for doc in docs:
             inputs = doc.get("inputs") or []
@@ -70,29 +116,29 @@ class IndexHandler(ExtensionHandlerMixin, JupyterHandler):
                     )
                 )
             )
+            calls.append(f"<h3>{xhtml_escape(doc['name'])}</h3>\n<pre>"
+                         + "\n".join(xhtml_escape(line) for line in model_calls(doc, url))
+                         + "</pre>")
         models = (
             "<table><tr><th>name</th><th>version</th><th>format</th><th>input shape</th>"
             "<th>description</th></tr>" + "".join(rows) + "</table>"
             if rows
-            else "<p>No models yet: upload one (see below).</p>"
+            else "<p>No models yet: upload one.</p>"
         )
-        # the examples name a real model and send as many values as it takes
-        example, values = "MyModel", "[1.0, 2.0]"
-        if docs:
-            example = docs[0]["name"]
-            inputs = docs[0].get("inputs") or []
-            dims = (inputs[0].get("shape") or [None])[1:] if len(inputs) == 1 else [None]
-            if all(isinstance(d, int) and d > 0 for d in dims):
-                width = max(1, math.prod(dims))
-                values = "[" + ", ".join(["0.0"] * min(width, 8)) + (", ...]" if width > 8 else "]")
+        if not calls:
+            calls.append(
+                "<pre>" + xhtml_escape(
+                    f"{_AUTH} -X POST {url}upload \\\n     -F name=MyModel "
+                    f"{_UPLOAD_PARTS['graphdef']} -F labels=@labels.txt") + "</pre>"
+            )
         self.finish(
             _PAGE.format(
                 version=xhtml_escape(__version__),
                 model_dir=xhtml_escape(str(service.repository.root)),
                 worker=xhtml_escape(service.worker.summary()),
                 models=models,
+                calls="\n".join(calls),
                 url=xhtml_escape(url),
-                model=xhtml_escape(example),
-                values=xhtml_escape(values),
+                lab=xhtml_escape(url_path_join(self.base_url, "lab")),
             )
         )

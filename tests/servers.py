@@ -113,6 +113,7 @@ def jupyter_server(
     The server's environment holds nothing that would point a kernel at another
     server (TFAAS_*, JUPYTERHUB_*, JPY_*, JUPYTER_TOKEN). It counts as started once it
     answers ``ready_path`` and has written its runtime file, as kernels look for it.
+    ``python`` runs it (default: this interpreter), e.g. another environment's.
     """
     home.mkdir(parents=True, exist_ok=True)
     port, token = free_port(), secrets.token_hex(16)

@@ -296,6 +296,75 @@ async def test_models_params_status_index(tfaas: TFaaSCaller, seed_dir: Path) ->
     assert page.code == 200 and b"vk" in page.body and b"<html" in page.body
 
 
+async def test_upload_under_another_name_than_params_json(
+    tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    """The form's name wins over params.json's (the stored params.json says so, the
+    answer mentions it); a bundle keeps its folder's name."""
+    params = json.loads((seed_dir / "params.json").read_text())
+    assert params["name"] == "vk"
+    model = (seed_dir / "model.pb").read_bytes()
+    reply = await tfaas.upload("vk2", model, params=params, labels="signal\n")
+    assert reply.code == 200, reply.body
+    answer = reply.json()
+    assert (answer["name"], answer["version"], answer["renamed_from"]) == ("vk2", 1, "vk")
+    assert "'vk'" in answer["note"] and "'vk2'" in answer["note"]
+    stored = json.loads((model_dir / "vk2" / "1" / "params.json").read_text())
+    assert stored["name"] == "vk2" and stored["inputNode"] == params["inputNode"]
+    assert (await tfaas.call("GET", "params/vk2")).json()["name"] == "vk2"
+    assert [m["name"] for m in (await tfaas.call("GET", "models")).json()] == ["vk2"]
+    doc = json.loads((seed_dir / "input.json").read_text())
+    renamed = (await tfaas.predict({**doc, "model": "vk2"})).json()
+    same = await tfaas.upload("vk", model, params=params, labels="signal\n")
+    assert same.code == 200 and "renamed_from" not in same.json()
+    assert renamed == (await tfaas.predict({**doc, "model": "vk"})).json()
+    # a bundle: its folder names the model, whatever its params.json says
+    folder = tmp_path / "bundled"
+    folder.mkdir()
+    for name in ("model.pb", "params.json", "labels.txt"):
+        (folder / name).write_bytes((seed_dir / name).read_bytes())
+    bundle = tmp_path / "bundle.tar.gz"
+    with tarfile.open(bundle, "w:gz") as tar:
+        tar.add(folder, arcname="bundled")
+    reply = await tfaas.call("POST", "upload", bundle.read_bytes(),
+                             {"Content-Type": "application/octet-stream"})
+    assert reply.code == 200, reply.body
+    assert (reply.json()["name"], reply.json()["renamed_from"]) == ("bundled", "vk")
+    stored = json.loads((model_dir / "bundled" / "1" / "params.json").read_text())
+    assert stored["name"] == "bundled"
+    assert (await tfaas.predict({**doc, "model": "bundled"})).json() == renamed
+
+
+async def test_the_page_shows_the_calls_that_fit_each_model(
+    tfaas: TFaaSCaller, seed_dir: Path, built, image_model, jp_base_url: str
+) -> None:
+    """{base_url}tfaas/: per model, an image line only for an image model, the upload in
+    its own format; a link back to Lab."""
+    import re
+
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    ke = built["keras_export"]
+    reply = await tfaas.upload("saved", ke.extra["tar_top"].read_bytes(),
+                               filename="saved.tar.gz")
+    assert reply.code == 200, reply.body
+    reply = await tfaas.upload("cnn", image_model[0].read_bytes(), filename="cnn.keras")
+    assert reply.code == 200, reply.body
+    page = (await tfaas.call("GET", "")).body.decode()
+    assert f'<a href="{jp_base_url}lab">JupyterLab</a>' in page
+    sections = dict(re.findall(r"<h3>(\w+)</h3>\n<pre>(.*?)</pre>", page, re.S))
+    assert sorted(sections) == ["cnn", "saved", "vk"]
+    vk, saved, cnn = sections["vk"], sections["saved"], sections["cnn"]
+    assert "/image" not in vk and "/image" not in saved
+    assert "image=@file.png -F model=cnn" in cnn
+    assert "-F name=vk -F params=@params.json -F model=@model.pb -F labels=@labels.txt" in vk
+    assert "-F name=saved -F model=@saved_model.tar.gz\n" in saved and "params" not in saved
+    assert "-F name=cnn -F model=@model.keras\n" in cnn and "model.pb" not in cnn
+    assert "&quot;model&quot;: &quot;saved&quot;, &quot;values&quot;: [0.0, 0.0, 0.0, " \
+        "0.0, 0.0, 0.0]" in saved  # as many values as the model takes
+    for name, section in sections.items():
+        assert f"tfaas/delete/{name}" in section
+
+
 # -- bad input -------------------------------------------------------------------
 
 
@@ -341,8 +410,6 @@ async def test_bad_uploads_are_clear_4xx(tfaas: TFaaSCaller, seed_dir: Path, mod
     body, ctype = encode_multipart({"name": "x"})
     reply = await tfaas.call("POST", "upload", body, {"Content-Type": ctype})
     assert reply.code == 400 and "model" in reply.json()["error"]
-    reply = await tfaas.upload("other", model, params=params)
-    assert reply.code == 400 and "mismatch" in reply.json()["error"]
     reply = await tfaas.upload("bad", b"this is not a graph", params={"name": "bad"})
     assert reply.code == 400 and "unreadable model" in reply.json()["error"]
     reply = await tfaas.upload("vk", model, params={**params, "inputNode": "nope"})

@@ -230,3 +230,16 @@ async def test_int64_round_trip_exact(tfaas_cli, built, tmp_path: Path) -> None:
         answer = json.loads(r.out)
         assert answer == [257, 1, 1700000002, 9007199254740994]
         assert all(type(v) is int for v in answer), r.out
+
+
+def test_no_arguments_prints_the_usage() -> None:
+    """``tfaas`` alone: the usage on stdout (as --help), exit 2 as a usage error."""
+    import subprocess
+
+    script = shutil.which("tfaas", path=os.path.dirname(sys.executable))
+    command = [script] if script else [sys.executable, "-m", "tfaas_jupyter.client.cli"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "TFAAS_URL"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout.startswith("usage: tfaas") and "--upload" in proc.stdout
+    assert "--predict" in proc.stdout and proc.stderr == ""

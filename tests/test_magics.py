@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,7 +18,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from tfaas_jupyter.client import discovery
+from tfaas_jupyter.client import TFaaSClient, discovery
 from tfaas_jupyter.client.discovery import ServerInfo
 from tfaas_jupyter.client.magics import (
     HELP,
@@ -27,6 +28,7 @@ from tfaas_jupyter.client.magics import (
     parse_cell_input,
     predictions_frame,
 )
+from tfaas_jupyter.client.present import missing_extra
 
 
 @pytest.fixture
@@ -198,3 +200,73 @@ async def test_predict_int64_round_trip_exact(
     shell.user_ns["ids_array"] = np.array([[1_700_000_001, 2**53 + 1]] * 2, dtype=np.int64)
     frame = await call(shell, "predict ids ids_array")
     assert frame.to_numpy().tolist() == [want, want]
+
+
+async def test_keras_upload_keeps_tensorflow_quiet(
+    shell: InteractiveShell, jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """``%tfaas upload model``: one line, none of TensorFlow's INFO logs of the export
+    (its "Assets written to" went to stdout and stderr), on any stream or descriptor."""
+    import logging
+
+    import tfmodels
+
+    model = tfmodels._tiny_keras()
+    shell.user_ns["model"] = model
+    token = jp_serverapp.identity_provider.token
+    await call(shell, f"connect http://localhost:{jp_http_port}{jp_base_url} --token {token}")
+    capfd.readouterr()
+    # As TensorFlow sets its logger up in an interactive session (a notebook): INFO, to
+    # stdout, with the "INFO:tensorflow:" format.
+    tf_logger = logging.getLogger("tensorflow")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    tf_level = tf_logger.level
+    tf_logger.addHandler(handler)
+    tf_logger.setLevel(logging.INFO)
+    try:
+        await call(shell, "upload model --name quiet")
+        out, err = capfd.readouterr()
+        assert tf_logger.level == logging.INFO  # put back after the export
+    finally:
+        tf_logger.removeHandler(handler)
+        tf_logger.setLevel(tf_level)
+    assert out.startswith("uploaded quiet version 1 (savedmodel;") and out.count("\n") == 1, out
+    assert "Assets written" not in out + err and "INFO" not in out + err, (out, err)
+    # a rerun of the notebook: --replace leaves one version, once the new one is stored
+    await call(shell, "upload model --name quiet")
+    assert capfd.readouterr().out.startswith("uploaded quiet version 2 ")
+    await call(shell, "upload model --name quiet --replace")
+    out = capfd.readouterr().out
+    assert out.startswith("uploaded quiet version 3 ") and "; replaced version(s) 1, 2\n" in out
+    shell.user_ns["not_a_model"] = object()
+    with pytest.raises(UsageError, match="tfaas upload: "):  # a failed upload keeps all
+        await call(shell, "upload not_a_model --name quiet --replace")
+    await call(shell, "upload model --name fresh --replace")  # nothing to replace
+    assert capfd.readouterr().out.startswith("uploaded fresh version 1 ")
+    client = TFaaSClient(f"http://localhost:{jp_http_port}{jp_base_url}", token=token)
+    versions = await asyncio.to_thread(lambda: client.model("quiet")["versions"])
+    assert versions == [3]
+
+
+def test_a_missing_optional_package_is_one_line(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel without the notebook extra: one line naming it, before any request."""
+    monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` fails
+    for line in ("predict vk [1, 2]", "models"):
+        with pytest.raises(UsageError) as info:
+            magic(shell, line)
+        command = line.split()[0]
+        assert str(info.value) == (
+            f"%tfaas {command} needs pandas, which this Python does not have: "
+            "pip install 'tfaas-jupyter[notebook]' (then restart the kernel)")
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    monkeypatch.delitem(sys.modules, "tfaas_jupyter.client.widgets", raising=False)
+    with pytest.raises(UsageError, match=r"^%tfaas browser needs ipywidgets, .*"
+                                         r"pip install 'tfaas-jupyter\[notebook\]'"):
+        magic(shell, "browser")
+    # the helper names only our optional packages
+    assert missing_extra("x", "keras.src") and "[tf]" in missing_extra("x", "keras.src")
+    assert missing_extra("x", "tfaas_jupyter.nothing") is None

@@ -4,7 +4,8 @@ API, and cells executed over the kernel websocket (Jupyter messaging v5). The ke
 finds its server with no configuration, as in JupyterLab.
 
 Also: the same from nbclient (a kernel not started by the server) with
-``%tfaas connect``, and the example notebook ``examples/tfaas-demo.ipynb``.
+``%tfaas connect``. The example notebook runs in test_demo.py, in the demo's
+environment.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import numpy as np
 import pytest
 from servers import ServerProcess, jupyter_server
 
-ROOT = Path(__file__).resolve().parents[1]
 BASE_URL = "/user/test/"
 CELL_TIMEOUT = 300.0  # kernel start + TensorFlow import on a loaded 2-core machine
 
@@ -78,7 +78,8 @@ class KernelWS:
         from tornado.httpclient import HTTPRequest
         from tornado.websocket import websocket_connect
 
-        url = (f"ws://127.0.0.1:{self.server.port}{BASE_URL}api/kernels/{self.kernel_id}"
+        url = (f"ws://127.0.0.1:{self.server.port}{self.server.base_url}api/kernels/"
+               f"{self.kernel_id}"
                f"/channels?session_id={self.client_session}")
         request = HTTPRequest(url, headers={"Authorization": f"token {self.server.token}"},
                               connect_timeout=60, request_timeout=CELL_TIMEOUT)
@@ -262,17 +263,4 @@ def test_nbclient_kernel_with_connect(server: ServerProcess, tmp_path: Path) -> 
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     out = "".join(o.get("text", "") for o in nb.cells[1].outputs)
     assert f"{server.url}tfaas/ (connect; " in out, out
-    assert server.call("GET", "tfaas/models") == []
-
-
-def test_example_notebook(server: ServerProcess, kernel: KernelWS) -> None:
-    """examples/tfaas-demo.ipynb runs cell by cell in a kernel of the server."""
-    import nbformat
-
-    nb = nbformat.read(ROOT / "examples" / "tfaas-demo.ipynb", as_version=4)
-    code_cells = [c.source for c in nb.cells if c.cell_type == "code"]
-    assert any("%tfaas upload" in c for c in code_cells)
-    outputs = [kernel.run(code) for code in code_cells]
-    curl = [o.stdout for o in outputs if o.stdout.strip().startswith("curl ")]
-    assert curl and f"{server.url}tfaas/json" in curl[0]
     assert server.call("GET", "tfaas/models") == []

@@ -129,8 +129,9 @@ async def test_keras_file_values_box_status_and_errors(client: TFaaSClient,
     # A wrong number of values is an error message, not an exception.
     browser.values_text.value = "1, 2"
     await call(browser.predict_button.click)
-    assert browser.last_error and "expects 6 values" in browser.last_error
-    assert "expects 6 values" in browser.message.value
+    assert browser.last_error and "tiny expects 6 values per row, got 2" in browser.last_error
+    assert "expects 6 values" in browser.try_message.value  # next to the form
+    assert "expects" not in browser.message.value
     browser.values_text.value = "1, x"
     await call(browser.predict_button.click)
     assert "not a list of numbers" in (browser.last_error or "")
@@ -157,8 +158,115 @@ async def test_keras_file_values_box_status_and_errors(client: TFaaSClient,
     browser.name_text.value = "bad"
     await call(browser.upload_button.click)
     assert browser.last_error and "upload failed" in browser.upload_message.value
+    assert "unreadable model" in browser.upload_message.value
+    assert "upload failed" not in browser.message.value
+    # the bytes were all sent, but a refused upload does not show a full bar
+    assert browser.upload_progress.value == 0.0
+    assert browser.upload_progress.bar_style == "danger"
     assert [m["name"] for m in await call(client.models)] == ["tiny"]
     browser.close()
+
+
+def _tree(widget: Any) -> list[Any]:
+    """A widget and every widget inside it."""
+    found = [widget]
+    for child in getattr(widget, "children", ()) or ():
+        found += _tree(child)
+    return found
+
+
+async def test_the_form_follows_the_selection(client: TFaaSClient, seed_dir: Path,
+                                              tmp_path: Path) -> None:
+    """Two models: the header, the try-it form and its values follow the selected one;
+    long key names are readable in full; a rename is said where the upload was made."""
+    built = await call(tfmodels.make_keras_file, tmp_path / "k")
+    browser: ModelBrowser = await call(ModelBrowser, client)
+    # no button or file picker shows a "null" tooltip
+    for widget in _tree(browser.widget):
+        if hasattr(widget, "tooltip") and isinstance(widget, (type(browser.upload_button),
+                                                              type(browser.file_upload))):
+            assert widget.tooltip, widget
+
+    browser.file_upload.value = picked(built.path)
+    await call(browser.upload_button.click)
+    assert browser.last_error is None, browser.last_error
+    assert browser.upload_progress.value == 1.0 and browser.upload_progress.bar_style == "success"
+
+    doc = json.loads((seed_dir / "input.json").read_text())
+    params = json.loads((seed_dir / "params.json").read_text())
+    params["keys"] = doc["keys"]
+    params["description"] = "<b>vk</b> & co"
+    (tmp_path / "params.json").write_text(json.dumps(params))
+    browser.name_text.value = "vk_renamed"  # params.json says "vk"
+    browser.file_upload.value = picked(seed_dir / "model.pb", tmp_path / "params.json")
+    await call(browser.upload_button.click)
+    assert browser.last_error is None, browser.last_error
+    assert "stored as &#x27;vk_renamed&#x27;" in browser.upload_message.value
+    assert browser.selected == "vk_renamed"
+    assert "selected: vk_renamed (graphdef, version 1 of 1)" in browser.message.value
+    assert "2 model(s)" in browser.message.value
+    # the key names in full, as label and tooltip, with room to show them
+    longest = max(doc["keys"], key=len)
+    field = browser.key_fields[longest]
+    assert field.description == field.tooltip == longest
+    assert field.style.description_width == "initial"
+    # params as a table, every value escaped
+    info = browser.model_info.value
+    assert "&lt;b&gt;vk&lt;/b&gt; &amp; co" in info and "<b>vk</b>" not in info
+    assert "<th style='text-align:left;padding:0 1em 0 0;vertical-align:top'>inputNode</th>" \
+        in info and "{" not in info
+
+    for key, value in zip(doc["keys"], doc["values"]):
+        browser.key_fields[key].value = value
+    await call(browser.predict_button.click)
+    assert "vk_renamed: 1 output(s)" in browser.try_message.value
+
+    # another model: header, form and values follow; the old result is gone
+    await call(browser.select, "tiny")
+    assert "selected: tiny (keras" in browser.message.value
+    assert "vk_renamed" not in browser.message.value
+    assert browser.key_fields == {} and browser.result_box.children == ()
+    assert browser.try_message.value == "" and browser.predictions is None
+    assert browser.values_text.placeholder == f"{tfmodels.N_IN} values separated by commas"
+    browser.values_text.value = "1, 2, 3"
+    await call(browser.select, "vk_renamed")
+    await call(browser.select, "tiny")
+    assert browser.values_text.value == ""  # reset on a model change
+    browser.values_text.value = ", ".join(["0.5"] * (tfmodels.N_IN + 1))
+    await call(browser.predict_button.click)
+    assert browser.last_error == f"tiny expects {tfmodels.N_IN} values per row, got " \
+        f"{tfmodels.N_IN + 1}"
+    browser.close()
+
+
+class _StubClient:
+    """Answers as a server would, with markup where text is expected."""
+
+    url = "http://127.0.0.1:1/<x>/tfaas/"
+
+    def status(self) -> dict[str, Any]:
+        return {"worker": {"state": "<i>running</i>"}, "tensorflow": "2.<b>",
+                "models_on_disk": ["a<b"], "models_loaded": [], "getRequests": "<7>",
+                "postRequests": 1, "deleteRequests": 0, "errors": "<e>",
+                "models": {"a<b": {"requests": "<r>", "rows": 2, "errors": 0,
+                                   "mean_latency_ms": 1.25}}}
+
+
+def test_everything_shown_as_html_is_escaped() -> None:
+    browser = ModelBrowser(_StubClient(), load=False)  # type: ignore[arg-type]
+    browser.refresh_status()
+    shown = browser.status_html.value
+    for raw in ("<i>running", "2.<b>", "a<b", "<7>", "<e>", "<r>"):
+        assert raw not in shown
+    for escaped in ("&lt;i&gt;running&lt;/i&gt;", "a&lt;b", "GET &lt;7&gt;", "&lt;r&gt;", "1.2"):
+        assert escaped in shown, shown
+    detail = {"name": "m", "versions": [1, "<2>"], "format": "<f>", "version": 1,
+              "inputs": [{"name": "<in>", "shape": [None, 3]}], "outputs": [],
+              "keys": ["<k>"], "label_names": ["<l>"], "extra": {"<p>": [1, 2]}}
+    info = ModelBrowser._describe(detail)
+    for raw in ("<2>", "<f>", "<in>", "<k>", "<l>", "<p>"):
+        assert raw not in info, raw
+    assert "&lt;in&gt;[?,3]" in info and "{&quot;&lt;p&gt;&quot;: [1, 2]}" in info
 
 
 def test_classify_upload_and_bar_chart() -> None:

@@ -553,3 +553,66 @@ async def test_a_model_with_string_inputs_is_refused_clearly(tmp_path: Path) -> 
         assert "not numbers" in ei.value.message and "text" in ei.value.message
     finally:
         await w.stop()
+
+
+class _Records(list):
+    """A logger's records, kept in a list."""
+
+    def logger(self, name: str) -> Any:
+        import logging
+
+        handler = logging.Handler()
+        handler.emit = self.append  # type: ignore[method-assign]
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.setLevel(logging.DEBUG)
+        log.propagate = False
+        return log
+
+
+async def test_worker_stderr_is_logged_by_level(models) -> None:
+    """TensorFlow's chatter on the worker's stderr goes to the log at DEBUG, other lines
+    (real errors) at WARNING; the worker's stdout at DEBUG."""
+    import collections
+    import logging
+    from types import SimpleNamespace
+
+    records = _Records()
+    w = ModelWorker(log=records.logger("tfaas-test-pump"))
+    chatter = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1764100000.123456   42 cpu_feature_guard.cc:210] This TensorFlow binary",
+        "W0000 00:00:1764100000.123456   42 port.cc:153] oneDNN custom operations are on.",
+        "2026-11-26 02:00:00.000000: I tensorflow/core/util/port.cc:113] oneDNN custom ops",
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild",
+        "INFO:tensorflow:Assets written to: /tmp/x/assets",
+        "WARNING:absl:Compiled the loaded model, but the compiled metrics have yet to be built.",
+    ]
+    errors = ["E0000 00:00:1764100000.1 42 op_kernel.cc:1828] OP_REQUIRES failed",
+              "Traceback (most recent call last):", "MemoryError: out of memory"]
+    reader = asyncio.StreamReader()
+    reader.feed_data("".join(line + "\n" for line in chatter + errors).encode())
+    reader.feed_eof()
+    conn = SimpleNamespace(proc=SimpleNamespace(pid=7), stderr_tail=collections.deque())
+    await w._pump(conn, reader, logging.WARNING, tail=True)
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.DEBUG, f"[worker 7] {line}") for line in chatter
+    ] + [(logging.WARNING, f"[worker 7] {line}") for line in errors]
+    assert list(conn.stderr_tail) == chatter + errors
+
+    # A real worker with TensorFlow's C++ logs on: nothing above DEBUG from a start and
+    # a prediction.
+    records.clear()
+    real = ModelWorker(threads=1, log=records.logger("tfaas-test-pump-real"),
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    g = models["graphdef"]
+    try:
+        await real.start()
+        meta = await real.load("g/1", str(g.path), g.fmt, g.params)
+        await real.predict("g/1", str(g.path), g.fmt, g.params, _inputs(meta, 2))
+    finally:
+        await real.stop()
+    forwarded = [r for r in records if r.getMessage().startswith("[worker ")]
+    assert any("oneDNN" in r.getMessage() for r in forwarded), [r.getMessage() for r in records]
+    loud = [r.getMessage() for r in forwarded if r.levelno > logging.DEBUG]
+    assert not loud, loud

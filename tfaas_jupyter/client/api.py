@@ -19,9 +19,11 @@ small requests does not pay a TCP handshake each time.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
+import logging
 import os
 import socket
 import ssl
@@ -523,9 +525,31 @@ def _model_payload(model: Any) -> tuple[str, bytes]:
     )
 
 
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Keep TensorFlow's INFO logs ("Assets written to ...", on both stdout and stderr)
+    out of the user's notebook while we export; errors still raise."""
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
+    levels = [logger.level for logger in loggers]
+    absl = sys.modules.get("absl.logging")
+    verbosity = absl.get_verbosity() if absl is not None else None
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        if absl is not None:
+            absl.set_verbosity(absl.ERROR)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        if absl is not None:
+            absl.set_verbosity(verbosity)
+
+
 def _export_keras(model: Any) -> bytes:
     """Export a live Keras model as a SavedModel and pack it (TensorFlow needed here only)."""
-    with tempfile.TemporaryDirectory(prefix="tfaas-export-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tfaas-export-") as tmp, _quiet_export():
         target = Path(tmp) / "saved_model"
         if hasattr(model, "export"):
             try:

@@ -249,6 +249,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # nothing asked: say what can be asked
+        parser.print_help()
+        return 2
     args = parser.parse_args(argv)
     try:
         return run(args)

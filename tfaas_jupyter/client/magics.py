@@ -9,7 +9,9 @@ Every subcommand talks to the server through :class:`tfaas_jupyter.client.TFaaSC
 where that server is comes from :mod:`tfaas_jupyter.discovery`. Neither this module
 nor those import TensorFlow or jupyter_server: the kernel's Python may have another
 TensorFlow, or none (SWAN). A problem is reported as one line (IPython's
-``UsageError``), never a traceback: a notebook user needs the reason, not our stack.
+``UsageError``), never a traceback: a notebook user needs the reason, not our stack;
+an optional package the kernel lacks (pandas, ipywidgets: the ``notebook`` extra) too.
+``%tfaas predict`` and ``%tfaas models`` answer pandas DataFrames, whatever the input.
 """
 
 from __future__ import annotations
@@ -21,13 +23,21 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from . import discovery
 from .api import TFaaSClient, TFaaSClientError
 from .discovery import DiscoveryError, ServerInfo
+from .present import (
+    format_status,
+    input_width,
+    missing_extra,
+    models_frame,
+    output_labels,
+    predictions_frame,
+    specs_text,
+)
 
 __all__ = [
     "HELP",
@@ -47,12 +57,14 @@ HELP = """\
 
   %tfaas status                          the server's status (worker, models, counts)
   %tfaas models                          the models, their versions, inputs and labels
-  %tfaas upload MODEL_VAR --name NAME [--labels a,b,...] [--params FILE]
+  %tfaas upload MODEL_VAR --name NAME [--labels a,b,...] [--params FILE] [--replace]
                                          upload a live Keras model from the namespace
-  %tfaas upload PATH --name NAME [--params FILE] [--labels FILE]
+  %tfaas upload PATH --name NAME [--params FILE] [--labels FILE] [--replace]
                                          upload a .pb (+params), .keras, .tar.gz or .zip
+                                         (--replace: then delete NAME's older versions)
   %tfaas predict [--version N] NAME EXPR predictions for EXPR (array, DataFrame with the
-                                         model's keys as columns, dict, list) as a DataFrame
+                                         model's keys as columns, dict, list): always a
+                                         pandas DataFrame, one column per output label
   %%tfaas predict [--version N] NAME     the cell is the JSON input: {"keys","values"}
                                          or a list of rows (N: a version or a label)
   %tfaas delete NAME [--version N]       delete a model (or one version)
@@ -70,40 +82,6 @@ use %tfaas connect, or set TFAAS_URL and TFAAS_TOKEN.
 # -- pure helpers (tested without a kernel) -------------------------------------
 
 
-def output_labels(model: dict[str, Any] | None, width: int) -> list[str]:
-    """Column names for ``width`` outputs: the model's label names when they fit,
-    else ``output_0..n``."""
-    labels = list((model or {}).get("label_names") or (model or {}).get("labels") or [])
-    if len(labels) == width and len(set(map(str, labels))) == width:
-        return [str(label) for label in labels]
-    return [f"output_{i}" for i in range(width)]
-
-
-def predictions_frame(outputs: Any, model: dict[str, Any] | None = None, index: Any = None):
-    """Outputs as a pandas DataFrame with one column per label (a 2-D array without pandas)."""
-    array = np.atleast_2d(np.asarray(outputs))
-    columns = output_labels(model, array.shape[1])
-    try:
-        import pandas as pd
-    except ImportError:  # the kernel has no pandas: the array is still the answer
-        return array
-    if index is not None and len(index) != array.shape[0]:
-        index = None
-    return pd.DataFrame(array, columns=columns, index=index)
-
-
-def _input_width(model: dict[str, Any]) -> int | None:
-    total = 0
-    for spec in model.get("inputs") or []:
-        size = 1
-        for dim in list(spec.get("shape") or [])[1:]:
-            if dim is None or dim < 0:
-                return None
-            size *= int(dim)
-        total += size
-    return total or None
-
-
 def example_request(name: str, model: dict[str, Any] | None) -> dict[str, Any]:
     """A valid /json request for ``model``: its keys (if params list them) and one row of
     zeros of the right width."""
@@ -114,7 +92,7 @@ def example_request(name: str, model: dict[str, Any] | None) -> dict[str, Any]:
         doc["keys"] = [str(k) for k in keys]
         doc["values"] = [0.0] * len(keys)
     else:
-        doc["values"] = [0.0] * (_input_width(model) or 1)
+        doc["values"] = [0.0] * (input_width(model) or 1)
     return doc
 
 
@@ -255,6 +233,11 @@ class TFaaSMagics(Magics):
             return None
         except TFaaSClientError as exc:
             raise UsageError(f"tfaas {command}: {exc}") from None
+        except ImportError as exc:  # an optional package this kernel lacks
+            line = missing_extra(f"%tfaas {command}", exc.name or "")
+            if line is None:
+                raise
+            raise UsageError(line) from None
         except (OSError, ValueError, TypeError, DiscoveryError) as exc:
             raise UsageError(f"tfaas {command}: {exc}") from None
 
@@ -264,10 +247,11 @@ class TFaaSMagics(Magics):
         _parser("status").parse_args(shlex.split(rest))
         client = self.client()
         status = client.status()
-        print(format_status(status, self._server))
+        print(format_status(status, self._server.tfaas_url if self._server else None))
 
     def _cmd_models(self, rest: str) -> Any:
         _parser("models").parse_args(shlex.split(rest))
+        import pandas  # noqa: F401 - the answer is a DataFrame
         models = self.client().models()
         if not models:
             print(f"no models on {self._server.url if self._server else 'the server'} yet; "
@@ -282,17 +266,31 @@ class TFaaSMagics(Magics):
             (["--name", "-n"], {"required": True, "help": "the model's name"}),
             (["--params", "-p"], {"help": "params.json file (or JSON)"}),
             (["--labels", "-l"], {"help": "labels.txt file, or labels separated by commas"}),
+            (["--replace"], {"action": "store_true",
+                             "help": "once stored, delete the model's earlier versions"}),
         ).parse_args(shlex.split(rest))
         model = self._resolve_model(args.model)
         client = self.client()
         answer = client.upload(args.name, model, params=_parse_params(args.params),
                                labels=_parse_labels(args.labels))
-        inputs = ", ".join(_spec(s) for s in answer.get("inputs") or []) or "?"
-        outputs = ", ".join(_spec(s) for s in answer.get("outputs") or []) or "?"
+        replaced = self._delete_older(args.name, answer.get("version")) if args.replace else []
         labels = answer.get("labels")
         print(f"uploaded {answer.get('name')} version {answer.get('version')} "
-              f"({answer.get('format')}; inputs {inputs}; outputs {outputs}"
-              + (f"; labels {', '.join(map(str, labels))}" if labels else "") + ")")
+              f"({answer.get('format')}; inputs {specs_text(answer.get('inputs'))}; "
+              f"outputs {specs_text(answer.get('outputs'))}"
+              + (f"; labels {', '.join(map(str, labels))}" if labels else "") + ")"
+              + (f"; {answer['note']}" if answer.get("note") else "")
+              + (f"; replaced version(s) {', '.join(map(str, replaced))}" if replaced else ""))
+
+    def _delete_older(self, name: str, version: Any) -> list[int]:
+        """``upload --replace``: delete the versions before ``version``, only after it is
+        stored, so a failed upload leaves the model as it was."""
+        client = self.client()
+        older = [v for v in client.model(name).get("versions") or []
+                 if isinstance(v, int) and isinstance(version, int) and v < version]
+        for number in older:
+            client.delete(name, number)
+        return older
 
     def _resolve_model(self, text: str) -> Any:
         """A name in the user namespace (a live model) wins over a path of the same name."""
@@ -312,6 +310,8 @@ class TFaaSMagics(Magics):
         )
 
     def _cmd_predict(self, rest: str, cell: str | None) -> Any:
+        import pandas  # noqa: F401 - the answer is a DataFrame: say so before any request
+
         version = None
         tokens = rest.split(None, 1)
         while tokens and tokens[0] in ("--version", "-v"):
@@ -430,54 +430,6 @@ def _version(text: str) -> int | str:
     if number < 1:
         raise UsageError("tfaas: version must be 1 or more")
     return number
-
-
-def _spec(spec: dict[str, Any]) -> str:
-    shape = ["?" if d is None or d < 0 else str(d) for d in spec.get("shape") or []]
-    return f"{spec.get('name', '?')}[{','.join(shape)}]"
-
-
-def models_frame(models: list[dict[str, Any]]):
-    """/models as a DataFrame (one row per model); a list of dicts without pandas."""
-    rows = []
-    for m in models:
-        labels = m.get("label_names") or []
-        rows.append({
-            "name": m.get("name"),
-            "version": m.get("version"),
-            "versions": m.get("versions"),
-            "format": m.get("format"),
-            "inputs": ", ".join(_spec(s) for s in m.get("inputs") or []),
-            "outputs": ", ".join(_spec(s) for s in m.get("outputs") or []),
-            "keys": len(m.get("keys") or []) or None,
-            "labels": ", ".join(map(str, labels[:8])) + (" ..." if len(labels) > 8 else ""),
-            "created": m.get("created"),
-        })
-    try:
-        import pandas as pd
-    except ImportError:
-        return rows
-    return pd.DataFrame(rows).set_index("name")
-
-
-def format_status(status: dict[str, Any], server: ServerInfo | None = None) -> str:
-    """The status as a few lines: where, worker, loaded models, per-model counts."""
-    worker = status.get("worker") or {}
-    lines = [
-        f"tfaas {status.get('version', '?')} at {server.tfaas_url if server else '?'}",
-        f"worker: {worker.get('summary') or worker.get('state', '?')}, "
-        f"TensorFlow {status.get('tensorflow') or '?'}",
-        f"models on disk: {', '.join(status.get('models_on_disk') or []) or 'none'}",
-        f"models loaded: {', '.join(status.get('models_loaded') or []) or 'none'}",
-        f"requests: GET {status.get('getRequests', 0)}, POST {status.get('postRequests', 0)}, "
-        f"DELETE {status.get('deleteRequests', 0)}, errors {status.get('errors', 0)}",
-    ]
-    for name, entry in (status.get("models") or {}).items():
-        latency = entry.get("mean_latency_ms")
-        lines.append(f"  {name}: {entry.get('requests', 0)} requests, {entry.get('rows', 0)} "
-                     f"rows, {entry.get('errors', 0)} errors"
-                     + (f", mean {latency:.1f} ms" if latency is not None else ""))
-    return "\n".join(lines)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -7,8 +7,9 @@ confirmation step and runs one row through a model, showing the outputs as bars.
 Every control is a public attribute and every action a plain method called by the
 button handlers, so tests drive the browser from Python (set ``.value``, call a
 button's ``.click()``) without a web page. Handlers never raise: ipywidgets would
-only log the exception where no user looks; the error goes to :attr:`message`
-(and :attr:`last_error`) instead.
+only log the exception where no user looks; the error is shown next to the form it
+belongs to (try it, upload, delete, status; the model list's in the header) and kept
+in :attr:`last_error`. Everything shown as HTML is escaped.
 
 No matplotlib: the bar chart is FloatProgress bars, which render anywhere widgets do.
 """
@@ -26,7 +27,16 @@ import ipywidgets as w
 import numpy as np
 
 from .api import TFaaSClient, TFaaSClientError
-from .magics import output_labels
+from .present import (
+    STATUS_COLUMNS,
+    html_table,
+    input_width,
+    output_labels,
+    params_rows,
+    specs_text,
+    status_headline,
+    status_rows,
+)
 
 __all__ = ["ModelBrowser", "bar_chart", "classify_upload"]
 
@@ -94,19 +104,19 @@ def bar_chart(
                               layout=w.Layout(width="50%"))
         bars.append(bar)
         rows.append(w.HBox([
-            w.Label(str(label), layout=w.Layout(width="25%")),
+            w.Label(str(label), tooltip=str(label), layout=w.Layout(width="25%")),
             bar,
             w.Label(f"{value:.4g}"),
         ]))
     return w.VBox(rows), bars
 
 
-def _ms(value: Any) -> str:
-    return "" if value is None else f"{float(value):.1f}"
-
-
 #: The version dropdown's value for "every version" (versions start at 1).
 ALL_VERSIONS = 0
+
+
+def _error_html(text: str) -> str:
+    return f'<span style="color:#b00">&#9888; {html.escape(text)}</span>'
 
 
 class ModelBrowser:
@@ -126,7 +136,7 @@ class ModelBrowser:
         self._timer_stop: threading.Event | None = None
         self._lock = threading.RLock()
 
-        # Header
+        # Header: the server, the model count and the selected model (or the list's error)
         self.refresh_button = w.Button(description="Refresh", icon="refresh",
                                        tooltip="Reload the model list and status")
         self.message = w.HTML()
@@ -135,18 +145,23 @@ class ModelBrowser:
                                       layout=w.Layout(width="40%"))
         self.model_info = w.HTML(layout=w.Layout(width="60%"))
         # Try it
-        self.values_text = w.Text(placeholder="comma-separated values, e.g. 0.1, 2, 3.5",
+        self.values_text = w.Text(placeholder="values separated by commas",
                                   description="Values", layout=w.Layout(width="90%"))
         self.key_fields: dict[str, w.FloatText] = {}
         self.inputs_box = w.VBox([self.values_text])
-        self.predict_button = w.Button(description="Predict", button_style="primary")
+        self.predict_button = w.Button(description="Predict", button_style="primary",
+                                       tooltip="Send this row to the selected model")
+        self.try_message = w.HTML()
         self.result_box = w.VBox()
         # Upload
         self.name_text = w.Text(description="Name", placeholder="model name")
         self.file_upload = w.FileUpload(accept=ACCEPT, multiple=True,
-                                        description="Model files")
+                                        description="Model files",
+                                        tooltip="Pick the model file (and params.json, "
+                                                "labels.txt)")
         self.upload_button = w.Button(description="Upload", icon="upload",
-                                      button_style="primary")
+                                      button_style="primary",
+                                      tooltip="Upload the picked files under this name")
         self.upload_progress = w.FloatProgress(value=0.0, min=0.0, max=1.0,
                                                description="Sent")
         self.upload_message = w.HTML(
@@ -158,35 +173,42 @@ class ModelBrowser:
         self.version_dropdown = w.Dropdown(options=[("all versions", ALL_VERSIONS)],
                                            description="Version")
         self.delete_button = w.Button(description="Delete", icon="trash",
-                                      button_style="danger")
-        self.confirm_button = w.Button(description="Confirm delete", button_style="danger")
-        self.cancel_button = w.Button(description="Cancel")
+                                      button_style="danger",
+                                      tooltip="Delete the selected model (asks first)")
+        self.confirm_button = w.Button(description="Confirm delete", button_style="danger",
+                                       tooltip="Delete it for good")
+        self.cancel_button = w.Button(description="Cancel", tooltip="Keep the model")
         self.confirm_box = w.HBox([self.confirm_button, self.cancel_button],
                                   layout=w.Layout(display="none"))
         self.delete_message = w.HTML()
         # Status
         self.status_html = w.HTML()
-        self.status_button = w.Button(description="Refresh status", icon="refresh")
+        self.status_message = w.HTML()
+        self.status_button = w.Button(description="Refresh status", icon="refresh",
+                                      tooltip="Reload the server's status")
         self.auto_refresh = w.Checkbox(value=False, description="Auto-refresh")
 
-        self.refresh_button.on_click(lambda _: self._guard(self.refresh))
-        self.predict_button.on_click(lambda _: self._guard(self.predict))
-        self.upload_button.on_click(lambda _: self._guard(self.upload))
-        self.delete_button.on_click(lambda _: self._guard(self.ask_delete))
-        self.confirm_button.on_click(lambda _: self._guard(self.confirm_delete))
-        self.cancel_button.on_click(lambda _: self._guard(self.cancel_delete))
-        self.status_button.on_click(lambda _: self._guard(self.refresh_status))
+        self.refresh_button.on_click(lambda _: self._guard(self.refresh, self.message))
+        self.predict_button.on_click(lambda _: self._guard(self.predict, self.try_message))
+        self.upload_button.on_click(lambda _: self._guard(self.upload, self.upload_message))
+        self.delete_button.on_click(lambda _: self._guard(self.ask_delete, self.delete_message))
+        self.confirm_button.on_click(
+            lambda _: self._guard(self.confirm_delete, self.delete_message))
+        self.cancel_button.on_click(lambda _: self._guard(self.cancel_delete, self.delete_message))
+        self.status_button.on_click(
+            lambda _: self._guard(self.refresh_status, self.status_message))
         self.models_select.observe(self._on_select, names="value")
         self.auto_refresh.observe(self._on_auto_refresh, names="value")
 
         tabs = w.Tab(children=[
-            w.VBox([self.inputs_box, self.predict_button, self.result_box]),
+            w.VBox([self.inputs_box, self.predict_button, self.try_message, self.result_box]),
             w.VBox([w.HBox([self.name_text, self.file_upload]),
                     w.HBox([self.upload_button, self.upload_progress]),
                     self.upload_message]),
             w.VBox([w.HBox([self.version_dropdown, self.delete_button]),
                     self.confirm_box, self.delete_message]),
-            w.VBox([w.HBox([self.status_button, self.auto_refresh]), self.status_html]),
+            w.VBox([w.HBox([self.status_button, self.auto_refresh]), self.status_message,
+                    self.status_html]),
         ])
         for i, title in enumerate(("Try it", "Upload", "Delete", "Status")):
             tabs.set_title(i, title)
@@ -199,7 +221,7 @@ class ModelBrowser:
             tabs,
         ])
         if load:
-            self._guard(self.refresh)
+            self._guard(self.refresh, self.message)
         if auto_refresh:
             self.auto_refresh.value = True
 
@@ -216,21 +238,25 @@ class ModelBrowser:
 
     # -- plumbing --------------------------------------------------------------------
 
-    def _guard(self, action: Callable[[], Any]) -> Any:
-        """Run a handler; show an error instead of raising it into ipywidgets."""
+    def _guard(self, action: Callable[[], Any], where: w.HTML) -> Any:
+        """Run a handler; show an error in ``where`` (next to its form) instead of
+        raising it into ipywidgets."""
         try:
+            self.last_error = None
             result = action()
         except (TFaaSClientError, ValueError, OSError, TypeError) as exc:
-            self._error(str(exc))
+            self.last_error = str(exc)
+            where.value = _error_html(str(exc))
             return None
         return result
 
-    def _error(self, text: str) -> None:
-        self.last_error = text
-        self.message.value = f'<span style="color:#b00">&#9888; {html.escape(text)}</span>'
-
-    def _info(self, text: str) -> None:
-        self.last_error = None
+    def _show_header(self) -> None:
+        """The header line: how many models, and the one selected (follows the list)."""
+        text = f"{len(self.models)} model(s)"
+        if self.detail:
+            d = self.detail
+            text += (f"; selected: {d.get('name')} ({d.get('format')}, version "
+                     f"{d.get('version')} of {len(d.get('versions') or [d.get('version')])})")
         self.message.value = html.escape(text)
 
     @property
@@ -254,8 +280,8 @@ class ModelBrowser:
             else:
                 self.models_select.value = None
                 self._load_detail(None)
-            self._info(f"{len(names)} model(s)")
-        self.refresh_status()
+            self._show_header()
+        self._guard(self.refresh_status, self.status_message)
 
     def select(self, name: str) -> None:
         """Select a model (as a click in the list does)."""
@@ -267,18 +293,21 @@ class ModelBrowser:
             self.models_select.value = name
 
     def _on_select(self, change: dict[str, Any]) -> None:
-        self._guard(lambda: self._load_detail(change["new"]))
+        self._guard(lambda: self._load_detail(change["new"]), self.message)
 
     def _load_detail(self, name: str | None) -> None:
+        """Show model ``name``: its description, a fresh try-it form, its versions."""
         self.cancel_delete()
         self.result_box.children = ()
+        self.try_message.value = ""
         self.predictions = None
         self.bars = []
         if not name:
             self.detail = None
             self.model_info.value = "<i>no models yet: upload one</i>"
             self.version_dropdown.options = [("all versions", ALL_VERSIONS)]
-            self._build_inputs([])
+            self._build_inputs([], None)
+            self._show_header()
             return
         self.detail = detail = self.client.model(name)
         versions = detail.get("versions") or [detail.get("version")]
@@ -288,40 +317,41 @@ class ModelBrowser:
         self.version_dropdown.value = ALL_VERSIONS
         self.model_info.value = self._describe(detail)
         keys = detail.get("keys")
-        self._build_inputs([str(k) for k in keys] if isinstance(keys, list) else [])
+        self._build_inputs([str(k) for k in keys] if isinstance(keys, list) else [],
+                           input_width(detail))
+        self._show_header()
 
     @staticmethod
     def _describe(detail: dict[str, Any]) -> str:
-        def specs(items: Any) -> str:
-            return ", ".join(
-                f"{html.escape(str(s.get('name')))} {list(s.get('shape') or [])}"
-                for s in items or []
-            ) or "?"
-
-        labels = detail.get("label_names") or []
-        skip = {"name", "version", "versions", "inputs", "outputs", "label_names",
-                "version_details", "keys"}
-        params = {k: v for k, v in detail.items() if k not in skip and v is not None}
+        """The model as a table; its other params as a table inside it."""
+        params = params_rows(detail)
         rows = [
-            ("name", html.escape(str(detail.get("name")))),
+            ("name", detail.get("name")),
             ("versions", ", ".join(map(str, detail.get("versions") or []))),
-            ("format", html.escape(str(detail.get("format")))),
-            ("inputs", specs(detail.get("inputs"))),
-            ("outputs", specs(detail.get("outputs"))),
-            ("keys", html.escape(", ".join(map(str, detail.get("keys") or []))) or "-"),
-            ("labels", html.escape(", ".join(map(str, labels))) or "-"),
-            ("params", "<code>" + html.escape(str(params))[:600] + "</code>"),
+            ("format", detail.get("format")),
+            ("inputs", specs_text(detail.get("inputs"))),
+            ("outputs", specs_text(detail.get("outputs"))),
+            ("keys", ", ".join(map(str, detail.get("keys") or [])) or "-"),
+            ("labels", ", ".join(map(str, detail.get("label_names") or [])) or "-"),
+            ("params", html_table(params, row_headers=True) if params else "-"),
         ]
-        body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{k}</th>"
-                       f"<td>{v}</td></tr>" for k, v in rows)
-        return f"<table>{body}</table>"
+        return html_table(rows, row_headers=True)
 
     # -- try it --------------------------------------------------------------------------
 
-    def _build_inputs(self, keys: list[str]) -> None:
-        """One number field per key when params list keys; else one comma-separated box."""
-        self.key_fields = {k: w.FloatText(value=0.0, description=k,
-                                          layout=w.Layout(width="45%")) for k in keys}
+    def _build_inputs(self, keys: list[str], width: int | None) -> None:
+        """A fresh form for the selected model: one number field per key when params
+        list keys (the key in full as label and tooltip), else one comma-separated box,
+        emptied, saying how many values the model takes."""
+        self.key_fields = {
+            k: w.FloatText(value=0.0, description=k, tooltip=k,
+                           style={"description_width": "initial"},
+                           layout=w.Layout(width="45%"))
+            for k in keys
+        }
+        self.values_text.value = ""
+        self.values_text.placeholder = (f"{width} values separated by commas" if width
+                                        else "values separated by commas")
         if keys:
             self.inputs_box.children = (w.Box(list(self.key_fields.values()),
                                               layout=w.Layout(flex_flow="row wrap")),)
@@ -329,7 +359,8 @@ class ModelBrowser:
             self.inputs_box.children = (self.values_text,)
 
     def input_row(self) -> tuple[list[float], list[str] | None]:
-        """The row the form holds, and its keys (None when values go by position)."""
+        """The row the form holds, and its keys (None when values go by position);
+        checked against the number of values the selected model takes."""
         if self.key_fields:
             keys = list(self.key_fields)
             return [float(self.key_fields[k].value) for k in keys], keys
@@ -340,6 +371,10 @@ class ModelBrowser:
             values = [float(v) for v in re.split(r"[,\s]+", text) if v]
         except ValueError:
             raise ValueError(f"not a list of numbers: {self.values_text.value!r}") from None
+        width = input_width(self.detail)
+        if width is not None and len(values) != width:
+            raise ValueError(f"{self.selected} expects {width} values per row, "
+                             f"got {len(values)}")
         return values, None
 
     def predict(self) -> np.ndarray:
@@ -353,7 +388,7 @@ class ModelBrowser:
         labels = output_labels(self.detail, outputs.size)
         chart, self.bars = bar_chart(outputs, labels)
         self.result_box.children = (chart,)
-        self._info(f"{name}: {outputs.size} output(s)")
+        self.try_message.value = html.escape(f"{name}: {outputs.size} output(s)")
         return outputs
 
     # -- upload ----------------------------------------------------------------------------
@@ -368,13 +403,32 @@ class ModelBrowser:
 
     def upload(self, files: Sequence[tuple[str, bytes]] | None = None) -> dict[str, Any]:
         """Upload the picked files (or ``files``) as the name in the name box (default:
-        the model file's name), with progress; select the new model."""
+        the model file's name), with progress; select the new model. A failed upload
+        empties the bar and turns it red."""
+        self.upload_progress.value = 0.0
+        self.upload_progress.bar_style = ""
+        try:
+            answer = self._upload(files)
+        except Exception:
+            self.upload_progress.value = 0.0
+            self.upload_progress.bar_style = "danger"
+            raise
+        self.upload_progress.value = 1.0
+        self.upload_progress.bar_style = "success"
+        self.upload_message.value = html.escape(
+            f"uploaded {answer.get('name')} version {answer.get('version')} "
+            f"({answer.get('format')})" + (f"; {answer['note']}" if answer.get("note") else ""))
+        self.file_upload.value = ()
+        self.refresh()
+        self.select(str(answer.get("name")))
+        return answer
+
+    def _upload(self, files: Sequence[tuple[str, bytes]] | None) -> dict[str, Any]:
         files = list(files) if files is not None else self.picked_files()
         if not files:
             raise ValueError("pick the model's files first")
         parts = classify_upload(files)
         name = self.name_text.value.strip() or _name_from_file(parts["model"][0])
-        self.upload_progress.value = 0.0
         self.upload_message.value = f"uploading {html.escape(name)}..."
 
         def progress(sent: int, total: int) -> None:
@@ -388,20 +442,11 @@ class ModelBrowser:
                 path.write_bytes(content)
                 paths[role] = str(path)
             try:
-                answer = self.client.upload(name, paths["model"], params=paths.get("params"),
-                                            labels=paths.get("labels"), progress=progress)
+                return self.client.upload(name, paths["model"], params=paths.get("params"),
+                                          labels=paths.get("labels"), progress=progress)
             except TFaaSClientError as exc:
-                self.upload_message.value = (
-                    f'<span style="color:#b00">upload failed: {html.escape(str(exc))}</span>')
-                raise
-        self.upload_progress.value = 1.0
-        self.upload_message.value = html.escape(
-            f"uploaded {answer.get('name')} version {answer.get('version')} "
-            f"({answer.get('format')})")
-        self.file_upload.value = ()
-        self.refresh()
-        self.select(str(answer.get("name")))
-        return answer
+                raise TFaaSClientError(f"upload failed: {exc.message}", exc.status,
+                                       exc.body) from None
 
     # -- delete ------------------------------------------------------------------------------
 
@@ -430,9 +475,9 @@ class ModelBrowser:
         if not name:
             return None
         answer = self.client.delete(name, version)
+        self.refresh()
         self.delete_message.value = html.escape(f"deleted {name}" + (
             f" version {version}" if version is not None else ""))
-        self.refresh()
         return answer
 
     def cancel_delete(self) -> None:
@@ -445,24 +490,9 @@ class ModelBrowser:
         """Reload the status panel: worker, loaded models, per-model requests and latency."""
         status = self.client.status()
         self.status = status
-        worker = status.get("worker") or {}
-        rows = "".join(
-            f"<tr><td>{html.escape(name)}</td><td>{e.get('requests', 0)}</td>"
-            f"<td>{e.get('rows', 0)}</td><td>{e.get('errors', 0)}</td>"
-            f"<td>{_ms(e.get('mean_latency_ms'))}</td></tr>"
-            for name, e in (status.get("models") or {}).items()
-        )
-        loaded = ", ".join(status.get("models_loaded") or []) or "none"
-        self.status_html.value = (
-            f"<p>worker <b>{html.escape(str(worker.get('summary') or worker.get('state', '?')))}"
-            "</b>, TensorFlow "
-            f"{html.escape(str(status.get('tensorflow') or '?'))}; loaded: "
-            f"{html.escape(loaded)}; requests GET {status.get('getRequests', 0)} / POST "
-            f"{status.get('postRequests', 0)} / DELETE {status.get('deleteRequests', 0)}, "
-            f"errors {status.get('errors', 0)}</p>"
-            "<table><tr><th>model</th><th>requests</th><th>rows</th><th>errors</th>"
-            f"<th>mean ms</th></tr>{rows}</table>"
-        )
+        self.status_message.value = ""
+        lines = "".join(f"<div>{html.escape(line)}</div>" for line in status_headline(status))
+        self.status_html.value = lines + html_table(status_rows(status), STATUS_COLUMNS)
         return status
 
     def _on_auto_refresh(self, change: dict[str, Any]) -> None:
@@ -477,7 +507,7 @@ class ModelBrowser:
 
         def loop() -> None:
             while not stop.wait(self.interval):
-                self._guard(self.refresh_status)
+                self._guard(self.refresh_status, self.status_message)
 
         threading.Thread(target=loop, name="tfaas-browser-refresh", daemon=True).start()
 

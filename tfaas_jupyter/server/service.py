@@ -171,22 +171,27 @@ class TFaaS:
         )
         mv = await self._validate_and_commit(staged)
         self.default_model = mv.name
-        return self._upload_answer(mv)
+        return self._upload_answer(mv, staged.renamed_from)
 
     async def upload_bundle(self, body: Path, staging: Path) -> dict:
         staged = await asyncio.to_thread(
             uploads.stage_bundle, body, staging, max_extracted=self.limits.max_extracted_size
         )
         mv = await self._validate_and_commit(staged)
-        return self._upload_answer(mv)
+        return self._upload_answer(mv, staged.renamed_from)
 
-    def _upload_answer(self, mv: ModelVersion) -> dict:
-        return {
+    def _upload_answer(self, mv: ModelVersion, renamed_from: str | None = None) -> dict:
+        answer = {
             "name": mv.name, "version": mv.version, "format": mv.format,
             "inputs": (mv.signature or {}).get("inputs"),
             "outputs": (mv.signature or {}).get("outputs"),
             "labels": mv.labels,
         }
+        if renamed_from is not None:
+            answer["renamed_from"] = renamed_from
+            answer["note"] = (f"params.json names the model {renamed_from!r}; "
+                              f"stored as {mv.name!r}")
+        return answer
 
     async def _validate_and_commit(self, staged: uploads.StagedUpload) -> ModelVersion:
         """Load the staged model in the worker; commit it only if TensorFlow can serve it."""

@@ -186,8 +186,12 @@ def _describe_exit(rc: int | None, pid: int | None) -> str:
     return f"{who} {_exit_phrase(rc)}"
 
 
-#: stderr lines that are TensorFlow start-up chatter, not worth quoting in an error
-_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IW]\d{4} |To enable the following)")
+#: stderr lines that are TensorFlow's chatter (banners, INFO and W logs of its C++ and
+#: Python sides), not worth quoting in an error nor logging above DEBUG
+_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl|[IW]\d{4} |To enable the following"
+    r"|\S+ \S+: [IW] tensorflow/|(INFO|WARNING):(tensorflow|absl):|oneDNN custom operations)"
+)
 
 
 class _Conn:
@@ -442,7 +446,7 @@ class ModelWorker:
             raise
         conn = _Conn(proc, reader, writer)
         conn.tasks = [
-            asyncio.ensure_future(self._pump(conn, proc.stderr, logging.INFO, tail=True)),
+            asyncio.ensure_future(self._pump(conn, proc.stderr, logging.WARNING, tail=True)),
             asyncio.ensure_future(self._pump(conn, proc.stdout, logging.DEBUG, tail=False)),
             asyncio.ensure_future(self._read_loop(conn)),
         ]
@@ -478,7 +482,8 @@ class ModelWorker:
 
     async def _pump(self, conn: _Conn, stream: asyncio.StreamReader | None, level: int,
                     tail: bool) -> None:
-        """Forward the worker's stdout/stderr lines to the log (TF prints there)."""
+        """Forward the worker's stdout/stderr lines to the log (TF prints there): its
+        chatter at DEBUG, other lines at ``level`` (stderr: WARNING, stdout: DEBUG)."""
         if stream is None:
             return
         pid = conn.proc.pid
@@ -494,7 +499,8 @@ class ModelWorker:
             text = line.decode(errors="replace").rstrip()
             if tail:
                 conn.stderr_tail.append(text)
-            self.log.log(level, "[worker %s] %s", pid, text)
+            self.log.log(logging.DEBUG if _NOISE.match(text) else level,
+                         "[worker %s] %s", pid, text)
 
     async def _read_loop(self, conn: _Conn) -> None:
         """Dispatch replies to pending requests by id; on EOF, fail them all."""

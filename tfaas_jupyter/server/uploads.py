@@ -35,6 +35,7 @@ class StagedUpload:
     model: str  # file or folder inside ``staging``
     params: dict[str, Any]
     has_labels: bool
+    renamed_from: str | None = None  # the name params.json gave, when the upload's differs
 
     @property
     def model_path(self) -> Path:
@@ -89,10 +90,6 @@ def stage_form(
     if not name:
         raise BadRequest("request does not provide name")
     name = check_model_name(name.strip())
-    if "name" in params and params["name"] != name:
-        raise BadRequest(
-            f"mismatch of model name {name!r} and params.json name {params['name']!r}"
-        )
     model_part = form.files.get("model")
     if model_part is None:
         raise BadRequest("request does not provide model (a file part named 'model')")
@@ -239,10 +236,9 @@ def _finish(
     params: dict[str, Any],
     labels_text: str | None,
 ) -> StagedUpload:
-    if "name" in params and params["name"] != name:
-        raise BadRequest(
-            f"mismatch of model name {name!r} and params.json name {params['name']!r}"
-        )
+    # The upload's name (the form's field, a bundle's folder) wins over params.json's:
+    # a model uploaded under a new name is stored under it, and its params.json says so.
+    renamed_from = params.get("name") if params.get("name") != name else None
     params = dict(params)
     params["name"] = name
     params.setdefault("model", model)
@@ -256,4 +252,5 @@ def _finish(
     for part in staging.glob("part*-*"):
         part.unlink()
     (staging / "request.body").unlink(missing_ok=True)
-    return StagedUpload(name, staging, fmt, model, params, has_labels)
+    return StagedUpload(name, staging, fmt, model, params, has_labels,
+                        None if renamed_from is None else str(renamed_from))

@@ -1,0 +1,209 @@
+"""How the client side shows things to a person: output labels, model specs, tables of
+models and params, the server's status, and the one line said when a kernel lacks an
+optional package.
+
+Shared by the ``%tfaas`` magics (text, DataFrames) and the model browser widget
+(HTML), so both show the same thing the same way. Needs numpy only; pandas is
+imported where a DataFrame is made, and a kernel without it gets
+:func:`missing_extra`'s line from the magics.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = [
+    "Html",
+    "STATUS_COLUMNS",
+    "OPTIONAL_EXTRAS",
+    "format_status",
+    "html_table",
+    "input_width",
+    "missing_extra",
+    "models_frame",
+    "output_labels",
+    "params_rows",
+    "predictions_frame",
+    "spec_text",
+    "specs_text",
+    "status_headline",
+    "status_rows",
+]
+
+#: Optional packages of the client side, and the extra of tfaas-jupyter that installs each.
+OPTIONAL_EXTRAS = {
+    "pandas": "notebook",
+    "ipywidgets": "notebook",
+    "tqdm": "notebook",
+    "IPython": "notebook",
+    "tensorflow": "tf",
+    "keras": "tf",
+}
+
+
+def missing_extra(what: str, module: str) -> str | None:
+    """The one line for ``what`` failing because ``module`` is not installed, naming
+    the extra to install; None when ``module`` is none of our optional packages."""
+    top = module.split(".")[0]
+    extra = OPTIONAL_EXTRAS.get(top)
+    if extra is None:
+        return None
+    return (f"{what} needs {top}, which this Python does not have: "
+            f"pip install 'tfaas-jupyter[{extra}]' (then restart the kernel)")
+
+
+# -- models --------------------------------------------------------------------------
+
+
+def output_labels(model: dict[str, Any] | None, width: int) -> list[str]:
+    """Column names for ``width`` outputs: the model's label names when they fit,
+    else ``output_0..n``."""
+    labels = list((model or {}).get("label_names") or (model or {}).get("labels") or [])
+    if len(labels) == width and len(set(map(str, labels))) == width:
+        return [str(label) for label in labels]
+    return [f"output_{i}" for i in range(width)]
+
+
+def input_width(model: dict[str, Any] | None) -> int | None:
+    """How many values one row of ``model`` takes (all inputs flattened), or None when a
+    dimension is unknown."""
+    total = 0
+    for spec in (model or {}).get("inputs") or []:
+        size = 1
+        for dim in list(spec.get("shape") or [])[1:]:
+            if dim is None or dim < 0:
+                return None
+            size *= int(dim)
+        total += size
+    return total or None
+
+
+def spec_text(spec: dict[str, Any]) -> str:
+    """``name[?,42]``: a tensor's name and shape, ``?`` for a free dimension."""
+    shape = ["?" if d is None or d < 0 else str(d) for d in spec.get("shape") or []]
+    return f"{spec.get('name', '?')}[{','.join(shape)}]"
+
+
+def specs_text(specs: Sequence[dict[str, Any]] | None) -> str:
+    return ", ".join(spec_text(s) for s in specs or []) or "?"
+
+
+#: Fields of a model's description that are shown on their own, not among its params.
+_DESCRIBED = {"name", "version", "versions", "inputs", "outputs", "label_names",
+              "version_details", "keys", "format"}
+
+
+def params_rows(detail: dict[str, Any]) -> list[tuple[str, str]]:
+    """The model's other params.json entries as (key, readable value) rows."""
+    rows = []
+    for key, value in detail.items():
+        if key in _DESCRIBED or value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        rows.append((str(key), text))
+    return rows
+
+
+def predictions_frame(outputs: Any, model: dict[str, Any] | None = None, index: Any = None):
+    """Outputs as a pandas DataFrame with one column per label (pandas needed)."""
+    import pandas as pd
+
+    array = np.atleast_2d(np.asarray(outputs))
+    columns = output_labels(model, array.shape[1])
+    if index is not None and len(index) != array.shape[0]:
+        index = None
+    return pd.DataFrame(array, columns=columns, index=index)
+
+
+def models_frame(models: list[dict[str, Any]]):
+    """/models as a DataFrame, one row per model (pandas needed)."""
+    import pandas as pd
+
+    rows = []
+    for m in models:
+        labels = m.get("label_names") or []
+        rows.append({
+            "name": m.get("name"),
+            "version": m.get("version"),
+            "versions": m.get("versions"),
+            "format": m.get("format"),
+            "inputs": specs_text(m.get("inputs")),
+            "outputs": specs_text(m.get("outputs")),
+            "keys": len(m.get("keys") or []) or None,
+            "labels": ", ".join(map(str, labels[:8])) + (" ..." if len(labels) > 8 else ""),
+            "created": m.get("created"),
+        })
+    return pd.DataFrame(rows).set_index("name")
+
+
+# -- status --------------------------------------------------------------------------
+
+
+def status_headline(status: dict[str, Any]) -> list[str]:
+    """The status's server-wide lines: worker, models on disk and loaded, counts."""
+    worker = status.get("worker") or {}
+    return [
+        f"worker: {worker.get('summary') or worker.get('state', '?')}, "
+        f"TensorFlow {status.get('tensorflow') or '?'}",
+        f"models on disk: {', '.join(map(str, status.get('models_on_disk') or [])) or 'none'}",
+        f"models loaded: {', '.join(map(str, status.get('models_loaded') or [])) or 'none'}",
+        f"requests: GET {status.get('getRequests', 0)}, POST {status.get('postRequests', 0)}, "
+        f"DELETE {status.get('deleteRequests', 0)}, errors {status.get('errors', 0)}",
+    ]
+
+
+#: The columns of :func:`status_rows`.
+STATUS_COLUMNS = ("model", "requests", "rows", "errors", "mean ms")
+
+
+def status_rows(status: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """Per model: requests, rows, errors, mean latency (ms), as text."""
+    rows = []
+    for name, entry in (status.get("models") or {}).items():
+        latency = entry.get("mean_latency_ms")
+        rows.append((str(name), str(entry.get("requests", 0)), str(entry.get("rows", 0)),
+                     str(entry.get("errors", 0)),
+                     "" if latency is None else f"{float(latency):.1f}"))
+    return rows
+
+
+def format_status(status: dict[str, Any], where: str | None = None) -> str:
+    """The status as a few lines of text: where, worker, models, per-model counts."""
+    lines = [f"tfaas {status.get('version', '?')} at {where or '?'}", *status_headline(status)]
+    for name, requests, rows, errors, latency in status_rows(status):
+        lines.append(f"  {name}: {requests} requests, {rows} rows, {errors} errors"
+                     + (f", mean {latency} ms" if latency else ""))
+    return "\n".join(lines)
+
+
+# -- HTML ----------------------------------------------------------------------------
+
+
+class Html(str):
+    """Text that is HTML already: :func:`html_table` puts it in as it is."""
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, Html) else html.escape(str(value))
+
+
+def html_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None, *,
+               row_headers: bool = False) -> Html:
+    """A plain HTML table; every cell is escaped unless it is :class:`Html`."""
+    style = "text-align:left;padding:0 1em 0 0;vertical-align:top"
+    parts = ["<table>"]
+    if header:
+        parts.append("<tr>" + "".join(f"<th style='{style}'>{_cell(h)}</th>" for h in header)
+                     + "</tr>")
+    for row in rows:
+        cells = []
+        for i, value in enumerate(row):
+            tag = "th" if row_headers and i == 0 else "td"
+            cells.append(f"<{tag} style='{style}'>{_cell(value)}</{tag}>")
+        parts.append("<tr>" + "".join(cells) + "</tr>")
+    parts.append("</table>")
+    return Html("".join(parts))
