@@ -20,7 +20,7 @@ from servers import ServerProcess, jupyter_server
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-NOTEBOOKS = ["quickstart.ipynb", "from-root.ipynb"]
+NOTEBOOKS = ["quickstart.ipynb", "from-root.ipynb", "images.ipynb"]
 #: run elsewhere (tests/test_notebook.py)
 ELSEWHERE = {"tfaas-demo.ipynb"}
 CELL_TIMEOUT = 600  # a C++ build or an ONNX conversion on a loaded 2-core machine
