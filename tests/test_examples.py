@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Iterator
 
 import nbformat
+import numpy as np
 import pytest
 from servers import ServerProcess, jupyter_server
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-NOTEBOOKS = ["quickstart.ipynb", "from-root.ipynb", "images.ipynb"]
+NOTEBOOKS = ["quickstart.ipynb", "from-root.ipynb", "images.ipynb", "pytorch-onnx.ipynb"]
 #: run elsewhere (tests/test_notebook.py)
 ELSEWHERE = {"tfaas-demo.ipynb"}
 CELL_TIMEOUT = 600  # a C++ build or an ONNX conversion on a loaded 2-core machine
@@ -82,3 +83,23 @@ def test_notebook_runs_against_a_live_server(name: str, server: ServerProcess,
     assert server.token not in printed, "the token was shown in an output"
     assert server.call("GET", "tfaas/models") == []
     assert _repository_files() == before
+
+
+def test_the_committed_onnx_file_is_what_make_pytorch_onnx_writes(tmp_path: Path) -> None:
+    """pytorch-onnx.ipynb without torch loads examples/pytorch_jets.onnx: the script that
+    wrote it writes the same graph again (weights up to floating-point summation order)."""
+    import onnx
+    import onnxmodels
+    from conftest import load_example
+
+    make = load_example("make_pytorch_onnx")
+    fresh = make.build(tmp_path / "pytorch_jets.onnx")
+    committed = EXAMPLES / "pytorch_jets.onnx"
+    nodes, fresh_nodes = ([(n.op_type, list(n.input), list(n.output)) for n in
+                           onnx.load(str(path)).graph.node] for path in (committed, fresh))
+    assert nodes == fresh_nodes
+    assert [op for op, _, _ in nodes] == ["Sub", "Div", "Gemm", "Relu", "Gemm", "Sigmoid"]
+    assert committed.stat().st_size < 10_000
+    rows = make.features(make.jet_events(200, seed=3))
+    np.testing.assert_allclose(onnxmodels.run_onnxruntime(fresh, rows),
+                               onnxmodels.run_onnxruntime(committed, rows), atol=1e-4)
