@@ -12,7 +12,7 @@ from .base import UnknownEndpointHandler
 from .index import IndexHandler
 from .metrics import MetricsHandler
 from .models import DeleteHandler, ModelHandler, ModelsHandler, ParamsHandler
-from .openapi import OpenAPIHandler
+from .openapi import ModelOpenAPIHandler, OpenAPIHandler
 from .predict import ImageHandler, JsonHandler, ProtoHandler
 from .status import StatusHandler
 from .upload import UploadHandler
@@ -37,6 +37,8 @@ def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
         (rf"/delete/{_NAME}/{_VERSION}", DeleteHandler),
         (r"/models", ModelsHandler),
         (rf"/models/{_NAME}", ModelHandler),
+        (rf"/models/{_NAME}/openapi\.json", ModelOpenAPIHandler),
+        (rf"/models/{_NAME}/versions/{_VERSION}/openapi\.json", ModelOpenAPIHandler),
         (r"/params", ParamsHandler),
         (rf"/params/{_NAME}", ParamsHandler),
         (rf"/params/{_NAME}/{_VERSION}", ParamsHandler),
