@@ -14,7 +14,7 @@ from .index import IndexHandler
 from .labels import LabelHandler
 from .metrics import MetricsHandler
 from .models import DeleteHandler, ModelHandler, ModelsHandler, ParamsHandler
-from .openapi import OpenAPIHandler
+from .openapi import ModelOpenAPIHandler, OpenAPIHandler
 from .predict import ImageHandler, JsonHandler, ProtoHandler
 from .status import StatusHandler
 from .tfserving import (
@@ -63,6 +63,8 @@ def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
         (r"/models", ModelsHandler),
         (rf"/models/{_NAME}", ModelHandler),
         (rf"/models/{_NAME}/labels/{_LABEL}", LabelHandler),
+        (rf"/models/{_NAME}/openapi\.json", ModelOpenAPIHandler),
+        (rf"/models/{_NAME}/versions/{_VERSION}/openapi\.json", ModelOpenAPIHandler),
         (r"/params", ParamsHandler),
         (rf"/params/{_NAME}", ParamsHandler),
         (rf"/params/{_NAME}/{_VERSION}", ParamsHandler),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
+from jupyter_server.auth import decorator as _auth_decorators
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
+from tornado.web import RequestHandler
 
 from tfaas_jupyter.server.codecs import encode_json
 from tfaas_jupyter.server.errors import NotFound, TFaaSError
@@ -17,8 +20,61 @@ from tfaas_jupyter.server.supervisor import COLD_START
 #: The resource name Jupyter authorizers see for every tfaas endpoint.
 AUTH_RESOURCE = "tfaas"
 
+# jupyter_server >= 2.13 checks that every method is authenticated or marked as open.
+allow_unauthenticated = getattr(_auth_decorators, "allow_unauthenticated", lambda method: method)
 
-class TFaaSHandler(ExtensionHandlerMixin, APIHandler):
+#: The methods a handler may implement, in the order ``Allow`` lists them.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(handler: type[RequestHandler]) -> list[str]:
+    """The methods a handler class answers: those it implements (not Tornado's 405
+    default), HEAD wherever GET is, and OPTIONS."""
+    allowed = {
+        m for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if getattr(handler, m.lower()) is not getattr(RequestHandler, m.lower())
+    }
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    allowed.add("OPTIONS")
+    return [m for m in _METHODS if m in allowed]
+
+
+class MethodsMixin:
+    """HEAD, OPTIONS and 405 as RFC 9110 says, for every tfaas route.
+
+    HEAD answers what GET would, headers only (Tornado sends no body for HEAD);
+    OPTIONS lists the route's methods in ``Allow`` (and stays Jupyter's CORS
+    preflight where the handler has one); a method the route does not serve gets
+    405 naming the allowed ones in ``Allow``.
+    """
+
+    def set_allow_header(self: Any) -> None:
+        self.set_header("Allow", ", ".join(allowed_methods(type(self))))
+
+    @web.authenticated
+    async def head(self: Any, *args: Any, **kwargs: Any) -> None:
+        answer = self.get(*args, **kwargs)  # None when it redirected to the login page
+        if inspect.isawaitable(answer):
+            await answer
+
+    @allow_unauthenticated  # a CORS preflight carries no credentials
+    def options(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self.set_allow_header()
+        preflight = super().options  # type: ignore[misc]
+        if getattr(preflight, "__func__", None) is not RequestHandler.options:
+            return preflight(*args, **kwargs)  # Jupyter's CORS preflight
+        self.set_status(204)
+        self.finish()
+        return None
+
+    def write_error(self: Any, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:
+            self.set_allow_header()
+        super().write_error(status_code, **kwargs)  # type: ignore[misc]
+
+
+class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
     """An API handler whose errors are the original TFaaS's JSON ``{"error": "..."}``.
 
     Every request must be authenticated, whatever ``allow_unauthenticated_access``
@@ -66,6 +122,8 @@ class TFaaSHandler(ExtensionHandlerMixin, APIHandler):
             message = f"internal error ({type(exc).__name__}); see the server log"
         else:
             message = self._reason
+        if status_code == 405:
+            self.set_allow_header()
         self.set_header("Content-Type", "application/json")
         if status_code == 503:  # busy, or the model worker is restarting
             self.set_header("Retry-After", "1")

@@ -15,7 +15,7 @@ from tornado.escape import xhtml_escape
 
 from tfaas_jupyter import __version__
 
-from .base import AUTH_RESOURCE
+from .base import AUTH_RESOURCE, MethodsMixin
 
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>TFaaS in Jupyter</title>
@@ -87,7 +87,7 @@ def model_calls(doc: dict[str, Any], url: str) -> list[str]:
     return lines
 
 
-class IndexHandler(ExtensionHandlerMixin, JupyterHandler):
+class IndexHandler(MethodsMixin, ExtensionHandlerMixin, JupyterHandler):
     """The human page; a browser without a login is sent to Jupyter's login page."""
 
     auth_resource = AUTH_RESOURCE
@@ -105,8 +105,9 @@ class IndexHandler(ExtensionHandlerMixin, JupyterHandler):
         for doc in docs:
             inputs = doc.get("inputs") or []
             shapes = ", ".join(str(i.get("shape")) for i in inputs) or "?"
+            described = xhtml_escape(f"{url}models/{doc['name']}/openapi.json")
             rows.append(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>".format(
                     *(
                         xhtml_escape(str(v))
                         for v in (
@@ -115,13 +116,14 @@ class IndexHandler(ExtensionHandlerMixin, JupyterHandler):
                         )
                     )
                 )
+                + f'<td><a href="{described}">openapi.json</a></td></tr>'
             )
             calls.append(f"<h3>{xhtml_escape(doc['name'])}</h3>\n<pre>"
                          + "\n".join(xhtml_escape(line) for line in model_calls(doc, url))
                          + "</pre>")
         models = (
             "<table><tr><th>name</th><th>version</th><th>format</th><th>input shape</th>"
-            "<th>description</th></tr>" + "".join(rows) + "</table>"
+            "<th>description</th><th>API</th></tr>" + "".join(rows) + "</table>"
             if rows
             else "<p>No models yet: upload one.</p>"
         )

@@ -55,6 +55,8 @@ class ParamsHandler(TFaaSHandler):
         params = parse_params(self.request.body)
         if name:
             params.setdefault("name", name)
+        if version is not None:  # params/NAME/VERSION: that version must exist
+            self.service.resolve(name, version)
         chosen = self.service.set_default(params)
         self._model_name = chosen
         self.write_json({"default_model": chosen})

@@ -1,24 +1,18 @@
-"""GET openapi.json: the OpenAPI 3 description of every ``{base_url}tfaas/`` endpoint."""
+"""GET openapi.json: the OpenAPI 3.1 description of every ``{base_url}tfaas/`` route, and
+GET models/NAME[/versions/N]/openapi.json: one model's prediction routes, exactly."""
 
 from __future__ import annotations
-
-import copy
-import json
-from functools import lru_cache
-from importlib.resources import files
-from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from tfaas_jupyter.server.names import check_version
+from tfaas_jupyter.server.openapi import global_spec, load_spec, model_spec
+
 from .base import TFaaSHandler
 
-
-@lru_cache(maxsize=1)
-def load_spec() -> dict[str, Any]:
-    """The packaged ``tfaas_jupyter/server/openapi.json``."""
-    return json.loads(files("tfaas_jupyter.server").joinpath("openapi.json").read_text("utf-8"))
+__all__ = ["ModelOpenAPIHandler", "OpenAPIHandler", "load_spec"]
 
 
 class OpenAPIHandler(TFaaSHandler):
@@ -27,9 +21,23 @@ class OpenAPIHandler(TFaaSHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        spec = copy.deepcopy(load_spec())
-        spec["servers"] = [
-            {"url": url_path_join(self.base_url, "tfaas"),
-             "description": "this Jupyter server's TFaaS"}
-        ]
-        self.write_json(spec)
+        url = url_path_join(self.base_url, "tfaas")
+        self.write_json(global_spec(url, self.service.limits))
+
+
+class ModelOpenAPIHandler(TFaaSHandler):
+    """One model version's description, built from its signature (which loads it)."""
+
+    endpoint = "openapi"
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str, version: str | None = None) -> None:
+        self._model_name = name
+        service = self.service
+        mv = service.resolve(name, check_version(version))
+        signature = await service.signature(mv)
+        latest = service.repository.get(name).version == mv.version
+        url = url_path_join(self.base_url, "tfaas")
+        self.write_json(model_spec(url, mv, signature, service.limits, latest=latest,
+                                   is_default=service.default_model == name))

@@ -366,14 +366,14 @@ async def test_hang_times_out_then_recovers(models) -> None:
         os.kill(pid, signal.SIGSTOP)
         t0 = time.monotonic()
         first = asyncio.ensure_future(w.predict("t/1", str(b.path), b.fmt, b.params, xs))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.1)  # sent (a few loop turns), far inside the 1.5 s timeout
         # in flight when the first one times out: fails as a crash, not a timeout
         with pytest.raises(WorkerCrashed) as ei2:
             await w.predict("t/1", str(b.path), b.fmt, b.params, xs)
         assert "timed out" in ei2.value.message
         with pytest.raises(WorkerTimeout) as ei:
             await first
-        assert ei.value.status == 504 and time.monotonic() - t0 < 5
+        assert ei.value.status == 504 and time.monotonic() - t0 < 15  # 10x the timeout
         assert w.last_error and "did not answer" in w.last_error
         assert await _wait_gone(pid, 10)
         out = await w.predict("t/1", str(b.path), b.fmt, b.params, xs)

@@ -36,17 +36,25 @@ class PredictRequest:
     single_row: bool = True
 
 
-def _as_rows(values: Any) -> tuple[np.ndarray, bool]:
+def _has_bool(values: list[Any]) -> bool:
+    return any(v is True or v is False or (isinstance(v, list) and _has_bool(v)) for v in values)
+
+
+def _as_rows(values: Any, *, may_hold_bools: bool = True) -> tuple[np.ndarray, bool]:
     if not isinstance(values, list):
         raise BadRequest("'values' must be a list of numbers (or a list of rows)")
     if not values:
         raise BadRequest("'values' is empty")
     try:
-        array = np.asarray(values, dtype=np.float64)
+        array = np.asarray(values)
     except (ValueError, TypeError):
+        array = np.asarray([], dtype=object)
+    # numbers only: numpy would read "1.5" (a string) or true as a number
+    if array.dtype.kind not in "iuf" or (may_hold_bools and _has_bool(values)):
         raise BadRequest(
             "'values' must be numbers, or rows of numbers all of the same length"
-        ) from None
+        )
+    array = array.astype(np.float64, copy=False)
     if array.ndim == 1:
         rows, single = array.reshape(1, -1), True
     elif array.ndim == 2:
@@ -81,7 +89,8 @@ def decode_json_request(body: bytes, *, max_rows: int | None = None) -> PredictR
         not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)
     ):
         raise BadRequest("'keys' must be a list of strings")
-    rows, single = _as_rows(doc["values"])
+    # (the walk for JSON booleans among the numbers only when the body has one at all)
+    rows, single = _as_rows(doc["values"], may_hold_bools=b"true" in body or b"false" in body)
     if max_rows is not None and rows.shape[0] > max_rows:
         raise PayloadTooLarge(
             f"request has {rows.shape[0]} rows; the limit is {max_rows} rows per request"
