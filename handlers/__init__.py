@@ -85,7 +85,8 @@ def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
         # TensorFlow Serving REST
         *[(path, TFServingStatusHandler) for path in _TFS_MODELS],
         *[(f"{path}/metadata", TFServingMetadataHandler) for path in _TFS_MODELS],
-        *[(f"{path}:predict", TFServingPredictHandler) for path in _TFS_MODELS],
+        # ":predict", or "%3Apredict" from clients that percent-encode the colon
+        *[(f"{path}(?::|%3[Aa])predict", TFServingPredictHandler) for path in _TFS_MODELS],
     ]
     return [(f"/{prefix}{pattern}", handler) for pattern, handler in table]
 

@@ -8,6 +8,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from tfaas_jupyter.server.export import export_archive
+from tfaas_jupyter.server.names import check_model_name
 
 from .base import TFaaSHandler
 
@@ -23,7 +24,9 @@ class ExportHandler(TFaaSHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        model = self.get_query_argument("model", None) or None
+        model = self.get_query_argument("model", None)
+        if model is not None:  # ?model= names one model; empty is no name at all
+            model = check_model_name(model)
         self._model_name = model
         repository = self.service.repository
         staging = await asyncio.to_thread(repository.new_staging_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -23,6 +24,11 @@ from .base import TFaaSHandler
 @web.stream_request_body
 class UploadHandler(TFaaSHandler):
     endpoint = "upload"
+    # Defaults for requests that never reach prepare() (a method Tornado refuses first).
+    _staging: Path | None = None
+    _body: Any = None
+    _received = 0
+    _too_large = False
 
     async def prepare(self) -> None:
         self._staging: Path | None = None
