@@ -116,6 +116,18 @@ def make_keras_export(directory: Path, *, seed: int = 2) -> Built:
     return Built(sm, "savedmodel", {}, _ref_keras(model), extra)
 
 
+def save_module(module: Any, path: Path, *, archive: bool = False) -> Path:
+    """Save a ``tf.Module`` whose ``serve`` is its serving signature as a SavedModel at
+    ``path``; with ``archive``, also pack it as ``path.tar.gz`` (under its folder's name)
+    and answer that."""
+    import tensorflow as tf
+
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    if not archive:
+        return path
+    return _pack(path, path.with_name(path.name + ".tar.gz"), top=path.name)
+
+
 def make_module_savedmodel(directory: Path) -> Built:
     """``tf.saved_model.save(module, dir, signatures=...)`` with two named inputs and two
     named outputs (checks the sorted-by-name order rule)."""

@@ -13,7 +13,7 @@ from traitlets import Bool, Float, Int, Unicode, default
 
 from .batching import Batcher
 from .repository import Repository
-from .service import DirectRunner, Limits, TFaaS
+from .service import Limits, TFaaS
 
 MiB = 1024 * 1024
 
@@ -87,8 +87,8 @@ class TFaaSApp(ExtensionApp):
     )
     max_batch_size = Int(
         256, config=True,
-        help="Most rows in one batched worker call; bigger requests are cut into chunks. "
-        "Per model: params.json 'max_batch_size'.",
+        help="Most rows in one batched worker call; a bigger request goes to the worker "
+        "alone, whole. Per model: params.json 'max_batch_size'.",
     )
     max_queue_delay_us = Int(
         0, config=True,
@@ -152,14 +152,13 @@ class TFaaSApp(ExtensionApp):
             max_image_pixels=self.max_image_pixels,
             max_concurrent_requests=self.max_concurrent_requests,
         )
-        runner: DirectRunner | Batcher = DirectRunner(self.worker)
-        if self.batching:
-            runner = Batcher(
-                self.worker,
-                max_batch_size=self.max_batch_size,
-                max_queue_delay_us=self.max_queue_delay_us,
-                max_in_flight=self.max_in_flight,
-            )
+        runner = Batcher(
+            self.worker,
+            enabled=self.batching,
+            max_batch_size=self.max_batch_size,
+            max_queue_delay_us=self.max_queue_delay_us,
+            max_in_flight=self.max_in_flight,
+        )
         self.service = TFaaS(repository, self.worker, runner, limits)
         self.settings.update({"tfaas_service": self.service})
         self.log.info("tfaas: serving models from %s", repository.root)

@@ -25,7 +25,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..worker.wire import ProtocolError, read_frame_async, write_frame_async
+from ..worker.wire import ErrorKind, ProtocolError, read_frame_async, write_frame_async
+from .errors import WorkerError
+from .modelref import ModelRef
 
 __all__ = [
     "WorkerError",
@@ -33,6 +35,7 @@ __all__ = [
     "WorkerCrashed",
     "WorkerTimeout",
     "ModelError",
+    "ModelRef",
     "ModelWorker",
     "kernelspec_worker",
     "WORKER_DIR",
@@ -69,41 +72,29 @@ _STREAM_LIMIT = 1 << 20
 _SOCK_BUF = 4 << 20
 
 
-class WorkerError(Exception):
-    """Base class: the model worker could not serve the request. ``.message`` is a sentence."""
-
-    status = 503
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 class WorkerUnavailable(WorkerError):
     """The worker cannot be started (e.g. no TensorFlow in that interpreter)."""
+
+    kind = ErrorKind.UNAVAILABLE
 
 
 class WorkerCrashed(WorkerError):
     """The worker process died while the request was in flight."""
 
+    kind = ErrorKind.UNAVAILABLE
+
 
 class WorkerTimeout(WorkerError):
     """The request exceeded the timeout; the worker was killed and will be restarted."""
 
-    status = 504
+    kind = ErrorKind.TIMEOUT
 
 
 class ModelError(WorkerError):
-    """The model could not be loaded, or TensorFlow refused the input.
+    """The worker's error reply: the model could not be loaded or run, TensorFlow
+    refused the input, or the model ran out of memory (``kind`` says which)."""
 
-    ``kind`` is ``"model"`` (the model is at fault) or ``"input"`` (the request is).
-    """
-
-    status = 400
-
-    def __init__(self, message: str, kind: str = "model") -> None:
-        super().__init__(message)
-        self.kind = kind
+    kind = ErrorKind.MODEL
 
 
 def _exit_phrase(rc: int | None) -> str:
@@ -196,16 +187,13 @@ class ModelWorker:
         self.threads = threads
         self.cache_size = cache_size
         self.request_timeout = request_timeout
-        #: Extra seconds a call may take when it loads its model first (a big
-        #: SavedModel can take minutes; a prediction must not).
+        #: Extra seconds a load may take (a big SavedModel can take minutes; a
+        #: prediction must not).
         self.load_timeout = load_timeout
         self.start_timeout = start_timeout
         #: Why this worker cannot start at all (a configuration problem found before
         #: the first start, e.g. a kernelspec that does not exist): every start says so.
         self.unavailable = unavailable
-        #: Keys the worker has loaded, least recently used first: a mirror of its LRU
-        #: cache, to know which calls may need the load budget.
-        self._warm: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.log = log or logging.getLogger("tfaas_jupyter.worker")
         self._conn: _Conn | None = None
         self._starting: asyncio.Future[_Conn] | None = None
@@ -217,7 +205,6 @@ class ModelWorker:
         self._failures = 0  # consecutive failed starts
         self._retry_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._warm_conn: _Conn | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -525,7 +512,7 @@ class ModelWorker:
             except (TypeError, ValueError) as e:
                 # nothing was written: an object-dtype array or a non-JSON param
                 raise ModelError(f"The request cannot be sent to the model worker: {e}",
-                                 "input") from None
+                                 ErrorKind.BAD_INPUT) from None
             except (OSError, RuntimeError):
                 # the channel broke: the read loop reports why
                 await asyncio.shield(conn.dead)
@@ -537,9 +524,6 @@ class ModelWorker:
                        timeout: float | None = None,
                        ) -> tuple[dict[str, Any], list[np.ndarray]]:
         conn = await self._ensure()
-        if conn is not self._warm_conn:  # a new worker holds no model yet
-            self._warm.clear()
-            self._warm_conn = conn
         timeout = self.request_timeout if timeout is None else timeout
         try:
             reply, out = await asyncio.wait_for(
@@ -553,40 +537,32 @@ class ModelWorker:
             conn.kill(f"a request timed out after {timeout:g} s")
             raise WorkerTimeout(msg) from None
         if "error" in reply:
-            raise ModelError(str(reply["error"]), str(reply.get("kind") or "model"))
+            raise ModelError(str(reply["error"]), reply.get("kind") or ErrorKind.MODEL)
         return reply, out
 
-    @staticmethod
-    def _model(key: str, path: str, fmt: str, params: dict[str, Any]) -> dict[str, Any]:
-        return {"key": key, "path": os.fspath(path), "format": fmt, "params": params or {}}
-
-    async def load(self, key: str, path: str, fmt: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Load (or reuse) a model; returns ``{"inputs": [...], "outputs": [...]}``."""
-        reply, _ = await self._request({"op": "load", **self._model(key, path, fmt, params)},
+    async def load(self, model: ModelRef) -> dict[str, Any]:
+        """Make sure the worker holds ``model`` (loading it if needed, within the load
+        budget); returns its signature ``{"inputs": [...], "outputs": [...]}``."""
+        reply, _ = await self._request({"op": "load", **model.load_request()},
                                        timeout=self.request_timeout + self.load_timeout)
-        self._mark_warm(key)
         return {"inputs": reply["inputs"], "outputs": reply["outputs"]}
 
-    async def predict(self, key: str, path: str, fmt: str, params: dict[str, Any],
-                      inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Run the model on one array per input (signature order, shaped ``[rows, ...]``).
+    async def predict(self, model: ModelRef, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run ``model`` on one array per input (signature order, shaped ``[rows, ...]``).
 
-        Returns one read-only array per output, in output order.
+        Returns one read-only array per output, in output order. The request names the
+        model by its key only; when the worker does not hold it (evicted, or restarted)
+        it is loaded and the request sent once more.
         """
-        timeout = self.request_timeout
-        if key not in self._warm:
-            timeout += self.load_timeout
-        _, out = await self._request(
-            {"op": "predict", **self._model(key, path, fmt, params)}, inputs, timeout
-        )
-        self._mark_warm(key)
+        header = {"op": "predict", "key": model.key}
+        try:
+            _, out = await self._request(header, inputs)
+        except ModelError as exc:
+            if exc.kind is not ErrorKind.NOT_LOADED:
+                raise
+            await self.load(model)
+            _, out = await self._request(header, inputs)
         return out
-
-    def _mark_warm(self, key: str) -> None:
-        self._warm[key] = None
-        self._warm.move_to_end(key)
-        while len(self._warm) > max(self.cache_size, 1):
-            self._warm.popitem(last=False)
 
     async def unload(self, prefix: str) -> None:
         """Evict every cached model whose key starts with ``prefix``.
@@ -597,8 +573,6 @@ class ModelWorker:
         c = self._conn
         if c is None or not c.alive:
             return
-        for key in [k for k in self._warm if k.startswith(prefix)]:
-            del self._warm[key]
         await self._request({"op": "unload", "prefix": prefix})
 
     async def status(self, *, start: bool = False) -> dict[str, Any]:

@@ -9,9 +9,17 @@ where ``N`` is the worker's end of a socketpair (see :mod:`.wire` for the framin
 stdout/stderr are not the channel: TensorFlow prints there, the supervisor forwards
 stderr to its log.
 
-Requests are ``{"id": int, "op": str, ...}`` (+ arrays for ``predict``); each reply
-carries the request's ``id`` and either the op's result or ``{"error": "<one line>",
-"kind": "model"|"input"}``. Replies may come out of order.
+Requests are ``{"id": int, "op": str, ...}``; each reply carries the request's ``id``
+and either the op's result or ``{"error": "<one line>", "kind": <wire.ErrorKind>}``.
+Replies may come out of order. The ops:
+
+* ``load`` (``key``, ``path``, ``format``, ``params``): load the model into the cache
+  under ``key`` unless it is there; answers its signature (``inputs``, ``outputs``).
+* ``predict`` (``key`` + one array per input): answers one array per output, or the
+  kind ``not_loaded`` when ``key`` is not in the cache (evicted, or a new worker): the
+  supervisor then sends ``load`` and the prediction once more. So the params travel
+  once per load, not with every prediction.
+* ``unload`` (``prefix``), ``status``, ``ping``.
 """
 
 from __future__ import annotations
@@ -139,6 +147,16 @@ class Worker:
 
     # ---------------------------------------------------------------- requests
 
+    def cached(self, key: str) -> Any:
+        """The loaded predictor of ``key``; raises ``NotLoaded`` when it is not cached."""
+        from .loaders import NotLoaded
+
+        with self._lock:
+            p = self._cache.get(key)
+        if p is None:
+            raise NotLoaded(f"model {key} is not loaded")
+        return p
+
     def _model_args(self, h: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
         from .loaders import InputError
 
@@ -153,15 +171,15 @@ class Worker:
 
     def handle(self, header: dict[str, Any], arrays: list[Any]) -> None:
         """Run one request (on a pool thread) and write its reply."""
-        from .loaders import InputError, ModelLoadError
+        from .loaders import InputError, ModelLoadError, NotLoaded, OutOfMemory
+        from .wire import ErrorKind
 
         rid = header.get("id")
         op = header.get("op")
         out_arrays: list[Any] = []
         try:
             if op == "predict":
-                p = self.get_predictor(*self._model_args(header))
-                out_arrays = p.predict(arrays)
+                out_arrays = self.cached(str(header.get("key"))).predict(arrays)
                 reply: dict[str, Any] = {}
             elif op == "load":
                 reply = self.get_predictor(*self._model_args(header)).metadata()
@@ -173,17 +191,19 @@ class Worker:
                 reply = {}
             else:
                 raise InputError(f"unknown op '{op}'")
-        except (ModelLoadError, InputError) as e:
-            reply = {"error": str(e), "kind": e.kind}
+        except (ModelLoadError, InputError, OutOfMemory, NotLoaded) as e:
+            reply = {"error": str(e), "kind": e.kind.value}
             out_arrays = []
         except MemoryError:
-            reply = {"error": "out of memory in the model worker", "kind": "model"}
+            reply = {"error": "out of memory in the model worker",
+                     "kind": ErrorKind.OUT_OF_MEMORY.value}
             out_arrays = []
         except Exception as e:  # never crash the worker; the traceback goes to stderr
             traceback.print_exc(file=sys.stderr)
             from .loaders import _one_line
 
-            reply = {"error": f"{type(e).__name__}: {_one_line(e)}", "kind": "model"}
+            reply = {"error": f"{type(e).__name__}: {_one_line(e)}",
+                     "kind": ErrorKind.MODEL.value}
             out_arrays = []
         reply["id"] = rid
         try:
@@ -193,7 +213,7 @@ class Worker:
                 return  # channel gone: the reader loop will see EOF and exit
             traceback.print_exc(file=sys.stderr)
             self.channel.write({"id": rid, "error": f"cannot encode the result: {e}",
-                                "kind": "model"})
+                                "kind": ErrorKind.MODEL.value})
 
     def serve(self) -> None:
         """Read frames until EOF. ``ping`` is answered inline (a health check that stays
