@@ -170,6 +170,16 @@ async def test_a_batch_out_of_memory_is_retried_alone() -> None:
     assert batcher.status()["models"]["m/1"]["retried_batches"] == 1
 
 
+@pytest.mark.parametrize("kind, status", [
+    ("input", 400), ("model", 500), ("oom", 507), ("timeout", 504), ("unavailable", 503),
+    ("a kind from a newer worker", 500),
+])
+def test_each_kind_of_worker_error_has_one_status(kind: str, status: int) -> None:
+    error = ModelError("the model's own words", kind)
+    assert error.status == status and error.message == "the model's own words"
+    assert WorkerCrashed("gone").status == 503
+
+
 @unit
 async def test_worker_crash_fails_the_batch_without_retries() -> None:
     worker = FakeWorker()

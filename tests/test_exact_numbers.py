@@ -1,6 +1,6 @@
 """Numbers keep their dtype through a real server, by raw HTTP as curl sends it:
 int64 in and out of an int64 model, float64 through a float64 model, on /json and
-/proto."""
+/proto; and a model's failures get their own statuses."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ BIG = 2**53  # BIG + 1 is the first integer a float64 cannot hold
 @pytest.fixture(scope="module")
 def archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """``next``: int64 ids -> ids + 1 (int64); ``triple``: float64 x -> 3x (float64);
-    ``both``: int64 ids -> ids + 1 (int64) and ids / 2 (float32)."""
+    ``both``: int64 ids -> ids + 1 (int64) and ids / 2 (float32); ``greedy``: runs out
+    of memory for n = 2**21."""
     import tensorflow as tf
 
     class Next(tf.Module):
@@ -41,8 +42,9 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
     root = tmp_path_factory.mktemp("exact")
     return {
-        name: tfmodels.save_module(cls(), root / name, archive=True).read_bytes()
-        for name, cls in (("next", Next), ("triple", Triple), ("both", Both))
+        name: tfmodels.save_module(module, root / name, archive=True).read_bytes()
+        for name, module in (("next", Next()), ("triple", Triple()), ("both", Both()),
+                             ("greedy", tfmodels.greedy_module()))
     }
 
 
@@ -117,3 +119,11 @@ def test_proto_answers_carry_exact_integers_and_float64(server: ServerProcess) -
     classes = Predictions.FromString(raw).prediction
     want = np.array([np.float32(0.1), 2], np.float64) * 3
     assert [c.number for c in classes] == want.tolist()
+
+
+def test_a_model_out_of_memory_is_507(server: ServerProcess) -> None:
+    code, answer = post_json(server, '{"model": "greedy", "values": [2097152]}')
+    assert code == 507, answer
+    assert "out of memory" in answer["error"]
+    code, answer = post_json(server, '{"model": "greedy", "values": [3]}')
+    assert code == 200 and answer == [3.0], answer

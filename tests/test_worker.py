@@ -623,15 +623,7 @@ async def test_params_travel_with_loads_only(models, monkeypatch: pytest.MonkeyP
 async def test_a_model_out_of_memory_says_so(tmp_path: Path) -> None:
     """TensorFlow's ResourceExhausted is its own kind (HTTP 507), not a bad input; the
     worker keeps serving."""
-    import tensorflow as tf
-
-    class Greedy(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="n")])
-        def serve(self, n: tf.Tensor) -> dict[str, tf.Tensor]:
-            size = tf.cast(n[0, 0], tf.int64)  # an n x n scratch tensor: 2**21 is 16 TiB
-            return {"y": n + tf.reduce_sum(tf.zeros(tf.stack([size, size])))}
-
-    path = tfmodels.save_module(Greedy(), tmp_path / "greedy")
+    path = tfmodels.save_module(tfmodels.greedy_module(), tmp_path / "greedy")
     w = ModelWorker(threads=1)
     try:
         with pytest.raises(ModelError) as ei:
