@@ -1,6 +1,6 @@
 """Model worker entry point: read request frames, run them on a thread pool, reply.
 
-Started by :class:`tfaas_jupyter.supervisor.ModelWorker` as::
+Started by :class:`tfaas_jupyter.server.supervisor.ModelWorker` as::
 
     python -c BOOTSTRAP <this directory> --fd N [--threads T] [--cache-size C]
                                                 [--parent-pid P]
