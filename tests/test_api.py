@@ -377,7 +377,9 @@ async def test_bad_predictions_are_clear_4xx(tfaas: TFaaSCaller, seed_dir: Path)
         (b'{"model": "vk", "values": [[1, 2], [1]]}', 400, "same length"),
         (b'{"model": "vk", "values": [NaN]}', 400, "invalid JSON"),
         (b'{"model": "vk", "values": [1e999]}', 400, "infinity"),
-        (b'{"model": "vk", "values": [1e39]}', 400, "finite"),
+        (b'{"model": "vk", "values": [%s]}' % b",".join([b"1e39"] * 42), 400,
+         "finite float32"),
+        (b'{"model": "vk", "values": [1, null]}', 400, "finite"),
         (b'{"model": "vk", "values": []}', 400, "empty"),
         (b'{"model": "vk"', 400, "invalid JSON"),
         (b"[1, 2]", 400, "object"),
@@ -398,7 +400,8 @@ async def test_bad_predictions_are_clear_4xx(tfaas: TFaaSCaller, seed_dir: Path)
     doc = json.loads((seed_dir / "input.json").read_text())
     assert (await tfaas.predict(doc)).code == 200
     stats = (await tfaas.call("GET", "status")).json()["models"]
-    assert stats["vk"]["errors"] == 1  # "expects 42 values": the one that reached the model
+    # "expects 42 values" and 1e39 for float32: the ones that reached the model
+    assert stats["vk"]["errors"] == 2
     assert "nope" not in stats
 
 

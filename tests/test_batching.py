@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ import numpy as np
 import pytest
 
 from tfaas_jupyter.server.batching import Batcher
+from tfaas_jupyter.server.errors import ErrorKind
+from tfaas_jupyter.server.modelref import ModelRef
 from tfaas_jupyter.server.supervisor import ModelError, WorkerCrashed
 
 #: The fake-worker tests run on pytest-asyncio's loop; the server test must not (it
@@ -25,19 +26,10 @@ from tfaas_jupyter.server.supervisor import ModelError, WorkerCrashed
 unit = pytest.mark.asyncio
 
 
-@dataclass
-class FakeModel:
-    """Quacks like a :class:`~tfaas_jupyter.server.repository.ModelVersion` for the batcher."""
-
-    name: str = "m"
-    version: int = 1
-    params: dict[str, Any] = field(default_factory=dict)
-    format: str = "fake"
-    model_path: Path = Path("fake")
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}@{self.version}"
+def FakeModel(name: str = "m", params: dict[str, Any] | None = None) -> ModelRef:
+    """Version 1 of model ``name``, as the service hands it to the batcher."""
+    return ModelRef(key=f"{name}@1", path="fake", format="fake", params=params or {},
+                    name=name, version=1)
 
 
 class FakeWorker:
@@ -54,9 +46,10 @@ class FakeWorker:
         self.in_flight = 0
         self.max_in_flight = 0
         self.crash = False
+        #: calls of more rows than this run out of memory
+        self.memory_rows: int | None = None
 
-    async def predict(self, key: str, path: str, fmt: str, params: dict,
-                      inputs: list[np.ndarray]) -> list[np.ndarray]:
+    async def predict(self, model: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
         x = inputs[0]
         self.calls.append(x.shape[0])
         self.shapes.append(x.shape)
@@ -71,9 +64,11 @@ class FakeWorker:
             self.in_flight -= 1
         if self.crash:
             raise WorkerCrashed("the worker died")
+        if self.memory_rows is not None and x.shape[0] > self.memory_rows:
+            raise ModelError("the model ran out of memory", ErrorKind.OUT_OF_MEMORY)
         flat = x.reshape(x.shape[0], -1)
         if (flat[:, 0] < 0).any():
-            raise ModelError("negative input", "input")
+            raise ModelError("negative input", ErrorKind.BAD_INPUT)
         return [flat.sum(axis=1, keepdims=True), flat[:, :1].copy()]
 
 
@@ -161,6 +156,28 @@ async def test_a_bad_request_fails_alone() -> None:
     assert isinstance(results[1], ModelError)
     assert results[2][0].tolist() == [[6.0]]
     assert batcher.status()["models"]["m/1"]["retried_batches"] == 1
+
+
+@unit
+async def test_a_batch_out_of_memory_is_retried_alone() -> None:
+    """Stacking must not make requests fail that fit alone: each member runs by itself."""
+    worker = FakeWorker()
+    worker.memory_rows = 1
+    batcher = Batcher(worker, max_in_flight=1)
+    results = await _held(worker, batcher, FakeModel(), [[_row(1.0)], [_row(2.0)]])
+    assert [r[1].item() for r in results] == [1.0, 2.0]
+    assert worker.calls == [1, 2, 1, 1]
+    assert batcher.status()["models"]["m/1"]["retried_batches"] == 1
+
+
+@pytest.mark.parametrize("kind, status", [
+    ("input", 400), ("model", 500), ("oom", 507), ("timeout", 504), ("unavailable", 503),
+    ("a kind from a newer worker", 500),
+])
+def test_each_kind_of_worker_error_has_one_status(kind: str, status: int) -> None:
+    error = ModelError("the model's own words", kind)
+    assert error.status == status and error.message == "the model's own words"
+    assert WorkerCrashed("gone").status == 503
 
 
 @unit

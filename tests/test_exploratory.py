@@ -13,6 +13,7 @@ import pytest
 from conftest import TFaaSCaller
 
 from tfaas_jupyter.client.forms import encode_multipart
+from tfaas_jupyter.server.errors import BadRequest
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -111,6 +112,23 @@ async def test_integer_inputs_are_exact(tfaas: TFaaSCaller, int_model: Path) -> 
     # the largest ids fit too
     reply = await tfaas.predict({"model": "ids", "values": [[2**62, 0]]})
     assert reply.code == 200, reply.body
+
+
+async def test_typed_arrays_through_the_service(tfaas: TFaaSCaller, jp_serverapp,
+                                                int_model: Path) -> None:
+    """The service's entry for requests that carry typed tensors: one array per input,
+    cast exactly (or refused), outputs in the model's dtype."""
+    reply = await tfaas.upload("ids", int_model.read_bytes(), filename="ids.tar.gz")
+    assert reply.code == 200, reply.body
+    service = jp_serverapp.web_app.settings["tfaas_service"]
+    ids = np.array([[1_700_000_001, 2**53 + 1], [0, 1]], np.int64)
+    (out,) = await service.predict_inputs(service.resolve("ids"), [ids])
+    assert out.dtype == np.float32
+    assert out.tolist() == (ids - 1_700_000_000).astype(np.float32).tolist()
+    with pytest.raises(BadRequest, match="whole numbers"):
+        await service.predict_inputs(service.resolve("ids"), [np.array([[1.5, 2.0]])])
+    with pytest.raises(BadRequest, match="takes 1 input"):
+        await service.predict_inputs(service.resolve("ids"), [ids, ids])
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from conftest import TFaaSCaller
 from servers import ServerProcess, jupyter_server
 
 from tfaas_jupyter.client.magics import format_status
+from tfaas_jupyter.server.modelref import ModelRef
 from tfaas_jupyter.server.supervisor import ModelTooBig, ModelWorker
 from tfaas_jupyter.worker.lru import LRU, OverBudget
 
@@ -210,9 +211,10 @@ async def test_models_are_evicted_when_the_worker_passes_its_memory_limit(
 
     async def load(w: ModelWorker, key: str) -> None:
         if key == "small":
-            await w.load(key, str(small.path), small.fmt, small.params)
+            await w.load(ModelRef(key=key, path=str(small.path), format=small.fmt,
+                                  params=small.params))
         else:
-            await w.load(key, str(path), "graphdef", params)
+            await w.load(ModelRef(key=key, path=str(path), format="graphdef", params=params))
 
     probe = ModelWorker(threads=1)
     try:
@@ -237,11 +239,12 @@ async def test_models_are_evicted_when_the_worker_passes_its_memory_limit(
         assert status["rss"] < limit + size, (status["rss"], limit, size)  # memory released
         # an evicted model comes back on its next use, with right answers
         x = np.random.default_rng(1).normal(size=(3, n)).astype(np.float32)
-        out = await worker.predict("b1", str(path), "graphdef", params, [x])
+        out = await worker.predict(
+            ModelRef(key="b1", path=str(path), format="graphdef", params=params), [x])
         np.testing.assert_allclose(out[0], x.astype(np.float64) @ weights, rtol=1e-3,
                                    atol=1e-2)
-        assert (await worker.status())["loaded"][-1] == "b1"
-        assert worker.is_loaded("b1") and not worker.is_loaded("b2")
+        loaded = (await worker.status())["loaded"]
+        assert loaded[-1] == "b1" and "b2" not in loaded
     finally:
         await worker.stop()
 

@@ -23,6 +23,9 @@ import pytest_asyncio
 sys.path.insert(0, str(Path(__file__).parent))
 import tfmodels
 
+from tfaas_jupyter.server import supervisor
+from tfaas_jupyter.server.errors import ErrorKind
+from tfaas_jupyter.server.modelref import ModelRef
 from tfaas_jupyter.server.supervisor import (
     ModelError,
     ModelWorker,
@@ -52,6 +55,15 @@ async def worker():
     await w.start()
     yield w
     await w.stop()
+
+
+def load(w: ModelWorker, key: str, path: str, fmt: str, params: dict) -> Any:
+    return w.load(ModelRef(key=key, path=path, format=fmt, params=params))
+
+
+def predict(w: ModelWorker, key: str, path: str, fmt: str, params: dict,
+            inputs: list[np.ndarray]) -> Any:
+    return w.predict(ModelRef(key=key, path=path, format=fmt, params=params), inputs)
 
 
 def _inputs(meta: dict[str, Any], rows: int, seed: int = 0) -> list[np.ndarray]:
@@ -125,10 +137,10 @@ async def test_wire_roundtrip_async_and_blocking() -> None:
 @pytest.mark.parametrize("name", ["graphdef", "keras_export", "module", "keras_file"])
 async def test_format_predicts_like_tensorflow(worker: ModelWorker, models, name: str) -> None:
     b = models[name]
-    meta = await worker.load(f"{name}/1", str(b.path), b.fmt, b.params)
+    meta = await load(worker, f"{name}/1", str(b.path), b.fmt, b.params)
     for rows in (1, 57):
         xs = _inputs(meta, rows, seed=rows)
-        out = await worker.predict(f"{name}/1", str(b.path), b.fmt, b.params, xs)
+        out = await predict(worker, f"{name}/1", str(b.path), b.fmt, b.params, xs)
         ref = b.reference(xs)
         assert len(out) == len(ref) == len(meta["outputs"])
         for o, r in zip(out, ref):
@@ -139,25 +151,25 @@ async def test_format_predicts_like_tensorflow(worker: ModelWorker, models, name
 async def test_predict_without_load_and_float64_inputs_cast(worker: ModelWorker, models) -> None:
     b = models["graphdef"]
     xs = [np.random.default_rng(5).normal(size=(3, tfmodels.N_IN))]  # float64
-    out = await worker.predict("gd-direct/1", str(b.path), b.fmt, b.params, xs)
+    out = await predict(worker, "gd-direct/1", str(b.path), b.fmt, b.params, xs)
     np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
     assert out[0].dtype == np.float32
 
 
 async def test_metadata(worker: ModelWorker, models) -> None:
     b = models["graphdef"]
-    meta = await worker.load("meta-gd/1", str(b.path), b.fmt, b.params)
+    meta = await load(worker, "meta-gd/1", str(b.path), b.fmt, b.params)
     assert meta == {
         "inputs": [{"name": "x", "dtype": "float32", "shape": [None, tfmodels.N_IN]}],
         "outputs": [{"name": "out", "dtype": "float32", "shape": [None, 1]}],
     }
     b = models["module"]
-    meta = await worker.load("meta-sm/1", str(b.path), b.fmt, {})
+    meta = await load(worker, "meta-sm/1", str(b.path), b.fmt, {})
     assert [i["name"] for i in meta["inputs"]] == ["a_bias", "b_feat"]  # sorted by name
     assert [o["name"] for o in meta["outputs"]] == ["prob", "z_score"]
     assert meta["inputs"][1]["shape"] == [None, tfmodels.N_IN]
     b = models["keras_file"]
-    meta = await worker.load("meta-k/1", str(b.path), b.fmt, {})
+    meta = await load(worker, "meta-k/1", str(b.path), b.fmt, {})
     assert meta["inputs"][0]["shape"] == [None, tfmodels.N_IN]
     assert meta["outputs"][0]["shape"] == [None, 3]
 
@@ -170,7 +182,7 @@ async def test_graphdef_param_spellings(worker: ModelWorker, models) -> None:
         {"inputNode": "x:0", "outputNode": "out"},
         {},  # guessed: the only Placeholder and the only sink
     ]):
-        out = await worker.predict(f"spell{i}/1", str(b.path), "graphdef", params, xs)
+        out = await predict(worker, f"spell{i}/1", str(b.path), "graphdef", params, xs)
         np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
 
 
@@ -187,9 +199,9 @@ async def test_exported_savedmodel_archives(worker: ModelWorker, models, tmp_pat
             z.extractall(tmp_path)
     root = next(p.parent for p in tmp_path.rglob("saved_model.pb"))
     assert (root == tmp_path) == archive.endswith("flat")
-    meta = await worker.load(f"arch-{archive}/1", str(root), "savedmodel", {})
+    meta = await load(worker, f"arch-{archive}/1", str(root), "savedmodel", {})
     xs = _inputs(meta, 4)
-    out = await worker.predict(f"arch-{archive}/1", str(root), "savedmodel", {}, xs)
+    out = await predict(worker, f"arch-{archive}/1", str(root), "savedmodel", {}, xs)
     np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
 
 
@@ -212,9 +224,9 @@ async def test_seed_model(worker: ModelWorker, tmp_path: Path) -> None:
     assert make_seed_model.build(target) == target  # no rebuild
     assert (target / "model.pb").stat().st_mtime_ns == mtime
 
-    meta = await worker.load("vk/1", str(target / "model.pb"), "graphdef", params)
+    meta = await load(worker, "vk/1", str(target / "model.pb"), "graphdef", params)
     assert meta["inputs"] == [{"name": "dense_1_input", "dtype": "float32", "shape": [None, 42]}]
-    out = await worker.predict("vk/1", str(target / "model.pb"), "graphdef", params,
+    out = await predict(worker, "vk/1", str(target / "model.pb"), "graphdef", params,
                                [np.array([inp["values"]], dtype=np.float32)])
     p = float(out[0][0, 0])
     assert 0.05 < p < 0.95
@@ -225,9 +237,9 @@ async def test_seed_model(worker: ModelWorker, tmp_path: Path) -> None:
 
 async def test_unload_and_status(worker: ModelWorker, models) -> None:
     b = models["graphdef"]
-    await worker.load("un/a/1", str(b.path), b.fmt, b.params)
-    await worker.load("un/a/2", str(b.path), b.fmt, b.params)
-    await worker.load("un/b/1", str(b.path), b.fmt, b.params)
+    await load(worker, "un/a/1", str(b.path), b.fmt, b.params)
+    await load(worker, "un/a/2", str(b.path), b.fmt, b.params)
+    await load(worker, "un/b/1", str(b.path), b.fmt, b.params)
     st = await worker.status()
     assert {"un/a/1", "un/a/2", "un/b/1"} <= set(st["loaded"])
     assert st["loaded"][-1] == "un/b/1"  # most recent last
@@ -244,10 +256,10 @@ async def test_lru_eviction(models) -> None:
     w = ModelWorker(threads=1, cache_size=2)
     try:
         for k in ("m1", "m2", "m3"):
-            await w.load(k, str(b.path), b.fmt, b.params)
+            await load(w, k, str(b.path), b.fmt, b.params)
         assert (await w.status())["loaded"] == ["m2", "m3"]
-        await w.load("m2", str(b.path), b.fmt, b.params)  # touch: m3 is now oldest
-        await w.load("m4", str(b.path), b.fmt, b.params)
+        await load(w, "m2", str(b.path), b.fmt, b.params)  # touch: m3 is now oldest
+        await load(w, "m4", str(b.path), b.fmt, b.params)
         st = await w.status()
         assert st["loaded"] == ["m2", "m4"] and st["cache_size"] == 2
     finally:
@@ -261,16 +273,17 @@ async def test_bad_model_file(worker: ModelWorker, models, tmp_path: Path) -> No
     bad = tmp_path / "bad.pb"
     bad.write_bytes(b"\x00this is not a graph\xff" * 10)
     with pytest.raises(ModelError) as ei:
-        await worker.load("bad/1", str(bad), "graphdef", {"inputNode": "x", "outputNode": "y"})
-    assert ei.value.status == 400 and "GraphDef" in ei.value.message
+        await load(worker, "bad/1", str(bad), "graphdef", {"inputNode": "x", "outputNode": "y"})
+    assert ei.value.kind is ErrorKind.MODEL and ei.value.status == 500
+    assert "GraphDef" in ei.value.message
     assert "Traceback" not in ei.value.message and "\n" not in ei.value.message
     for fmt, path in (("savedmodel", tmp_path), ("keras", bad), ("onnx", bad)):
         with pytest.raises(ModelError) as ei:
-            await worker.load(f"bad-{fmt}/1", str(path), fmt, {})
+            await load(worker, f"bad-{fmt}/1", str(path), fmt, {})
         assert "\n" not in ei.value.message
     b = models["graphdef"]
     xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 2)
-    out = await worker.predict("gd-after-bad/1", str(b.path), b.fmt, b.params, xs)
+    out = await predict(worker, "gd-after-bad/1", str(b.path), b.fmt, b.params, xs)
     np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
 
 
@@ -279,20 +292,20 @@ async def test_wrong_input_shape(worker: ModelWorker, models) -> None:
     for name in ("graphdef", "keras_export", "keras_file"):
         b = models[name]
         with pytest.raises(ModelError) as ei:
-            await worker.predict(f"shape-{name}/1", str(b.path), b.fmt, b.params,
+            await predict(worker, f"shape-{name}/1", str(b.path), b.fmt, b.params,
                                  [np.zeros((3, tfmodels.N_IN + 1), np.float32)])
         assert ei.value.kind == "input" and "shape" in ei.value.message
     b = models["module"]
     with pytest.raises(ModelError) as ei:
-        await worker.predict("shape-sm/1", str(b.path), b.fmt, {}, [np.zeros((2, 6))])
+        await predict(worker, "shape-sm/1", str(b.path), b.fmt, {}, [np.zeros((2, 6))])
     assert "2 input" in ei.value.message
     with pytest.raises(ModelError) as ei:  # refused before anything is sent
-        await worker.predict("shape-obj/1", str(b.path), b.fmt, {},
+        await predict(worker, "shape-obj/1", str(b.path), b.fmt, {},
                              [np.array([[object()]]), np.zeros((1, 6))])
     assert ei.value.kind == "input"
     b = models["graphdef"]
     xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 2)
-    out = await worker.predict("graphdef/1", str(b.path), b.fmt, b.params, xs)
+    out = await predict(worker, "graphdef/1", str(b.path), b.fmt, b.params, xs)
     np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
     assert worker.pid == pid
 
@@ -300,12 +313,12 @@ async def test_wrong_input_shape(worker: ModelWorker, models) -> None:
 async def test_missing_node_names(worker: ModelWorker, models, tmp_path: Path) -> None:
     b = models["graphdef"]
     with pytest.raises(ModelError) as ei:
-        await worker.load("mn/1", str(b.path), "graphdef",
+        await load(worker, "mn/1", str(b.path), "graphdef",
                           {"inputNode": "dense_1_input", "outputNode": "out"})
     msg = ei.value.message
     assert "'dense_1_input'" in msg and "not found" in msg and "x" in msg.split(":")[-1]
     with pytest.raises(ModelError) as ei:
-        await worker.load("mn/2", str(b.path), "graphdef",
+        await load(worker, "mn/2", str(b.path), "graphdef",
                           {"inputNode": "x", "outputNode": "nope:0"})
     assert "'nope'" in ei.value.message
 
@@ -319,9 +332,9 @@ async def test_missing_node_names(worker: ModelWorker, models, tmp_path: Path) -
     pb = tmp_path / "two.pb"
     pb.write_bytes(g.as_graph_def().SerializeToString())
     with pytest.raises(ModelError) as ei:
-        await worker.load("mn/3", str(pb), "graphdef", {})
+        await load(worker, "mn/3", str(pb), "graphdef", {})
     assert "inputNode" in ei.value.message and "a, c" in ei.value.message
-    out = await worker.predict("mn/4", str(pb), "graphdef", {"inputNode": "a,c"},
+    out = await predict(worker, "mn/4", str(pb), "graphdef", {"inputNode": "a,c"},
                                [np.ones((2, 2), np.float32), np.full((2, 2), 2, np.float32)])
     np.testing.assert_array_equal(out[0], np.full((2, 2), 3, np.float32))
 
@@ -334,11 +347,11 @@ async def test_sigkill_mid_request_then_recovers(models) -> None:
     xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 3)
     w = ModelWorker(threads=1)
     try:
-        await w.load("k/1", str(b.path), b.fmt, b.params)
+        await load(w, "k/1", str(b.path), b.fmt, b.params)
         pid = w.pid
         assert pid
         os.kill(pid, signal.SIGSTOP)  # keep the request in flight
-        task = asyncio.ensure_future(w.predict("k/1", str(b.path), b.fmt, b.params, xs))
+        task = asyncio.ensure_future(predict(w, "k/1", str(b.path), b.fmt, b.params, xs))
         await asyncio.sleep(0.3)
         assert not task.done()
         os.kill(pid, signal.SIGKILL)
@@ -347,7 +360,7 @@ async def test_sigkill_mid_request_then_recovers(models) -> None:
         assert ei.value.status == 503
         assert "SIGKILL" in ei.value.message and "memory" in ei.value.message
         assert w.last_error and "SIGKILL" in w.last_error
-        out = await w.predict("k/1", str(b.path), b.fmt, b.params, xs)
+        out = await predict(w, "k/1", str(b.path), b.fmt, b.params, xs)
         np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
         assert w.pid != pid and w.restarts == 1 and w.state == "running"
         assert not _alive(pid)
@@ -360,23 +373,23 @@ async def test_hang_times_out_then_recovers(models) -> None:
     xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 3)
     w = ModelWorker(threads=1, request_timeout=1.5)
     try:
-        await w.load("t/1", str(b.path), b.fmt, b.params)
+        await load(w, "t/1", str(b.path), b.fmt, b.params)
         pid = w.pid
         assert pid
         os.kill(pid, signal.SIGSTOP)
         t0 = time.monotonic()
-        first = asyncio.ensure_future(w.predict("t/1", str(b.path), b.fmt, b.params, xs))
-        await asyncio.sleep(0.1)  # sent (a few loop turns), far inside the 1.5 s timeout
+        first = asyncio.ensure_future(predict(w, "t/1", str(b.path), b.fmt, b.params, xs))
+        await asyncio.sleep(0.5)
         # in flight when the first one times out: fails as a crash, not a timeout
         with pytest.raises(WorkerCrashed) as ei2:
-            await w.predict("t/1", str(b.path), b.fmt, b.params, xs)
+            await predict(w, "t/1", str(b.path), b.fmt, b.params, xs)
         assert "timed out" in ei2.value.message
         with pytest.raises(WorkerTimeout) as ei:
             await first
         assert ei.value.status == 504 and time.monotonic() - t0 < 15  # 10x the timeout
         assert w.last_error and "did not answer" in w.last_error
         assert await _wait_gone(pid, 10)
-        out = await w.predict("t/1", str(b.path), b.fmt, b.params, xs)
+        out = await predict(w, "t/1", str(b.path), b.fmt, b.params, xs)
         np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
         assert w.pid != pid and w.restarts == 1
     finally:
@@ -400,11 +413,11 @@ async def test_a_models_first_call_gets_the_load_budget(tmp_path: Path) -> None:
     try:
         await w.start()
         t0 = time.monotonic()
-        out = await w.predict("cold/1", str(path), "keras", {}, xs)
+        out = await predict(w, "cold/1", str(path), "keras", {}, xs)
         assert time.monotonic() - t0 > 0.2  # the load took longer than a request may
         np.testing.assert_allclose(out[0], np.asarray(model(xs[0])), rtol=1e-5, atol=1e-6)
         t0 = time.monotonic()
-        meta = await w.load("cold/2", str(path), "keras", {})
+        meta = await load(w, "cold/2", str(path), "keras", {})
         assert time.monotonic() - t0 > 0.2 and meta["inputs"]
     finally:
         await w.stop()
@@ -418,7 +431,7 @@ async def test_interpreter_without_tensorflow(tmp_path: Path) -> None:
     w = ModelWorker(python=str(py), start_timeout=30)
     t0 = time.monotonic()
     with pytest.raises(WorkerUnavailable) as ei:
-        await w.predict("x/1", "/nonexistent", "graphdef", {}, [np.zeros((1, 2))])
+        await predict(w, "x/1", "/nonexistent", "graphdef", {}, [np.zeros((1, 2))])
     assert time.monotonic() - t0 < 20
     assert "TensorFlow" in ei.value.message and str(py) in ei.value.message
     assert w.state == "failed" and w.last_error and "TensorFlow" in w.last_error
@@ -460,7 +473,7 @@ async def test_many_concurrent_predicts(worker: ModelWorker, models) -> None:
     batches = [rng.normal(size=(1 + i % 7, tfmodels.N_IN)).astype(np.float32)
                for i in range(200)]
     outs = await asyncio.gather(*[
-        worker.predict("conc/1", str(b.path), b.fmt, {}, [x]) for x in batches
+        predict(worker, "conc/1", str(b.path), b.fmt, {}, [x]) for x in batches
     ])
     for x, out in zip(batches, outs):
         np.testing.assert_allclose(out[0], b.reference([x])[0], rtol=1e-5)
@@ -491,7 +504,7 @@ async def test_worker_started_on_another_loop_is_replaced(models) -> None:
         old = w.pid
         assert old
         out = await asyncio.wait_for(
-            w.predict("loop/1", str(b.path), b.fmt, b.params, xs), 60)
+            predict(w, "loop/1", str(b.path), b.fmt, b.params, xs), 60)
         np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
         assert w.pid != old
         assert await _wait_gone(old, 10)
@@ -543,13 +556,11 @@ async def test_a_model_with_string_inputs_is_refused_clearly(tmp_path: Path) -> 
         def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
             return {"length": tf.strings.length(text)}
 
-    module = Words()
-    path = tmp_path / "words"
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    path = tfmodels.save_module(Words(), tmp_path / "words")
     w = ModelWorker(threads=1)
     try:
         with pytest.raises(ModelError) as ei:
-            await w.load("words/1", str(path), "savedmodel", {})
+            await load(w, "words/1", str(path), "savedmodel", {})
         assert "not numbers" in ei.value.message and "text" in ei.value.message
     finally:
         await w.stop()
@@ -608,11 +619,84 @@ async def test_worker_stderr_is_logged_by_level(models) -> None:
     g = models["graphdef"]
     try:
         await real.start()
-        meta = await real.load("g/1", str(g.path), g.fmt, g.params)
-        await real.predict("g/1", str(g.path), g.fmt, g.params, _inputs(meta, 2))
+        meta = await real.load(ModelRef(key="g/1", path=str(g.path), format=g.fmt,
+                                        params=g.params))
+        await predict(real, "g/1", str(g.path), g.fmt, g.params, _inputs(meta, 2))
     finally:
         await real.stop()
     forwarded = [r for r in records if r.getMessage().startswith("[worker ")]
     assert any("oneDNN" in r.getMessage() for r in forwarded), [r.getMessage() for r in records]
     loud = [r.getMessage() for r in forwarded if r.levelno > logging.DEBUG]
     assert not loud, loud
+
+
+# ----------------------------------------------------------------------------- the boundary
+
+
+async def test_params_travel_with_loads_only(models, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prediction names its model by key alone; after an eviction or a restart the
+    worker says 'not loaded' and the supervisor loads and sends it once more, so no
+    request fails for it."""
+    sent: list[dict[str, Any]] = []
+    real_write = supervisor.write_frame_async
+
+    async def recording_write(writer: Any, header: dict[str, Any], arrays: Any = ()) -> None:
+        sent.append(header)
+        await real_write(writer, header, arrays)
+
+    monkeypatch.setattr(supervisor, "write_frame_async", recording_write)
+    b = models["graphdef"]
+    xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 2)
+    w = ModelWorker(threads=1, cache_size=1)
+    try:
+        for _ in range(3):
+            out = await predict(w, "p/1", str(b.path), b.fmt, b.params, xs)
+            np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+        ops = [h["op"] for h in sent if h["op"] != "ping"]
+        # the first prediction starts the worker, which holds nothing: load, then predict
+        assert ops == ["load", "predict", "predict", "predict"]
+        for h in sent:
+            if h["op"] == "predict":
+                assert set(h) == {"op", "key", "id"}
+        load = next(h for h in sent if h["op"] == "load")
+        assert load["params"] == b.params and load["path"] == str(b.path)
+
+        sent.clear()  # evicted by another model (cache of one)
+        await predict(w, "other/1", str(b.path), b.fmt, b.params, xs)
+        out = await predict(w, "p/1", str(b.path), b.fmt, b.params, xs)
+        np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+        assert [h["op"] for h in sent] == ["predict", "load", "predict"] * 2
+
+        sent.clear()  # a new worker process holds nothing
+        pid = w.pid
+        assert pid
+        os.kill(pid, signal.SIGKILL)
+        assert await _wait_gone(pid)
+        for _ in range(100):  # until the supervisor has seen the channel close
+            if w.pid is None:
+                break
+            await asyncio.sleep(0.1)
+        out = await predict(w, "p/1", str(b.path), b.fmt, b.params, xs)
+        np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+        assert [h["op"] for h in sent if h["op"] != "ping"] == ["load", "predict"]
+        assert w.pid != pid
+    finally:
+        await w.stop()
+
+
+async def test_a_model_out_of_memory_says_so(tmp_path: Path) -> None:
+    """TensorFlow's ResourceExhausted is its own kind (HTTP 507), not a bad input; the
+    worker keeps serving."""
+    path = tfmodels.save_module(tfmodels.greedy_module(), tmp_path / "greedy")
+    w = ModelWorker(threads=1)
+    try:
+        with pytest.raises(ModelError) as ei:
+            await predict(w, "greedy/1", str(path), "savedmodel", {},
+                          [np.array([[2.0**21]], np.float32)])
+        assert ei.value.kind is ErrorKind.OUT_OF_MEMORY and ei.value.status == 507
+        assert "out of memory" in ei.value.message
+        out = await predict(w, "greedy/1", str(path), "savedmodel", {},
+                            [np.array([[3.0]], np.float32)])
+        assert out[0].tolist() == [[3.0]]
+    finally:
+        await w.stop()

@@ -116,6 +116,33 @@ def make_keras_export(directory: Path, *, seed: int = 2) -> Built:
     return Built(sm, "savedmodel", {}, _ref_keras(model), extra)
 
 
+def save_module(module: Any, path: Path, *, archive: bool = False) -> Path:
+    """Save a ``tf.Module`` whose ``serve`` is its serving signature as a SavedModel at
+    ``path``; with ``archive``, also pack it as ``path.tar.gz`` (under its folder's name)
+    and answer that."""
+    import tensorflow as tf
+
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    if not archive:
+        return path
+    return _pack(path, path.with_name(path.name + ".tar.gz"), top=path.name)
+
+
+def greedy_module() -> Any:
+    """A ``tf.Module`` over ``n`` (float32 ``[None, 1]``) answering ``n`` plus the sum of
+    an ``n[0] x n[0]`` scratch tensor of zeros: 2**21 asks for 16 TiB, which the
+    allocator refuses at once (ResourceExhausted), while small ``n`` run normally."""
+    import tensorflow as tf
+
+    class Greedy(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="n")])
+        def serve(self, n: tf.Tensor) -> dict[str, tf.Tensor]:
+            size = tf.cast(n[0, 0], tf.int64)
+            return {"y": n + tf.reduce_sum(tf.zeros(tf.stack([size, size])))}
+
+    return Greedy()
+
+
 def make_module_savedmodel(directory: Path) -> Built:
     """``tf.saved_model.save(module, dir, signatures=...)`` with two named inputs and two
     named outputs (checks the sorted-by-name order rule)."""

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0btfaas.proto\x12\x07tfaaspb\"9\n\x08\x44\x65tector\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\t\n\x01x\x18\x02 \x03(\x02\x12\t\n\x01y\x18\x03 \x03(\x02\x12\t\n\x01z\x18\x04 \x03(\x02\"&\n\x04Hits\x12\x1e\n\x03\x64\x65t\x18\x01 \x03(\x0b\x32\x11.tfaaspb.Detector\"0\n\x03Row\x12\x0b\n\x03key\x18\x01 \x03(\t\x12\r\n\x05value\x18\x02 \x03(\x02\x12\r\n\x05model\x18\x03 \x01(\t\"&\n\tDataFrame\x12\x19\n\x03row\x18\x01 \x03(\x0b\x32\x0c.tfaaspb.Row\"+\n\x05\x43lass\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"1\n\x0bPredictions\x12\"\n\nprediction\x18\x01 \x03(\x0b\x32\x0e.tfaaspb.Classb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0btfaas.proto\x12\x07tfaaspb\"9\n\x08\x44\x65tector\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\t\n\x01x\x18\x02 \x03(\x02\x12\t\n\x01y\x18\x03 \x03(\x02\x12\t\n\x01z\x18\x04 \x03(\x02\"&\n\x04Hits\x12\x1e\n\x03\x64\x65t\x18\x01 \x03(\x0b\x32\x11.tfaaspb.Detector\"0\n\x03Row\x12\x0b\n\x03key\x18\x01 \x03(\t\x12\r\n\x05value\x18\x02 \x03(\x02\x12\r\n\x05model\x18\x03 \x01(\t\"&\n\tDataFrame\x12\x19\n\x03row\x18\x01 \x03(\x0b\x32\x0c.tfaaspb.Row\"m\n\x05\x43lass\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\x12\x14\n\x07integer\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06number\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\n\n\x08_integerB\t\n\x07_number\"1\n\x0bPredictions\x12\"\n\nprediction\x18\x01 \x03(\x0b\x32\x0e.tfaaspb.Classb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,7 +40,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATAFRAME']._serialized_start=173
   _globals['_DATAFRAME']._serialized_end=211
   _globals['_CLASS']._serialized_start=213
-  _globals['_CLASS']._serialized_end=256
-  _globals['_PREDICTIONS']._serialized_start=258
-  _globals['_PREDICTIONS']._serialized_end=307
+  _globals['_CLASS']._serialized_end=322
+  _globals['_PREDICTIONS']._serialized_start=324
+  _globals['_PREDICTIONS']._serialized_end=373
 # @@protoc_insertion_point(module_scope)

@@ -13,7 +13,7 @@ from traitlets import Bool, Float, Int, Unicode, default
 
 from .batching import Batcher
 from .repository import Repository
-from .service import DirectRunner, Limits, TFaaS
+from .service import Limits, TFaaS
 
 MiB = 1024 * 1024
 #: The share of the memory limit that the model worker may use by default.
@@ -178,14 +178,13 @@ class TFaaSApp(ExtensionApp):
             max_image_pixels=self.max_image_pixels,
             max_concurrent_requests=self.max_concurrent_requests,
         )
-        runner: DirectRunner | Batcher = DirectRunner(self.worker)
-        if self.batching:
-            runner = Batcher(
-                self.worker,
-                max_batch_size=self.max_batch_size,
-                max_queue_delay_us=self.max_queue_delay_us,
-                max_in_flight=self.max_in_flight,
-            )
+        runner = Batcher(
+            self.worker,
+            enabled=self.batching,
+            max_batch_size=self.max_batch_size,
+            max_queue_delay_us=self.max_queue_delay_us,
+            max_in_flight=self.max_in_flight,
+        )
         self.service = TFaaS(repository, self.worker, runner, limits)
         self.settings.update({"tfaas_service": self.service})
         self.log.info("tfaas: serving models from %s", repository.root)

@@ -19,13 +19,16 @@ The policy is Triton's default, the one that costs nothing when idle:
   not (BentoML's #3859), while bulk scoring keeps one worker call per request
   (cutting a 10,000-row request into 256-row chunks cost 2.5x its rows/s);
 * when a stacked call fails with an error that may come from one request's data
-  (anything but a crashed, timed-out or unavailable worker), every member is
-  retried alone, so only the bad one fails (MLServer and BentoML shipped batchers
-  where one request's error or shape failed its neighbours).
+  or size (bad input, model failure, out of memory; not a crashed, timed-out or
+  unavailable worker), every member is retried alone, so only the bad one fails
+  (MLServer and BentoML shipped batchers where one request's error or shape failed
+  its neighbours).
 
 Per model, ``params.json`` may override ``max_batch_size``, ``max_queue_delay_us``,
 ``max_in_flight`` and turn batching off with ``"batching": false`` (for models whose
-output for a row depends on the other rows of the batch).
+output for a row depends on the other rows of the batch). With batching off (for
+the server, or for a model) every request is one worker call: the same
+:class:`Batcher` is the server's only :class:`Runner`.
 
 No Tornado here: the batcher is called by :class:`tfaas_jupyter.server.service.TFaaS`.
 """
@@ -36,15 +39,37 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from .errors import ErrorKind
+from .modelref import ModelRef
+
 log = logging.getLogger(__name__)
 
-#: Worker errors with these statuses say nothing about one request's data (crash,
-#: timeout, worker unavailable): retrying each member alone would only multiply them.
-_NOT_RETRIED = frozenset({503, 504})
+#: Worker errors of these kinds say nothing about one request's data (timeout, worker
+#: crashed or unavailable): retrying each member alone would only multiply them.
+_NOT_RETRIED = frozenset({ErrorKind.TIMEOUT, ErrorKind.UNAVAILABLE})
+
+
+class Runner(Protocol):
+    """Runs models on input arrays: what the service calls to predict."""
+
+    async def predict(self, model: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """One array per output (rows first) for one array per input (rows first)."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """How the runner is configured and how it went, for ``/status``."""
+        ...
+
+
+class WorkerCalls(Protocol):
+    """What the batcher needs of the model worker
+    (:class:`~tfaas_jupyter.server.supervisor.ModelWorker`; tests use a fake)."""
+
+    async def predict(self, model: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]: ...
 
 #: Idle per-model queues kept at most (a deleted model's queue is dropped past this).
 _MAX_IDLE_QUEUES = 64
@@ -186,15 +211,12 @@ def _signature(inputs: Sequence[np.ndarray]) -> tuple[Any, ...]:
 
 
 class Batcher:
-    """A runner (``async predict(mv, inputs) -> outputs``) that stacks concurrent requests.
-
-    ``worker`` is anything with the :class:`~tfaas_jupyter.supervisor.ModelWorker`
-    ``predict(key, path, format, params, inputs)`` coroutine (tests use a fake).
-    """
+    """The :class:`Runner`: stacks concurrent requests to a model (``enabled``), or
+    sends each alone (batching off, for the server or for one model)."""
 
     def __init__(
         self,
-        worker: Any,
+        worker: WorkerCalls,
         *,
         enabled: bool = True,
         max_batch_size: int = 256,
@@ -212,7 +234,7 @@ class Batcher:
 
     # ------------------------------------------------------------------ public
 
-    async def predict(self, mv: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    async def predict(self, mv: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """The model's outputs for ``inputs`` (one array per input, rows first)."""
         q = self._queues.get(mv.key)
         if q is None:
@@ -241,25 +263,24 @@ class Batcher:
 
     # ------------------------------------------------------------------ internals
 
-    def _queue(self, mv: Any) -> _Queue:
+    def _queue(self, mv: ModelRef) -> _Queue:
         if len(self._queues) >= _MAX_IDLE_QUEUES:
             for key in [k for k, q in self._queues.items() if not q.pending and not q.in_flight]:
                 del self._queues[key]
-        params = getattr(mv, "params", None) or {}
-        q = _Queue(name=mv.name, version=mv.version, config=self.defaults.overridden(params))
+        q = _Queue(name=mv.name, version=mv.version,
+                   config=self.defaults.overridden(dict(mv.params)))
         self._queues[mv.key] = q
         return q
 
-    async def _call(self, mv: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return await self.worker.predict(mv.key, str(mv.model_path), mv.format, mv.params,
-                                         inputs)
+    async def _call(self, mv: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return await self.worker.predict(mv, inputs)
 
-    async def _direct(self, q: _Queue, mv: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    async def _direct(self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
         q.calls += 1
         return await self._call(mv, inputs)
 
     async def _submit(
-        self, q: _Queue, mv: Any, inputs: list[np.ndarray], rows: int
+        self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray], rows: int
     ) -> list[np.ndarray]:
         loop = asyncio.get_running_loop()
         item = _Item(inputs, rows, _signature(inputs), loop.create_future(), loop.time())
@@ -277,7 +298,7 @@ class Batcher:
             self._kick(q, mv)
         return await item.future
 
-    def _kick(self, q: _Queue, mv: Any) -> None:
+    def _kick(self, q: _Queue, mv: ModelRef) -> None:
         """Send out as many batches as free call slots allow (or arm the delay timer)."""
         config = q.config
         while q.pending and q.in_flight < config.max_in_flight:
@@ -297,11 +318,11 @@ class Batcher:
             q.in_flight += 1
             asyncio.ensure_future(self._run(q, mv, batch))
 
-    def _on_timer(self, q: _Queue, mv: Any) -> None:
+    def _on_timer(self, q: _Queue, mv: ModelRef) -> None:
         q.timer = None
         self._kick(q, mv)
 
-    async def _run(self, q: _Queue, mv: Any, batch: list[_Item]) -> None:
+    async def _run(self, q: _Queue, mv: ModelRef, batch: list[_Item]) -> None:
         """One worker call for ``batch`` (its slot is already counted in ``in_flight``);
         hands each member its rows, or its own error."""
         try:
@@ -315,7 +336,7 @@ class Batcher:
             try:
                 outputs = await self._call(mv, inputs)
             except Exception as exc:
-                if len(batch) == 1 or getattr(exc, "status", None) in _NOT_RETRIED:
+                if len(batch) == 1 or getattr(exc, "kind", None) in _NOT_RETRIED:
                     for it in batch:
                         _fail(it.future, exc)
                     return
@@ -348,7 +369,7 @@ class Batcher:
             if q.pending:
                 self._kick(q, mv)
 
-    async def _one_by_one(self, q: _Queue, mv: Any, batch: list[_Item]) -> None:
+    async def _one_by_one(self, q: _Queue, mv: ModelRef, batch: list[_Item]) -> None:
         """Run each member alone (after a failed or unsplittable stacked call)."""
 
         async def one(it: _Item) -> None:

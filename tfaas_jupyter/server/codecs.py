@@ -1,8 +1,12 @@
 """Request and response codecs: JSON, protobuf and images to and from numpy.
 
 The hot paths avoid per-value Python work: JSON goes through orjson straight
-into a numpy array, a packed protobuf ``Row.value`` is viewed with
-``np.frombuffer``, and responses are written from the arrays in one call.
+into a numpy array, the protobuf runtime copies a ``Row``'s values into numpy in C,
+and responses are written from the arrays in one call.
+
+Numbers keep their dtype: JSON integers beyond what a float64 holds exactly are read
+as integers, and outputs are written in the model's own dtypes (int64 as JSON
+integers, float64 with all its digits, float32 as the original server wrote them).
 """
 
 from __future__ import annotations
@@ -15,18 +19,22 @@ import numpy as np
 import orjson
 from google.protobuf.message import DecodeError
 
-from ..tfaas_pb2 import Row
+from ..tfaas_pb2 import Predictions, Row
 from .errors import BadRequest, PayloadTooLarge
 
 _F32 = np.dtype("<f4")
+
+#: From this magnitude on, a float64 may be a rounded integer (2**53 + 1 reads as 2**53).
+_FLOAT64_EXACT_INTS = float(2**53)
 
 
 @dataclass
 class PredictRequest:
     """A decoded prediction request: rows of values for one model.
 
-    JSON values are float64 (integers up to 2**53 stay exact for integer inputs), proto
-    values float32 (the protocol's type); the service casts them to each input's dtype.
+    JSON values are float64, or int64 when the request holds integers only and one is
+    beyond 2**53 (so every integer is exact); proto values are float32 (the protocol's
+    type). The service casts them to each input's dtype exactly, or refuses (400).
     """
 
     model: str | None
@@ -61,9 +69,24 @@ def _as_rows(values: Any, *, may_hold_bools: bool = True) -> tuple[np.ndarray, b
         rows, single = array, False
     else:
         raise BadRequest("'values' must be a list of numbers or a list of rows (2-D at most)")
-    if not np.isfinite(rows.astype(np.float32)).all():  # NaN, null, beyond float32's range
+    if not np.isfinite(rows).all():  # null
         raise BadRequest("'values' must be finite numbers (no NaN, Infinity or null)")
+    if rows.size and (rows.max() >= _FLOAT64_EXACT_INTS or rows.min() <= -_FLOAT64_EXACT_INTS):
+        rows = _exact_integers(values, rows)
     return rows, single
+
+
+def _exact_integers(values: list, rows: np.ndarray) -> np.ndarray:
+    """``values`` as int64 (uint64 beyond) when they are all integers: the float64
+    ``rows`` may have rounded some. Otherwise ``rows`` (an integer input refuses the
+    big ones then)."""
+    try:
+        exact = np.asarray(values)
+    except (ValueError, TypeError, OverflowError):
+        return rows
+    if exact.dtype.kind not in "iu" or exact.size != rows.size:
+        return rows
+    return exact.reshape(rows.shape)
 
 
 def decode_json_request(body: bytes, *, max_rows: int | None = None) -> PredictRequest:
@@ -101,10 +124,39 @@ def decode_json_request(body: bytes, *, max_rows: int | None = None) -> PredictR
     )
 
 
-def encode_json_rows(outputs: np.ndarray, single_row: bool) -> bytes:
-    """The original's answer: a list of floats for one row, a list of lists for several."""
-    data = outputs[0] if single_row else outputs
-    return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+def _exact_in(dtype: np.dtype, common: np.dtype) -> bool:
+    """Whether every value of ``dtype`` is exactly a value of ``common``."""
+    if dtype.kind in "iu" and common.kind == "f":
+        return np.iinfo(dtype).bits - (dtype.kind == "i") <= np.finfo(common).nmant + 1
+    return np.can_cast(dtype, common, "safe")
+
+
+def output_table(outputs: Sequence[np.ndarray]) -> np.ndarray | list[list[Any]]:
+    """The outputs (each ``[rows, values]``) side by side: one row of values per input
+    row, as the original answered.
+
+    Booleans are written as 0 and 1. One output, or outputs of one dtype, stay an
+    array of that dtype. Outputs of
+    different dtypes are joined in the narrowest dtype that holds them all exactly
+    (float32 and float64 in float64, int32 and float64 in float64); when there is none
+    (int64 and a float), each row is a list of numpy scalars, each of its own dtype.
+    """
+    outputs = [o.view(np.uint8) if o.dtype.kind == "b" else o for o in outputs]
+    if len(outputs) == 1:
+        return outputs[0]
+    dtypes = {o.dtype for o in outputs}
+    if len(dtypes) == 1:
+        return np.concatenate(outputs, axis=1)
+    common = np.result_type(*dtypes)
+    if all(_exact_in(d, common) for d in dtypes):
+        return np.concatenate([o.astype(common, copy=False) for o in outputs], axis=1)
+    return [[v for o in outputs for v in o[i]] for i in range(outputs[0].shape[0])]
+
+
+def encode_json_rows(outputs: Sequence[np.ndarray], single_row: bool) -> bytes:
+    """The original's answer: a list of values for one row, a list of lists for several."""
+    table = output_table(outputs)
+    return orjson.dumps(table[0] if single_row else table, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def encode_json(doc: Any) -> bytes:
@@ -153,15 +205,50 @@ def _varint_bytes(n: int) -> bytes:
 
 
 _UNLABELLED_CLASS = np.dtype([("head", "S3"), ("p", "<f4")])
+_INT64_MAX = np.iinfo(np.int64).max
 
 
-def encode_proto_predictions(values: np.ndarray, labels: Sequence[str] | None = None) -> bytes:
-    """Serialize one row of outputs as ``tfaaspb.Predictions``: one ``Class`` per value.
+def encode_proto_predictions(outputs: Sequence[np.ndarray],
+                             labels: Sequence[str] | None = None) -> bytes:
+    """Serialize the first row of the outputs as ``tfaaspb.Predictions``: one ``Class``
+    per value, labelled in order when the model has labels.
 
-    Unlabelled classes are built in one numpy call (7 bytes each, as the original);
-    labelled ones carry their label, which the original left empty.
+    float32 outputs are written as the original did (unlabelled classes built in one
+    numpy call, 7 bytes each). Other dtypes fill ``probability`` with the nearest
+    float32 too, for the original's clients, plus the exact value: ``integer`` for
+    integer and boolean outputs, ``number`` for float64 ones. An unsigned value
+    beyond int64 is refused (400): no field holds it exactly.
     """
-    flat = np.ascontiguousarray(values, dtype=_F32).reshape(-1)
+    rows = [np.asarray(o)[0].reshape(-1) for o in outputs]
+    if all(r.dtype == _F32 for r in rows):
+        return _float32_predictions(rows[0] if len(rows) == 1 else np.concatenate(rows),
+                                    labels)
+    message = Predictions()
+    index = 0
+    for row in rows:
+        kind = row.dtype.kind
+        if kind == "u" and row.size and int(row.max()) > _INT64_MAX:
+            raise BadRequest(
+                "an output value is beyond int64, which the proto answer cannot hold "
+                "exactly; ask /json instead"
+            )
+        with np.errstate(over="ignore"):
+            approx = row.astype(_F32).tolist()
+        exact = row.tolist()
+        for near, value in zip(approx, exact):
+            entry = message.prediction.add(probability=near)
+            if labels and index < len(labels):
+                entry.label = labels[index]
+            if kind in "iub":
+                entry.integer = int(value)
+            elif row.dtype.itemsize > 4:
+                entry.number = value
+            index += 1
+    return message.SerializeToString()
+
+
+def _float32_predictions(flat: np.ndarray, labels: Sequence[str] | None) -> bytes:
+    flat = np.ascontiguousarray(flat, dtype=_F32)
     if not labels:
         out = np.empty(flat.size, dtype=_UNLABELLED_CLASS)
         out["head"] = b"\x0a\x05\x15"
@@ -219,9 +306,19 @@ def decode_image(
     return array[None, ...]
 
 
+def encode_image_answer(outputs: Sequence[np.ndarray], filename: str | None,
+                        labels: Sequence[str] | None) -> bytes:
+    """The original's ``/image`` answer: the top labels, or the outputs' one row."""
+    row = output_table(outputs)[0]
+    if not labels:
+        return encode_json(row)
+    return encode_json({"filename": filename, "labels": top_labels(np.asarray(row), labels)})
+
+
 def top_labels(probabilities: np.ndarray, labels: Sequence[str], k: int = 5) -> list[dict]:
-    """The original's image answer: the top labels with their probabilities, best first."""
-    flat = np.asarray(probabilities, dtype=np.float32).reshape(-1)
+    """The original's image answer: the top labels with their probabilities, best first
+    (in the model's dtype)."""
+    flat = np.asarray(probabilities).reshape(-1)
     n = min(len(labels), flat.size)
     order = np.argsort(-flat[:n], kind="stable")[: min(k, n)]
     return [{"label": labels[i], "probability": flat[i]} for i in order]

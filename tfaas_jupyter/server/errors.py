@@ -1,10 +1,25 @@
 """Errors the core raises; each carries the HTTP status the API answers with.
 
 The core knows nothing of Tornado: the handlers turn a :class:`TFaaSError` into a
-JSON ``{"error": message}`` body with ``status``.
+JSON ``{"error": message}`` body with ``status``. Errors of the model worker carry an
+:class:`ErrorKind` instead, and :data:`STATUS_OF_KIND` is the one place that says
+which HTTP status each kind gets.
 """
 
 from __future__ import annotations
+
+from ..worker.wire import ErrorKind
+
+__all__ = [
+    "ErrorKind",
+    "STATUS_OF_KIND",
+    "TFaaSError",
+    "BadRequest",
+    "NotFound",
+    "PayloadTooLarge",
+    "Unavailable",
+    "WorkerError",
+]
 
 
 class TFaaSError(Exception):
@@ -35,3 +50,28 @@ class PayloadTooLarge(TFaaSError):
 
 class Unavailable(TFaaSError):
     status = 503
+
+
+#: The HTTP status of each kind of model worker error.
+STATUS_OF_KIND: dict[ErrorKind, int] = {
+    ErrorKind.BAD_INPUT: 400,
+    ErrorKind.MODEL: 500,  # with the model's own message
+    ErrorKind.OUT_OF_MEMORY: 507,
+    ErrorKind.NOT_LOADED: 503,  # only seen if a retried load is evicted again at once
+    ErrorKind.TIMEOUT: 504,
+    ErrorKind.UNAVAILABLE: 503,
+}
+
+
+class WorkerError(TFaaSError):
+    """The model worker could not answer a request; ``kind`` says why."""
+
+    kind = ErrorKind.UNAVAILABLE
+
+    def __init__(self, message: str, kind: ErrorKind | str | None = None) -> None:
+        if kind is not None:
+            try:
+                self.kind = ErrorKind(kind)
+            except ValueError:  # a newer worker's kind: the model failed, as far as we know
+                self.kind = ErrorKind.MODEL
+        super().__init__(message, STATUS_OF_KIND[self.kind])

@@ -24,6 +24,7 @@ import tarfile
 from pathlib import Path
 
 from .errors import TFaaSError
+from .modelref import ModelRef
 from .names import check_model_name
 from .repository import LABELS_FILE, ModelVersion
 from .service import TFaaS
@@ -122,13 +123,10 @@ async def export_archive(service: TFaaS, model: str | None, staging: Path) -> Pa
             target = tree / "models" / name / str(mv.version)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                await service.worker.export(mv.key, str(mv.model_path), mv.format, mv.params,
-                                            str(target))
-            except Exception as exc:
-                status = getattr(exc, "status", 503)
-                message = getattr(exc, "message", None) or str(exc)
+                await service.worker.export(ModelRef.of(mv), str(target))
+            except TFaaSError as exc:
                 raise TFaaSError(
-                    f"cannot export {name!r} version {mv.version}: {message}", status
+                    f"cannot export {name!r} version {mv.version}: {exc.message}", exc.status
                 ) from None
             await asyncio.to_thread(_assets, mv, target)
         described[name] = ([v.version for v in versions], service.repository.labels(name))

@@ -29,7 +29,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..worker.wire import ProtocolError, read_frame_async, write_frame_async
+from ..worker.wire import ErrorKind, ProtocolError, read_frame_async, write_frame_async
+from .errors import WorkerError
+from .modelref import ModelRef
 
 __all__ = [
     "WorkerError",
@@ -38,6 +40,7 @@ __all__ = [
     "WorkerTimeout",
     "ModelError",
     "ModelTooBig",
+    "ModelRef",
     "ModelWorker",
     "ColdStart",
     "COLD_START",
@@ -76,47 +79,35 @@ _STREAM_LIMIT = 1 << 20
 _SOCK_BUF = 4 << 20
 
 
-class WorkerError(Exception):
-    """Base class: the model worker could not serve the request. ``.message`` is a sentence."""
-
-    status = 503
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 class WorkerUnavailable(WorkerError):
     """The worker cannot be started (e.g. no TensorFlow in that interpreter)."""
+
+    kind = ErrorKind.UNAVAILABLE
 
 
 class WorkerCrashed(WorkerError):
     """The worker process died while the request was in flight."""
 
+    kind = ErrorKind.UNAVAILABLE
+
 
 class WorkerTimeout(WorkerError):
     """The request exceeded the timeout; the worker was killed and will be restarted."""
 
-    status = 504
+    kind = ErrorKind.TIMEOUT
 
 
 class ModelError(WorkerError):
-    """The model could not be loaded, or TensorFlow refused the input.
+    """The worker's error reply: the model could not be loaded or run, TensorFlow
+    refused the input, or the model ran out of memory (``kind`` says which)."""
 
-    ``kind`` is ``"model"`` (the model is at fault) or ``"input"`` (the request is).
-    """
-
-    status = 400
-
-    def __init__(self, message: str, kind: str = "model") -> None:
-        super().__init__(message)
-        self.kind = kind
+    kind = ErrorKind.MODEL
 
 
 class ModelTooBig(WorkerError):
     """The model does not fit in the worker's memory limit, even alone (507)."""
 
-    status = 507
+    kind = ErrorKind.OUT_OF_MEMORY
 
 
 @dataclass(frozen=True)
@@ -261,16 +252,13 @@ class ModelWorker:
         self.threads = threads
         self.cache_size = cache_size
         self.request_timeout = request_timeout
-        #: Extra seconds a call may take when it loads its model first (a big
-        #: SavedModel can take minutes; a prediction must not).
+        #: Extra seconds a load may take (a big SavedModel can take minutes; a
+        #: prediction must not).
         self.load_timeout = load_timeout
         self.start_timeout = start_timeout
         #: Why this worker cannot start at all (a configuration problem found before
         #: the first start, e.g. a kernelspec that does not exist): every start says so.
         self.unavailable = unavailable
-        #: Keys the worker has loaded, least recently used first: a mirror of its LRU
-        #: cache, to know which calls may need the load budget.
-        self._warm: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.log = log or logging.getLogger("tfaas_jupyter.worker")
         self._conn: _Conn | None = None
         self._starting: asyncio.Future[_Conn] | None = None
@@ -282,7 +270,6 @@ class ModelWorker:
         self._failures = 0  # consecutive failed starts
         self._retry_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._warm_conn: _Conn | None = None
         #: Seconds without a request after which the worker is stopped (0: never).
         self.idle_timeout = idle_timeout
         #: Bytes of RSS past which the worker evicts models (0: no limit).
@@ -395,8 +382,6 @@ class ModelWorker:
         self._conn = conn
         self._state = "running"
         self._stopped_reason = ""
-        self._warm.clear()  # a new worker holds no model yet
-        self._warm_conn = conn
         self._last_used = time.monotonic()
         self._last_start_seconds = self._last_used - began
         self._cancel_idle_watch()
@@ -654,7 +639,7 @@ class ModelWorker:
             except (TypeError, ValueError) as e:
                 # nothing was written: an object-dtype array or a non-JSON param
                 raise ModelError(f"The request cannot be sent to the model worker: {e}",
-                                 "input") from None
+                                 ErrorKind.BAD_INPUT) from None
             except (OSError, RuntimeError):
                 # the channel broke: the read loop reports why
                 await asyncio.shield(conn.dead)
@@ -668,9 +653,6 @@ class ModelWorker:
         """One call to the worker (started if needed). ``use=False``: a call that does
         not count as use for the idle timeout (a status query)."""
         conn = await self._ensure()
-        if conn is not self._warm_conn:  # a new worker holds no model yet
-            self._warm.clear()
-            self._warm_conn = conn
         timeout = self.request_timeout if timeout is None else timeout
         self._active += use
         try:
@@ -688,77 +670,54 @@ class ModelWorker:
             if use:
                 self._active -= 1
                 self._last_used = time.monotonic()
-        for key in reply.pop("evicted", None) or ():  # evicted by the memory limit
-            self._warm.pop(key, None)
         if "error" in reply:
             if reply.get("kind") == "memory":
                 raise ModelTooBig(str(reply["error"]))
-            raise ModelError(str(reply["error"]), str(reply.get("kind") or "model"))
+            raise ModelError(str(reply["error"]), reply.get("kind") or ErrorKind.MODEL)
         return reply, out
 
-    @staticmethod
-    def _model(key: str, path: str, fmt: str, params: dict[str, Any]) -> dict[str, Any]:
-        return {"key": key, "path": os.fspath(path), "format": fmt, "params": params or {}}
-
-    async def load(self, key: str, path: str, fmt: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Load (or reuse) a model; returns ``{"inputs": [...], "outputs": [...]}``.
+    async def load(self, model: ModelRef) -> dict[str, Any]:
+        """Make sure the worker holds ``model`` (loading it if needed, within the load
+        budget); returns its signature ``{"inputs": [...], "outputs": [...]}``.
 
         When the call had to start the worker or load the model, it is a cold start:
         recorded in :data:`COLD_START` for the current request and in the status.
         """
         self._adopt_loop()
         stopped = not self.running
-        cold = stopped or key not in self._warm
         began = time.monotonic()
         if stopped:
             await self._ensure()
         started = time.monotonic()
-        reply, _ = await self._request({"op": "load", **self._model(key, path, fmt, params)},
+        reply, _ = await self._request({"op": "load", **model.load_request()},
                                        timeout=self.request_timeout + self.load_timeout)
-        self._mark_warm(key)
-        if cold:
-            timing = ColdStart(key, started - began if stopped else 0.0,
+        if stopped or reply.get("loaded"):
+            timing = ColdStart(model.key, started - began if stopped else 0.0,
                                time.monotonic() - started)
             COLD_START.set(timing)
             if stopped:
                 self._last_cold_start = timing
         return {"inputs": reply["inputs"], "outputs": reply["outputs"]}
 
-    def is_loaded(self, key: str) -> bool:
-        """Whether the running worker holds ``key`` (as far as the server knows)."""
-        return self.running and key in self._warm
+    async def predict(self, model: ModelRef, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run ``model`` on one array per input (signature order, shaped ``[rows, ...]``).
 
-    async def warm_up(self, key: str, path: str, fmt: str,
-                      params: dict[str, Any]) -> dict[str, Any] | None:
-        """Start the worker and load the model unless it is loaded already.
-
-        Returns the signature when it loaded (see :meth:`load`), else ``None``: the
-        first prediction after a start waits for its own model only.
+        Returns one read-only array per output, in output order. The request names the
+        model by its key only; when the worker does not hold it (evicted, or restarted)
+        it is loaded and the request sent once more.
         """
-        if self.is_loaded(key):
-            return None
-        return await self.load(key, path, fmt, params)
-
-    async def predict(self, key: str, path: str, fmt: str, params: dict[str, Any],
-                      inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Run the model on one array per input (signature order, shaped ``[rows, ...]``).
-
-        Returns one read-only array per output, in output order.
-        """
-        timeout = self.request_timeout
-        if key not in self._warm:
-            timeout += self.load_timeout
-        _, out = await self._request(
-            {"op": "predict", **self._model(key, path, fmt, params)}, inputs, timeout
-        )
-        self._mark_warm(key)
+        self._adopt_loop()
+        if not self.running:  # a new worker holds no model: load it first (a cold start)
+            await self.load(model)
+        header = {"op": "predict", "key": model.key}
+        try:
+            _, out = await self._request(header, inputs)
+        except ModelError as exc:
+            if exc.kind is not ErrorKind.NOT_LOADED:
+                raise
+            await self.load(model)
+            _, out = await self._request(header, inputs)
         return out
-
-    def _mark_warm(self, key: str) -> None:
-        self._warm[key] = None
-        self._warm.move_to_end(key)
-        while len(self._warm) > max(self.cache_size, 1):
-            self._warm.popitem(last=False)
 
     async def unload(self, prefix: str) -> None:
         """Evict every cached model whose key starts with ``prefix``.
@@ -769,8 +728,6 @@ class ModelWorker:
         c = self._conn
         if c is None or not c.alive:
             return
-        for key in [k for k in self._warm if k.startswith(prefix)]:
-            del self._warm[key]
         await self._request({"op": "unload", "prefix": prefix})
 
     @property
@@ -870,11 +827,10 @@ class ModelWorker:
         )
         return info
 
-    async def export(self, key: str, path: str, fmt: str, params: dict[str, Any],
-                     target: str) -> dict[str, Any]:
+    async def export(self, model: ModelRef, target: str) -> dict[str, Any]:
         """Write the model as a SavedModel with ``serving_default`` at ``target``."""
         reply, _ = await self._request(
-            {"op": "export", "target": target, **self._model(key, path, fmt, params)},
+            {"op": "export", "target": target, **model.load_request()},
             timeout=self.request_timeout + self.load_timeout,
         )
         return {"inputs": reply["inputs"], "outputs": reply["outputs"]}

@@ -192,8 +192,7 @@ async def predict(service: TFaaS, name: str, version: str | None,
                     f"request has {rows} rows; the limit is {service.limits.max_rows} "
                     "rows per request"
                 )
-            # The service's runner path (batching, worker errors as API errors).
-            outputs = await service._run(mv, arrays)
+            outputs = await service.run(mv, arrays)
             names = _output_names(signature, len(outputs))
             answer = (_row_answer(names, outputs, rows) if row_format
                       else _columnar_answer(names, outputs))

@@ -331,8 +331,7 @@ async def infer(service: TFaaS, name: str, version: str | None, body: bytes,
             signature = await service.signature(mv)
             arrays = _model_inputs(mv, signature, request.inputs)
             rows = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1
-            # The service's runner path (batching, worker errors as API errors).
-            outputs = await service._run(mv, arrays)
+            outputs = await service.run(mv, arrays)
             return _encode_answer(mv, signature, outputs, request, rows)
         except TFaaSError as exc:
             exc.model = mv.name

@@ -20,19 +20,33 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from .wire import ErrorKind
+
 TensorInfo = dict[str, Any]  # {"name": str, "dtype": "float32", "shape": [None, 42]}
 
 
 class ModelLoadError(Exception):
     """The model cannot be loaded (bad file, unknown node...). Message is one clear line."""
 
-    kind = "model"
+    kind = ErrorKind.MODEL
 
 
 class InputError(Exception):
     """The request's inputs do not fit the model."""
 
-    kind = "input"
+    kind = ErrorKind.BAD_INPUT
+
+
+class OutOfMemory(Exception):
+    """The model ran out of memory (too big a batch for this machine, most likely)."""
+
+    kind = ErrorKind.OUT_OF_MEMORY
+
+
+class NotLoaded(Exception):
+    """A prediction for a model the worker does not hold: the supervisor loads it."""
+
+    kind = ErrorKind.NOT_LOADED
 
 
 def _shape_list(shape: tf.TensorShape) -> list[int | None] | None:
@@ -105,6 +119,8 @@ class Predictor:
             results = self._call([tf.convert_to_tensor(a) for a in arrays])
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
             raise InputError(_one_line(e)) from e
+        except (tf.errors.ResourceExhaustedError, MemoryError) as e:
+            raise OutOfMemory(f"the model ran out of memory: {_one_line(e)}") from e
         return [np.asarray(r.numpy()) for r in results]
 
     def warm_up(self) -> None:

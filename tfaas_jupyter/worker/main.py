@@ -1,6 +1,6 @@
 """Model worker entry point: read request frames, run them on a thread pool, reply.
 
-Started by :class:`tfaas_jupyter.supervisor.ModelWorker` as::
+Started by :class:`tfaas_jupyter.server.supervisor.ModelWorker` as::
 
     python -c BOOTSTRAP <this directory> --fd N [--threads T] [--cache-size C]
                                                 [--parent-pid P] [--memory-limit B]
@@ -9,9 +9,17 @@ where ``N`` is the worker's end of a socketpair (see :mod:`.wire` for the framin
 stdout/stderr are not the channel: TensorFlow prints there, the supervisor forwards
 stderr to its log.
 
-Requests are ``{"id": int, "op": str, ...}`` (+ arrays for ``predict``); each reply
-carries the request's ``id`` and either the op's result or ``{"error": "<one line>",
-"kind": "model"|"input"}``. Replies may come out of order.
+Requests are ``{"id": int, "op": str, ...}``; each reply carries the request's ``id``
+and either the op's result or ``{"error": "<one line>", "kind": <wire.ErrorKind>}``.
+Replies may come out of order. The ops:
+
+* ``load`` (``key``, ``path``, ``format``, ``params``): load the model into the cache
+  under ``key`` unless it is there; answers its signature (``inputs``, ``outputs``).
+* ``predict`` (``key`` + one array per input): answers one array per output, or the
+  kind ``not_loaded`` when ``key`` is not in the cache (evicted, or a new worker): the
+  supervisor then sends ``load`` and the prediction once more. So the params travel
+  once per load, not with every prediction.
+* ``unload`` (``prefix``), ``status``, ``ping``.
 """
 
 from __future__ import annotations
@@ -66,10 +74,8 @@ class Worker:
         self.channel = channel
         self.threads = threads
         self.cache_size = cache_size
-        self._lock = threading.Lock()  # guards the cache, _key_locks and _evicted
+        self._lock = threading.Lock()  # guards the cache and _key_locks
         self._cache: LRU[str, Any] = LRU(cache_size, memory_limit=memory_limit)
-        #: Keys evicted since the last reply, told to the supervisor with the next one.
-        self._evicted: list[str] = []
         self._key_locks: dict[str, threading.Lock] = {}
         # (sequence number, prefix) of recent unloads, so a load that was running while
         # its key got unloaded does not put the stale model back into the cache.
@@ -124,7 +130,6 @@ class Worker:
                 refusal = e
             else:
                 evicted += self._cache.put(key, predictor, size)
-                self._evicted.extend(evicted)
         if refusal is not None:
             del predictor
             raise refusal
@@ -171,6 +176,16 @@ class Worker:
 
     # ---------------------------------------------------------------- requests
 
+    def cached(self, key: str) -> Any:
+        """The loaded predictor of ``key``; raises ``NotLoaded`` when it is not cached."""
+        from .loaders import NotLoaded
+
+        with self._lock:
+            p = self._cache.get(key)
+        if p is None:
+            raise NotLoaded(f"model {key} is not loaded")
+        return p
+
     def _model_args(self, h: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
         from .loaders import InputError
 
@@ -185,18 +200,22 @@ class Worker:
 
     def handle(self, header: dict[str, Any], arrays: list[Any]) -> None:
         """Run one request (on a pool thread) and write its reply."""
-        from .loaders import InputError, ModelLoadError
+        from .loaders import InputError, ModelLoadError, NotLoaded, OutOfMemory
+        from .wire import ErrorKind
 
         rid = header.get("id")
         op = header.get("op")
         out_arrays: list[Any] = []
         try:
             if op == "predict":
-                p = self.get_predictor(*self._model_args(header))
-                out_arrays = p.predict(arrays)
+                out_arrays = self.cached(str(header.get("key"))).predict(arrays)
                 reply: dict[str, Any] = {}
             elif op == "load":
-                reply = self.get_predictor(*self._model_args(header)).metadata()
+                args = self._model_args(header)
+                with self._lock:
+                    held = args[0] in self._cache
+                # "loaded": this call loaded the model (a cold start), it was not cached
+                reply = {**self.get_predictor(*args).metadata(), "loaded": not held}
             elif op == "export":
                 from .export import export_savedmodel
 
@@ -210,22 +229,21 @@ class Worker:
                 reply = {}
             else:
                 raise InputError(f"unknown op '{op}'")
-        except (ModelLoadError, InputError, OverBudget) as e:
-            reply = {"error": str(e), "kind": e.kind}
+        except (ModelLoadError, InputError, OutOfMemory, NotLoaded, OverBudget) as e:
+            reply = {"error": str(e), "kind": getattr(e.kind, "value", e.kind)}
             out_arrays = []
         except MemoryError:
-            reply = {"error": "out of memory in the model worker", "kind": "model"}
+            reply = {"error": "out of memory in the model worker",
+                     "kind": ErrorKind.OUT_OF_MEMORY.value}
             out_arrays = []
         except Exception as e:  # never crash the worker; the traceback goes to stderr
             traceback.print_exc(file=sys.stderr)
             from .loaders import _one_line
 
-            reply = {"error": f"{type(e).__name__}: {_one_line(e)}", "kind": "model"}
+            reply = {"error": f"{type(e).__name__}: {_one_line(e)}",
+                     "kind": ErrorKind.MODEL.value}
             out_arrays = []
         reply["id"] = rid
-        if self._evicted:
-            with self._lock:
-                reply["evicted"], self._evicted = self._evicted, []
         try:
             self.channel.write(reply, out_arrays)
         except (OSError, TypeError, ValueError) as e:
@@ -233,7 +251,7 @@ class Worker:
                 return  # channel gone: the reader loop will see EOF and exit
             traceback.print_exc(file=sys.stderr)
             self.channel.write({"id": rid, "error": f"cannot encode the result: {e}",
-                                "kind": "model"})
+                                "kind": ErrorKind.MODEL.value})
 
     def serve(self) -> None:
         """Read frames until EOF. ``ping`` is answered inline (a health check that stays

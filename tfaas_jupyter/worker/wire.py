@@ -17,12 +17,13 @@ the received bytes with :func:`numpy.frombuffer`.
 
 Every other header member belongs to the protocol in :mod:`.main`: requests carry
 ``"id"`` and ``"op"``, replies carry the same ``"id"`` and either results or
-``"error"``/``"kind"``.
+``"error"``/``"kind"``, ``kind`` being one of the :class:`ErrorKind` values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import math
 import socket
@@ -33,6 +34,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 __all__ = [
+    "ErrorKind",
     "MAX_HEADER",
     "ProtocolError",
     "encode_header",
@@ -52,6 +54,27 @@ MAX_HEADER = 16 * 1024 * 1024
 
 class ProtocolError(Exception):
     """The byte stream does not contain a valid frame."""
+
+
+class ErrorKind(str, enum.Enum):
+    """Why a request to the model worker failed; carried as ``"kind"`` in error replies.
+
+    The worker reports the first four; the supervisor adds the last two. The server
+    maps each kind to one HTTP status (:mod:`tfaas_jupyter.server.errors`).
+    """
+
+    #: The request's inputs do not fit the model (shape, dtype, values TF refuses).
+    BAD_INPUT = "input"
+    #: The model cannot be loaded, or failed while running.
+    MODEL = "model"
+    #: The model ran out of memory (TensorFlow's ResourceExhausted, MemoryError).
+    OUT_OF_MEMORY = "oom"
+    #: The model is not in the worker's cache (evicted, or a new worker): load it first.
+    NOT_LOADED = "not_loaded"
+    #: The worker did not answer in time; it was killed and will be restarted.
+    TIMEOUT = "timeout"
+    #: The worker cannot be started, or died while the request was in flight.
+    UNAVAILABLE = "unavailable"
 
 
 def _check_dtype(dt: np.dtype) -> None:

@@ -1,0 +1,87 @@
+"""The wire codecs without a server: numbers keep their dtype both ways."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tfaas_jupyter.server import codecs
+from tfaas_jupyter.server.errors import BadRequest
+from tfaas_jupyter.tfaas_pb2 import Predictions
+
+BIG = 2**53 + 1
+
+
+def test_json_integers_beyond_float64_are_read_exactly() -> None:
+    doc = {"model": "m", "values": [[1_700_000_001, BIG], [-BIG, 2**63 - 1]]}
+    request = codecs.decode_json_request(json.dumps(doc).encode())
+    assert request.values.dtype == np.int64
+    assert request.values.tolist() == doc["values"]
+    # small integers, or any fraction: float64 as before (the shaper refuses big ones)
+    small = codecs.decode_json_request(b'{"values": [1700000001, 2]}')
+    assert small.values.dtype == np.float64 and small.values.tolist() == [[1_700_000_001, 2]]
+    mixed = codecs.decode_json_request(f'{{"values": [{BIG}, 0.5]}}'.encode())
+    assert mixed.values.dtype == np.float64
+    rounded = codecs.decode_json_request(f'{{"values": [{BIG}, 1]}}'.encode())
+    assert rounded.values.dtype == np.int64 and rounded.values.tolist() == [[BIG, 1]]
+    beyond = codecs.decode_json_request(f'{{"values": [{2**63}]}}'.encode())
+    assert beyond.values.dtype == np.uint64 and beyond.values.tolist() == [[2**63]]
+    # numbers beyond float32 are not the codec's business (a float64 input takes them)
+    assert codecs.decode_json_request(b'{"values": [1e300]}').values.tolist() == [[1e300]]
+    with pytest.raises(BadRequest, match="finite"):
+        codecs.decode_json_request(b'{"values": [1, null]}')
+
+
+def test_json_outputs_keep_their_dtype() -> None:
+    f32 = np.array([[0.1, 1 / 3]], np.float32)
+    # the common case is byte for byte what it was: float32 as orjson prints it
+    assert codecs.encode_json_rows([f32], True) == b"[0.1,0.33333334]"
+    assert codecs.encode_json_rows([f32, f32], False) == (
+        b"[[0.1,0.33333334,0.1,0.33333334]]"
+    )
+    ids = np.array([[1_700_000_001, BIG]], np.int64)
+    assert json.loads(codecs.encode_json_rows([ids], True)) == [1_700_000_001, BIG]
+    f64 = np.array([[0.1, 1 / 3]], np.float64)
+    assert json.loads(codecs.encode_json_rows([f64], True)) == [0.1, 1 / 3]
+    # float32 next to float64: joined as float64, exactly the float32 values
+    joined = json.loads(codecs.encode_json_rows([f32, f64], True))
+    assert joined == [float(np.float32(0.1)), float(np.float32(1 / 3)), 0.1, 1 / 3]
+    # int64 next to float32: no dtype holds both; each keeps its own
+    assert codecs.encode_json_rows([ids, f32], True) == (
+        f"[1700000001,{BIG},0.1,0.33333334]".encode()
+    )
+    flags = np.array([[True, False]])
+    assert codecs.encode_json_rows([flags], True) == b"[1,0]"
+    two = np.array([[1], [2]], np.int64)
+    assert json.loads(codecs.encode_json_rows([two, np.array([[0.5], [1.5]])], False)) == [
+        [1, 0.5], [2, 1.5]
+    ]
+
+
+def test_proto_answers() -> None:
+    f32 = np.array([[0.25, 0.75]], np.float32)
+    raw = codecs.encode_proto_predictions([f32])
+    assert len(raw) == 14  # 7 bytes a class, as the original
+    parsed = Predictions.FromString(raw).prediction
+    assert [c.probability for c in parsed] == [0.25, 0.75]
+    assert not parsed[0].HasField("integer") and not parsed[0].HasField("number")
+
+    ids = np.array([[1_700_000_001, BIG, -5, 0]], np.int64)
+    parsed = Predictions.FromString(
+        codecs.encode_proto_predictions([ids], ["a", "b", "c", "d"])
+    ).prediction
+    assert [c.integer for c in parsed] == [1_700_000_001, BIG, -5, 0]
+    assert all(c.HasField("integer") for c in parsed)  # 0 too
+    assert [c.label for c in parsed] == ["a", "b", "c", "d"]
+    assert parsed[0].probability == np.float32(1_700_000_001)
+
+    f64 = np.array([[0.1, 1e300]], np.float64)
+    parsed = Predictions.FromString(codecs.encode_proto_predictions([f32, f64])).prediction
+    assert [c.probability for c in parsed[:2]] == [0.25, 0.75]
+    assert [c.number for c in parsed[2:]] == [0.1, 1e300]
+    assert parsed[2].probability == np.float32(0.1) and parsed[3].probability == np.inf
+
+    with pytest.raises(BadRequest, match="int64"):
+        codecs.encode_proto_predictions([np.array([[2**64 - 1]], np.uint64)])
