@@ -102,8 +102,10 @@ def jupyter_server(
     env: dict[str, str] | None = None,
     ready_path: str = "tfaas/models",
     timeout: float = 120,
+    app: str = "server",
 ) -> Iterator[ServerProcess]:
-    """Start ``python -m jupyter server`` with tfaas_jupyter; stop (or kill) it on exit.
+    """Start ``python -m jupyter server`` (``app="lab"``: ``jupyter lab``) with
+    tfaas_jupyter; stop (or kill) it on exit.
 
     The server's environment holds nothing that would point a kernel at another
     server (TFAAS_*, JUPYTERHUB_*, JPY_*, JUPYTER_TOKEN). It counts as started once it
@@ -127,7 +129,7 @@ def jupyter_server(
         **(env or {}),
     }
     cmd = [
-        sys.executable, "-m", "jupyter", "server", "--no-browser",
+        sys.executable, "-m", "jupyter", app, "--no-browser",
         "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.base_url={base_url}",
         f"--ServerApp.root_dir={home}",
