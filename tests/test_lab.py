@@ -3,6 +3,7 @@ real ``jupyter lab`` driven through Debian's Chromium by Playwright."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -98,6 +99,34 @@ def predict_in_panel(page, model: str, values: list) -> list[tuple[str, float, s
     return shown_outputs(page)
 
 
+def drop_files(page, target: str, files: list[Path]) -> None:
+    """Drop ``files`` on ``target`` as a user dragging them from a file manager does."""
+    payload = [{"name": f.name, "b64": base64.b64encode(f.read_bytes()).decode()}
+               for f in files]
+    page.locator(target).evaluate(
+        """(node, files) => {
+            const transfer = new DataTransfer();
+            for (const f of files) {
+                const bytes = Uint8Array.from(atob(f.b64), c => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], f.name));
+            }
+            for (const kind of ['dragenter', 'dragover', 'drop']) {
+                node.dispatchEvent(new DragEvent(kind, {dataTransfer: transfer, bubbles: true,
+                                                        cancelable: true}));
+            }
+        }""", payload)
+
+
+def wait_for_model(page, name: str, timeout: float = 180_000) -> None:
+    """Wait until the panel lists ``name``; on a timeout, say what the notifications said."""
+    try:
+        page.locator(f'#tfaas-sidebar [data-model="{name}"]').wait_for(timeout=timeout)
+    except sync_api.TimeoutError:
+        toasts = page.locator(".Toastify__toast")
+        said = [toasts.nth(i).inner_text() for i in range(toasts.count())]
+        raise AssertionError(f"{name} not listed; notifications: {said}") from None
+
+
 def launch(playwright):
     return playwright.chromium.launch(
         executable_path=CHROMIUM, headless=True,
@@ -155,9 +184,34 @@ def test_the_panel_in_jupyter_lab(tmp_path: Path, seed_dir: Path, built: dict) -
             with page.expect_file_chooser() as chooser:
                 panel.locator('[data-tfaas="upload"]').click()
             chooser.value.set_files(str(keras_file.path))
-            panel.locator('[data-model="tiny"]').wait_for(timeout=180_000)
+            wait_for_model(page, "tiny")
+            assert "tiny version 1 uploaded" in panel.locator(
+                '[data-tfaas="upload-state"]').inner_text()
+            # the original's form files (model.pb, params.json, labels.txt) dropped on it:
+            # named by params.json, so a second version of vk
+            drop_files(page, '#tfaas-sidebar [data-tfaas="drop"]',
+                       [seed_dir / "model.pb", seed_dir / "params.json", seed_dir / "labels.txt"])
+            page.wait_for_function(
+                "() => document.querySelector('#tfaas-sidebar [data-tfaas=upload-state]')"
+                ".textContent.includes('vk version 2 uploaded')", timeout=180_000)
+            vk.locator("dd", has_text="1, 2").wait_for()
+            # a SavedModel archive through the picker, named after its file
+            export = built["keras_export"]
+            with page.expect_file_chooser() as chooser:
+                panel.locator('[data-tfaas="upload"]').click()
+            chooser.value.set_files(str(export.extra["tar_top"]))
+            wait_for_model(page, "exported_top")
+            assert "savedmodel" in panel.locator('[data-model="exported_top"]').inner_text()
             code, models = srv.json("GET", "tfaas/models")
-            assert sorted(m["name"] for m in models) == ["tiny", "vk"]
+            assert sorted(m["name"] for m in models) == ["exported_top", "tiny", "vk"]
+            assert next(m for m in models if m["name"] == "vk")["versions"] == [1, 2]
+            ((_, value, _),) = predict_in_panel(page, "vk", row)  # version 2
+            assert value == pytest.approx(expected, rel=1e-5)
+            six = [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]]
+            cells = predict_in_panel(page, "exported_top", six)
+            assert [c[1] for c in cells] == pytest.approx(
+                export.reference([np.asarray(six, dtype=np.float32)])[0][0].tolist(), rel=1e-5)
+            assert srv.request("DELETE", "tfaas/delete/exported_top")[0] == 200
             tiny_row = [[0.5, -1.0, 2.0, 0.25, 1.5, -0.75], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]
             cells = predict_in_panel(page, "tiny", tiny_row)
             reference = keras_file.reference([np.asarray(tiny_row, dtype=np.float32)])[0]
@@ -167,6 +221,12 @@ def test_the_panel_in_jupyter_lab(tmp_path: Path, seed_dir: Path, built: dict) -
                                   "td.jp-tfaas-number")
             assert [float(second.nth(i).get_attribute("data-value")) for i in range(3)] == \
                 pytest.approx(reference[1].tolist(), rel=1e-5)
+            # the status strip follows by itself while the panel is visible (5 s polls)
+            page.wait_for_function(
+                "() => document.querySelector('#tfaas-sidebar [data-status=loaded]')"
+                ".textContent.includes('tiny')", timeout=60_000)
+            rate = panel.locator('[data-status="rate"]').inner_text()
+            assert rate.endswith("req/s"), rate
 
             # the copy-curl line for this server, and it works as copied
             context.grant_permissions(["clipboard-read", "clipboard-write"])
@@ -191,10 +251,16 @@ def test_the_panel_in_jupyter_lab(tmp_path: Path, seed_dir: Path, built: dict) -
             # delete with confirmation: Cancel keeps the model, Delete removes it
             page.locator('[data-tfaas="refresh"]').click()
             panel.locator('[data-model="tiny"]').wait_for(state="detached", timeout=60_000)
-            vk.locator('[data-tfaas="delete"]').click()
+            # from the keyboard: the Delete key on a focused model asks; Escape cancels
+            vk.focus()
+            page.keyboard.press("Delete")
             dialog = page.locator(".jp-Dialog")
             dialog.wait_for()
             assert "Delete vk" in dialog.inner_text()
+            page.keyboard.press("Escape")
+            dialog.wait_for(state="detached")
+            vk.locator('[data-tfaas="delete"]').click()
+            dialog.wait_for()
             dialog.locator("button", has_text="Cancel").click()
             dialog.wait_for(state="detached")
             assert srv.json("GET", "tfaas/models")[1][0]["name"] == "vk"

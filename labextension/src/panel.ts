@@ -22,7 +22,7 @@ import {
   resultRows
 } from './predict';
 import { ISample, IStatusDoc, predictionCount, requestRate, statusView } from './status';
-import { ACCEPT, classifyFiles, nameFromFile } from './upload';
+import { ACCEPT, classifyFiles, nameFromFile, nameFromParams } from './upload';
 
 /** How often the visible panel polls the status and the model list (ms). */
 const REFRESH_MS = 5000;
@@ -89,7 +89,13 @@ export class TFaaSPanel extends Widget {
       return;
     }
     const model = files[roles.get('model')!];
-    const name = this._nameInput.value.trim() || nameFromFile(model.name);
+    // the typed name, else the one params.json gives (the server insists they agree),
+    // else the model file's
+    const params = roles.has('params') ? files[roles.get('params')!] : null;
+    const name =
+      this._nameInput.value.trim() ||
+      (params ? nameFromParams(await params.text()) : null) ||
+      nameFromFile(model.name);
     const form = new FormData();
     form.append('name', name);
     for (const [role, index] of roles) {

@@ -60,3 +60,15 @@ export function nameFromFile(filename: string): string {
       .replace(/^[-.]+|[-.]+$/g, '') || 'model'
   );
 }
+
+/** The `name` a params.json gives the model, if it is readable and gives one. */
+export function nameFromParams(text: string): string | null {
+  try {
+    const params = JSON.parse(text);
+    return params && typeof params.name === 'string' && params.name.trim()
+      ? params.name.trim()
+      : null;
+  } catch {
+    return null;
+  }
+}

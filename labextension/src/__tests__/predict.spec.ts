@@ -1,7 +1,7 @@
 import { curlCommand, shellQuote } from '../curl';
 import { shapeModels } from '../models';
 import { formatValue, parseValues, predictRequest, resultRows } from '../predict';
-import { classifyFiles, nameFromFile } from '../upload';
+import { classifyFiles, nameFromFile, nameFromParams } from '../upload';
 
 const [model] = shapeModels([
   {
@@ -103,5 +103,11 @@ describe('upload', () => {
     expect(nameFromFile('my model.keras')).toBe('my-model');
     expect(nameFromFile('saved.tar.gz')).toBe('saved');
     expect(nameFromFile('...')).toBe('model');
+  });
+
+  it('takes the name params.json gives', () => {
+    expect(nameFromParams('{"name": " vk ", "model": "model.pb"}')).toBe('vk');
+    expect(nameFromParams('{"model": "model.pb"}')).toBeNull();
+    expect(nameFromParams('{not json')).toBeNull();
   });
 });
