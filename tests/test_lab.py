@@ -279,5 +279,24 @@ def test_the_panel_in_jupyter_lab(tmp_path: Path, seed_dir: Path, built: dict) -
             assert any("Open the Models Panel" in t for t in labels), labels
             assert any("Upload a Model" in t for t in labels), labels
             assert any("Refresh Models and Status" in t for t in labels), labels
+            page.keyboard.press("Escape")
+
+            # Lab's theme variables: the dark theme darkens the panel too
+            def background() -> str:
+                return panel.evaluate("node => getComputedStyle(node).backgroundColor")
+
+            light = background()
+            page.keyboard.press("Control+Shift+C")
+            page.locator(".lm-CommandPalette input").fill("Use Theme: JupyterLab Dark")
+            page.locator(".lm-CommandPalette-item", has_text="JupyterLab Dark").first.click()
+            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
+                                   timeout=60_000)
+            page.wait_for_function(
+                "(before) => getComputedStyle(document.querySelector('#tfaas-sidebar'))"
+                ".backgroundColor !== before", arg=light, timeout=60_000)
+            dark = background()
+            luminance = [sum(int(v) for v in c[c.index("(") + 1:c.index(")")].split(",")[:3])
+                         for c in (light, dark)]
+            assert luminance[1] < luminance[0], (light, dark)
             assert not errors, errors
             browser.close()
