@@ -62,7 +62,7 @@ def build_labextension() -> None:
             "tfaas-jupyter: building the JupyterLab extension (labextension/) needs "
             "Node.js >= 18 on PATH"
             + ("" if jlpm else " and jlpm (pip install jupyter-builder)")
-            + ". Install Node.js (e.g. apt-get install nodejs npm) and retry, or install "
+            + ". Install Node.js (e.g. apt-get install nodejs) and retry, or install "
             "a prebuilt wheel."
         )
     env = {**os.environ, "YARN_ENABLE_PROGRESS_BARS": "false"}
