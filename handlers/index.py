@@ -14,6 +14,7 @@ from tornado import web
 from tornado.escape import xhtml_escape
 
 from tfaas_jupyter import __version__
+from tfaas_jupyter.hub import public_server_url
 
 from .base import AUTH_RESOURCE, MethodsMixin
 
@@ -96,9 +97,10 @@ class IndexHandler(MethodsMixin, ExtensionHandlerMixin, JupyterHandler):
     @authorized
     async def get(self) -> None:
         service = self.settings["tfaas_service"]
-        url = f"{self.request.protocol}://{self.request.host}" + url_path_join(
-            self.base_url, "tfaas/"
-        )
+        # under a hub, the address its proxy answers on (the request's may be internal)
+        public = public_server_url()
+        local = f"{self.request.protocol}://{self.request.host}{self.base_url}"
+        url = url_path_join(public or local, "tfaas/")
         rows = []
         calls = []
         docs = service.models()

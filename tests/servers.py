@@ -104,9 +104,10 @@ def jupyter_server(
     timeout: float = 120,
     python: str = sys.executable,
     with_tfaas: bool = True,
+    app: str = "server",
 ) -> Iterator[ServerProcess]:
-    """Start ``python -m jupyter server`` with tfaas_jupyter (unless ``with_tfaas`` is
-    false); stop (or kill) it on exit.
+    """Start ``python -m jupyter server`` (``app="lab"``: ``jupyter lab``) with
+    tfaas_jupyter (unless ``with_tfaas`` is false); stop (or kill) it on exit.
 
     ``python`` is the interpreter of the server (default: the tests' own).
 
@@ -133,7 +134,7 @@ def jupyter_server(
         **(env or {}),
     }
     cmd = [
-        python, "-m", "jupyter", "server", "--no-browser",
+        python, "-m", "jupyter", app, "--no-browser",
         "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.base_url={base_url}",
         f"--ServerApp.root_dir={home}",

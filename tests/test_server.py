@@ -166,6 +166,13 @@ def test_wheel_installs_and_enables_the_extension(tmp_path: Path) -> None:
     assert "tfaas_jupyter/handlers/__init__.py" in names
     assert "tfaas_jupyter/worker/main.py" in names
     assert any(n.endswith("etc/jupyter/jupyter_server_config.d/tfaas_jupyter.json") for n in names)
+    # the JupyterLab side panel, prebuilt: Lab finds it in share/jupyter/labextensions
+    share = "tfaas_jupyter-0.1.0.data/data/share/jupyter/labextensions/tfaas-jupyter/"
+    assert share + "package.json" in names and share + "install.json" in names, names
+    assert any(n.startswith(share + "static/remoteEntry.") for n in names), names
+    built = json.loads(zipfile.ZipFile(wheel).read(share + "package.json"))
+    assert built["name"] == "tfaas-jupyter"
+    assert built["jupyterlab"]["_build"]["load"].startswith("static/remoteEntry.")
     # A fresh venv that borrows the test venv's packages (a path, not its .pth hooks)
     # and gets the wheel installed as a user would: pip install, nothing else.
     venv = tmp_path / "venv"
@@ -194,6 +201,14 @@ def test_wheel_installs_and_enables_the_extension(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
     )
     assert where.stdout.strip().startswith(str(site)), where
+    labext = subprocess.run(
+        [python, "-m", "jupyterlab.labextensions", "list"],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )
+    text = labext.stdout + labext.stderr
+    assert str(venv / "share" / "jupyter" / "labextensions") in text, text
+    line = next((ln for ln in text.splitlines() if "tfaas-jupyter" in ln), "")
+    assert "tfaas-jupyter v0.1.0" in line and "enabled" in line and "OK" in line, text
 
 
 async def test_worker_runs_with_a_kernelspec_python(

@@ -20,12 +20,14 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
+from ..hub import HUB_TOKEN_VAR, public_server_url
 from . import discovery
 from .api import TFaaSClient, TFaaSClientError
 from .discovery import DiscoveryError, ServerInfo
@@ -99,8 +101,14 @@ def example_request(name: str, model: dict[str, Any] | None) -> dict[str, Any]:
 def curl_command(server: ServerInfo, name: str, model: dict[str, Any] | None = None,
                  *, show_token: bool = False, token_var: str = "JUPYTER_TOKEN") -> str:
     """One shell line doing a prediction with ``model`` on ``server``: the full URL with
-    its base_url, the token as ``$JUPYTER_TOKEN`` (the real one with ``show_token``)."""
+    its base_url, the token as ``$JUPYTER_TOKEN`` (the real one with ``show_token``).
+    Under a hub (a server found, not connected by hand) the URL is the hub's public one
+    and the token a hub API token, ``$JUPYTERHUB_API_TOKEN``."""
     body = json.dumps(example_request(name, model), separators=(",", ":"))
+    hub_url = None if server.source in ("connect", "TFAAS_URL") else public_server_url()
+    if hub_url and not server.public_url:
+        server = replace(server, public_url=hub_url)
+        token_var = HUB_TOKEN_VAR
     parts = ["curl", "-sS"]
     if server.token or not show_token:
         if show_token:

@@ -37,6 +37,18 @@ class Histogram:
         self.sum += value
         self.count += 1
 
+    def quantile(self, q: float) -> float | None:
+        """The upper bound of the bucket holding the ``q`` quantile (None before any
+        observation; the largest bound when it lies beyond it)."""
+        if not self.count:
+            return None
+        rank, seen = q * self.count, 0
+        for bound, n in zip(self.bounds, self.counts):
+            seen += n
+            if seen >= rank:
+                return bound
+        return self.bounds[-1]
+
     def cumulative(self) -> list[tuple[str, int]]:
         """(le, cumulative count) pairs, ending with ``+Inf``."""
         counts = self.counts or [0] * (len(self.bounds) + 1)
@@ -58,11 +70,14 @@ class ModelStats:
 
     def as_dict(self) -> dict:
         mean_ms = 1000 * self.seconds / self.requests if self.requests else None
+        p99 = self.latency.quantile(0.99)
         return {
             "requests": self.requests,
             "errors": self.errors,
             "rows": self.rows,
             "mean_latency_ms": mean_ms,
+            # an upper bound: the histogram's bucket holding the 99th percentile
+            "p99_latency_ms": None if p99 is None else 1000 * p99,
         }
 
 

@@ -1,0 +1,66 @@
+/**
+ * tfaas-jupyter's JupyterLab plugin: the TFaaS side panel and its commands.
+ */
+
+import {
+  ILabShell,
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette } from '@jupyterlab/apputils';
+
+import { tfaasIcon } from './icon';
+import { TFaaSPanel } from './panel';
+
+namespace CommandIDs {
+  export const open = 'tfaas:open';
+  export const refresh = 'tfaas:refresh';
+  export const upload = 'tfaas:upload';
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'tfaas-jupyter:plugin',
+  description: 'TensorFlow as a Service: models, status, upload and predictions in a side panel.',
+  autoStart: true,
+  requires: [ILabShell],
+  optional: [ICommandPalette, ILayoutRestorer],
+  activate: (
+    app: JupyterFrontEnd,
+    shell: ILabShell,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null
+  ) => {
+    const panel = new TFaaSPanel();
+    panel.title.icon = tfaasIcon;
+    shell.add(panel, 'left', { rank: 600 });
+    restorer?.add(panel, 'tfaas-sidebar');
+
+    const open = () => shell.activateById(panel.id);
+    app.commands.addCommand(CommandIDs.open, {
+      label: 'TFaaS: Open the Models Panel',
+      caption: 'Show the TensorFlow as a Service side panel',
+      icon: tfaasIcon,
+      execute: open
+    });
+    app.commands.addCommand(CommandIDs.refresh, {
+      label: 'TFaaS: Refresh Models and Status',
+      execute: async () => {
+        open();
+        await panel.refresh();
+      }
+    });
+    app.commands.addCommand(CommandIDs.upload, {
+      label: 'TFaaS: Upload a Model…',
+      execute: () => {
+        open();
+        panel.pickFiles();
+      }
+    });
+    for (const command of [CommandIDs.open, CommandIDs.refresh, CommandIDs.upload]) {
+      palette?.addItem({ command, category: 'TensorFlow as a Service' });
+    }
+  }
+};
+
+export default plugin;

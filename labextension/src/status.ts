@@ -1,0 +1,84 @@
+/**
+ * Formatting the server's `GET tfaas/status` for the panel's status strip.
+ *
+ * The request rate is not in `/status`: it is the change of the prediction count
+ * between two polls, so the caller keeps the previous sample.
+ */
+
+/** The part of `/status` the strip reads. */
+export interface IStatusDoc {
+  worker?: { state?: string; error?: string; last_error?: string } | null;
+  tensorflow?: string | null;
+  models_loaded?: string[] | null;
+  models_on_disk?: string[] | null;
+  models?: Record<string, { requests?: number; p99_latency_ms?: number | null }> | null;
+  [key: string]: unknown;
+}
+
+/** A poll: when (milliseconds) and the prediction count then. */
+export interface ISample {
+  at: number;
+  requests: number;
+}
+
+/** The strip's texts. */
+export interface IStatusView {
+  worker: string;
+  tensorflow: string;
+  loaded: string;
+  rate: string;
+  p99: string;
+}
+
+/** Predictions served so far: the sum over every model's `requests`. */
+export function predictionCount(status: IStatusDoc): number {
+  let total = 0;
+  for (const stats of Object.values(status.models || {})) {
+    if (stats && typeof stats.requests === 'number') {
+      total += stats.requests;
+    }
+  }
+  return total;
+}
+
+/** The worst p99 latency over the models (milliseconds), or null before any request. */
+export function worstP99(status: IStatusDoc): number | null {
+  let worst: number | null = null;
+  for (const stats of Object.values(status.models || {})) {
+    const p99 = stats ? stats.p99_latency_ms : null;
+    if (typeof p99 === 'number' && (worst === null || p99 > worst)) {
+      worst = p99;
+    }
+  }
+  return worst;
+}
+
+/** Requests per second between two samples; null without an earlier one. */
+export function requestRate(previous: ISample | null, current: ISample): number | null {
+  if (!previous || current.at <= previous.at) {
+    return null;
+  }
+  const served = Math.max(0, current.requests - previous.requests);
+  return (served * 1000) / (current.at - previous.at);
+}
+
+/** `12.3 ms`, `1.20 s`: a latency to three significant digits. */
+export function formatMs(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toPrecision(3)} s` : `${ms.toPrecision(3)} ms`;
+}
+
+/** The strip for one `/status` answer and the request rate since the last poll. */
+export function statusView(status: IStatusDoc, rate: number | null): IStatusView {
+  const worker = status.worker || {};
+  const state = worker.state || 'unknown';
+  const problem = worker.error || (state === 'failed' ? worker.last_error : '');
+  const loaded = status.models_loaded || [];
+  const p99 = worstP99(status);
+  return {
+    worker: problem ? `${state}: ${problem}` : state,
+    tensorflow: status.tensorflow || 'not loaded yet',
+    loaded: loaded.length ? loaded.join(', ') : 'none',
+    rate: rate === null ? '–' : `${rate < 10 ? rate.toFixed(2) : rate.toFixed(0)} req/s`,
+    p99: p99 === null ? '–' : `≤ ${formatMs(p99)}`
+  };
+}
