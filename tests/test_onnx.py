@@ -146,3 +146,30 @@ class TestWithoutTheExtra:
         error = reply.json()["error"]
         assert "[onnx]" in error and "onnx2tf" in error
         assert not (model_dir / "jets").exists()
+
+
+async def test_an_onnx_image_model_classifies_through_image(tfaas, onnx_files) -> None:
+    """/image hands a channels-first ONNX model the picture as [1, C, H, W]."""
+    import io
+
+    from PIL import Image
+
+    from tfaas_jupyter.client.forms import encode_multipart
+
+    labels = ["a", "b", "c", "d"]
+    reply = await tfaas.upload("rgb", onnx_files["rgb"].read_bytes(), filename="rgb.onnx",
+                               labels="\n".join(labels))
+    assert reply.code == 200, reply.body
+    pixels = np.random.default_rng(4).integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    body, ctype = encode_multipart({"model": "rgb"}, {"image": ("x.png", png.getvalue(),
+                                                                "image/png")})
+    reply = await tfaas.call("POST", "image", body, {"Content-Type": ctype})
+    assert reply.code == 200, reply.body
+    want = onnxmodels.run_onnxruntime(
+        onnx_files["rgb"], pixels.astype(np.float32).transpose(2, 0, 1)[None])[0]
+    got = {entry["label"]: entry["probability"] for entry in reply.json()["labels"]}
+    assert max(got, key=got.get) == labels[int(np.argmax(want))]
+    for label, probability in got.items():
+        assert abs(probability - want[labels.index(label)]) < TOLERANCE

@@ -166,3 +166,17 @@ def test_image_input_shapes_and_refusals() -> None:
     with pytest.raises(BadRequest, match="one image input"):
         shaping.image_layout("m", sig(("a", "float32", [None, 1]), ("b", "float32", [None, 1])),
                              {})
+
+
+def test_a_channels_first_image_input_gets_the_image_transposed() -> None:
+    """An ONNX (PyTorch) image model takes [N, C, H, W]: the decoded [1, H, W, C] image
+    is resized to H x W with C channels and handed over channels first."""
+    spec = {"name": "x", "dtype": "float32", "shape": [None, 3, 6, 5], "layout": "NCHW"}
+    layout = shaping.image_layout("m", {"inputs": [spec]}, {})
+    assert (layout.channels, layout.size, layout.channels_first) == (3, (6, 5), True)
+    image = np.arange(6 * 5 * 3, dtype=np.float32).reshape(1, 6, 5, 3)
+    out = shaping.image_input(image, layout)
+    assert out.shape == (1, 3, 6, 5)
+    np.testing.assert_array_equal(out[0, 2], image[0, :, :, 2])  # channel planes
+    gray = dict(spec, shape=[None, 1, 8, 8])
+    assert shaping.image_layout("m", {"inputs": [gray]}, {}).channels == 1

@@ -245,6 +245,8 @@ class ImageLayout:
     rank: int  # of the input's shape: 4 [N, H, W, C], 3 [N, H, W*C], 2 [N, H*W*C]
     dtype: np.dtype
     name: str
+    #: [N, C, H, W] (an ONNX/PyTorch model's input, marked ``"layout": "NCHW"``)
+    channels_first: bool = False
 
 
 def image_layout(model: str, signature: Mapping[str, Any],
@@ -257,6 +259,9 @@ def image_layout(model: str, signature: Mapping[str, Any],
         raise BadRequest(f"model {model!r} does not take one image input")
     spec = specs[0]
     shape = list(spec.get("shape") or [])
+    channels_first = spec.get("layout") == "NCHW" and len(shape) == 4
+    if channels_first:  # seen as channels last from here on; image_input transposes
+        shape = [shape[0], shape[2], shape[3], shape[1]]
     raw = params.get("img_channels") or params.get("imgChannels")
     if not raw and len(shape) == 4 and shape[3] in (1, 3):
         raw = shape[3]
@@ -278,13 +283,15 @@ def image_layout(model: str, signature: Mapping[str, Any],
     elif len(shape) == 3 and fixed(shape[1]) and fixed(shape[2]) and shape[2] % channels == 0:
         size = (int(shape[1]), int(shape[2]) // channels)  # rows of W * channels values
     return ImageLayout(channels, size, len(shape), numpy_dtype(spec.get("dtype")),
-                       str(spec.get("name")))
+                       str(spec.get("name")), channels_first)
 
 
 def image_input(image: np.ndarray, layout: ImageLayout) -> np.ndarray:
     """A decoded ``[1, H, W, C]`` image as the model's input: reshaped to its rank, cast
     exactly to its dtype."""
-    if layout.rank == 2:  # a dense model over flattened pixels
+    if layout.channels_first:
+        image = image.transpose(0, 3, 1, 2)
+    elif layout.rank == 2:  # a dense model over flattened pixels
         image = image.reshape(1, -1)
     elif layout.rank == 3:
         image = image.reshape(1, image.shape[1], -1)
