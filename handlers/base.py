@@ -16,6 +16,7 @@ from tfaas_jupyter.server.codecs import encode_json
 from tfaas_jupyter.server.errors import NotFound, TFaaSError
 from tfaas_jupyter.server.service import TFaaS
 from tfaas_jupyter.server.supervisor import COLD_START
+from tfaas_jupyter.server.timing import STAGES, Stages
 
 #: The resource name Jupyter authorizers see for every tfaas endpoint.
 AUTH_RESOURCE = "tfaas"
@@ -98,6 +99,7 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
         # answers it (no content, no data), exactly as for Jupyter's REST API.
         if self.current_user is None and self.request.method != "OPTIONS":
             raise web.HTTPError(403, "authentication required")
+        STAGES.set(Stages(time.perf_counter()))
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, TFaaSError):
@@ -135,11 +137,18 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
         return encode_json({"error": message, "message": message, "status": status_code}) + b"\n"
 
     def finish(self, chunk: Any = None, **kwargs: Any) -> Any:
-        """Finish, telling the client in ``Server-Timing`` when this request waited for a
-        cold start (the worker's start and its model's load)."""
-        cold = COLD_START.get()
-        if cold is not None and not self._headers_written:
-            self.add_header("Server-Timing", cold.server_timing())
+        """Finish, telling the client in ``Server-Timing`` where a prediction's time went
+        (:mod:`tfaas_jupyter.server.timing`) and when it waited for a cold start (the
+        worker's start and its model's load)."""
+        if not self._headers_written:
+            stages = STAGES.get()
+            if stages is not None:
+                timing = stages.server_timing(time.perf_counter())
+                if timing is not None:
+                    self.add_header("Server-Timing", timing)
+            cold = COLD_START.get()
+            if cold is not None:
+                self.add_header("Server-Timing", cold.server_timing())
         return super().finish(chunk, **kwargs)
 
     def write_json(self, doc: Any, status: int = 200) -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
@@ -45,6 +46,7 @@ import numpy as np
 
 from .errors import ErrorKind
 from .modelref import ModelRef
+from .timing import MODEL_SECONDS, STAGES
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,10 @@ class _Item:
     signature: tuple[Any, ...]
     future: asyncio.Future[list[np.ndarray]]
     queued_at: float
+    #: seconds waiting in the queue, the worker call's round trip, inside the model
+    queue: float = 0.0
+    worker: float = 0.0
+    model: float = 0.0
 
 
 @dataclass
@@ -277,7 +283,13 @@ class Batcher:
 
     async def _direct(self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
         q.calls += 1
-        return await self._call(mv, inputs)
+        began = time.perf_counter()
+        outputs = await self._call(mv, inputs)
+        stages = STAGES.get()
+        if stages is not None:
+            stages.worker += time.perf_counter() - began
+            stages.model += MODEL_SECONDS.get()
+        return outputs
 
     async def _submit(
         self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray], rows: int
@@ -296,7 +308,13 @@ class Batcher:
             q.pending.append(item)
             q.queued_rows += rows
             self._kick(q, mv)
-        return await item.future
+        outputs = await item.future
+        stages = STAGES.get()
+        if stages is not None:
+            stages.queue += item.queue
+            stages.worker += item.worker
+            stages.model += item.model
+        return outputs
 
     def _kick(self, q: _Queue, mv: ModelRef) -> None:
         """Send out as many batches as free call slots allow (or arm the delay timer)."""
@@ -315,6 +333,9 @@ class Batcher:
                         q.timer = loop.call_at(deadline, self._on_timer, q, mv)
                     return
             batch = q.take()
+            now = asyncio.get_running_loop().time()
+            for it in batch:
+                it.queue = now - it.queued_at
             q.in_flight += 1
             asyncio.ensure_future(self._run(q, mv, batch))
 
@@ -333,6 +354,7 @@ class Batcher:
                 inputs = [np.concatenate([it.inputs[i] for it in batch]) for i in range(n)]
                 rows = sum(it.rows for it in batch)
             q.record(batch, rows)
+            began = time.perf_counter()
             try:
                 outputs = await self._call(mv, inputs)
             except Exception as exc:
@@ -343,6 +365,9 @@ class Batcher:
                 q.retried_batches += 1
                 await self._one_by_one(q, mv, batch)
                 return
+            worker, model = time.perf_counter() - began, MODEL_SECONDS.get()
+            for it in batch:
+                it.worker, it.model = worker, model
             if len(batch) == 1:
                 _resolve(batch[0].future, outputs)
                 return
@@ -376,8 +401,11 @@ class Batcher:
             if it.future.done():
                 return
             q.calls += 1
+            began = time.perf_counter()
             try:
-                _resolve(it.future, await self._call(mv, it.inputs))
+                outputs = await self._call(mv, it.inputs)
+                it.worker, it.model = time.perf_counter() - began, MODEL_SECONDS.get()
+                _resolve(it.future, outputs)
             except Exception as exc:
                 _fail(it.future, exc)
 

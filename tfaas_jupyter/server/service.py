@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from .names import check_model_name, check_version, check_version_or_label
 from .repository import ModelVersion, Repository
 from .stats import Stats
 from .sysinfo import machine_status
+from .timing import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +225,14 @@ class TFaaS:
         """Run ``mv`` on inputs already shaped and typed for it; answers the model's own
         outputs, shapes and dtypes as it returns them. Every API reaches the runner
         (batching, the worker) through here; worker errors arrive as API errors."""
-        return await self.runner.predict(ModelRef.of(mv), list(inputs))
+        stages = STAGES.get()
+        if stages is None:
+            return await self.runner.predict(ModelRef.of(mv), list(inputs))
+        if not stages.run_start:
+            stages.run_start = time.perf_counter()
+        outputs = await self.runner.predict(ModelRef.of(mv), list(inputs))
+        stages.run_end = time.perf_counter()
+        return outputs
 
     async def _run(self, mv: ModelVersion, inputs: list[np.ndarray],
                    n_rows: int) -> list[np.ndarray]:

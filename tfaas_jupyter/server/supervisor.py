@@ -32,6 +32,7 @@ import numpy as np
 from ..worker.wire import ErrorKind, ProtocolError, read_frame_async, write_frame_async
 from .errors import WorkerError
 from .modelref import ModelRef
+from .timing import MODEL_SECONDS
 
 __all__ = [
     "WorkerError",
@@ -711,12 +712,13 @@ class ModelWorker:
             await self.load(model)
         header = {"op": "predict", "key": model.key}
         try:
-            _, out = await self._request(header, inputs)
+            reply, out = await self._request(header, inputs)
         except ModelError as exc:
             if exc.kind is not ErrorKind.NOT_LOADED:
                 raise
             await self.load(model)
-            _, out = await self._request(header, inputs)
+            reply, out = await self._request(header, inputs)
+        MODEL_SECONDS.set(reply.get("model_s") or 0.0)
         return out
 
     async def unload(self, prefix: str) -> None:
