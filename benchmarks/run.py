@@ -64,7 +64,9 @@ wrk.method = "{method}"
 {body}
 wrk.headers["Authorization"] = "token {token}"
 wrk.headers["Content-Type"] = "{ctype}"
+{collect}
 done = function(summary, latency, requests)
+  {report}
   io.write(string.format(
     "WRKJSON {{\\"requests\\":%d,\\"duration_us\\":%d,\\"p50_us\\":%d,\\"p90_us\\":%d," ..
     "\\"p99_us\\":%d,\\"max_us\\":%d,\\"mean_us\\":%.1f,\\"connect\\":%d,\\"read\\":%d," ..
@@ -75,6 +77,25 @@ done = function(summary, latency, requests)
     summary.errors.timeout))
 end
 """
+
+#: Extra Lua (``--breakdown``): each wrk thread keeps the ``Server-Timing`` values of
+#: its responses; ``done`` prints them, one ``ST`` line each.
+LUA_COLLECT = """\
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+timings = {}
+response = function(status, headers, body)
+  local value = headers["Server-Timing"]
+  if value and #timings < 200000 then timings[#timings + 1] = value end
+end
+"""
+LUA_REPORT = """\
+for _, thread in ipairs(threads) do
+    for _, value in ipairs(thread:get("timings")) do io.write("ST " .. value .. "\\n") end
+  end"""
+
+#: The stages of a prediction's ``Server-Timing`` header, in its order.
+STAGES = ("decode", "queue", "worker", "model", "encode")
 
 
 #: ``jupyter server`` running this checkout's code whether or not (or however) the
@@ -260,8 +281,12 @@ class Server:
 def run_wrk(wrk: str, server: Server, work: Path, name: str, path: str, *,
             body: bytes | None = None, ctype: str = "application/json",
             duration: float, connections: int, threads: int = 2,
-            rows: int = 1) -> Result:
-    """Drive ``path`` with wrk: ``connections`` keep-alive clients for ``duration`` s."""
+            rows: int = 1, timings: bool = False) -> Result:
+    """Drive ``path`` with wrk: ``connections`` keep-alive clients for ``duration`` s.
+
+    ``timings``: also collect each answer's ``Server-Timing`` stages, in
+    ``extra["stages"]`` (stage -> list of milliseconds).
+    """
     lua_body = ""
     if body is not None:
         body_file = work / f"{name}.body"
@@ -269,7 +294,9 @@ def run_wrk(wrk: str, server: Server, work: Path, name: str, path: str, *,
         lua_body = f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*a")\nf:close()'
     script = work / f"{name}.lua"
     script.write_text(LUA.format(method="POST" if body is not None else "GET",
-                                 body=lua_body, token=server.token, ctype=ctype))
+                                 body=lua_body, token=server.token, ctype=ctype,
+                                 collect=LUA_COLLECT if timings else "",
+                                 report=LUA_REPORT if timings else ""))
     argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s",
             "-s", str(script), f"http://127.0.0.1:{server.port}{path}"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
@@ -278,11 +305,26 @@ def run_wrk(wrk: str, server: Server, work: Path, name: str, path: str, *,
         sys.exit(f"wrk printed no summary for {name}:\n{out}")
     s = json.loads(line[len("WRKJSON "):])
     errors = s["connect"] + s["read"] + s["write"] + s["status"] + s["timeout"]
+    extra: dict[str, Any] = {k: s[k] for k in ("status", "timeout", "connect", "read")}
+    if timings:
+        extra["stages"] = parse_server_timing(
+            ln[3:] for ln in out.splitlines() if ln.startswith("ST "))
     return Result(
         name=name, rps=s["requests"] / (s["duration_us"] / 1e6),
         p50_ms=s["p50_us"] / 1e3, p99_ms=s["p99_us"] / 1e3, rows_per_request=rows,
-        errors=errors, extra={k: s[k] for k in ("status", "timeout", "connect", "read")},
+        errors=errors, extra=extra,
     )
+
+
+def parse_server_timing(values: Any) -> dict[str, list[float]]:
+    """Stage -> milliseconds, from ``Server-Timing`` values (``name;dur=ms, ...``)."""
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
+    for value in values:
+        for entry in value.split(","):
+            name, _, rest = entry.strip().partition(";dur=")
+            if name in stages:
+                stages[name].append(float(rest.partition(";")[0]))
+    return stages
 
 
 def warm(server: Server, path: str, body: bytes, ctype: str = "application/json") -> None:
@@ -519,7 +561,8 @@ def build_models(work: Path) -> tuple[Path, Path, dict[str, float]]:
     return seed, cnn, json.loads(out.strip().splitlines()[-1])
 
 
-def _build_models_child(seed: Path, cnn: Path) -> None:
+def _make_seed(seed: Path) -> None:
+    """Write the seed's model to ``seed`` (examples/make_seed_model.py)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
@@ -528,6 +571,10 @@ def _build_models_child(seed: Path, cnn: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.build(seed)
+
+
+def _build_models_child(seed: Path, cnn: Path) -> None:
+    _make_seed(seed)
 
     import numpy as np
     import tensorflow as tf
@@ -570,6 +617,111 @@ def _build_models_child(seed: Path, cnn: Path) -> None:
                       "seed_rows_per_s": 100_000 / sorted(times)[len(times) // 2]}))
 
 
+def build_seed(work: Path) -> tuple[Path, float]:
+    """The seed model and its single-row call time in process (ms), in a child process."""
+    seed = work / "seed"
+    out = subprocess.run([sys.executable, __file__, "--build-seed", str(seed)],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout
+    return seed, json.loads(out.strip().splitlines()[-1])["seed_single_ms"]
+
+
+def _build_seed_child(seed: Path) -> None:
+    _make_seed(seed)
+
+    import numpy as np
+
+    from tfaas_jupyter.worker import loaders
+
+    params = json.loads((seed / "params.json").read_text())
+    predictor = loaders.load("graphdef", str(seed / params.get("model", "model.pb")), params)
+    one = np.random.default_rng(0).random((1, 42), dtype=np.float32)
+    for _ in range(50):
+        predictor.predict([one])
+    best = []
+    for _ in range(7):  # best of 7 rounds: other load on the machine only slows
+        started = time.perf_counter()
+        for _ in range(200):
+            predictor.predict([one])
+        best.append((time.perf_counter() - started) / 200)
+    print(json.dumps({"seed_single_ms": min(best) * 1e3}))
+
+
+def stage_medians(stages: dict[str, list[float]]) -> str:
+    return "  ".join(f"{name} {statistics.median(ms) if ms else float('nan'):.3f}"
+                     for name, ms in stages.items())
+
+
+def breakdown(args: argparse.Namespace) -> int:
+    """``--breakdown``: the extension's own cost per request and where it goes.
+
+    One server; wrk at 1 client, then at ``--connections`` clients, on
+    ``GET /api/status`` and ``POST /tfaas/json`` (one seed row, batching on), best of
+    ``--repeat`` rounds each, every answer's ``Server-Timing`` stages collected (the
+    same Lua script for both routes, so both pay the same client cost). The own cost
+    at one client = p50 of ``/tfaas/json`` - p50 of ``/api/status`` - the seed
+    model's single-row call in process (the worker's loader, no HTTP).
+    """
+    work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
+    print(f"scratch: {work}", flush=True)
+    seed, single_ms = build_seed(work)
+    print(f"seed model single-row call (in process, best of 7x200): {single_ms:.3f} ms",
+          flush=True)
+    wrk = ensure_wrk()
+    server = Server(work / "breakdown", args.server_arg)
+    server.start()
+    best: dict[tuple[str, int], Result] = {}
+    try:
+        params = json.loads((seed / "params.json").read_text())
+        server.upload("vk", seed / params.get("model", "model.pb"), params)
+        row = [round(0.01 * i, 3) for i in range(42)]
+        body = json.dumps({"model": "vk", "values": row}).encode()
+        warm(server, "/tfaas/json", body)
+        for round_ in range(args.repeat):
+            for clients in (1, args.connections):
+                for path, data in (("/api/status", None), ("/tfaas/json", body)):
+                    settle(server)
+                    r = run_wrk(wrk, server, work, "breakdown", path, body=data,
+                                duration=args.duration, connections=clients,
+                                threads=min(2, clients), timings=True)
+                    r.name = f"{'GET' if data is None else 'POST'} {path}"
+                    print(f"  round {round_ + 1} -c{clients:<4} {r.name:<18} {r.rps:8.0f} "
+                          f"req/s  p50 {r.p50_ms:7.3f} ms  p99 {r.p99_ms:7.3f} ms  "
+                          f"errors {r.errors}", flush=True)
+                    key = (path, clients)
+                    if key not in best or r.rps > best[key].rps:
+                        best[key] = r
+    finally:
+        server.stop()
+    one_json, one_status = best[("/tfaas/json", 1)], best[("/api/status", 1)]
+    many_json, many_status = (best[("/tfaas/json", args.connections)],
+                              best[("/api/status", args.connections)])
+    print(f"\nServer-Timing medians, ms (best round of {args.repeat}, /tfaas/json):")
+    print(f"  1 client     {stage_medians(one_json.extra['stages'])}")
+    print(f"  {args.connections} clients  {stage_medians(many_json.extra['stages'])}")
+    own = one_json.p50_ms - one_status.p50_ms - single_ms
+    print(f"\nat 1 client: /tfaas/json p50 {one_json.p50_ms:.3f} ms - /api/status p50 "
+          f"{one_status.p50_ms:.3f} ms - model single row {single_ms:.3f} ms")
+    print(f"  extension's own cost per request: {own:.3f} ms (target <= 0.25 ms)")
+    print(f"at {args.connections} clients: /tfaas/json {many_json.rps:.0f} req/s = "
+          f"{many_json.rps / many_status.rps:.2f}x /api/status ({many_status.rps:.0f}; "
+          f"target >= 0.93x), p99 {many_json.p99_ms:.1f} ms = "
+          f"{many_json.p99_ms / many_status.p99_ms:.2f}x ({many_status.p99_ms:.1f}; "
+          "target <= 1.25x)")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "seed_single_ms": single_ms, "own_cost_ms": own,
+            "results": {f"{path} -c{clients}": {
+                "rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors,
+                "stage_medians_ms": {k: statistics.median(v) if v else None
+                                     for k, v in r.extra["stages"].items()}}
+                for (path, clients), r in best.items()},
+        }, indent=1))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 # -- the run ---------------------------------------------------------------------------
 
 
@@ -597,11 +749,26 @@ def main() -> int:
                     help="extra jupyter server argument (repeatable)")
     ap.add_argument("--cold-start", action="store_true",
                     help="only the idle cost and cold-start figures (under a minute)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="only the extension's own cost per request and the Server-Timing "
+                    "stages, at 1 and --connections clients (--duration 5 --repeat 3 "
+                    "unless given; about 2 minutes)")
     ap.add_argument("--build-models", nargs=2, type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--build-seed", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build_models:
         _build_models_child(*args.build_models)
         return 0
+    if args.build_seed:
+        _build_seed_child(args.build_seed)
+        return 0
+    if args.breakdown:
+        given = set(sys.argv[1:])
+        if not any(a.startswith("--duration") for a in given):
+            args.duration = 5.0
+        if not any(a.startswith("--repeat") for a in given):
+            args.repeat = 3
+        return breakdown(args)
 
     work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
     print(f"scratch: {work}", flush=True)
