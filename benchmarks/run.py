@@ -647,6 +647,24 @@ def _build_seed_child(seed: Path) -> None:
     print(json.dumps({"seed_single_ms": min(best) * 1e3}))
 
 
+def profile(server: Server, out: Path, tag: str, duration: float) -> list[subprocess.Popen]:
+    """py-spy ``record`` of the server and of the model worker for ``duration`` s
+    (collapsed stacks, ``{server,worker}-TAG.txt`` in ``out``); started, not awaited."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    status, reply = server.request("GET", "/tfaas/status")
+    worker_pid = json.loads(reply)["worker"]["pid"] if status == 200 else None
+    out.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for who, pid in (("server", server.pid), ("worker", worker_pid)):
+        if pid:
+            spies.append(subprocess.Popen(
+                [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(duration))),
+                 "--rate", "250", "--format", "raw", "--nonblocking", "--threads",
+                 "--output", str(out / f"{who}-{tag}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return spies
+
+
 def stage_medians(stages: dict[str, list[float]]) -> str:
     return "  ".join(f"{name} {statistics.median(ms) if ms else float('nan'):.3f}"
                      for name, ms in stages.items())
@@ -681,9 +699,15 @@ def breakdown(args: argparse.Namespace) -> int:
             for clients in (1, args.connections):
                 for path, data in (("/api/status", None), ("/tfaas/json", body)):
                     settle(server)
+                    profiling = (args.profile is not None and data is not None
+                                 and round_ == args.repeat - 1)
+                    spies = profile(server, args.profile, f"c{clients}",
+                                    args.duration) if profiling else []
                     r = run_wrk(wrk, server, work, "breakdown", path, body=data,
                                 duration=args.duration, connections=clients,
                                 threads=min(2, clients), timings=True)
+                    for spy in spies:
+                        spy.wait()
                     r.name = f"{'GET' if data is None else 'POST'} {path}"
                     print(f"  round {round_ + 1} -c{clients:<4} {r.name:<18} {r.rps:8.0f} "
                           f"req/s  p50 {r.p50_ms:7.3f} ms  p99 {r.p99_ms:7.3f} ms  "
@@ -753,6 +777,9 @@ def main() -> int:
                     help="only the extension's own cost per request and the Server-Timing "
                     "stages, at 1 and --connections clients (--duration 5 --repeat 3 "
                     "unless given; about 2 minutes)")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="with --breakdown: py-spy record (pip install '.[bench]') the server "
+                    "and the worker during the last round's /tfaas/json runs, into DIR")
     ap.add_argument("--build-models", nargs=2, type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--build-seed", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
