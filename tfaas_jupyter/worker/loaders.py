@@ -251,7 +251,11 @@ def load_graphdef(path: str, params: dict[str, Any]) -> Predictor:
         g = wrapped.graph
         feed_t = [g.get_tensor_by_name(t) for _, t in feeds]
         fetch_t = [g.get_tensor_by_name(t) for _, t in fetches]
-        fn = wrapped.prune(feed_t, fetch_t)
+        # With an input signature TensorFlow binds the call's arguments at once;
+        # without one its structured binding fails on every call (formatting the
+        # input tensors for the error) before it falls back to the flat call.
+        fn = wrapped.prune(feed_t, fetch_t, input_signature=(
+            tuple(tf.TensorSpec(t.shape, t.dtype) for t in feed_t), {}))
     except (ValueError, KeyError, TypeError, tf.errors.OpError) as e:
         raise ModelLoadError(f"cannot import the GraphDef: {_one_line(e)}") from e
 
