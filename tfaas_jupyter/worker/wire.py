@@ -8,6 +8,9 @@ TensorFlow). One frame is::
     | (4 bytes, big-endian) | (header length bytes)| (raw)     | (raw)     |
     +-----------------------+----------------------+-----------+-----------+-----
 
+A frame of at most ``JOIN_LIMIT`` bytes is written in one piece; a bigger one is
+written header first, then each array from its own memory (never copied).
+
 The header is a JSON object. Its ``"arrays"`` member (absent when there is none)
 describes the raw buffers that follow, in order: ``[{"dtype": "<f4", "shape": [3, 42]},
 ...]``. ``dtype`` is numpy's ``dtype.str`` (so byte order is explicit) and each buffer is
@@ -38,6 +41,7 @@ __all__ = [
     "MAX_HEADER",
     "ProtocolError",
     "encode_header",
+    "frame_parts",
     "describe",
     "as_bytes",
     "decode_arrays_sizes",
@@ -50,6 +54,10 @@ __all__ = [
 _LEN = struct.Struct(">I")
 #: A header is small JSON; anything bigger means the stream is out of sync.
 MAX_HEADER = 16 * 1024 * 1024
+#: Frames up to this size go out in one write (header and arrays joined: one
+#: system call and one wake-up of the reader, for a copy of a few KiB at most);
+#: bigger arrays are written from their own memory, never copied.
+JOIN_LIMIT = 64 * 1024
 
 
 class ProtocolError(Exception):
@@ -103,6 +111,19 @@ def describe(arrays: Sequence[np.ndarray]) -> tuple[list[dict[str, Any]], list[n
 def as_bytes(a: np.ndarray) -> memoryview:
     """A zero-copy byte view of a C-contiguous array (works for 0-d and empty arrays)."""
     return memoryview(a.reshape(-1).view(np.uint8))
+
+
+def frame_parts(header: dict[str, Any], arrays: Sequence[np.ndarray]) -> list[bytes | memoryview]:
+    """The buffers of one frame, in order: one when the frame is small
+    (:data:`JOIN_LIMIT`), else the header then each array's own memory."""
+    descs, arrs = describe(arrays)
+    head = encode_header(header, descs)
+    views = [as_bytes(a) for a in arrs if a.nbytes]
+    if not views:
+        return [head]
+    if len(head) + sum(v.nbytes for v in views) <= JOIN_LIMIT:
+        return [b"".join([head, *views])]
+    return [head, *views]
 
 
 def encode_header(header: dict[str, Any], descs: list[dict[str, Any]]) -> bytes:
@@ -190,11 +211,8 @@ async def write_frame_async(
     All the ``write`` calls happen synchronously before the first ``await``, so frames
     written concurrently by several coroutines never interleave.
     """
-    descs, arrs = describe(arrays)
-    writer.write(encode_header(header, descs))
-    for a in arrs:
-        if a.nbytes:
-            writer.write(as_bytes(a))
+    for part in frame_parts(header, arrays):
+        writer.write(part)
     await writer.drain()
 
 
@@ -245,10 +263,7 @@ class BlockingChannel:
         return header, arrays_from_buffers(sizes, buffers)
 
     def write(self, header: dict[str, Any], arrays: Sequence[np.ndarray] = ()) -> None:
-        descs, arrs = describe(arrays)
-        head = encode_header(header, descs)
+        parts = frame_parts(header, arrays)
         with self._wlock:
-            self.sock.sendall(head)
-            for a in arrs:
-                if a.nbytes:
-                    self.sock.sendall(as_bytes(a))
+            for part in parts:
+                self.sock.sendall(part)
