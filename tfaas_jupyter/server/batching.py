@@ -175,14 +175,17 @@ class _Queue:
         self.queued_rows -= rows
         return batch
 
-    def record(self, batch: Sequence[_Item], rows: int) -> None:
+    def record(self, requests: int, rows: int) -> None:
+        """Count one worker call carrying ``requests`` requests and ``rows`` rows."""
         self.calls += 1
         self.rows += rows
-        if len(batch) > 1:
+        if requests > 1:
             self.stacked_calls += 1
-        self.max_rows = max(self.max_rows, rows)
-        self.max_requests = max(self.max_requests, len(batch))
-        bucket = 1 << (len(batch) - 1).bit_length()  # requests per call, rounded up to 2^k
+        if rows > self.max_rows:
+            self.max_rows = rows
+        if requests > self.max_requests:
+            self.max_requests = requests
+        bucket = 1 << (requests - 1).bit_length()  # requests per call, rounded up to 2^k
         self.histogram[bucket] = self.histogram.get(bucket, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -245,13 +248,15 @@ class Batcher:
         q = self._queues.get(mv.key)
         if q is None:
             q = self._queue(mv)
-        config = q.config
         q.requests += 1
-        if not config.enabled or not inputs or any(a.ndim == 0 for a in inputs):
+        if not q.config.enabled or not inputs or inputs[0].ndim == 0:
             return await self._direct(q, mv, inputs)
         rows = inputs[0].shape[0]
-        if any(a.shape[0] != rows for a in inputs[1:]) or rows == 0:
-            return await self._direct(q, mv, inputs)  # let the worker report the mismatch
+        for a in inputs:
+            if a.ndim == 0 or a.shape[0] != rows:
+                return await self._direct(q, mv, inputs)  # the worker reports the mismatch
+        if rows == 0:
+            return await self._direct(q, mv, inputs)
         return await self._submit(q, mv, inputs, rows)
 
     def status(self) -> dict[str, Any]:
@@ -283,6 +288,11 @@ class Batcher:
 
     async def _direct(self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
         q.calls += 1
+        return await self._timed_call(mv, inputs)
+
+    async def _timed_call(self, mv: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The worker call of the caller's own request, its time added to the request's
+        ``Server-Timing`` stages."""
         began = time.perf_counter()
         outputs = await self._call(mv, inputs)
         stages = STAGES.get()
@@ -294,20 +304,20 @@ class Batcher:
     async def _submit(
         self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray], rows: int
     ) -> list[np.ndarray]:
+        config = q.config
+        if rows > config.max_batch_size:
+            q.oversized_requests += 1  # goes alone: take() never adds to a full first item
+        if not q.pending and q.in_flight < config.max_in_flight and (
+            config.max_queue_delay_us == 0 or rows >= config.max_batch_size
+        ):
+            # Idle: run it now in the caller's own task (no task, no queue, no future).
+            q.in_flight += 1
+            return await self._run_alone(q, mv, inputs, rows)
         loop = asyncio.get_running_loop()
         item = _Item(inputs, rows, _signature(inputs), loop.create_future(), loop.time())
-        if rows > q.config.max_batch_size:
-            q.oversized_requests += 1  # goes alone: take() never adds to a full first item
-        if not q.pending and q.in_flight < q.config.max_in_flight and (
-            q.config.max_queue_delay_us == 0 or rows >= q.config.max_batch_size
-        ):
-            # Idle: run it now in the caller's own task (no task, no queue, no delay).
-            q.in_flight += 1
-            await self._run(q, mv, [item])
-        else:
-            q.pending.append(item)
-            q.queued_rows += rows
-            self._kick(q, mv)
+        q.pending.append(item)
+        q.queued_rows += rows
+        self._kick(q, mv)
         outputs = await item.future
         stages = STAGES.get()
         if stages is not None:
@@ -339,6 +349,18 @@ class Batcher:
             q.in_flight += 1
             asyncio.ensure_future(self._run(q, mv, batch))
 
+    async def _run_alone(self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray],
+                         rows: int) -> list[np.ndarray]:
+        """One worker call for one request of an idle model, in the caller's task (its
+        slot is already counted in ``in_flight``); its error is the caller's."""
+        try:
+            q.record(1, rows)
+            return await self._timed_call(mv, inputs)
+        finally:
+            q.in_flight -= 1
+            if q.pending:
+                self._kick(q, mv)
+
     def _on_timer(self, q: _Queue, mv: ModelRef) -> None:
         q.timer = None
         self._kick(q, mv)
@@ -353,7 +375,7 @@ class Batcher:
             else:
                 inputs = [np.concatenate([it.inputs[i] for it in batch]) for i in range(n)]
                 rows = sum(it.rows for it in batch)
-            q.record(batch, rows)
+            q.record(len(batch), rows)
             began = time.perf_counter()
             try:
                 outputs = await self._call(mv, inputs)
