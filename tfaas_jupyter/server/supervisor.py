@@ -657,9 +657,7 @@ class ModelWorker:
         timeout = self.request_timeout if timeout is None else timeout
         self._active += use
         try:
-            reply, out = await asyncio.wait_for(
-                self._roundtrip(conn, header, arrays), timeout
-            )
+            reply, out = await _within(self._roundtrip(conn, header, arrays), timeout)
         except asyncio.TimeoutError:
             msg = (f"The model worker did not answer within {timeout:g} s; "
                    "it was killed and will be restarted")
@@ -836,6 +834,22 @@ class ModelWorker:
             timeout=self.request_timeout + self.load_timeout,
         )
         return {"inputs": reply["inputs"], "outputs": reply["outputs"]}
+
+
+#: ``asyncio.timeout`` (Python 3.11+), else None.
+_timeout = getattr(asyncio, "timeout", None)
+
+
+async def _within(awaitable: Any, timeout: float) -> Any:
+    """``await awaitable``, raising ``asyncio.TimeoutError`` after ``timeout`` s.
+
+    In the caller's own task where Python has ``asyncio.timeout``: ``asyncio.wait_for``
+    runs a coroutine in a task of its own, one more turn of the event loop per call.
+    """
+    if _timeout is None:
+        return await asyncio.wait_for(awaitable, timeout)
+    async with _timeout(timeout):
+        return await awaitable
 
 
 def _current_task() -> asyncio.Task[Any] | None:
