@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,12 +29,8 @@ class Histogram:
     def observe(self, value: float) -> None:
         if not self.counts:
             self.counts = [0] * (len(self.bounds) + 1)
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-                break
-        else:
-            self.counts[-1] += 1
+        # the first bucket whose bound is >= value (the last one, +Inf, beyond them all)
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.sum += value
         self.count += 1
 
