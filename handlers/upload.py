@@ -14,6 +14,7 @@ from pathlib import Path
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.errors import BadRequest, PayloadTooLarge
 from tfaas_jupyter.server.multipart import parse_multipart
 
@@ -23,6 +24,7 @@ from .base import TFaaSHandler
 @web.stream_request_body
 class UploadHandler(TFaaSHandler):
     endpoint = "upload"
+    key_scope = keys.MANAGE
 
     async def prepare(self) -> None:
         self._staging: Path | None = None

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 from conftest import TFaaSCaller
-from tfaas_jupyter.handlers import routes
+from tfaas_jupyter.handlers import key_url_routes, routes
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.web import RequestHandler
 
 pytestmark = pytest.mark.timeout(600)
 
-_SAMPLES = {"name": "vk", "version": "1"}
+_SAMPLES = {"name": "vk", "version": "1", "key_name": "grid-job",
+            "tfaas_key": "tfk_" + "W" * 43}
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -45,7 +46,7 @@ def implemented_methods(handler: type) -> list[str]:
 
 def route_cases() -> list[tuple[str, str, type]]:
     cases = []
-    for pattern, handler in routes():
+    for pattern, handler in routes() + key_url_routes():
         for method in implemented_methods(handler):
             cases.append((method, expand(pattern), handler))
     return cases
@@ -55,6 +56,7 @@ def test_route_expansion_covers_every_route() -> None:
     cases = route_cases()
     assert {path for _m, path, _h in cases} >= {
         "tfaas/", "tfaas/json", "tfaas/upload", "tfaas/delete/vk/1", "tfaas/params/vk/1",
+        "tfaas/keys", "tfaas/keys/grid-job", f"tfaas/key/{_SAMPLES['tfaas_key']}/json",
     }
     assert len({pattern for pattern, _ in routes()}) == len(routes())
 

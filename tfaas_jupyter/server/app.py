@@ -12,6 +12,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default
 
 from .batching import Batcher
+from .keys import KeyStore
 from .repository import Repository
 from .service import DirectRunner, Limits, TFaaS
 
@@ -33,6 +34,16 @@ class TFaaSApp(ExtensionApp):
     @default("model_dir")
     def _default_model_dir(self) -> str:
         return os.path.join(jupyter_data_dir(), "tfaas", "models")
+
+    keys_file = Unicode(
+        config=True,
+        help="File of the TFaaS keys (salted hashes only, mode 0600). Per user, never in "
+        "a shared model_dir.",
+    )
+
+    @default("keys_file")
+    def _default_keys_file(self) -> str:
+        return os.path.join(jupyter_data_dir(), "tfaas", "keys.json")
 
     cache_size = Int(
         10, config=True, help="How many models the worker keeps loaded (least recently used out)."
@@ -161,13 +172,15 @@ class TFaaSApp(ExtensionApp):
                 max_in_flight=self.max_in_flight,
             )
         self.service = TFaaS(repository, self.worker, runner, limits)
-        self.settings.update({"tfaas_service": self.service})
+        self.settings.update(
+            {"tfaas_service": self.service, "tfaas_keys": KeyStore(self.keys_file)}
+        )
         self.log.info("tfaas: serving models from %s", repository.root)
 
     def initialize_handlers(self) -> None:
-        from ..handlers import fallback_route, routes
+        from ..handlers import fallback_route, key_url_routes, routes
 
-        self.handlers.extend([*routes(), fallback_route()])
+        self.handlers.extend([*routes(), *key_url_routes(), fallback_route()])
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         if self.start_worker:

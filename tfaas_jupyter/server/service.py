@@ -22,6 +22,7 @@ import numpy as np
 from .. import __version__
 from . import codecs, uploads
 from .errors import BadRequest, NotFound, TFaaSError, Unavailable
+from .keys import check_model_access, may_see_model
 from .multipart import FilePart, Form
 from .names import check_model_name, check_version
 from .repository import ModelVersion, Repository
@@ -105,7 +106,8 @@ class TFaaS:
         name = name or self.default_model
         if not name:
             raise BadRequest("no model name is provided: set 'model' in the request")
-        return self.repository.get(check_model_name(name), check_version(version))
+        check_model_access(check_model_name(name))
+        return self.repository.get(name, check_version(version))
 
     async def signature(self, mv: ModelVersion) -> dict[str, Any]:
         if mv.signature is None:
@@ -134,6 +136,8 @@ class TFaaS:
     def models(self) -> list[dict[str, Any]]:
         result = []
         for name in self.repository.names():
+            if not may_see_model(name):
+                continue
             try:
                 versions = self.repository.versions(name)
             except NotFound:
@@ -142,7 +146,8 @@ class TFaaS:
         return result
 
     def model_detail(self, name: str) -> dict[str, Any]:
-        versions = self.repository.versions(check_model_name(name))
+        check_model_access(check_model_name(name))
+        versions = self.repository.versions(name)
         doc = self.describe(versions[-1], versions)
         doc["version_details"] = [v.describe() for v in versions]
         return doc
@@ -185,6 +190,7 @@ class TFaaS:
 
     async def _validate_and_commit(self, staged: uploads.StagedUpload) -> ModelVersion:
         """Load the staged model in the worker; commit it only if TensorFlow can serve it."""
+        check_model_access(staged.name)
         meta = staged.meta()
         meta["uid"] = uid = uuid.uuid4().hex
         key = f"{staged.name}@{uid}"
@@ -204,6 +210,7 @@ class TFaaS:
         if not name:
             raise BadRequest("no model name is provided")
         name = check_model_name(name)
+        check_model_access(name)
         number = check_version(version)
         # the worker's cache key of a version, read before the version is gone
         prefix = f"{name}@" if number is None else self.repository.get(name, number).key
