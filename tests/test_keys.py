@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import Reply, TFaaSCaller, seed_upload_body
+from test_curl_recipes import recipe_seed  # noqa: F401 - a fixture
 from tornado.httpclient import AsyncHTTPClient
 
 from tfaas_jupyter.client.forms import encode_multipart
@@ -254,3 +255,188 @@ def test_keys_file_is_refused_when_others_may_read_it(tmp_path: Path) -> None:
     store.revoke("a")
     assert other.verify(key) is None
     np.testing.assert_equal(other.list(), [])
+
+
+def test_request_log_never_holds_a_key(tmp_path: Path, seed_dir: Path) -> None:
+    """Jupyter's request log (every request at debug level) and our own log lines show
+    a key URL's path with ``[secret]``, and never the key of a header."""
+    from servers import jupyter_server
+
+    with jupyter_server(tmp_path / "home", args=["--log-level=DEBUG"]) as server:
+        key = server.call("POST", "tfaas/keys", {"name": "logged", "scopes": ["predict",
+                                                                             "manage"]})["key"]
+        body, ctype = seed_upload_body(seed_dir)
+        code, answer = server.request("POST", f"tfaas/key/{key}/upload", body,
+                                      {"Content-Type": ctype})
+        assert code == 200, answer
+        doc = json.dumps(seed_row(seed_dir)).encode()
+        for path, payload in ((f"tfaas/key/{key}/json", doc),          # 200
+                              (f"tfaas/key/{key}/json", b"{"),         # 400
+                              (f"tfaas/key/{key}/status", None),       # 403
+                              (f"tfaas/key/{key}/nosuch", None),       # 404
+                              (f"tfaas/key/{key}x/json", doc),         # 403, wrong key
+                              (f"tfaas/key/{key}/models?token={key}", None)):
+            server.request("POST" if payload else "GET", path, payload)
+        import urllib.request
+
+        req = urllib.request.Request(server.tfaas + "json", data=doc, method="POST",
+                                     headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            assert resp.status == 200
+        log = server.log()
+    assert key not in log and key[4:20] not in log
+    assert "POST /tfaas/key/[secret]/json" in log
+    assert "tfaas/key/[secret]/nosuch" in log
+
+
+async def test_magic_cli_and_client_use_keys(
+    jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp, seed_dir: Path,
+    tmp_path: Path, tfaas: TFaaSCaller, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``%tfaas key create/list/revoke``; the key then works in TFaaSClient (header or key
+    URL) and in the ``tfaas`` command through ``--token-file`` and ``$TFAAS_TOKEN``."""
+    import asyncio
+    import os
+    import shutil
+    import sys
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from tfaas_jupyter.client import TFaaSClient, TFaaSClientError, discovery
+
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    root = f"http://localhost:{jp_http_port}{jp_base_url}"
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "tfaas_jupyter")
+
+    def magic(line: str) -> Any:
+        return shell.run_line_magic("tfaas", line)
+
+    try:
+        token = jp_serverapp.identity_provider.token
+        await asyncio.to_thread(magic, f"connect {root} --token {token}")
+        await asyncio.to_thread(magic, "key create grid --model vk")
+        out = capsys.readouterr().out.splitlines()
+        key = out[-1]
+        assert key.startswith("tfk_") and "predict; vk" in out[-2]
+        await asyncio.to_thread(magic, "key create pipeline --scope manage --url")
+        url = capsys.readouterr().out.splitlines()[-1]
+        assert url.startswith(root + "tfaas/key/tfk_") and url.endswith("/")
+        frame = await asyncio.to_thread(magic, "key list")
+        assert list(frame.index) == ["grid", "pipeline"]
+        assert frame.loc["pipeline", "scopes"] == ["manage", "predict"]
+        assert key not in frame.to_string() and url not in frame.to_string()
+    finally:
+        discovery.disconnect()
+
+    doc = seed_row(seed_dir)
+    expected = (await tfaas.predict(doc)).json()
+    with TFaaSClient(root + "tfaas", token=key) as client:
+        got = await asyncio.to_thread(client.predict_raw, doc)
+        assert got == expected
+        with pytest.raises(TFaaSClientError) as refused:
+            await asyncio.to_thread(client.models)
+        assert refused.value.status == 403
+    with TFaaSClient(url.rstrip("/")) as by_url:
+        assert "tfk_" not in repr(by_url)
+        assert [m["name"] for m in await asyncio.to_thread(by_url.models)] == ["vk"]
+        assert await asyncio.to_thread(by_url.predict_raw, doc) == expected
+
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    (tmp_path / "input.json").write_text(json.dumps(doc))
+    script = shutil.which("tfaas", path=os.path.dirname(sys.executable))
+    command = [script] if script else [sys.executable, "-m", "tfaas_jupyter.client.cli"]
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("TFAAS_TOKEN", "JUPYTER_TOKEN", "JPY_API_TOKEN",
+                            "JUPYTERHUB_API_TOKEN", "TFAAS_URL")}
+    for extra, env in (([f"--token-file={key_file}"], {}), ([], {"TFAAS_TOKEN": key})):
+        proc = await asyncio.create_subprocess_exec(
+            *command, f"--url={root}tfaas", f"--predict={tmp_path / 'input.json'}", "--json",
+            *extra, env={**environ, **env},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out_b, err_b = await asyncio.wait_for(proc.communicate(), timeout=300)
+        assert proc.returncode == 0, err_b.decode()
+        assert json.loads(out_b) == expected
+
+    try:
+        await asyncio.to_thread(magic, f"connect {root} --token {token}")
+        await asyncio.to_thread(magic, "key revoke grid")
+        assert "revoked key grid" in capsys.readouterr().out
+    finally:
+        discovery.disconnect()
+    with TFaaSClient(root + "tfaas", token=key) as client:
+        with pytest.raises(TFaaSClientError) as gone:
+            await asyncio.to_thread(client.predict_raw, doc)
+        assert gone.value.status == 403
+
+
+def _section_blocks(readme: str, title: str) -> list[str]:
+    import re
+
+    start = readme.index(title)
+    end = readme.find("\n## ", start + len(title))
+    return re.findall(r"```bash\n(.*?)```", readme[start:end], flags=re.S)
+
+
+async def _bash(script: str, cwd: Path) -> tuple[int, str, str]:
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", "set -euo pipefail\n" + script, cwd=str(cwd),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+def _expected_lines(block: str) -> list[str]:
+    import re
+
+    return [e.strip() for e in re.findall(r"^#=> (.*)$", block, flags=re.M)]
+
+
+async def test_readme_grid_job_recipe_and_curl_recipes_through_a_key_url(
+    jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp, tfaas: TFaaSCaller,
+    recipe_seed: Path, tmp_path: Path,  # noqa: F811 - the imported fixture
+) -> None:
+    """The README's Keys blocks as written; then the curl recipes with a key-bearing URL as
+    ``$TFAAS`` and no Authorization header (all but the status and no-token ones)."""
+    import os
+    import shutil
+    import sys
+
+    if shutil.which("curl") is None or shutil.which("protoc") is None:
+        pytest.skip("curl and protoc are needed (apt-get install curl protobuf-compiler)")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    tfaas_url = f"http://localhost:{jp_http_port}{jp_base_url}tfaas"
+    token = jp_serverapp.identity_provider.token
+    bindir = os.path.dirname(sys.executable)
+    env = (f"export PATH='{bindir}':\"$PATH\"\nexport TFAAS='{tfaas_url}'\n"
+           f"export JUPYTER_TOKEN='{token}'\n")
+    assert (await tfaas.upload_dir(recipe_seed, "vk")).code == 200
+    blocks = _section_blocks(readme, "## Keys:")
+    assert len(blocks) == 3
+    for number, block in enumerate(blocks):
+        code, out, err = await _bash(env + block, recipe_seed)
+        assert code == 0, f"keys block {number} failed:\n{block}\n{err}"
+        for expected in _expected_lines(block):
+            assert expected in out, (number, expected, out, err)
+    assert (await tfaas.call("GET", "keys")).json() == []
+    assert (await tfaas.call("DELETE", "delete/vk")).code == 200
+
+    key = (await create_key(tfaas, "recipes", scopes=["predict", "manage"]))["key"]
+    key_env = (f"export TFAAS='{tfaas_url}/key/{key}'\nexport JUPYTER_TOKEN=\n"
+               f"export PROTO='{Path(__file__).resolve().parents[1] / 'proto'}'\n")
+    ran = 0
+    for block in _section_blocks(readme, "## curl recipes")[1:]:
+        if "/status" in block or "# no token" in block:
+            continue
+        script = block.replace('-H "Authorization: token $JUPYTER_TOKEN" ', "")
+        assert "Authorization" not in script
+        code, out, err = await _bash(key_env + script, recipe_seed)
+        assert code == 0, f"recipe through the key URL failed:\n{script}\n{err}"
+        for expected in _expected_lines(block):
+            assert expected in out, (expected, out, err)
+        ran += 1
+    assert ran >= 6

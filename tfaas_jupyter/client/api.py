@@ -23,6 +23,7 @@ import http.client
 import io
 import json
 import os
+import re
 import socket
 import ssl
 import sys
@@ -82,6 +83,17 @@ def token_from_env(environ: dict[str, str] | None = None) -> str | None:
     return None
 
 
+#: A TFaaS key (``tfk_...``), wherever it appears (a key-bearing URL): hidden in reprs.
+_KEY_RE = re.compile(r"tfk_[A-Za-z0-9_\-]+")
+#: A key-bearing base URL's path ends with this: it is a tfaas base as it is.
+_KEY_URL_END = re.compile(r"/tfaas/key/[^/]+$")
+
+
+def redact_key(text: str) -> str:
+    """``text`` with any TFaaS key replaced by ``[secret]`` (for reprs and messages)."""
+    return _KEY_RE.sub("[secret]", text)
+
+
 def normalize_url(url: str) -> tuple[str, str | None]:
     """Answer (tfaas base URL ending in ``/``, token found in its query or None).
 
@@ -100,7 +112,7 @@ def normalize_url(url: str) -> tuple[str, str | None]:
     token = query.get("token", [None])[0]
     path = parts.path.rstrip("/")
     # The Jupyter URL may point at a page (…/lab, …/tree): the tfaas base is beside it.
-    if not path.endswith("/tfaas") and path != "tfaas":
+    if not path.endswith("/tfaas") and path != "tfaas" and not _KEY_URL_END.search(path):
         for page in ("/lab", "/tree", "/notebooks"):
             if path.endswith(page):
                 path = path[: -len(page)]
@@ -157,7 +169,7 @@ class TFaaSClient:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"TFaaSClient({self.url!r})"
+        return f"TFaaSClient({redact_key(self.url)!r})"
 
     def __enter__(self) -> TFaaSClient:
         return self
@@ -246,8 +258,8 @@ class TFaaSClient:
         status = response.status
         reply_headers = {k.lower(): v for k, v in response.getheaders()}
         if self.verbose:
-            print(f"tfaas: {method} {self.endpoint(path)} -> {status} ({len(data)} bytes, "
-                  f"{time.perf_counter() - started:.3f}s)", file=sys.stderr)
+            print(f"tfaas: {method} {redact_key(self.endpoint(path))} -> {status} "
+                  f"({len(data)} bytes, {time.perf_counter() - started:.3f}s)", file=sys.stderr)
         if 200 <= status < 300:
             return status, reply_headers, data
         raise self._http_error(status, reply_headers, data)
@@ -331,6 +343,26 @@ class TFaaSClient:
     def status(self) -> dict[str, Any]:
         """The server's status: machine figures, worker, TensorFlow, models, counts."""
         return self._json("GET", "status")
+
+    # -- keys (the owner's Jupyter token only) -----------------------------------
+
+    def create_key(self, name: str, models: Sequence[str] | None = None,
+                   scopes: Sequence[str] | None = None) -> dict[str, Any]:
+        """A new TFaaS key; the answer's ``key`` and ``url`` are shown this once."""
+        doc: dict[str, Any] = {"name": name}
+        if models:
+            doc["models"] = list(models)
+        if scopes:
+            doc["scopes"] = list(scopes)
+        return self._json("POST", "keys", orjson.dumps(doc), {"Content-Type": "application/json"})
+
+    def keys(self) -> list[dict[str, Any]]:
+        """Every key's name, models, scopes, created and last-used times (no secret)."""
+        return self._json("GET", "keys") or []
+
+    def revoke_key(self, name: str) -> dict[str, Any]:
+        """Revoke a key at once."""
+        return self._json("DELETE", f"keys/{_quote(name)}")
 
     # -- upload ----------------------------------------------------------------
 
