@@ -13,7 +13,7 @@ from traitlets import Bool, Float, Int, Unicode, default
 
 from .batching import Batcher
 from .keys import KeyStore
-from .repository import Repository
+from .repository import Repository, RepositoryRefused
 from .service import DirectRunner, Limits, TFaaS
 
 MiB = 1024 * 1024
@@ -34,6 +34,13 @@ class TFaaSApp(ExtensionApp):
     @default("model_dir")
     def _default_model_dir(self) -> str:
         return os.path.join(jupyter_data_dir(), "tfaas", "models")
+
+    group_shared_model_dir = Bool(
+        False, config=True,
+        help="Serve a model_dir its group may write into (a group project space). "
+        "Whoever may write there chooses the code the worker runs as this user. "
+        "A folder anyone may write into is always refused.",
+    )
 
     keys_file = Unicode(
         config=True,
@@ -155,7 +162,11 @@ class TFaaSApp(ExtensionApp):
             load_timeout=self.load_timeout,
             log=self.log,
         )
-        repository = Repository(self.model_dir)
+        try:
+            repository = Repository(self.model_dir, group_shared=self.group_shared_model_dir)
+        except RepositoryRefused as exc:
+            self.log.error("tfaas: %s", exc)
+            raise
         limits = Limits(
             max_upload_size=self.max_upload_size,
             max_extracted_size=self.max_extracted_size,

@@ -33,7 +33,7 @@ def check_version(version: object) -> int | None:
         raise BadRequest("model version must be a positive integer")
     if isinstance(version, int):
         number = version
-    elif isinstance(version, str) and version.isdigit() and len(version) < 10:
+    elif isinstance(version, str) and version.isascii() and version.isdigit() and len(version) < 10:
         number = int(version)
     else:
         raise BadRequest(f"model version must be a positive integer, not {version!r}")

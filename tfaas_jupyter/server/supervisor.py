@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -169,6 +169,20 @@ class _Conn:
                 pass
 
 
+#: Parts of a variable's name that say it holds a credential (upper-cased match).
+_SECRET_NAME_PARTS = ("TOKEN", "SECRET", "PASSWORD")
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The server's environment minus every credential: a model's graph can read its
+    process's environment, so the worker never gets Jupyter's or the hub's tokens."""
+    return {
+        k: v for k, v in environ.items()
+        if not k.upper().startswith("JPY_")
+        and not any(part in k.upper() for part in _SECRET_NAME_PARTS)
+    }
+
+
 class ModelWorker:
     """The server-side handle of the model worker process.
 
@@ -191,7 +205,7 @@ class ModelWorker:
         unavailable: str | None = None,
     ) -> None:
         self.python = python or sys.executable
-        self.env = dict(os.environ if env is None else env)
+        self.env = worker_environment(os.environ if env is None else env)
         self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.threads = threads
         self.cache_size = cache_size
