@@ -411,3 +411,38 @@ async def test_multipart_part_count_is_bounded(tfaas: TFaaSCaller) -> None:
     body, ctype = encode_multipart(fields, model)
     reply = await tfaas.call("POST", "upload", body, {"Content-Type": ctype})
     assert reply.code == 400 and f"more than {MAX_PARTS} parts" in reply.json()["error"]
+
+
+async def test_a_client_leaving_during_validation_never_guts_the_commit(
+    tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path, jp_http_port: int, jp_base_url: str,
+    jp_serverapp,
+) -> None:
+    """The whole body is sent, then the connection closed while the worker validates the
+    model: the upload still commits whole, and its staging folder goes afterwards."""
+    from conftest import seed_upload_body
+
+    body, ctype = seed_upload_body(seed_dir)
+    token = jp_serverapp.identity_provider.token
+    head = (f"POST {jp_base_url}tfaas/upload HTTP/1.1\r\nHost: localhost:{jp_http_port}\r\n"
+            f"Authorization: token {token}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    writer.write(head + body)
+    await writer.drain()
+    writer.close()  # gone before the answer
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        reply = await tfaas.call("GET", "models")
+        if reply.code == 200 and reply.json():
+            break
+        await asyncio.sleep(0.2)
+    assert [m["versions"] for m in reply.json()] == [[1]], reply.body
+    version = model_dir / "vk" / "1"
+    assert sorted(p.name for p in version.iterdir()) == [
+        "labels.txt", "model.pb", "params.json", "tfaas.json"]
+    doc = json.loads((seed_dir / "input.json").read_text())
+    assert (await tfaas.predict(doc)).code == 200
+    deadline = time.monotonic() + 60
+    while list((model_dir / ".staging").iterdir()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert list((model_dir / ".staging").iterdir()) == []
