@@ -97,7 +97,9 @@ class TFaaSHandler(ExtensionHandlerMixin, APIHandler):
         credential = credential.strip()
         if scheme.lower() in _AUTH_SCHEMES and keys.looks_like_key(credential):
             return credential
-        return None
+        # ?token=tfk_... is a key too: Jupyter's identity provider never sees a key
+        query_token = self.get_query_argument("token", "")
+        return query_token if keys.looks_like_key(query_token) else None
 
     async def prepare(self) -> None:
         self._started = time.perf_counter()

@@ -130,6 +130,11 @@ async def test_predict_key_reaches_only_predictions_of_its_models(
         assert reply.code == 200 and reply.json() == expected, (scheme, reply.body)
     reply = await with_key.call("POST", "predict/json", key, json.dumps(doc).encode())
     assert reply.code == 200 and reply.json() == expected
+    # ?token=KEY is taken as the key as well (never handed to Jupyter's auth)
+    reply = await with_key.call("POST", f"json?token={key}", None, json.dumps(doc).encode())
+    assert reply.code == 200 and reply.json() == expected
+    reply = await with_key.call("GET", f"api/status?token={key}", None)
+    assert reply.code == 403
 
     # another model, even one that exists, is refused (and so is a missing one)
     other = {"model": "other", "values": [0.5] * len(doc["values"])}

@@ -383,3 +383,58 @@ def test_the_worker_environment_holds_no_credentials(tmp_path: Path) -> None:
     for name, value in planted.items():
         if name != "TFAAS_HARMLESS":
             assert name.encode() not in environ and value.encode() not in raw, name
+
+
+# -- discovery trusts no planted runtime file; account tokens stay on this machine ------
+
+
+def _runtime_file(folder: Path, pid: int, mode: int = 0o600, **info: object) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"url": "http://localhost:8888/", "hostname": "localhost", "port": 8888,
+           "base_url": "/", "token": "tok", "pid": pid, "secure": False, "sock": ""}
+    doc.update(info)
+    path = folder / f"jpserver-{pid}.json"
+    path.write_text(json.dumps(doc))
+    path.chmod(mode)
+    return path
+
+
+def test_discovery_trusts_only_private_runtime_files(tmp_path: Path) -> None:
+    from tfaas_jupyter.client import discovery
+    from tfaas_jupyter.client.discovery import DiscoveryError, find_server
+
+    pid = os.getpid()
+    env = {"JPY_PARENT_PID": str(pid)}
+    readable = _runtime_file(tmp_path / "a", pid, 0o644, token="planted")
+    with pytest.raises(DiscoveryError):
+        find_server(env=env, connection_file="", dirs=[readable.parent])
+    assert discovery.running_servers([readable.parent]) == []
+    real = _runtime_file(tmp_path / "real", pid, token="real-token", port=9911)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / real.name).symlink_to(real)
+    with pytest.raises(DiscoveryError):
+        find_server(env=env, connection_file="", dirs=[tmp_path / "b"])
+    found = find_server(env=env, connection_file="", dirs=[real.parent])
+    assert found.url == "http://127.0.0.1:9911/" and found.token == "real-token"
+    assert "real-token" not in repr(found) and "real-token" not in str(found)
+
+
+def test_environment_tokens_go_only_to_loopback_or_the_hub(tmp_path: Path) -> None:
+    from tfaas_jupyter.client.api import token_from_env
+    from tfaas_jupyter.client.discovery import find_server
+
+    pid = os.getpid()
+    env = {"JPY_PARENT_PID": str(pid), "JUPYTERHUB_API_TOKEN": "hub-token",
+           "JUPYTERHUB_SERVICE_URL": "http://10.0.0.7:8888/user/alice/"}
+    remote = _runtime_file(tmp_path / "r", pid, token="", hostname="10.9.9.9", port=9000)
+    assert find_server(env=env, connection_file="", dirs=[remote.parent]).token is None
+    local = _runtime_file(tmp_path / "l", pid, token="", hostname="127.0.0.1", port=9000)
+    assert find_server(env=env, connection_file="", dirs=[local.parent]).token == "hub-token"
+
+    for url, expected in (("http://evil.example:8888/tfaas", None),
+                          ("http://10.9.9.9/tfaas", None),
+                          ("http://127.0.0.1:8888/tfaas", "hub-token"),
+                          ("http://localhost/tfaas", "hub-token"),
+                          ("https://10.0.0.7:8888/user/alice/tfaas", "hub-token")):
+        assert token_from_env(env, url=url) == expected, url
+    assert token_from_env({**env, "TFAAS_TOKEN": "chosen"}, url="http://evil.example/") == "chosen"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import ipaddress
 import json
 import os
 import re
@@ -33,7 +34,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import orjson
@@ -73,14 +74,39 @@ class TFaaSClientError(Exception):
         return f"{self.message} (HTTP {self.status})" if self.status else self.message
 
 
-def token_from_env(environ: dict[str, str] | None = None) -> str | None:
+def token_from_env(environ: dict[str, str] | None = None, url: str | None = None
+                   ) -> str | None:
     """The first token set among TFAAS_TOKEN, JUPYTER_TOKEN, JPY_API_TOKEN and
-    JUPYTERHUB_API_TOKEN (the last two are set inside JupyterHub servers)."""
+    JUPYTERHUB_API_TOKEN (the last two are set inside JupyterHub servers).
+
+    Given the ``url`` it is for, Jupyter's and the hub's own tokens are answered only
+    for a loopback address or the hub's own host: a token of the account is never
+    sent to any other server. ``TFAAS_TOKEN`` is the user's explicit choice.
+    """
     env = os.environ if environ is None else environ
     for var in TOKEN_ENV_VARS:
         if env.get(var):
+            if url is not None and var != "TFAAS_TOKEN" and not _own_host(url, env):
+                continue
             return env[var]
     return None
+
+
+def _own_host(url: str, env: Mapping[str, str]) -> bool:
+    """Whether ``url`` is this machine's loopback or the JupyterHub's own server."""
+    host = urllib.parse.urlsplit(url if "://" in url else "http://" + url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return True
+    except ValueError:
+        pass
+    for var in ("JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_API_URL", "JUPYTERHUB_BASE_URL"):
+        hub = urllib.parse.urlsplit(env.get(var) or "").hostname
+        if hub and hub == host:
+            return True
+    return False
 
 
 #: A TFaaS key (``tfk_...``), wherever it appears (a key-bearing URL): hidden in reprs.

@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.url:
         raise CliError("no server URL: give --url (or set TFAAS_URL)")
     token = args.token if args.token is not None else _token_file(args.token_file)
-    token = token if token is not None else token_from_env()
+    token = token if token is not None else token_from_env(url=args.url)
     try:
         client = TFaaSClient(args.url, token=token, timeout=args.timeout,
                              ssl_context=_ssl_context(args),

@@ -26,9 +26,11 @@ and ipykernel when they are there.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
+import stat
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -69,7 +71,7 @@ class ServerInfo:
     """Where a Jupyter server answers: ``url`` is the local root, base_url included."""
 
     url: str
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # never in a repr or a log
     source: str = ""
     #: a URL to show users for use outside the kernel (defaults to ``url``)
     public_url: str | None = None
@@ -239,11 +241,48 @@ def _normalise_url(url: str, prefix: str | None = None) -> str | None:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """A server's runtime file, if it can be trusted: a regular file (not a link) of this
+    user that no one else may read or write (Jupyter writes them 0600). Another user
+    could otherwise plant one to receive our token or feed us theirs."""
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
         return None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
+                or st.st_mode & 0o077 or st.st_size > 1 << 20):
+            return None
+        try:
+            doc = json.loads(fh.read())
+        except ValueError:
+            return None
     return doc if isinstance(doc, dict) else None
+
+
+def pid_ours(pid: Any) -> bool:
+    """Whether a live process with this pid belongs to this user (signal 0 is allowed)."""
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:  # gone, or another user's (PermissionError)
+        return False
+    return True
+
+
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _fallback_token(env: Mapping[str, str]) -> str | None:
@@ -256,7 +295,8 @@ def _from_runtime(info: Mapping[str, Any], source: str, env: Mapping[str, str],
     url = local_url(info)
     if url is None:
         return None
-    token = info.get("token") or _fallback_token(env)
+    # the environment's tokens (the hub's, Jupyter's) go only to this machine's loopback
+    token = info.get("token") or (_fallback_token(env) if _is_loopback(url) else None)
     return ServerInfo(url, token or None, source,
                       extra={"runtime_file": str(path) if path else None,
                              "pid": info.get("pid")})
@@ -277,7 +317,7 @@ def running_servers(dirs: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
                 continue
             seen.add(path)
             info = _read_json(path)
-            if not info or not pid_alive(info.get("pid")):
+            if not info or not pid_ours(info.get("pid")):
                 continue
             try:
                 mtime = path.stat().st_mtime
