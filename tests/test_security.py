@@ -438,3 +438,23 @@ def test_environment_tokens_go_only_to_loopback_or_the_hub(tmp_path: Path) -> No
                           ("https://10.0.0.7:8888/user/alice/tfaas", "hub-token")):
         assert token_from_env(env, url=url) == expected, url
     assert token_from_env({**env, "TFAAS_TOKEN": "chosen"}, url="http://evil.example/") == "chosen"
+
+
+async def test_a_keras_lambda_layer_is_refused_not_run(tfaas: TFaaSCaller, tmp_path: Path) -> None:
+    """safe_mode: a .keras file whose Lambda layer carries Python bytecode is a 400; the
+    code never runs in the worker (it would create the marker file)."""
+    import keras
+
+    marker = tmp_path / "ran"
+    inp = keras.Input(shape=(2,))
+    out = keras.layers.Lambda(
+        lambda x, m=str(marker): (__import__("pathlib").Path(m).touch(), x)[1] * 2
+    )(inp)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inp, out).save(str(path))
+    marker.unlink()  # building the model in this process ran it once
+    reply = await tfaas.upload("lambda", path.read_bytes(), filename="lambda.keras")
+    assert reply.code == 400, reply.body
+    assert "unreadable model" in reply.json()["error"]
+    assert not marker.exists()
+    assert (await tfaas.call("GET", "models")).json() == []
