@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import Reply, TFaaSCaller, seed_upload_body
+from test_cpp_client import cpp_example  # noqa: F401 - a fixture
 from test_curl_recipes import recipe_seed  # noqa: F401 - a fixture
 from tornado.httpclient import AsyncHTTPClient
 
@@ -445,3 +446,22 @@ async def test_readme_grid_job_recipe_and_curl_recipes_through_a_key_url(
             assert expected in out, (expected, out, err)
         ran += 1
     assert ran >= 6
+
+
+async def test_cpp_client_sends_a_key_as_it_sends_a_token(
+    cpp_example: Path, tfaas: TFaaSCaller, seed_dir: Path, jp_http_port: int,  # noqa: F811
+    jp_base_url: str,
+) -> None:
+    """The talk's C++ client, unchanged: a key in $TFAAS_TOKEN, or a key-bearing URL."""
+    from test_cpp_client import run
+
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    base = f"http://localhost:{jp_http_port}{jp_base_url}tfaas"
+    vk_key = (await create_key(tfaas, "cpp", models=["vk"]))["key"]
+    other_key = (await create_key(tfaas, "cpp-other", models=["other"]))["key"]
+    code, by_key, err = await run(cpp_example, base, "vk", env={"TFAAS_TOKEN": vk_key})
+    assert code == 0 and by_key.startswith("class: signal probability: "), err
+    code, by_url, err = await run(cpp_example, f"{base}/key/{vk_key}", "vk", env={})
+    assert code == 0 and by_url == by_key, err
+    code, out, err = await run(cpp_example, base, "vk", env={"TFAAS_TOKEN": other_key})
+    assert code == 1 and "HTTP 403" in err and other_key not in err
