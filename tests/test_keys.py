@@ -245,6 +245,7 @@ async def test_key_url_serves_every_endpoint_like_the_header(
 
 
 def test_keys_file_is_refused_when_others_may_read_it(tmp_path: Path) -> None:
+    from tfaas_jupyter.server.errors import TFaaSError
     from tfaas_jupyter.server.keys import KeyStore
 
     store = KeyStore(tmp_path / "keys.json")
@@ -254,6 +255,9 @@ def test_keys_file_is_refused_when_others_may_read_it(tmp_path: Path) -> None:
     assert store.verify(key + "x") is None and store.verify("token") is None
     (tmp_path / "keys.json").chmod(0o644)
     assert KeyStore(tmp_path / "keys.json").verify(key) is None
+    with pytest.raises(TFaaSError, match="mode 0600 .it has mode 0644") as refused:
+        KeyStore(tmp_path / "keys.json").list()
+    assert refused.value.status == 409
     # a second store on the same file (another server process) sees revocations at once
     (tmp_path / "keys.json").chmod(0o600)
     other = KeyStore(tmp_path / "keys.json")

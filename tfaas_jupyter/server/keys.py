@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import BadRequest, Forbidden, NotFound
+from .errors import BadRequest, Forbidden, NotFound, TFaaSError
 
 #: Every key starts with this, so a server tells a key from a Jupyter token at a glance.
 KEY_PREFIX = "tfk_"
@@ -167,11 +167,14 @@ class KeyStore:
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
             if st.st_uid != os.geteuid() or st.st_mode & 0o077:
-                raise PermissionError(
+                raise TFaaSError(
                     f"refusing the keys file {self.path}: it must belong to this user "
-                    f"with mode 0600 (it has mode {st.st_mode & 0o777:04o})"
+                    f"with mode 0600 (it has mode {st.st_mode & 0o777:04o})", 409
                 )
-            doc = json.loads(f.read() or b"{}")
+            try:
+                doc = json.loads(f.read() or b"{}")
+            except ValueError:
+                raise TFaaSError(f"the keys file {self.path} is not valid JSON", 409) from None
         keys = doc.get("keys") if isinstance(doc, dict) else None
         return {r["name"]: r for r in keys or [] if isinstance(r, dict) and "name" in r}
 
@@ -267,7 +270,7 @@ class KeyStore:
         """The grant of a presented key, or None when it is unknown or revoked."""
         try:
             self._refresh()
-        except (OSError, ValueError):  # an unreadable or refused file grants nothing
+        except (OSError, TFaaSError):  # an unreadable or refused file grants nothing
             return None
         if not _KEY_RE.fullmatch(key):
             return None
