@@ -27,7 +27,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from .errors import BadRequest, Forbidden, NotFound, TFaaSError
 
@@ -50,11 +50,6 @@ LAST_USED_WRITE_INTERVAL = 60.0
 def looks_like_key(credential: str | None) -> bool:
     """Whether a presented credential is meant as a TFaaS key (not a Jupyter token)."""
     return bool(credential) and credential.startswith(KEY_PREFIX)  # type: ignore[union-attr]
-
-
-def redact(text: str) -> str:
-    """``text`` with every key-shaped substring replaced by ``[secret]``."""
-    return _KEY_RE.sub("[secret]", text)
 
 
 @dataclass(frozen=True)
@@ -295,7 +290,3 @@ class KeyStore:
             scopes=frozenset(found.get("scopes") or [PREDICT]),
             models=tuple(models) if models is not None else None,
         )
-
-    def names(self) -> Iterable[str]:
-        self._refresh()
-        return sorted(self._records)
