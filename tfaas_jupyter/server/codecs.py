@@ -284,7 +284,8 @@ def decode_image(
     if not data:
         raise BadRequest("Invalid image: the image part is empty")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        # only the png and jpeg decoders are ever tried on a request's bytes
+        with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as img:
             if img.format not in ("PNG", "JPEG"):
                 raise BadRequest(f"Invalid image: expected png or jpg, got {img.format}")
             width, height = img.size
@@ -297,7 +298,9 @@ def decode_image(
             if size is not None and (height, width) != size:
                 img = img.resize((size[1], size[0]), Image.BILINEAR)
             array = np.asarray(img, dtype=np.float32)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise BadRequest("Invalid image: expected png or jpg") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise BadRequest(f"Invalid image: {exc}") from None
     except Image.DecompressionBombError as exc:
         raise PayloadTooLarge(f"image too large: {exc}") from None

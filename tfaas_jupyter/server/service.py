@@ -25,6 +25,7 @@ from .. import __version__
 from . import codecs, shaping, uploads
 from .batching import Runner
 from .errors import BadRequest, ErrorKind, NotFound, TFaaSError, Unavailable, WorkerError
+from .keys import check_model_access, may_see_model
 from .modelref import ModelRef
 from .multipart import FilePart, Form
 from .names import check_model_name, check_version, check_version_or_label
@@ -67,6 +68,7 @@ class TFaaS:
         name = name or self.default_model
         if not name:
             raise BadRequest("no model name is provided: set 'model' in the request")
+        check_model_access(check_model_name(name))
         return self.repository.resolve(check_model_name(name), check_version_or_label(version))
 
     async def signature(self, mv: ModelVersion) -> dict[str, Any]:
@@ -93,6 +95,8 @@ class TFaaS:
     def models(self) -> list[dict[str, Any]]:
         result = []
         for name in self.repository.names():
+            if not may_see_model(name):
+                continue
             try:
                 versions = self.repository.versions(name)
             except NotFound:
@@ -101,7 +105,8 @@ class TFaaS:
         return result
 
     def model_detail(self, name: str) -> dict[str, Any]:
-        versions = self.repository.versions(check_model_name(name))
+        check_model_access(check_model_name(name))
+        versions = self.repository.versions(name)
         doc = self.describe(versions[-1], versions)
         doc["version_details"] = [v.describe() for v in versions]
         doc["version_labels"] = self.repository.labels(name)
@@ -150,6 +155,7 @@ class TFaaS:
 
     async def _validate_and_commit(self, staged: uploads.StagedUpload) -> ModelVersion:
         """Load the staged model in the worker; commit it only if TensorFlow can serve it."""
+        check_model_access(staged.name)
         meta = staged.meta()
         meta["uid"] = uid = uuid.uuid4().hex
         ref = ModelRef(key=f"{staged.name}@{uid}", path=str(staged.model_path),
@@ -167,6 +173,7 @@ class TFaaS:
         if not name:
             raise BadRequest("no model name is provided")
         name = check_model_name(name)
+        check_model_access(name)
         number = check_version(version)
         # the worker's cache key of a version, read before the version is gone
         prefix = f"{name}@" if number is None else self.repository.get(name, number).key

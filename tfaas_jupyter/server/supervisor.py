@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -223,6 +223,20 @@ class _Conn:
                 pass
 
 
+#: Parts of a variable's name that say it holds a credential (upper-cased match).
+_SECRET_NAME_PARTS = ("TOKEN", "SECRET", "PASSWORD")
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The server's environment minus every credential: a model's graph can read its
+    process's environment, so the worker never gets Jupyter's or the hub's tokens."""
+    return {
+        k: v for k, v in environ.items()
+        if not k.upper().startswith("JPY_")
+        and not any(part in k.upper() for part in _SECRET_NAME_PARTS)
+    }
+
+
 class ModelWorker:
     """The server-side handle of the model worker process.
 
@@ -247,7 +261,7 @@ class ModelWorker:
         memory_limit: int = 0,
     ) -> None:
         self.python = python or sys.executable
-        self.env = dict(os.environ if env is None else env)
+        self.env = worker_environment(os.environ if env is None else env)
         self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.threads = threads
         self.cache_size = cache_size
