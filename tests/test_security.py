@@ -422,22 +422,22 @@ def test_discovery_trusts_only_private_runtime_files(tmp_path: Path) -> None:
 
 
 def test_environment_tokens_go_only_to_loopback_or_the_hub(tmp_path: Path) -> None:
-    from tfaas_jupyter.client.api import token_from_env
+    from tfaas_jupyter.client.urls import token_from_env
     from tfaas_jupyter.client.discovery import find_server
 
     pid = os.getpid()
     env = {"JPY_PARENT_PID": str(pid), "JUPYTERHUB_API_TOKEN": "hub-token",
-           "JUPYTERHUB_SERVICE_URL": "http://10.0.0.7:8888/user/alice/"}
-    remote = _runtime_file(tmp_path / "r", pid, token="", hostname="10.9.9.9", port=9000)
+           "JUPYTERHUB_SERVICE_URL": "http://hub.invalid:8888/user/alice/"}
+    remote = _runtime_file(tmp_path / "r", pid, token="", hostname="remote.invalid", port=9000)
     assert find_server(env=env, connection_file="", dirs=[remote.parent]).token is None
     local = _runtime_file(tmp_path / "l", pid, token="", hostname="127.0.0.1", port=9000)
     assert find_server(env=env, connection_file="", dirs=[local.parent]).token == "hub-token"
 
     for url, expected in (("http://evil.example:8888/tfaas", None),
-                          ("http://10.9.9.9/tfaas", None),
+                          ("http://remote.invalid/tfaas", None),
                           ("http://127.0.0.1:8888/tfaas", "hub-token"),
                           ("http://localhost/tfaas", "hub-token"),
-                          ("https://10.0.0.7:8888/user/alice/tfaas", "hub-token")):
+                          ("https://hub.invalid:8888/user/alice/tfaas", "hub-token")):
         assert token_from_env(env, url=url) == expected, url
     assert token_from_env({**env, "TFAAS_TOKEN": "chosen"}, url="http://evil.example/") == "chosen"
 
