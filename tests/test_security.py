@@ -422,8 +422,8 @@ def test_discovery_trusts_only_private_runtime_files(tmp_path: Path) -> None:
 
 
 def test_environment_tokens_go_only_to_loopback_or_the_hub(tmp_path: Path) -> None:
-    from tfaas_jupyter.client.urls import token_from_env
     from tfaas_jupyter.client.discovery import find_server
+    from tfaas_jupyter.client.urls import token_from_env
 
     pid = os.getpid()
     env = {"JPY_PARENT_PID": str(pid), "JUPYTERHUB_API_TOKEN": "hub-token",
