@@ -2,7 +2,7 @@
 a staged model version: files laid out in a staging folder, format detected.
 
 Nothing here talks to TensorFlow: the staged model is validated by the model
-worker before the repository commits it (see :mod:`tfaas_jupyter.service`).
+worker before the repository commits it (see :mod:`tfaas_jupyter.server.service`).
 """
 
 from __future__ import annotations
