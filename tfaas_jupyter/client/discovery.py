@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ..pids import pid_alive
 from .urls import ServerAddress, choose_token, parse_address, token_from_env
 
 __all__ = [
@@ -54,7 +55,6 @@ __all__ = [
     "kernel_id",
     "local_url",
     "parse_server_url",
-    "pid_alive",
     "runtime_dirs",
     "running_servers",
     "use_server",
@@ -143,25 +143,6 @@ def disconnect() -> None:
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def pid_alive(pid: Any) -> bool:
-    """Whether a process with this pid exists (signal 0 checks without signalling)."""
-    try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def _connection_file() -> str | None:
@@ -270,21 +251,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def pid_ours(pid: Any) -> bool:
-    """Whether a live process with this pid belongs to this user (signal 0 is allowed)."""
-    try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:  # gone, or another user's (PermissionError)
-        return False
-    return True
-
-
 def _from_runtime(info: Mapping[str, Any], source: str, env: Mapping[str, str],
                   path: Path | None = None) -> ServerInfo | None:
     url = local_url(info)
@@ -313,7 +279,7 @@ def running_servers(dirs: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
                 continue
             seen.add(path)
             info = _read_json(path)
-            if not info or not pid_ours(info.get("pid")):
+            if not info or not pid_alive(info.get("pid"), ours=True):
                 continue
             try:
                 mtime = path.stat().st_mtime

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..pids import pid_alive
 from .errors import NotFound, TFaaSError
 from .names import MODEL_NAME_PATTERN, check_model_name
 
@@ -77,16 +78,6 @@ def plain_member(value: object) -> str | None:
     if "/" in value or "\\" in value or "\0" in value:
         return None
     return value
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
 
 
 @dataclass
@@ -205,7 +196,7 @@ class Repository:
                 continue
             for leftover in os.scandir(folder):
                 tagged = _TAGGED.fullmatch(leftover.name)
-                if not tagged or _pid_alive(int(tagged.group(1))):
+                if not tagged or pid_alive(tagged.group(1)):
                     continue
                 if leftover.is_dir(follow_symlinks=False):
                     shutil.rmtree(leftover.path, ignore_errors=True)
