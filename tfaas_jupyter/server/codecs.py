@@ -60,7 +60,8 @@ def _as_rows(values: Any, *, may_hold_bools: bool = True) -> tuple[np.ndarray, b
     # numbers only: numpy would read "1.5" (a string) or true as a number
     if array.dtype.kind not in "iuf" or (may_hold_bools and _has_bool(values)):
         raise BadRequest(
-            "'values' must be numbers, or rows of numbers all of the same length"
+            "'values' must be numbers (not null, strings or booleans), or rows of numbers "
+            "all of the same length"
         )
     array = array.astype(np.float64, copy=False)
     if array.ndim == 1:

@@ -181,7 +181,9 @@ def _describe_exit(rc: int | None, pid: int | None) -> str:
 #: Python sides), not worth quoting in an error nor logging above DEBUG
 _NOISE = re.compile(
     r"^(WARNING: All log messages before absl|[IW]\d{4} |To enable the following"
-    r"|\S+ \S+: [IW] tensorflow/|(INFO|WARNING):(tensorflow|absl):|oneDNN custom operations)"
+    r"|\S+ \S+: [IW] tensorflow/|(INFO|WARNING):(tensorflow|absl):|oneDNN custom operations"
+    # no GPU here, as TensorFlow says at error level on every start of a CPU machine
+    r"|E\d{4} .*(failed call to cuInit|cuda_platform|cuda_diagnostics))"
 )
 
 
@@ -263,6 +265,8 @@ class ModelWorker:
         self.python = python or sys.executable
         self.env = worker_environment(os.environ if env is None else env)
         self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # Keras imports matplotlib when it is installed: no GUI backend in a worker
+        self.env.setdefault("MPLBACKEND", "Agg")
         self.threads = threads
         self.cache_size = cache_size
         self.request_timeout = request_timeout
