@@ -230,7 +230,12 @@ class TFaaS:
         """Run ``mv`` on inputs already shaped and typed for it; answers the model's own
         outputs, shapes and dtypes as it returns them. Every API reaches the runner
         (batching, the worker) through here; worker errors arrive as API errors."""
-        return await self.runner.predict(ModelRef.of(mv), list(inputs))
+        model = ModelRef.of(mv)
+        if not self.worker.running:
+            # A cold start: wait for the worker and this model here, in the request's
+            # own context, so that its answer says what it waited for (Server-Timing).
+            await self.worker.load(model)
+        return await self.runner.predict(model, list(inputs))
 
     async def _run(self, mv: ModelVersion, inputs: list[np.ndarray],
                    n_rows: int) -> list[np.ndarray]:
