@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from http.cookies import SimpleCookie
 from pathlib import Path
 
@@ -30,7 +31,7 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 def expand(pattern: str) -> str:
     """A concrete path for a route pattern: groups filled with sample values."""
     path = re.sub(r"\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)", lambda m: _SAMPLES[m.group(1)], pattern)
-    path = path.replace("/?", "/").replace("\\.", ".")
+    path = path.replace("/?", "/").replace("\\.", ".").replace("(?::|%3[Aa])", ":")
     assert not set(path) & set("()[]?*+\\$^"), f"cannot expand route {pattern!r} -> {path!r}"
     return path.lstrip("/")
 
@@ -376,8 +377,12 @@ def test_the_worker_environment_holds_no_credentials(tmp_path: Path) -> None:
         "AWS_SECRET_ACCESS_KEY": "aws-secret", "DB_PASSWORD": "db-secret",
         "my_token": "lower-secret", "TFAAS_HARMLESS": "kept",
     }
-    with jupyter_server(tmp_path / "home", env=planted) as server:
-        pid = server.worker_pid()
+    # the worker starts on first use: start it with the server, and wait for it
+    with jupyter_server(tmp_path / "home", env=planted,
+                        args=["--TFaaSApp.start_worker=True"]) as server:
+        deadline = time.monotonic() + 180
+        while not (pid := server.worker_pid()) and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert pid, "the worker should be running"
         raw = Path(f"/proc/{pid}/environ").read_bytes()
     environ = dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)

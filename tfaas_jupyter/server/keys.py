@@ -107,8 +107,6 @@ def _check_models(models: object) -> list[str] | None:
 
     if models is None:
         return None
-    if isinstance(models, str):
-        models = [models]
     if not isinstance(models, list) or not models:
         raise BadRequest("'models' must be a non-empty list of model names (omit it for all)")
     return sorted({check_model_name(m) for m in models})
@@ -117,8 +115,6 @@ def _check_models(models: object) -> list[str] | None:
 def _check_scopes(scopes: object) -> list[str]:
     if scopes is None:
         return [PREDICT]
-    if isinstance(scopes, str):
-        scopes = [scopes]
     if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) for s in scopes):
         raise BadRequest(f"'scopes' must be a non-empty list of {', '.join(SCOPES)}")
     unknown = [s for s in scopes if s not in SCOPES]
