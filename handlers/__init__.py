@@ -6,11 +6,13 @@ every route is relative to ``{base_url}`` (the ExtensionApp prefixes it).
 
 from __future__ import annotations
 
+from tfaas_jupyter.server.keys import KEY_NAME_PATTERN
 from tfaas_jupyter.server.names import MODEL_NAME_PATTERN
 
 from .base import UnknownEndpointHandler
 from .export import ExportHandler
 from .index import IndexHandler
+from .keys import KeyHandler, KeysHandler
 from .labels import LabelHandler
 from .metrics import MetricsHandler
 from .models import DeleteHandler, ModelHandler, ModelsHandler, ParamsHandler
@@ -44,12 +46,13 @@ _TFS_MODELS = (
     f"/v1/models/{_NAME}/versions/{_VERSION}",
     f"/v1/models/{_NAME}/labels/{_LABEL}",
 )
+#: The key of a key-bearing URL (checked by the handler, never logged).
+_KEY = r"(?P<tfaas_key>[^/]+)"
 
 
-def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
-    """The route table: (pattern, handler) pairs under ``prefix``."""
-    table = [
-        (r"/?", IndexHandler),
+def _api_table() -> list[tuple[str, type]]:
+    """The API endpoints (relative patterns), served both as they are and under a key URL."""
+    return [
         (r"/json", JsonHandler),
         (r"/predict/json", JsonHandler),
         (r"/proto", ProtoHandler),
@@ -88,7 +91,23 @@ def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
         # ":predict", or "%3Apredict" from clients that percent-encode the colon
         *[(f"{path}(?::|%3[Aa])predict", TFServingPredictHandler) for path in _TFS_MODELS],
     ]
+
+
+def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
+    """The route table: (pattern, handler) pairs under ``prefix``."""
+    table = [
+        (r"/?", IndexHandler),
+        *_api_table(),
+        (r"/keys", KeysHandler),
+        (rf"/keys/(?P<key_name>{KEY_NAME_PATTERN})", KeyHandler),
+    ]
     return [(f"/{prefix}{pattern}", handler) for pattern, handler in table]
+
+
+def key_url_routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
+    """Every API endpoint again under ``key/<KEY>/``, for tools that only take a base URL:
+    the key there counts exactly as in an ``Authorization`` header (scopes, models)."""
+    return [(f"/{prefix}/key/{_KEY}{pattern}", handler) for pattern, handler in _api_table()]
 
 
 def fallback_route(prefix: str = "tfaas") -> tuple[str, type]:

@@ -1,17 +1,21 @@
-"""The base of every tfaas handler: authentication, errors as ``{"error": ...}``, stats."""
+"""The base of every tfaas handler: authentication (Jupyter's, or a TFaaS key), errors
+as ``{"error": ...}``, stats."""
 
 from __future__ import annotations
 
 import inspect
+import re
 import time
-from typing import Any
+from typing import Any, ClassVar
 
+from jupyter_server.auth import User
 from jupyter_server.auth import decorator as _auth_decorators
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 from tornado.web import RequestHandler
 
+from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.codecs import encode_json
 from tfaas_jupyter.server.errors import NotFound, TFaaSError
 from tfaas_jupyter.server.service import TFaaS
@@ -20,6 +24,31 @@ from tfaas_jupyter.server.timing import STAGES, Stages
 
 #: The resource name Jupyter authorizers see for every tfaas endpoint.
 AUTH_RESOURCE = "tfaas"
+#: The key segment of a key-bearing URL, ``{base_url}tfaas/key/<KEY>/...``.
+KEY_URL_SEGMENT = re.compile(r"/tfaas/key/([^/?#]*)")
+#: What replaces the key in the request's path, so logs and messages never hold it.
+KEY_URL_SCRUBBED = "/tfaas/key/[secret]"
+#: ``key_scope`` of a handler any valid key may reach (the unknown-endpoint 404).
+ANY_SCOPE = "*"
+_AUTH_SCHEMES = ("token", "bearer")
+
+
+def scope_allows(scope: str | None, grant: keys.Grant | None) -> bool:
+    """Whether a key with ``grant`` may call a handler whose ``key_scope`` is ``scope``."""
+    if grant is None or scope is None:
+        return False
+    return scope == ANY_SCOPE or scope in grant.scopes
+
+
+class KeyAuthorizer:
+    """Jupyter's ``Authorizer.is_authorized`` for key-authenticated requests (what
+    ``@authorized`` asks): the handler's ``key_scope`` must be one of the key's scopes."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        return scope_allows(getattr(handler, "key_scope", None), getattr(handler, "_grant", None))
+
+
+_KEY_AUTHORIZER = KeyAuthorizer()
 
 # jupyter_server >= 2.13 checks that every method is authenticated or marked as open.
 allow_unauthenticated = getattr(_auth_decorators, "allow_unauthenticated", lambda method: method)
@@ -80,26 +109,91 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
 
     Every request must be authenticated, whatever ``allow_unauthenticated_access``
     says: without a token or a login cookie it gets 403 and nothing else.
+
+    A TFaaS key (``Authorization: Bearer tfk_...`` or ``token tfk_...``, or the
+    ``tfaas/key/<KEY>/`` URL) is checked here and never handed to Jupyter's identity
+    provider; it reaches only handlers whose ``key_scope`` is one of its scopes.
     """
 
     auth_resource = AUTH_RESOURCE
     endpoint = "other"
+    #: The key scope that may call this handler (``keys.PREDICT``, ``keys.MANAGE``), or
+    #: None: Jupyter authentication only. Prediction handlers declare ``keys.PREDICT``.
+    key_scope: ClassVar[str | None] = None
 
     @property
     def service(self) -> TFaaS:
         return self.settings["tfaas_service"]
+
+    @property
+    def key_store(self) -> keys.KeyStore:
+        return self.settings["tfaas_keys"]
+
+    @property
+    def authorizer(self) -> Any:
+        if getattr(self, "_grant", None) is not None:
+            return _KEY_AUTHORIZER
+        return super().authorizer
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self._grant: keys.Grant | None = None
+        self._url_key: str | None = None
+        # A key in the URL is taken out of the request's path and URI at once: Jupyter's
+        # request log, Tornado's error log and our messages only ever see "[secret]".
+        match = KEY_URL_SEGMENT.search(self.request.path)
+        if match:
+            self._url_key = match.group(1)
+            self.request.path = KEY_URL_SEGMENT.sub(KEY_URL_SCRUBBED, self.request.path, 1)
+            self.request.uri = KEY_URL_SEGMENT.sub(KEY_URL_SCRUBBED, self.request.uri, 1)
+
+    def _presented_key(self) -> str | None:
+        """The TFaaS key this request presents, if any (URL first, then the header)."""
+        if self._url_key is not None:
+            return self._url_key
+        scheme, _, credential = self.request.headers.get("Authorization", "").partition(" ")
+        credential = credential.strip()
+        if scheme.lower() in _AUTH_SCHEMES and keys.looks_like_key(credential):
+            return credential
+        # ?token=tfk_... is a key too: Jupyter's identity provider never sees a key
+        query_token = self.get_query_argument("token", "")
+        return query_token if keys.looks_like_key(query_token) else None
 
     async def prepare(self) -> None:
         self._started = time.perf_counter()
         COLD_START.set(None)
         self._model_name: str | None = None
         self._rows = 0
+        self.path_kwargs.pop("tfaas_key", None)
+        key = self._presented_key()
+        if key is not None:
+            self._authenticate_key(key)
+            return
         await super().prepare()
         # A CORS preflight carries no credentials by design: Jupyter's own options()
         # answers it (no content, no data), exactly as for Jupyter's REST API.
         if self.current_user is None and self.request.method != "OPTIONS":
             raise web.HTTPError(403, "authentication required")
         STAGES.set(Stages(time.perf_counter()))
+
+    def _authenticate_key(self, key: str) -> None:
+        """Authenticate with a TFaaS key, or refuse (403), without Jupyter's auth."""
+        self.current_user = self._jupyter_current_user = None
+        if not self.check_host():
+            raise web.HTTPError(403)
+        grant = self.key_store.verify(key)
+        if grant is None:
+            raise web.HTTPError(403, "invalid or revoked TFaaS key")
+        if not scope_allows(self.key_scope, grant):
+            scopes = ", ".join(sorted(grant.scopes))
+            raise web.HTTPError(
+                403, f"TFaaS key {grant.name!r} (scopes: {scopes}) cannot call this endpoint"
+            )
+        self._grant = grant
+        # Explicit credentials, like a token: no XSRF cookie, no origin check.
+        self._token_authenticated = True
+        self.current_user = self._jupyter_current_user = User(username=f"tfaas-key:{grant.name}")
+        keys.current_grant.set(grant)
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, TFaaSError):
@@ -168,6 +262,8 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
 
 class UnknownEndpointHandler(TFaaSHandler):
     """A path under tfaas/ that is no endpoint (a typo, a version that is not a number)."""
+
+    key_scope = ANY_SCOPE
 
     @web.authenticated
     async def _unknown(self, *args: str) -> None:

@@ -7,6 +7,7 @@ import asyncio
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.export import export_archive
 from tfaas_jupyter.server.names import check_model_name
 
@@ -20,6 +21,7 @@ class ExportHandler(TFaaSHandler):
     and KServe manifests; written in a private folder of the repository, then streamed."""
 
     endpoint = "export"
+    key_scope = keys.MANAGE
 
     @web.authenticated
     @authorized

@@ -5,7 +5,7 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from tfaas_jupyter.server import labels
+from tfaas_jupyter.server import keys, labels
 
 from .base import TFaaSHandler
 
@@ -14,6 +14,7 @@ class LabelHandler(TFaaSHandler):
     """Where a label points; set or move it; remove it."""
 
     endpoint = "labels"
+    key_scope = keys.MANAGE
 
     @web.authenticated
     @authorized

@@ -5,6 +5,7 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.errors import BadRequest
 from tfaas_jupyter.server.uploads import parse_params
 
@@ -15,6 +16,7 @@ class ModelsHandler(TFaaSHandler):
     """The list of models: each one's params.json keys plus versions, format, signature."""
 
     endpoint = "models"
+    key_scope = keys.MANAGE
 
     @web.authenticated
     @authorized
@@ -29,6 +31,7 @@ class ModelHandler(TFaaSHandler):
     """One model with all its versions."""
 
     endpoint = "models"
+    key_scope = keys.MANAGE
 
     @web.authenticated
     @authorized
@@ -41,6 +44,7 @@ class ParamsHandler(TFaaSHandler):
     """GET a model's params.json; POST params to make a model the default."""
 
     endpoint = "params"
+    key_scope = keys.MANAGE
 
     @web.authenticated
     @authorized
@@ -66,6 +70,7 @@ class DeleteHandler(TFaaSHandler):
     """DELETE with a form field ``model`` (the original client), or delete/NAME[/VERSION]."""
 
     endpoint = "delete"
+    key_scope = keys.MANAGE
 
     @web.authenticated
     @authorized

@@ -7,6 +7,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.names import check_version
 from tfaas_jupyter.server.openapi import global_spec, load_spec, model_spec
 
@@ -29,6 +30,7 @@ class ModelOpenAPIHandler(TFaaSHandler):
     """One model version's description, built from its signature (which loads it)."""
 
     endpoint = "openapi"
+    key_scope = keys.PREDICT
 
     @web.authenticated
     @authorized

@@ -5,6 +5,7 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.errors import BadRequest
 from tfaas_jupyter.server.multipart import FilePart, Form
 
@@ -15,6 +16,7 @@ class JsonHandler(TFaaSHandler):
     """``{"keys", "values", "model"}`` in, the list of output values out."""
 
     endpoint = "json"
+    key_scope = keys.PREDICT
 
     @web.authenticated
     @authorized
@@ -28,6 +30,7 @@ class ProtoHandler(TFaaSHandler):
     """A serialized ``tfaaspb.Row`` in, a serialized ``tfaaspb.Predictions`` out."""
 
     endpoint = "proto"
+    key_scope = keys.PREDICT
 
     @web.authenticated
     @authorized
@@ -57,6 +60,7 @@ class ImageHandler(TFaaSHandler):
     """Multipart ``image`` (png or jpg) and ``model``: the top labels, as the original."""
 
     endpoint = "image"
+    key_scope = keys.PREDICT
 
     @web.authenticated
     @authorized

@@ -5,7 +5,7 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from tfaas_jupyter.server import tfserving
+from tfaas_jupyter.server import keys, tfserving
 
 from .base import TFaaSHandler
 
@@ -14,6 +14,7 @@ class TFServingStatusHandler(TFaaSHandler):
     """``GET v1/models/NAME[/versions/N|/labels/L]``: ``model_version_status``."""
 
     endpoint = "v1"
+    key_scope = keys.PREDICT
 
     @web.authenticated
     @authorized
@@ -26,6 +27,7 @@ class TFServingMetadataHandler(TFaaSHandler):
     """``GET v1/models/NAME[/versions/N|/labels/L]/metadata``: the ``signature_def``."""
 
     endpoint = "v1"
+    key_scope = keys.PREDICT
 
     @web.authenticated
     @authorized
@@ -42,6 +44,7 @@ class TFServingPredictHandler(TFaaSHandler):
     """
 
     endpoint = "v1"
+    key_scope = keys.PREDICT
 
     @web.authenticated
     @authorized

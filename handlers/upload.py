@@ -15,6 +15,7 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.errors import BadRequest, PayloadTooLarge
 from tfaas_jupyter.server.multipart import parse_multipart
 
@@ -24,14 +25,18 @@ from .base import TFaaSHandler
 @web.stream_request_body
 class UploadHandler(TFaaSHandler):
     endpoint = "upload"
+    key_scope = keys.MANAGE
     # Defaults for requests that never reach prepare() (a method Tornado refuses first).
     _staging: Path | None = None
     _body: Any = None
     _received = 0
     _too_large = False
+    _post_owns_staging = False
 
     async def prepare(self) -> None:
         self._staging: Path | None = None
+        #: Set once post() runs: from then on post() alone removes the staging folder.
+        self._post_owns_staging = False
         self._body = None
         self._received = 0
         self._too_large = False
@@ -68,10 +73,20 @@ class UploadHandler(TFaaSHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        assert self._staging is not None
-        if self._body is not None:
-            self._body.close()
-            self._body = None
+        self._post_owns_staging = True
+        try:
+            await self._store_upload()
+        finally:
+            # The one place that removes the staging folder of a complete body: after the
+            # commit (which renamed it into place) or the failure, never during either.
+            staging, self._staging = self._staging, None
+            if staging is not None:
+                await asyncio.to_thread(self.service.repository.discard, staging)
+
+    async def _store_upload(self) -> None:
+        self._close_body()
+        if self._staging is None:
+            raise BadRequest("the upload was abandoned by the client")
         if self._too_large:
             raise PayloadTooLarge(
                 f"upload exceeds the limit of {self.service.limits.max_upload_size} bytes"
@@ -96,18 +111,28 @@ class UploadHandler(TFaaSHandler):
         self.write_json(answer)
 
     def on_finish(self) -> None:
-        self._cleanup()
+        self._abandon()
         super().on_finish()
 
     def on_connection_close(self) -> None:
-        self._cleanup()
+        # A client gone while post() validates or commits changes nothing: post() finishes
+        # the upload and cleans up after itself.
+        self._abandon()
         super().on_connection_close()
 
-    def _cleanup(self) -> None:
-        if self._body is not None:
+    def _close_body(self) -> None:
+        if getattr(self, "_body", None) is not None:
             self._body.close()
             self._body = None
-        if self._staging is not None:
-            # After a commit the folder was renamed into place: nothing is left here.
-            self.service.repository.discard(self._staging)
-            self._staging = None
+
+    def _abandon(self) -> None:
+        """A body that never reached post() (refused, or the client left): remove its
+        staging folder in a thread, off the event loop."""
+        self._close_body()
+        staging = getattr(self, "_staging", None)
+        if staging is None or getattr(self, "_post_owns_staging", True):
+            return
+        self._staging = None
+        asyncio.get_running_loop().run_in_executor(
+            None, self.service.repository.discard, staging
+        )

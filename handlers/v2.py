@@ -5,7 +5,7 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from tfaas_jupyter.server import v2
+from tfaas_jupyter.server import keys, v2
 
 from .base import TFaaSHandler
 
@@ -14,6 +14,7 @@ class V2ServerMetadataHandler(TFaaSHandler):
     """``GET v2``: name, version and extensions (binary_tensor_data)."""
 
     endpoint = "v2"
+    key_scope = keys.PREDICT
 
     @web.authenticated
     @authorized
@@ -25,6 +26,7 @@ class V2HealthHandler(TFaaSHandler):
     """``GET v2/health/live`` and ``v2/health/ready``: 200 while the server serves."""
 
     endpoint = "v2"
+    key_scope = keys.PREDICT
 
     @web.authenticated
     @authorized
@@ -37,6 +39,7 @@ class V2ModelMetadataHandler(TFaaSHandler):
     """``GET v2/models/NAME[/versions/V]``: inputs and outputs with V2 datatypes."""
 
     endpoint = "v2"
+    key_scope = keys.PREDICT
 
     @web.authenticated
     @authorized
@@ -49,6 +52,7 @@ class V2ModelReadyHandler(TFaaSHandler):
     """``GET v2/models/NAME[/versions/V]/ready``: 200 once the version is loaded."""
 
     endpoint = "v2"
+    key_scope = keys.PREDICT
 
     @web.authenticated
     @authorized
@@ -65,6 +69,7 @@ class V2InferHandler(TFaaSHandler):
     """
 
     endpoint = "v2"
+    key_scope = keys.PREDICT
 
     @web.authenticated
     @authorized

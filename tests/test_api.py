@@ -379,7 +379,7 @@ async def test_bad_predictions_are_clear_4xx(tfaas: TFaaSCaller, seed_dir: Path)
         (b'{"model": "vk", "values": [1e999]}', 400, "infinity"),
         (b'{"model": "vk", "values": [%s]}' % b",".join([b"1e39"] * 42), 400,
          "finite float32"),
-        (b'{"model": "vk", "values": [1, null]}', 400, "finite"),
+        (b'{"model": "vk", "values": [1, null]}', 400, "not null"),
         (b'{"model": "vk", "values": []}', 400, "empty"),
         (b'{"model": "vk"', 400, "invalid JSON"),
         (b"[1, 2]", 400, "object"),

@@ -58,6 +58,10 @@ def test_the_binder_environment_serves_the_demo_model(tmp_path: Path) -> None:
     lab = subprocess.run([python, "-m", "jupyter", "lab", "--version"], cwd=home, env=env,
                          capture_output=True, text=True, check=True)
     assert int(lab.stdout.strip().split(".")[0]) >= 4, lab.stdout
+    panel = subprocess.run([python, "-m", "jupyter", "labextension", "list"], cwd=home,
+                           env=env, capture_output=True, text=True, check=True)
+    text = panel.stdout + panel.stderr
+    assert "tfaas-jupyter" in text and "enabled" in text and "OK" in text, text
 
     seed = load_example("make_seed_model")
     with jupyter_server(home, model_dir=home / "data" / "tfaas" / "models", python=python,

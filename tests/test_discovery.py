@@ -42,6 +42,7 @@ def write_runtime(d: Path, pid: int, **info: Any) -> Path:
     doc.update(info)
     path = d / f"jpserver-{pid}.json"
     path.write_text(json.dumps(doc))
+    path.chmod(0o600)  # as Jupyter writes it; discovery trusts no other
     return path
 
 

@@ -34,7 +34,9 @@ def tree(root: Path) -> set[str]:
 def evil_files(*roots: Path) -> list[Path]:
     found = []
     for root in roots:
-        found += [p for p in root.rglob("*evil*")]
+        # the hostile members' names all start with "evil" (not e.g. a time zone's file
+        # Libreville in another test's virtualenv)
+        found += [p for p in root.rglob("evil*")]
     return found
 
 
@@ -49,8 +51,10 @@ def assert_clean(model_dir: Path, tmp_path: Path, before: set[str]) -> None:
     assert not list((model_dir / ".trash").glob("*")), "leftovers in .trash"
     assert evil_files(tmp_path.parent, model_dir) == []
     assert not list(Path("/tmp").glob("evil*"))
+    # keras's own config file, and matplotlib's font cache (keras imports it when it is
+    # installed), as TensorFlow writes them for any user
     new = {p for p in tree(tmp_path) - before
-           if not p.startswith(("models", "home/.keras"))}  # keras's own config file
+           if not p.startswith(("models", "home/.keras", "home/.cache", "home/.config"))}
     assert new == set(), f"written outside the model directory: {sorted(new)[:20]}"
 
 
@@ -95,9 +99,15 @@ async def test_hostile_model_names(tfaas: TFaaSCaller, seed_dir: Path, model_dir
         # the params.json name, with no form name
         reply = await tfaas.upload(None, model, params={**params, "name": name})
         assert "name" in error_of(reply), name
-        # a good form name and a hostile params.json name
+        # a good form name and a hostile params.json name: the form's name is the
+        # model's (the stored params.json says so); the hostile one is never a path
         reply = await tfaas.upload("good", model, params={**params, "name": name})
-        assert "name" in error_of(reply), name
+        assert reply.code == 200, (name, reply.body)
+        answer = reply.json()
+        assert answer["name"] == "good" and answer["renamed_from"] == name
+        stored = model_dir / "good" / str(answer["version"]) / "params.json"
+        assert json.loads(stored.read_text())["name"] == "good"
+        assert (await tfaas.call("DELETE", "delete/good")).code == 200
         # predictions, params, delete naming it
         reply = await tfaas.predict({"model": name, "values": [1.0]})
         error_of(reply, status=400 if name.strip() else (400, 404))
@@ -326,3 +336,123 @@ async def test_oversized_upload_is_refused_before_it_is_read(
     assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
     assert seconds < 30
     assert not list((model_dir / ".staging").glob("*"))
+
+
+# -- decoders are budgeted before they allocate: the server's peak memory stays put ------
+
+RSS_MARGIN = 100 * 1024 * 1024
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory (VmHWM), in bytes: it never goes down, so it
+    catches a spike however short."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/PID/status")
+
+
+def _pax_bomb(path: Path, field_size: int) -> None:
+    """A .tar.gz whose first member is a pax header of ``field_size`` bytes (a few
+    hundred KB compressed): tarfile reads such a header whole."""
+    import gzip
+
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type = tarfile.XHDTYPE
+    header.size = field_size
+    with gzip.open(path, "wb", compresslevel=6) as gz:
+        gz.write(header.tobuf(format=tarfile.USTAR_FORMAT))
+        chunk = b"a" * (1 << 20)
+        for _ in range(field_size // len(chunk)):
+            gz.write(chunk)
+        gz.write(b"\0" * 1024)
+
+
+def _zip_with_members(path: Path, count: int) -> None:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for i in range(count):
+            zf.writestr(zipfile.ZipInfo(f"{i:x}"), b"")
+
+
+def test_hostile_decoders_keep_the_server_memory_flat(tmp_path: Path, seed_dir: Path) -> None:
+    """A pax header of 200 MB in a small .tar.gz, a zip whose central directory lists
+    300000 members, a base64 model with a newline every 4 characters: each is a 400,
+    and the server's peak memory stays within 100 MB of what it was before them."""
+    from servers import jupyter_server
+
+    pax = tmp_path / "pax.tar.gz"
+    _pax_bomb(pax, 200 * (1 << 20))
+    assert pax.stat().st_size < 2 * (1 << 20)
+    many = tmp_path / "many.zip"
+    _zip_with_members(many, 300_000)
+    b64 = b"QUFB\n" * (4 << 20)  # 20 MB of base64 text, whitespace every 4 characters
+
+    with jupyter_server(tmp_path / "home") as server:
+        body, ctype = encode_multipart({"name": "warm"}, {
+            "model": ("model.pb", (seed_dir / "model.pb").read_bytes(), "application/octet-stream"),
+            "params": ("params.json", json.dumps(
+                {**json.loads((seed_dir / "params.json").read_text()), "name": "warm"}
+            ).encode(), "application/json"),
+        })
+        code, answer = server.request("POST", "tfaas/upload", body, {"Content-Type": ctype})
+        assert code == 200, answer
+        baseline = peak_rss(server.pid)
+        cases = [
+            ("pax", pax.read_bytes(), "model.tar.gz", {}, "tar metadata record"),
+            ("zip", many.read_bytes(), "model.zip", {}, "more than 10000 members"),
+            ("b64", b64, "model.pb", {"Content-Encoding": "base64"}, "unreadable model"),
+        ]
+        for name, data, filename, headers, message in cases:
+            body, ctype = encode_multipart({"name": name}, {
+                "model": (filename, data, "application/octet-stream")})
+            code, answer = server.request("POST", "tfaas/upload", body,
+                                          {"Content-Type": ctype, **headers})
+            assert code == 400 and message in json.loads(answer)["error"], (name, answer[:300])
+            grown = peak_rss(server.pid) - baseline
+            assert grown < RSS_MARGIN, f"{name}: peak memory grew by {grown >> 20} MB"
+        assert server.call("GET", "tfaas/models")[0]["name"] == "warm"
+
+
+async def test_multipart_part_count_is_bounded(tfaas: TFaaSCaller) -> None:
+    from tfaas_jupyter.server.multipart import MAX_PARTS
+
+    fields = {f"f{i}": "x" for i in range(MAX_PARTS + 1)}
+    model = {"model": ("model.pb", b"x", "application/octet-stream")}
+    body, ctype = encode_multipart(fields, model)
+    reply = await tfaas.call("POST", "upload", body, {"Content-Type": ctype})
+    assert reply.code == 400 and f"more than {MAX_PARTS} parts" in reply.json()["error"]
+
+
+async def test_a_client_leaving_during_validation_never_guts_the_commit(
+    tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path, jp_http_port: int, jp_base_url: str,
+    jp_serverapp,
+) -> None:
+    """The whole body is sent, then the connection closed while the worker validates the
+    model: the upload still commits whole, and its staging folder goes afterwards."""
+    from conftest import seed_upload_body
+
+    body, ctype = seed_upload_body(seed_dir)
+    token = jp_serverapp.identity_provider.token
+    head = (f"POST {jp_base_url}tfaas/upload HTTP/1.1\r\nHost: localhost:{jp_http_port}\r\n"
+            f"Authorization: token {token}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    writer.write(head + body)
+    await writer.drain()
+    writer.close()  # gone before the answer
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        reply = await tfaas.call("GET", "models")
+        if reply.code == 200 and reply.json():
+            break
+        await asyncio.sleep(0.2)
+    assert [m["versions"] for m in reply.json()] == [[1]], reply.body
+    version = model_dir / "vk" / "1"
+    assert sorted(p.name for p in version.iterdir()) == [
+        "labels.txt", "model.pb", "params.json", "tfaas.json"]
+    doc = json.loads((seed_dir / "input.json").read_text())
+    assert (await tfaas.predict(doc)).code == 200
+    deadline = time.monotonic() + 60
+    while list((model_dir / ".staging").iterdir()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert list((model_dir / ".staging").iterdir()) == []

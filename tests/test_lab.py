@@ -239,6 +239,12 @@ def test_the_panel_in_jupyter_lab(tmp_path: Path, seed_dir: Path, built: dict) -
                                  env={**os.environ, "JUPYTER_TOKEN": srv.token}, timeout=120)
             assert np.allclose(json.loads(run.stdout), reference, rtol=1e-5), run
 
+            # the model's own OpenAPI description, linked for client generators
+            href = panel.locator('[data-tfaas="openapi"]').get_attribute("href")
+            assert href.endswith("/tfaas/models/tiny/openapi.json"), href
+            described = srv.call("GET", href[href.index("tfaas/"):])
+            assert "/json" in described["paths"], sorted(described["paths"])
+
             # an API error is a Lab notification with the server's message
             panel.locator('[data-model="tiny"]').click()
             panel.locator('[data-tfaas="values"]').fill("[1, 2, 3, 4, 5, 6]")

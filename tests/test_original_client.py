@@ -2,9 +2,9 @@
 
 The original ``tfaas_client.py`` is Python 2 only (urllib2, mimetools), so it cannot
 run here: these tests build the exact bytes it sends (see the reference notes on its
-wire format) and write them on a raw socket to the live test server. The one thing
-added is the ``Authorization: token`` header our server requires (the original
-server had no auth).
+wire format) and write them on a raw socket to the live test server. Each test runs
+twice: with an ``Authorization: token`` header added (the original server had no
+auth), and unmodified against a key-bearing URL ``{base_url}tfaas/key/<KEY>``.
 
 What urllib2 + httplib put on the wire, per request:
 * ``POST|DELETE|GET <path> HTTP/1.1``, then ``Accept-Encoding: identity`` and ``Host``
@@ -56,9 +56,11 @@ class Answer:
 class OriginalClient:
     """Writes raw HTTP/1.1 requests as urllib2 would, reads the answer to EOF."""
 
-    def __init__(self, port: int, base_url: str, token: str) -> None:
+    def __init__(self, port: int, base_url: str, token: str | None, key: str | None = None
+                 ) -> None:
         self.port = port
-        self.base = f"{base_url}tfaas"
+        # with a key: the key-bearing URL is the client's --url, and no header is added
+        self.base = f"{base_url}tfaas/key/{key}" if key else f"{base_url}tfaas"
         self.token = token
 
     async def send(self, method: str, endpoint: str, body: bytes | None = None,
@@ -72,8 +74,10 @@ class OriginalClient:
         if body is not None and "content-length" not in names:
             lines.append(f"Content-Length: {len(body)}")
         lines += [f"{k}: {v}" for k, v in headers or []]
-        lines += [f"User-Agent: {USER_AGENT}", f"Authorization: token {self.token}",
-                  "Connection: close"]
+        lines.append(f"User-Agent: {USER_AGENT}")
+        if self.token:
+            lines.append(f"Authorization: token {self.token}")
+        lines.append("Connection: close")
         raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         try:
@@ -125,9 +129,16 @@ async def upload_json(client: OriginalClient, spec: dict[str, str]) -> Answer:
     return await client.send("POST", "/upload", body, upload_headers(body))
 
 
-@pytest.fixture
-def original(jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp) -> OriginalClient:
-    return OriginalClient(jp_http_port, jp_base_url, jp_serverapp.identity_provider.token)
+@pytest.fixture(params=["token", "key-url"])
+def original(request, jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp
+             ) -> OriginalClient:
+    """The original client with our token header, or unmodified with a key URL as --url
+    (the key made by the server's own key store, as ``POST tfaas/keys`` does)."""
+    if request.param == "token":
+        return OriginalClient(jp_http_port, jp_base_url, jp_serverapp.identity_provider.token)
+    key, _ = jp_serverapp.web_app.settings["tfaas_keys"].create(
+        "original", scopes=["predict", "manage"])
+    return OriginalClient(jp_http_port, jp_base_url, None, key=key)
 
 
 async def test_upload_predict_models_delete(original: OriginalClient, seed_dir: Path) -> None:

@@ -10,26 +10,28 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from http.cookies import SimpleCookie
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import TFaaSCaller, seed_predict
-from tfaas_jupyter.handlers import routes
+from tfaas_jupyter.handlers import key_url_routes, routes
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.web import RequestHandler
 
 pytestmark = pytest.mark.timeout(600)
 
-_SAMPLES = {"name": "vk", "version": "1", "label": "stable"}
+_SAMPLES = {"name": "vk", "version": "1", "label": "stable", "key_name": "grid-job",
+            "tfaas_key": "tfk_" + "W" * 43}
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def expand(pattern: str) -> str:
     """A concrete path for a route pattern: groups filled with sample values."""
     path = re.sub(r"\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)", lambda m: _SAMPLES[m.group(1)], pattern)
-    path = path.replace("/?", "/").replace("\\.", ".")
+    path = path.replace("/?", "/").replace("\\.", ".").replace("(?::|%3[Aa])", ":")
     assert not set(path) & set("()[]?*+\\$^"), f"cannot expand route {pattern!r} -> {path!r}"
     return path.lstrip("/")
 
@@ -46,7 +48,7 @@ def implemented_methods(handler: type) -> list[str]:
 
 def route_cases() -> list[tuple[str, str, type]]:
     cases = []
-    for pattern, handler in routes():
+    for pattern, handler in routes() + key_url_routes():
         for method in implemented_methods(handler):
             cases.append((method, expand(pattern), handler))
     return cases
@@ -56,6 +58,7 @@ def test_route_expansion_covers_every_route() -> None:
     cases = route_cases()
     assert {path for _m, path, _h in cases} >= {
         "tfaas/", "tfaas/json", "tfaas/upload", "tfaas/delete/vk/1", "tfaas/params/vk/1",
+        "tfaas/keys", "tfaas/keys/grid-job", f"tfaas/key/{_SAMPLES['tfaas_key']}/json",
     }
     assert len({pattern for pattern, _ in routes()}) == len(routes())
 
@@ -225,3 +228,240 @@ def test_jupyter_auth_gate_finds_no_unauthenticated_handler(tmp_path: Path) -> N
         if line.startswith("AUTHWARNING") and any(n in line for n in handler_names)
     ]
     assert ours == [], ours
+
+
+# -- the repository distrusts its folder; the worker gets no credentials ---------------
+
+
+def _plant_graph(folder: Path, seed_dir: Path, params: dict | None = None) -> None:
+    folder.mkdir(parents=True)
+    for name in ("model.pb", "labels.txt"):
+        (folder / name).write_bytes((seed_dir / name).read_bytes())
+    doc = json.loads((seed_dir / "params.json").read_text())
+    doc["name"] = folder.parent.name
+    (folder / "params.json").write_text(json.dumps({**doc, **(params or {})}))
+
+
+def test_staging_and_trash_symlinks_are_never_followed(tmp_path: Path) -> None:
+    from tfaas_jupyter.server.repository import Repository
+
+    victim, victim2 = tmp_path / "victim", tmp_path / "victim2"
+    for folder in (victim, victim2):
+        (folder / "precious").mkdir(parents=True)
+        (folder / "precious" / "data.txt").write_text("keep me")
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    (model_dir / ".staging").symlink_to(victim)
+    (model_dir / ".trash").symlink_to(victim2)
+    repo = Repository(model_dir)
+    for folder in (victim, victim2):
+        assert (folder / "precious" / "data.txt").read_text() == "keep me"
+    staging = repo.new_staging_dir()
+    assert staging.parent == model_dir / ".staging"
+    assert not (model_dir / ".staging").is_symlink() and not list(victim.glob("*-*"))
+
+
+def test_recovery_removes_only_leftovers_of_dead_processes(tmp_path: Path) -> None:
+    import subprocess
+
+    from tfaas_jupyter.server.repository import Repository
+
+    model_dir = tmp_path / "models"
+    repo = Repository(model_dir)
+    live = repo.new_staging_dir()  # this process's: another server sharing the folder
+    (live / "part").write_text("being written")
+    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    dead = model_dir / ".staging" / f"{dead_pid}-{'a' * 32}"
+    dead.mkdir()
+    foreign = model_dir / ".staging" / "not-ours"
+    foreign.mkdir()
+    Repository(model_dir)  # opening the repository recovers
+    assert (live / "part").read_text() == "being written" and foreign.is_dir()
+    assert not dead.exists()
+    assert repo.recover() == []
+
+
+def test_a_folder_others_may_write_into_is_refused(tmp_path: Path) -> None:
+    from tfaas_jupyter.server.repository import Repository, RepositoryRefused
+
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    model_dir.chmod(0o777)
+    with pytest.raises(RepositoryRefused, match=r"anyone may write into it \(mode 0777\)"):
+        Repository(model_dir)
+    with pytest.raises(RepositoryRefused, match="0777"):
+        Repository(model_dir, group_shared=True)
+    model_dir.chmod(0o775)
+    with pytest.raises(RepositoryRefused, match=r"group_shared_model_dir.*|0775"):
+        Repository(model_dir)
+    assert Repository(model_dir, group_shared=True).names() == []
+    model_dir.chmod(0o755)
+    assert Repository(model_dir).names() == []
+
+
+def test_commits_of_two_processes_are_serialised_by_the_lock_file(
+    tmp_path: Path, seed_dir: Path
+) -> None:
+    import shutil
+    import threading
+    import time
+
+    from tfaas_jupyter.server.repository import Repository
+
+    model_dir = tmp_path / "models"
+    repo = Repository(model_dir)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(model_dir / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        staging = repo.new_staging_dir()
+        for name in ("model.pb", "params.json", "labels.txt"):
+            shutil.copy(seed_dir / name, staging / name)
+        done: list[int] = []
+        thread = threading.Thread(target=lambda: done.append(repo.commit(
+            "vk", staging, {"format": "graphdef", "model": "model.pb"}).version))
+        thread.start()
+        time.sleep(2)
+        assert done == [] and not (model_dir / "vk" / "1").exists()  # waits for the lock
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    thread.join(timeout=60)
+    assert done == [1]
+
+
+async def test_hand_planted_folders_cannot_read_files_or_break_listing(
+    tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password-line-1\npassword-line-2\n")
+    _plant_graph(model_dir / "traversal" / "1", seed_dir,
+                 {"labels": "../../../secret.txt"})
+    _plant_graph(model_dir / "absolute" / "1", seed_dir, {"labels": str(secret)})
+    _plant_graph(model_dir / "linked" / "1", seed_dir)
+    (model_dir / "linked" / "1" / "labels.txt").unlink()
+    (model_dir / "linked" / "1" / "labels.txt").symlink_to(secret)
+    _plant_graph(model_dir / "outside" / "1", seed_dir)
+    (model_dir / "outside" / "1" / "tfaas.json").write_text(json.dumps(
+        {"format": "graphdef", "model": "../../../secret.txt", "uid": "x" * 32}))
+    for bad_name in ("bad name", "ünïcode", "-dash"):
+        _plant_graph(model_dir / bad_name / "1", seed_dir)
+    _plant_graph(model_dir / "good" / "1", seed_dir)
+
+    reply = await tfaas.call("GET", "models")
+    assert reply.code == 200, reply.body
+    assert b"password-line" not in reply.body
+    names = sorted(m["name"] for m in reply.json())
+    assert names == ["absolute", "good", "linked", "traversal"], names
+    for name in ("absolute", "linked", "traversal"):
+        detail = await tfaas.call("GET", f"models/{name}")
+        assert detail.code == 200 and b"password-line" not in detail.body
+    doc = json.loads((seed_dir / "input.json").read_text())
+    reply = await tfaas.predict({**doc, "model": "good"})
+    assert reply.code == 200, reply.body
+    reply = await tfaas.predict({**doc, "model": "good", "version": "\u00b2"})
+    assert reply.code == 400 and "version" in reply.json()["error"]
+
+
+def test_the_worker_environment_holds_no_credentials(tmp_path: Path) -> None:
+    from servers import jupyter_server
+
+    planted = {
+        "JUPYTER_TOKEN": "jt-secret", "JUPYTERHUB_API_TOKEN": "hub-secret",
+        "JPY_API_TOKEN": "jpy-secret", "JPY_SESSION_NAME": "nb.ipynb",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret", "DB_PASSWORD": "db-secret",
+        "my_token": "lower-secret", "TFAAS_HARMLESS": "kept",
+    }
+    # the worker starts on first use: start it with the server, and wait for it
+    with jupyter_server(tmp_path / "home", env=planted,
+                        args=["--TFaaSApp.start_worker=True"]) as server:
+        deadline = time.monotonic() + 180
+        while not (pid := server.worker_pid()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert pid, "the worker should be running"
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    environ = dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    assert environ.get(b"TFAAS_HARMLESS") == b"kept"
+    for name, value in planted.items():
+        if name != "TFAAS_HARMLESS":
+            assert name.encode() not in environ and value.encode() not in raw, name
+
+
+# -- discovery trusts no planted runtime file; account tokens stay on this machine ------
+
+
+def _runtime_file(folder: Path, pid: int, mode: int = 0o600, **info: object) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"url": "http://localhost:8888/", "hostname": "localhost", "port": 8888,
+           "base_url": "/", "token": "tok", "pid": pid, "secure": False, "sock": ""}
+    doc.update(info)
+    path = folder / f"jpserver-{pid}.json"
+    path.write_text(json.dumps(doc))
+    path.chmod(mode)
+    return path
+
+
+def test_discovery_trusts_only_private_runtime_files(tmp_path: Path) -> None:
+    from tfaas_jupyter.client import discovery
+    from tfaas_jupyter.client.discovery import DiscoveryError, find_server
+
+    pid = os.getpid()
+    env = {"JPY_PARENT_PID": str(pid)}
+    readable = _runtime_file(tmp_path / "a", pid, 0o644, token="planted")
+    with pytest.raises(DiscoveryError):
+        find_server(env=env, connection_file="", dirs=[readable.parent])
+    assert discovery.running_servers([readable.parent]) == []
+    real = _runtime_file(tmp_path / "real", pid, token="real-token", port=9911)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / real.name).symlink_to(real)
+    with pytest.raises(DiscoveryError):
+        find_server(env=env, connection_file="", dirs=[tmp_path / "b"])
+    found = find_server(env=env, connection_file="", dirs=[real.parent])
+    assert found.url == "http://127.0.0.1:9911/" and found.token == "real-token"
+    assert "real-token" not in repr(found) and "real-token" not in str(found)
+
+
+def test_environment_tokens_go_only_to_loopback_or_the_hub(tmp_path: Path) -> None:
+    from tfaas_jupyter.client.discovery import find_server
+    from tfaas_jupyter.client.urls import token_from_env
+
+    pid = os.getpid()
+    env = {"JPY_PARENT_PID": str(pid), "JUPYTERHUB_API_TOKEN": "hub-token",
+           "JUPYTERHUB_SERVICE_URL": "http://hub.invalid:8888/user/alice/"}
+    remote = _runtime_file(tmp_path / "r", pid, token="", hostname="remote.invalid", port=9000)
+    assert find_server(env=env, connection_file="", dirs=[remote.parent]).token is None
+    local = _runtime_file(tmp_path / "l", pid, token="", hostname="127.0.0.1", port=9000)
+    assert find_server(env=env, connection_file="", dirs=[local.parent]).token == "hub-token"
+
+    for url, expected in (("http://evil.example:8888/tfaas", None),
+                          ("http://remote.invalid/tfaas", None),
+                          ("http://127.0.0.1:8888/tfaas", "hub-token"),
+                          ("http://localhost/tfaas", "hub-token"),
+                          ("https://hub.invalid:8888/user/alice/tfaas", "hub-token")):
+        assert token_from_env(env, url=url) == expected, url
+    assert token_from_env({**env, "TFAAS_TOKEN": "chosen"}, url="http://evil.example/") == "chosen"
+
+
+async def test_a_keras_lambda_layer_is_refused_not_run(tfaas: TFaaSCaller, tmp_path: Path) -> None:
+    """safe_mode: a .keras file whose Lambda layer carries Python bytecode is a 400; the
+    code never runs in the worker (it would create the marker file)."""
+    import keras
+
+    marker = tmp_path / "ran"
+    inp = keras.Input(shape=(2,))
+    out = keras.layers.Lambda(
+        lambda x, m=str(marker): (__import__("pathlib").Path(m).touch(), x)[1] * 2
+    )(inp)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inp, out).save(str(path))
+    marker.unlink()  # building the model in this process ran it once
+    reply = await tfaas.upload("lambda", path.read_bytes(), filename="lambda.keras")
+    assert reply.code == 400, reply.body
+    assert "unreadable model" in reply.json()["error"]
+    assert not marker.exists()
+    assert (await tfaas.call("GET", "models")).json() == []

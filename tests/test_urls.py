@@ -133,11 +133,17 @@ EVERY_ENV = {"TFAAS_TOKEN": "tf", "JUPYTER_TOKEN": "jt", "JPY_API_TOKEN": "jpy",
     ("x", "http://h/?token=u", EVERY_ENV, "x"),
     (None, "http://h/?token=u", EVERY_ENV, "u"),
     (None, "http://h/", EVERY_ENV, "tf"),
-    (None, "http://h/", {**EVERY_ENV, "TFAAS_TOKEN": ""}, "jt"),
-    (None, "http://h/", {"JPY_API_TOKEN": "jpy", "JUPYTERHUB_API_TOKEN": "hub"}, "jpy"),
-    (None, "http://h/", {"JUPYTERHUB_API_TOKEN": "hub"}, "hub"),
-    (None, "http://h/", {"JUPYTER_TOKEN": "jt", "JUPYTERHUB_API_TOKEN": "hub"}, "jt"),
+    (None, "http://127.0.0.1/", {**EVERY_ENV, "TFAAS_TOKEN": ""}, "jt"),
+    (None, "http://localhost/", {"JPY_API_TOKEN": "jpy", "JUPYTERHUB_API_TOKEN": "hub"},
+     "jpy"),
+    (None, "http://127.0.0.1/", {"JUPYTERHUB_API_TOKEN": "hub"}, "hub"),
+    (None, "http://[::1]/", {"JUPYTER_TOKEN": "jt", "JUPYTERHUB_API_TOKEN": "hub"}, "jt"),
     (None, "http://h/", {}, None),
+    # the account's tokens go only to loopback or the hub's own host; TFAAS_TOKEN anywhere
+    (None, "http://h/", {**EVERY_ENV, "TFAAS_TOKEN": ""}, None),
+    (None, "http://hub.example.org/user/a/",
+     {"JUPYTERHUB_API_TOKEN": "hub", "JUPYTERHUB_API_URL": "http://hub.example.org/hub/api"},
+     "hub"),
     ("", "http://h/?token=u", EVERY_ENV, None),  # "" sends none
 ])
 def test_token_order(explicit: str | None, url: str, env: dict[str, str],
@@ -155,9 +161,10 @@ def test_token_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JPY_API_TOKEN", "from-env")
     assert token_from_env() == "from-env"
-    assert TFaaSClient("http://h:1/").token == "from-env"
+    assert TFaaSClient("http://127.0.0.1:1/").token == "from-env"
+    assert TFaaSClient("http://h:1/").token is None  # not this machine, not the hub
     assert TFaaSClient("http://h:1/?token=u").token == "u"
-    assert TFaaSClient("http://h:1/", token="").token is None
+    assert TFaaSClient("http://127.0.0.1:1/", token="").token is None
 
 
 def test_server_address() -> None:

@@ -217,6 +217,7 @@ export class TFaaSPanel extends Widget {
       : 'Try a model';
     this._tryit.hidden = !model;
     if (model) {
+      this._openapi.setAttribute('href', this.api.url('models', model.name, 'openapi.json'));
       this._values.value = JSON.stringify(exampleRow(model));
       this._result.replaceChildren();
       this._curlText.textContent = '';
@@ -536,6 +537,17 @@ export class TFaaSPanel extends Widget {
       'Copy curl'
     );
     curl.addEventListener('click', () => void this.copyCurl());
+    this._openapi = el(
+      'a',
+      {
+        class: 'jp-tfaas-button',
+        'data-tfaas': 'openapi',
+        target: '_blank',
+        rel: 'noopener',
+        title: "This model's OpenAPI description: its exact inputs and outputs, for client generators"
+      },
+      'OpenAPI'
+    );
     this._result = el('div', { class: 'jp-tfaas-result', 'data-tfaas': 'result', 'aria-live': 'polite' });
     this._curlText = el('code', { class: 'jp-tfaas-curl', 'data-tfaas': 'curl-text' });
     this._tryit = el(
@@ -544,7 +556,7 @@ export class TFaaSPanel extends Widget {
       this._tryTitle,
       el('label', { class: 'jp-tfaas-muted' }, 'Values (a JSON row or a list of rows)'),
       this._values,
-      el('div', { class: 'jp-tfaas-row' }, predict, curl),
+      el('div', { class: 'jp-tfaas-row' }, predict, curl, this._openapi),
       this._result,
       this._curlText
     );
@@ -582,4 +594,5 @@ export class TFaaSPanel extends Widget {
   private _values!: HTMLTextAreaElement;
   private _result!: HTMLDivElement;
   private _curlText!: HTMLElement;
+  private _openapi!: HTMLElement;
 }

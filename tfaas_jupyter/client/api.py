@@ -41,7 +41,7 @@ import orjson
 
 from .. import __version__
 from .forms import encode_multipart
-from .urls import choose_token, parse_address
+from .urls import choose_token, parse_address, redact_key
 
 __all__ = ["TFaaSClient", "TFaaSClientError"]
 
@@ -124,7 +124,7 @@ class TFaaSClient:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"TFaaSClient({self.url!r})"
+        return f"TFaaSClient({redact_key(self.url)!r})"
 
     def __enter__(self) -> TFaaSClient:
         return self
@@ -213,8 +213,8 @@ class TFaaSClient:
         status = response.status
         reply_headers = {k.lower(): v for k, v in response.getheaders()}
         if self.verbose:
-            print(f"tfaas: {method} {self.endpoint(path)} -> {status} ({len(data)} bytes, "
-                  f"{time.perf_counter() - started:.3f}s)", file=sys.stderr)
+            print(f"tfaas: {method} {redact_key(self.endpoint(path))} -> {status} "
+                  f"({len(data)} bytes, {time.perf_counter() - started:.3f}s)", file=sys.stderr)
         if 200 <= status < 300:
             return status, reply_headers, data
         raise self._http_error(status, reply_headers, data)
@@ -317,6 +317,26 @@ class TFaaSClient:
     def status(self) -> dict[str, Any]:
         """The server's status: machine figures, worker, TensorFlow, models, counts."""
         return self._json("GET", "status")
+
+    # -- keys (the owner's Jupyter token only) -----------------------------------
+
+    def create_key(self, name: str, models: Sequence[str] | None = None,
+                   scopes: Sequence[str] | None = None) -> dict[str, Any]:
+        """A new TFaaS key; the answer's ``key`` and ``url`` are shown this once."""
+        doc: dict[str, Any] = {"name": name}
+        if models:
+            doc["models"] = list(models)
+        if scopes:
+            doc["scopes"] = list(scopes)
+        return self._json("POST", "keys", orjson.dumps(doc), {"Content-Type": "application/json"})
+
+    def keys(self) -> list[dict[str, Any]]:
+        """Every key's name, models, scopes, created and last-used times (no secret)."""
+        return self._json("GET", "keys") or []
+
+    def revoke_key(self, name: str) -> dict[str, Any]:
+        """Revoke a key at once."""
+        return self._json("DELETE", f"keys/{_quote(name)}")
 
     # -- upload ----------------------------------------------------------------
 

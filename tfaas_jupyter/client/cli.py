@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .api import TFaaSClient, TFaaSClientError, version_ref
+from .urls import redact_key
 
 EXIT_FAILURE = 1
 
@@ -73,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cert", default=_x509(), help="TLS client certificate")
     p.add_argument("--capath", default=_capath(), help="CA certificates directory")
     p.add_argument("--token", default=None,
-                   help="Jupyter token (default: the URL's ?token=, else from the environment)")
+                   help="Jupyter token or TFaaS key (default: the URL's ?token=, else the "
+                        "environment; prefer --token-file or $TFAAS_TOKEN: "
+                        "a command line is visible to other users)")
+    p.add_argument("--token-file", default=None, metavar="FILE",
+                   help="read the token or TFaaS key from FILE (first line)")
     p.add_argument("--json", action="store_true", help="machine-readable output (one JSON line)")
     p.add_argument("--status", action="store_true", help="the server's status")
     p.add_argument("--params", metavar="NAME", help="a model's params.json")
@@ -162,17 +167,31 @@ def _print(args: argparse.Namespace, doc: Any, *, compact: bool = False) -> None
         print(json.dumps(doc, indent=1))
 
 
+def _token_file(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read --token-file {path}: {exc.strerror or exc}") from None
+    lines = text.strip().splitlines()
+    if not lines or not lines[0].strip():
+        raise CliError(f"--token-file {path} is empty")
+    return lines[0].strip()
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.url:
         raise CliError("no server URL: give --url (or set TFAAS_URL)")
+    token = args.token if args.token is not None else _token_file(args.token_file)
     try:
-        client = TFaaSClient(args.url, token=args.token, timeout=args.timeout,
+        client = TFaaSClient(args.url, token=token, timeout=args.timeout,
                              ssl_context=_ssl_context(args),
                              user_agent=None, verbose=args.verbose)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if args.verbose:
-        print(f"tfaas: url {client.url}, token {'given' if client.token else 'none'}",
+        print(f"tfaas: url {redact_key(client.url)}, token {'given' if client.token else 'none'}",
               file=sys.stderr)
     did = False
     with client:

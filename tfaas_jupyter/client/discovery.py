@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ..pids import pid_alive
 from .urls import ServerAddress, choose_token, parse_address, token_from_env
 
 __all__ = [
@@ -53,7 +55,6 @@ __all__ = [
     "kernel_id",
     "local_url",
     "parse_server_url",
-    "pid_alive",
     "runtime_dirs",
     "running_servers",
     "use_server",
@@ -78,7 +79,7 @@ class ServerInfo:
     """Where a Jupyter server answers: ``url`` is the local root, base_url included."""
 
     url: str
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # never in a repr or a log
     source: str = ""
     #: a URL to show users for use outside the kernel (defaults to ``url``)
     public_url: str | None = None
@@ -142,25 +143,6 @@ def disconnect() -> None:
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def pid_alive(pid: Any) -> bool:
-    """Whether a process with this pid exists (signal 0 checks without signalling)."""
-    try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def _connection_file() -> str | None:
@@ -250,10 +232,22 @@ def _normalise_url(url: str, prefix: str | None = None) -> str | None:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """A server's runtime file, if it can be trusted: a regular file (not a link) of this
+    user that no one else may read or write (Jupyter writes them 0600). Another user
+    could otherwise plant one to receive our token or feed us theirs."""
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
         return None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
+                or st.st_mode & 0o077 or st.st_size > 1 << 20):
+            return None
+        try:
+            doc = json.loads(fh.read())
+        except ValueError:
+            return None
     return doc if isinstance(doc, dict) else None
 
 
@@ -263,8 +257,8 @@ def _from_runtime(info: Mapping[str, Any], source: str, env: Mapping[str, str],
     if url is None:
         return None
     # The runtime file's token is the explicit one; a server with none (a password,
-    # hub auth) takes it from the environment.
-    token = choose_token(info.get("token") or None, None, env)
+    # hub auth) takes it from the environment, which goes to this machine only.
+    token = choose_token(info.get("token") or None, parse_address(url), env)
     return ServerInfo(url, token, source,
                       extra={"runtime_file": str(path) if path else None,
                              "pid": info.get("pid")})
@@ -285,7 +279,7 @@ def running_servers(dirs: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
                 continue
             seen.add(path)
             info = _read_json(path)
-            if not info or not pid_alive(info.get("pid")):
+            if not info or not pid_alive(info.get("pid"), ours=True):
                 continue
             try:
                 mtime = path.stat().st_mtime

@@ -72,6 +72,11 @@ HELP = """\
   %tfaas delete NAME [--version N]       delete a model (or one version)
   %tfaas export DIR [--model NAME]       the models as TF Serving and KServe load them
   %tfaas curl NAME [--show-token]        a curl line doing a prediction from a shell
+  %tfaas key create NAME [--model M ...] [--scope manage] [--url]
+                                         a TFaaS key: predictions only (or manage), for
+                                         M only; shown once (--url: its key-bearing URL)
+  %tfaas key list                        the keys (never their secrets)
+  %tfaas key revoke NAME                 revoke a key at once
   %tfaas browser                         a model browser widget (upload, delete, try it)
   %tfaas connect URL [--token T]         use another server (no URL: find this kernel's)
   %tfaas help                            this text
@@ -394,6 +399,39 @@ class TFaaSMagics(Magics):
         model = client.model(args.name)
         assert self._server is not None
         print(curl_command(self._server, args.name, model, show_token=args.show_token))
+
+    def _cmd_key(self, rest: str) -> Any:
+        """Keys for scripts, grid jobs and web pages (the owner's token only)."""
+        args = _parser(
+            "key",
+            (["action"], {"choices": ["create", "list", "revoke"]}),
+            (["name"], {"nargs": "?"}),
+            (["--model", "-m"], {"action": "append", "help": "a model the key covers"}),
+            (["--scope", "-s"], {"action": "append", "choices": ["predict", "manage"]}),
+            (["--url"], {"action": "store_true", "help": "print the key-bearing URL"}),
+        ).parse_args(shlex.split(rest))
+        client = self.client()
+        if args.action == "list":
+            keys = client.keys()
+            try:
+                import pandas as pd
+            except ImportError:
+                return keys
+            return pd.DataFrame(keys, columns=["name", "models", "scopes", "created",
+                                               "last_used"]).set_index("name")
+        if not args.name:
+            raise UsageError(f"tfaas key {args.action}: give the key's NAME")
+        if args.action == "revoke":
+            client.revoke_key(args.name)
+            print(f"revoked key {args.name}")
+            return None
+        scopes = sorted(set(args.scope or []) | {"predict"}) if args.scope else None
+        created = client.create_key(args.name, args.model, scopes)
+        covers = ", ".join(created.get("models") or []) or "all models"
+        print(f"key {args.name} ({', '.join(created['scopes'])}; {covers}), shown only now; "
+              "treat it as a password:")
+        print(created["url"] if args.url else created["key"])
+        return None
 
     def _cmd_connect(self, rest: str) -> None:
         args = _parser(

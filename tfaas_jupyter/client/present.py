@@ -94,7 +94,13 @@ def specs_text(specs: Sequence[dict[str, Any]] | None) -> str:
 
 #: Fields of a model's description that are shown on their own, not among its params.
 _DESCRIBED = {"name", "version", "versions", "inputs", "outputs", "label_names",
-              "version_details", "keys", "format"}
+              "version_details", "version_labels", "keys", "format"}
+
+
+def version_labels_text(detail: dict[str, Any]) -> str:
+    """``stable: 3, canary: 4`` (the model's version labels), ``-`` when it has none."""
+    labels = detail.get("version_labels") or {}
+    return ", ".join(f"{label}: {version}" for label, version in labels.items()) or "-"
 
 
 def params_rows(detail: dict[str, Any]) -> list[tuple[str, str]]:

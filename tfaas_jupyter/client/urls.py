@@ -22,19 +22,26 @@ The token, in this order (the first one set wins):
 3. the environment: ``TFAAS_TOKEN``, ``JUPYTER_TOKEN``, ``JPY_API_TOKEN``,
    ``JUPYTERHUB_API_TOKEN`` (the last two are set inside JupyterHub servers).
 
-An empty explicit token (``token=""``) means "send none" and stops the search.
+An empty explicit token (``token=""``) means "send none" and stops the search. The
+environment's Jupyter and hub tokens open the whole account, so they go only to this
+machine's loopback or to the JupyterHub's own host; ``TFAAS_TOKEN`` (the user's own
+choice, e.g. a TFaaS key) goes wherever the user points it.
+
+A key-bearing base URL (``.../tfaas/key/tfk_.../``, a TFaaS key's capability URL) is
+kept whole: its API is under it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import urllib.parse
 from dataclasses import dataclass
 from typing import Mapping
 
-__all__ = ["TOKEN_ENV_VARS", "ServerAddress", "choose_token", "parse_address",
-           "token_from_env"]
+__all__ = ["TOKEN_ENV_VARS", "ServerAddress", "choose_token", "is_own_host", "parse_address",
+           "redact_key", "token_from_env"]
 
 #: Environment variables a token is taken from, in this order.
 TOKEN_ENV_VARS = ("TFAAS_TOKEN", "JUPYTER_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_API_TOKEN")
@@ -48,6 +55,9 @@ PAGE_SEGMENTS = frozenset({
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
+#: A TFaaS key (``tfk_...``) wherever it appears (a key-bearing URL).
+_KEY_RE = re.compile(r"tfk_[A-Za-z0-9_\-]+")
+
 
 @dataclass(frozen=True)
 class ServerAddress:
@@ -56,6 +66,8 @@ class ServerAddress:
 
     root: str
     url_token: str | None = None
+    #: The key of a key-bearing URL (``{root}tfaas/key/KEY/``), None for a plain one.
+    key: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -63,8 +75,8 @@ class ServerAddress:
 
     @property
     def tfaas_url(self) -> str:
-        """The TFaaS API root, ``{root}tfaas/``."""
-        return self.root + "tfaas/"
+        """The TFaaS API root, ``{root}tfaas/`` (``{root}tfaas/key/KEY/`` for a key URL)."""
+        return self.root + "tfaas/" + (f"key/{self.key}/" if self.key else "")
 
 
 def parse_address(url: str) -> ServerAddress:
@@ -83,10 +95,13 @@ def parse_address(url: str) -> ServerAddress:
     if not parts.hostname:
         raise ValueError(f"no host in URL {url!r}")
     tokens = urllib.parse.parse_qs(parts.query).get("token")
+    base = _base_path(parts.path, url)
+    rest = [seg for seg in parts.path[len(base):].split("/") if seg]
+    key = rest[2] if len(rest) >= 3 and rest[:2] == ["tfaas", "key"] else None
     return ServerAddress(
-        urllib.parse.urlunsplit((parts.scheme.lower(), parts.netloc, _base_path(parts.path, url),
-                                 "", "")),
+        urllib.parse.urlunsplit((parts.scheme.lower(), parts.netloc, base, "", "")),
         tokens[0] if tokens and tokens[0] else None,
+        key,
     )
 
 
@@ -105,11 +120,38 @@ def _base_path(path: str, url: str) -> str:
     return "/" + "".join(f"{s}/" for s in segments[:end])
 
 
-def token_from_env(env: Mapping[str, str] | None = None) -> str | None:
-    """The first token set among :data:`TOKEN_ENV_VARS` (``os.environ`` by default)."""
+def is_own_host(url: str, env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``url`` is this machine's loopback or the JupyterHub's own host (where
+    the environment's Jupyter and hub tokens may go)."""
     env = os.environ if env is None else env
+    host = urllib.parse.urlsplit(url if _SCHEME.match(url) else "http://" + url).hostname
+    if host in (None, ""):
+        return False
+    if host == "localhost":
+        return True
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return True
+    except ValueError:
+        pass
+    for var in ("JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_API_URL", "JUPYTERHUB_BASE_URL",
+                "JUPYTERHUB_PUBLIC_URL", "JUPYTERHUB_PUBLIC_HUB_URL"):
+        hub = urllib.parse.urlsplit(env.get(var) or "").hostname
+        if hub and hub == host:
+            return True
+    return False
+
+
+def token_from_env(env: Mapping[str, str] | None = None, url: str | None = None
+                   ) -> str | None:
+    """The first token set among :data:`TOKEN_ENV_VARS` (``os.environ`` by default).
+
+    Given the ``url`` it is for, only ``TFAAS_TOKEN`` is answered for a host that is
+    neither loopback nor the hub's (see :func:`is_own_host`)."""
+    env = os.environ if env is None else env
+    own = url is None or is_own_host(url, env)
     for name in TOKEN_ENV_VARS:
-        if env.get(name):
+        if env.get(name) and (own or name == "TFAAS_TOKEN"):
             return env[name]
     return None
 
@@ -117,9 +159,15 @@ def token_from_env(env: Mapping[str, str] | None = None) -> str | None:
 def choose_token(explicit: str | None, address: ServerAddress | None = None,
                  env: Mapping[str, str] | None = None) -> str | None:
     """The token to send, in the documented order: ``explicit`` (``""``: none), the
-    address's ``?token=``, then the environment. None when there is none."""
+    address's ``?token=``, then the environment (for the address's host). None when
+    there is none."""
     if explicit is not None:
         return explicit or None
     if address is not None and address.url_token:
         return address.url_token
-    return token_from_env(env)
+    return token_from_env(env, address.root if address is not None else None)
+
+
+def redact_key(text: str) -> str:
+    """``text`` with any TFaaS key replaced by ``[secret]`` (for reprs and messages)."""
+    return _KEY_RE.sub("[secret]", text)

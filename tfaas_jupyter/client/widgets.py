@@ -36,6 +36,7 @@ from .present import (
     specs_text,
     status_headline,
     status_rows,
+    version_labels_text,
 )
 
 __all__ = ["ModelBrowser", "bar_chart", "classify_upload"]
@@ -328,6 +329,7 @@ class ModelBrowser:
         rows = [
             ("name", detail.get("name")),
             ("versions", ", ".join(map(str, detail.get("versions") or []))),
+            ("version labels", version_labels_text(detail)),
             ("format", detail.get("format")),
             ("inputs", specs_text(detail.get("inputs"))),
             ("outputs", specs_text(detail.get("outputs"))),

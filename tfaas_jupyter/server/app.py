@@ -12,7 +12,8 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default
 
 from .batching import Batcher
-from .repository import Repository
+from .keys import KeyStore
+from .repository import Repository, RepositoryRefused
 from .service import Limits, TFaaS
 
 MiB = 1024 * 1024
@@ -35,6 +36,23 @@ class TFaaSApp(ExtensionApp):
     @default("model_dir")
     def _default_model_dir(self) -> str:
         return os.path.join(jupyter_data_dir(), "tfaas", "models")
+
+    group_shared_model_dir = Bool(
+        False, config=True,
+        help="Serve a model_dir its group may write into (a group project space). "
+        "Whoever may write there chooses the code the worker runs as this user. "
+        "A folder anyone may write into is always refused.",
+    )
+
+    keys_file = Unicode(
+        config=True,
+        help="File of the TFaaS keys (salted hashes only, mode 0600). Per user, never in "
+        "a shared model_dir.",
+    )
+
+    @default("keys_file")
+    def _default_keys_file(self) -> str:
+        return os.path.join(jupyter_data_dir(), "tfaas", "keys.json")
 
     cache_size = Int(
         10, config=True, help="How many models the worker keeps loaded (least recently used out)."
@@ -170,7 +188,11 @@ class TFaaSApp(ExtensionApp):
             memory_limit=max(self.worker_memory_limit, 0),
             log=self.log,
         )
-        repository = Repository(self.model_dir)
+        try:
+            repository = Repository(self.model_dir, group_shared=self.group_shared_model_dir)
+        except RepositoryRefused as exc:
+            self.log.error("tfaas: %s", exc)
+            raise
         limits = Limits(
             max_upload_size=self.max_upload_size,
             max_extracted_size=self.max_extracted_size,
@@ -186,13 +208,15 @@ class TFaaSApp(ExtensionApp):
             max_in_flight=self.max_in_flight,
         )
         self.service = TFaaS(repository, self.worker, runner, limits)
-        self.settings.update({"tfaas_service": self.service})
+        self.settings.update(
+            {"tfaas_service": self.service, "tfaas_keys": KeyStore(self.keys_file)}
+        )
         self.log.info("tfaas: serving models from %s", repository.root)
 
     def initialize_handlers(self) -> None:
-        from ..handlers import fallback_route, routes
+        from ..handlers import fallback_route, key_url_routes, routes
 
-        self.handlers.extend([*routes(), fallback_route()])
+        self.handlers.extend([*routes(), *key_url_routes(), fallback_route()])
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         if self.start_worker:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import stat
+import struct
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -19,7 +20,13 @@ from .errors import BadRequest, PayloadTooLarge
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
 MAX_MEMBERS = 10_000
+#: Largest tar metadata record (pax header, GNU long name) read into memory.
+MAX_TAR_METADATA = 1 << 20
 _CHUNK = 1 << 20
+_TAR_BLOCK = 512
+#: tar types whose data is metadata that tarfile reads whole: pax, GNU long names.
+_TAR_METADATA_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                       tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
 
 
 def sniff(head: bytes) -> str:
@@ -101,7 +108,77 @@ def zlib_error() -> type[Exception]:
     return zlib.error
 
 
+def _tar_size(field: bytes) -> int:
+    """A tar header's size field: octal text, or base-256 (GNU) for big sizes."""
+    if field[:1] in (b"\x80", b"\xff"):
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text or b"0", 8)
+    except ValueError:
+        raise BadRequest("unreadable archive: a tar header has an invalid size") from None
+
+
+def check_tar_metadata(archive: Path) -> None:
+    """Walk the tar headers (through gzip when compressed) and refuse, before tarfile reads
+    any, a metadata record over :data:`MAX_TAR_METADATA` bytes or too many members:
+    tarfile would hold each such record in memory whole."""
+    with open(archive, "rb") as raw:
+        gzipped = raw.read(2) == GZIP_MAGIC
+    opener = gzip.open if gzipped else open
+    with opener(archive, "rb") as fh:  # type: ignore[operator]
+        headers = 0
+        while True:
+            header = fh.read(_TAR_BLOCK)
+            if len(header) < _TAR_BLOCK or header == b"\0" * _TAR_BLOCK:
+                return
+            headers += 1
+            if headers > 2 * MAX_MEMBERS + 2:
+                raise BadRequest(f"archive has more than {MAX_MEMBERS} members")
+            size = _tar_size(header[124:136])
+            kind = header[156:157]
+            if kind in _TAR_METADATA_TYPES and size > MAX_TAR_METADATA:
+                raise BadRequest(
+                    f"archive has a tar metadata record of {size} bytes "
+                    f"(the limit is {MAX_TAR_METADATA})"
+                )
+            remaining = -(-size // _TAR_BLOCK) * _TAR_BLOCK
+            while remaining > 0:
+                skipped = len(fh.read(min(remaining, _CHUNK)))
+                if not skipped:
+                    return  # truncated: tarfile says so
+                remaining -= skipped
+
+
+def check_zip_directory(archive: Path) -> None:
+    """Read the member count from the zip's end record and refuse more than
+    :data:`MAX_MEMBERS` before zipfile parses (and holds) the whole central directory."""
+    with open(archive, "rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(max(0, size - (1 << 16) - 22))
+        tail = fh.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        return  # zipfile reports the archive as unreadable
+    entries, directory_size = struct.unpack("<H4xI", tail[at + 10 : at + 20])
+    if entries == 0xFFFF or directory_size == 0xFFFFFFFF:  # zip64: the real figures elsewhere
+        locator = tail.rfind(b"PK\x06\x07", 0, at)
+        if locator >= 0:
+            (offset,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
+            with open(archive, "rb") as fh:
+                fh.seek(offset)
+                record = fh.read(56)
+            if record[:4] == b"PK\x06\x06" and len(record) == 56:
+                entries, directory_size = struct.unpack("<Q8xQ", record[32:56])[0], 0
+    if entries > MAX_MEMBERS:
+        raise BadRequest(f"archive has more than {MAX_MEMBERS} members")
+    if directory_size > MAX_MEMBERS * (46 + 2 * 65535):
+        raise BadRequest("archive has an oversized zip central directory")
+
+
 def _extract_tar(archive: Path, target: Path, budget: _Budget) -> None:
+    check_tar_metadata(archive)
     with tarfile.open(archive, mode="r:*") as tar:
         count = 0
         for member in tar:
@@ -131,6 +208,7 @@ def _extract_tar(archive: Path, target: Path, budget: _Budget) -> None:
 
 
 def _extract_zip(archive: Path, target: Path, budget: _Budget) -> None:
+    check_zip_directory(archive)
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
@@ -175,9 +253,10 @@ def gunzip_to(src: BinaryIO, dest: Path, *, max_size: int) -> None:
 def is_keras_zip(path: Path) -> bool:
     """A ``.keras`` file is a zip holding ``config.json`` and ``metadata.json`` at its root."""
     try:
+        check_zip_directory(path)
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, BadRequest):  # extract() says what is wrong
         return False
     return "config.json" in names and "metadata.json" in names
 

@@ -60,7 +60,8 @@ def _as_rows(values: Any, *, may_hold_bools: bool = True) -> tuple[np.ndarray, b
     # numbers only: numpy would read "1.5" (a string) or true as a number
     if array.dtype.kind not in "iuf" or (may_hold_bools and _has_bool(values)):
         raise BadRequest(
-            "'values' must be numbers, or rows of numbers all of the same length"
+            "'values' must be numbers (not null, strings or booleans), or rows of numbers "
+            "all of the same length"
         )
     array = array.astype(np.float64, copy=False)
     if array.ndim == 1:
@@ -284,7 +285,8 @@ def decode_image(
     if not data:
         raise BadRequest("Invalid image: the image part is empty")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        # only the png and jpeg decoders are ever tried on a request's bytes
+        with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as img:
             if img.format not in ("PNG", "JPEG"):
                 raise BadRequest(f"Invalid image: expected png or jpg, got {img.format}")
             width, height = img.size
@@ -297,7 +299,9 @@ def decode_image(
             if size is not None and (height, width) != size:
                 img = img.resize((size[1], size[0]), Image.BILINEAR)
             array = np.asarray(img, dtype=np.float32)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise BadRequest("Invalid image: expected png or jpg") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise BadRequest(f"Invalid image: {exc}") from None
     except Image.DecompressionBombError as exc:
         raise PayloadTooLarge(f"image too large: {exc}") from None

@@ -40,6 +40,10 @@ class BadRequest(TFaaSError):
     status = 400
 
 
+class Forbidden(TFaaSError):
+    status = 403
+
+
 class NotFound(TFaaSError):
     status = 404
 

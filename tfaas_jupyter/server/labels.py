@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from .errors import BadRequest, TFaaSError
+from .modelref import ModelRef
 from .names import check_label, check_model_name, check_version
 from .service import TFaaS
 
@@ -39,13 +40,12 @@ def get_label(service: TFaaS, name: str, label: str) -> dict[str, Any]:
 async def set_label(service: TFaaS, name: str, label: str, body: bytes) -> dict[str, Any]:
     name, label = check_model_name(name), check_label(label)
     number = _requested_version(body)
-    mv = service.repository.get(name, number)
+    mv = service.resolve(name, number)
     try:  # loaded and warmed before any request can reach it through the label
-        await service.worker.load(mv.key, str(mv.model_path), mv.format, mv.params)
-    except Exception as exc:
-        status = getattr(exc, "status", 503)
-        raise TFaaSError(f"version {number} of {name!r} cannot be loaded: "
-                         f"{getattr(exc, 'message', None) or exc}", status) from None
+        await service.worker.load(ModelRef.of(mv))
+    except TFaaSError as exc:
+        raise TFaaSError(f"version {number} of {name!r} cannot be loaded: {exc.message}",
+                         exc.status) from None
     labels = await asyncio.to_thread(service.repository.set_label, name, label, number)
     return {"name": name, "version_labels": labels}
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of the service, in the text exposition format 0.0.4.
 
-Written by hand from :class:`tfaas_jupyter.stats.Stats`, the batcher's ``status()``
+Written by hand from :class:`tfaas_jupyter.server.stats.Stats`, the batcher's ``status()``
 and the worker's status: no client library, and so no clash with the Prometheus
 registry of the Jupyter server itself.
 """
@@ -59,7 +59,7 @@ def render(
     worker: dict[str, Any] | None = None,
     batching: dict[str, Any] | None = None,
 ) -> str:
-    """The metrics page for ``service`` (a :class:`tfaas_jupyter.service.TFaaS`)."""
+    """The metrics page for ``service`` (a :class:`tfaas_jupyter.server.service.TFaaS`)."""
     stats = service.stats
     out = _Writer()
 
@@ -197,6 +197,4 @@ async def collect(service: Any) -> str:
         worker = await asyncio.wait_for(service.worker.status(), timeout=10)
     except Exception:
         worker = {"state": "unavailable"}
-    runner = getattr(service, "runner", None)
-    batching = runner.status() if hasattr(runner, "status") else None
-    return render(service, worker, batching)
+    return render(service, worker, service.runner.status())

@@ -19,6 +19,8 @@ from .errors import BadRequest
 
 _MAX_HEADER_BYTES = 16 * 1024
 _MAX_FIELD_BYTES = 1 << 20
+#: Most parts one form may carry (an upload has four: name, params, model, labels).
+MAX_PARTS = 64
 
 
 @dataclass
@@ -113,11 +115,14 @@ def parse_multipart(body: Path, content_type: str, out_dir: Path) -> Form:
         pos = mm.find(boundary)
         if pos < 0:
             raise BadRequest("multipart body does not contain its boundary")
-        index = 0
+        index = parts = 0
         while True:
             pos += len(boundary)
             if mm[pos : pos + 2] == b"--":
                 break  # closing boundary
+            parts += 1
+            if parts > MAX_PARTS:
+                raise BadRequest(f"multipart body has more than {MAX_PARTS} parts")
             if mm[pos : pos + 2] != b"\r\n":
                 raise BadRequest("malformed multipart body")
             header_end = mm.find(b"\r\n\r\n", pos + 2)

@@ -9,24 +9,34 @@ Layout::
           model.pb | saved_model/ | model.keras
           tfaas.json        what we know of the version: format, signature, uid
         labels.json         version labels of the model: {"stable": 3}
-      .staging/<id>/        uploads being written
-      .trash/<id>/          models and versions being deleted
+      .staging/<pid>-<id>/  uploads being written (by server process <pid>)
+      .trash/<pid>-<id>/    models and versions being deleted
+      .lock                 taken (flock) by a process committing or deleting
 
 Writes are atomic: an upload is written and synced under ``.staging`` and then
 renamed into place, a delete renames out of place before removing. A reader never
 sees half a model, a crash mid-upload leaves the previous version serving, and
 leftovers of an interrupted operation are removed when the repository is opened.
+
+The folder is not trusted: ``.staging`` and ``.trash`` are used only when they are
+real folders (a symlink there is removed, never followed), recovery removes only
+folders tagged with the pid of a process that is gone (so several servers of one
+user share a repository), and every file a version names (``model``, ``labels``)
+must be a plain file name inside the version folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -34,8 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..pids import pid_alive
 from .errors import NotFound, TFaaSError
-from .names import check_model_name
+from .names import MODEL_NAME_PATTERN, check_model_name
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +61,23 @@ VERSION_LABELS_FILE = "labels.json"
 _STAGING = ".staging"
 _TRASH = ".trash"
 _HIGH_WATER = ".last_version"
+_LOCK = ".lock"
+#: A staging or trash folder: ``<pid of the process that made it>-<random hex>``.
+_TAGGED = re.compile(r"([0-9]{1,10})-[0-9a-f]{32}")
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+
+
+class RepositoryRefused(Exception):
+    """The model folder may not be served (e.g. others may write into it)."""
+
+
+def plain_member(value: object) -> str | None:
+    """``value`` if it is a plain file name inside a folder (no ``/``, not ``..``)."""
+    if not isinstance(value, str) or not value or value in (".", ".."):
+        return None
+    if "/" in value or "\\" in value or "\0" in value:
+        return None
+    return value
 
 
 @dataclass
@@ -129,9 +157,15 @@ def _fsync_dir(path: Path) -> None:
 
 
 def read_labels(path: Path) -> list[str] | None:
-    if not path.is_file():
+    """The labels file's non-empty lines (a symlink or anything but a file: none)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
         return None
-    text = path.read_text(encoding="utf-8", errors="replace")
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return None
+        text = fh.read().decode("utf-8", errors="replace")
     labels = [line.strip() for line in text.splitlines()]
     return [label for label in labels if label] or None
 
@@ -139,9 +173,10 @@ def read_labels(path: Path) -> list[str] | None:
 class Repository:
     """Models and versions on disk, with an in-memory index checked against disk."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, group_shared: bool = False) -> None:
         self.root = Path(root).expanduser().absolute()
         self.root.mkdir(parents=True, exist_ok=True)
+        check_root_mode(self.root, group_shared=group_shared)
         self._lock = threading.RLock()
         self._index: dict[str, _ModelEntry] = {}
         self.recover()
@@ -149,14 +184,26 @@ class Repository:
     # -- start-up ---------------------------------------------------------
 
     def recover(self) -> list[str]:
-        """Remove what interrupted uploads and deletes left behind; return what was removed."""
+        """Remove what interrupted uploads and deletes left behind; return what was removed.
+
+        Only folders of ours are touched: ``<pid>-<id>`` folders of processes that are
+        gone, never one of a live server sharing the repository, never through a link.
+        """
         removed: list[str] = []
         for special in (_STAGING, _TRASH):
-            folder = self.root / special
-            if folder.is_dir():
-                for leftover in folder.iterdir():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                    removed.append(f"{special}/{leftover.name}")
+            folder = self._special_dir(special, create=False)
+            if folder is None:
+                continue
+            for leftover in os.scandir(folder):
+                tagged = _TAGGED.fullmatch(leftover.name)
+                if not tagged or pid_alive(tagged.group(1)):
+                    continue
+                if leftover.is_dir(follow_symlinks=False):
+                    shutil.rmtree(leftover.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(leftover.path)
+                removed.append(f"{special}/{leftover.name}")
         for model_dir in self._model_dirs():
             if not self._version_dirs(model_dir):
                 # A model folder with no committed version: a crashed first upload
@@ -176,7 +223,8 @@ class Repository:
         except FileNotFoundError:
             return
         for entry in entries:
-            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            # a folder copied in by hand under a name no request could use is not a model
+            if not _MODEL_NAME.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
                 continue
             yield Path(entry.path)
 
@@ -211,7 +259,17 @@ class Repository:
         if not isinstance(meta, dict) or "format" not in meta or "model" not in meta:
             log.warning("tfaas: skipping version %s/%s without metadata", name, version)
             return None
-        labels = read_labels(path / meta.get("labels", LABELS_FILE))
+        if meta["model"] != "." and plain_member(meta["model"]) is None:
+            log.warning("tfaas: skipping version %s/%s: its model %r is not a file name in "
+                        "the version folder", name, version, meta["model"])
+            return None
+        labels_name = meta.get("labels", LABELS_FILE)
+        if plain_member(labels_name) is None:
+            log.warning("tfaas: version %s/%s: ignoring labels %r (not a file name in the "
+                        "version folder)", name, version, labels_name)
+            labels = None
+        else:
+            labels = read_labels(path / labels_name)
         return ModelVersion(
             name=name,
             version=version,
@@ -295,14 +353,49 @@ class Repository:
 
     # -- writing ----------------------------------------------------------
 
+    def _special_dir(self, name: str, *, create: bool = True) -> Path | None:
+        """``.staging`` or ``.trash`` as a real folder of ours; anything else there (a
+        symlink planted to make us write or delete elsewhere) is removed, not followed."""
+        folder = self.root / name
+        try:
+            st = os.lstat(folder)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            log.warning("tfaas: removing %s: not a folder (a link?)", folder)
+            os.unlink(folder)
+            st = None
+        if st is None:
+            if not create:
+                return None
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(folder, 0o700)
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                raise TFaaSError(f"cannot use {folder}: it is not a folder", 409)
+        return folder
+
     def new_staging_dir(self) -> Path:
         """A fresh private folder to write an upload into, on the same filesystem."""
-        staging = self.root / _STAGING / uuid.uuid4().hex
         with _writing(self.root, "store an upload"):
-            staging.mkdir(parents=True)
+            parent = self._special_dir(_STAGING)
+            assert parent is not None
+            staging = parent / f"{os.getpid()}-{uuid.uuid4().hex}"
+            os.mkdir(staging, 0o700)
         return staging
 
+    @contextlib.contextmanager
+    def _process_lock(self) -> Iterator[None]:
+        """The repository's lock file, so several server processes never commit or
+        delete in one model folder at once (threads of this one take ``_lock``)."""
+        fd = os.open(self.root / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def discard(self, staging: Path) -> None:
+        """Remove a staging folder (a blocking call: run it off the event loop)."""
         shutil.rmtree(staging, ignore_errors=True)
 
     def commit(
@@ -322,7 +415,7 @@ class Repository:
         meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         meta["name"] = name
         meta.setdefault("size", _tree_size(staging))
-        with self._lock, _writing(self.root, f"store model {name!r}"):
+        with self._lock, _writing(self.root, f"store model {name!r}"), self._process_lock():
             model_dir = self.root / name
             model_dir.mkdir(exist_ok=True)
             floor = 1 if _is_flat_model(model_dir) else 0  # a flat model counts as version 1
@@ -340,11 +433,12 @@ class Repository:
     def delete(self, name: str, version: int | None = None) -> list[int]:
         """Delete a model (all versions) or one version; return the deleted version numbers."""
         check_model_name(name)
-        with self._lock, _writing(self.root, f"delete model {name!r}"):
+        with self._lock, _writing(self.root, f"delete model {name!r}"), self._process_lock():
+            self._index.pop(name, None)  # another process may have changed it
             existing = [v.version for v in self.versions(name)]
-            trash = self.root / _TRASH
-            trash.mkdir(exist_ok=True)
-            doomed = trash / uuid.uuid4().hex
+            trash = self._special_dir(_TRASH)
+            assert trash is not None
+            doomed = trash / f"{os.getpid()}-{uuid.uuid4().hex}"
             if version is None or existing == [version]:
                 if version is not None and version not in existing:
                     raise NotFound(f"model {name!r} has no version {version}")
@@ -447,6 +541,21 @@ class Repository:
             return self.delete(name, version)
 
 
+def check_root_mode(root: Path, *, group_shared: bool) -> None:
+    """Refuse a repository others may write into: they would choose the code it runs."""
+    mode = stat.S_IMODE(os.stat(root).st_mode)
+    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and not group_shared):
+        who = "anyone" if mode & stat.S_IWOTH else "its group"
+        allow = "" if mode & stat.S_IWOTH else (
+            "; set TFaaSApp.group_shared_model_dir=True to serve a group-shared folder"
+        )
+        raise RepositoryRefused(
+            f"refusing the model repository {root}: {who} may write into it "
+            f"(mode {mode:04o}), and an uploaded model runs as this server's user; "
+            f"chmod go-w it{allow}"
+        )
+
+
 @contextlib.contextmanager
 def _writing(root: Path, action: str) -> Iterator[None]:
     """Turn a filesystem refusal to write into an API error that says so (not a 500)."""
@@ -501,7 +610,7 @@ def infer_meta(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
     return {
         "format": fmt,
         "model": model,
-        "labels": params.get("labels") if isinstance(params.get("labels"), str) else LABELS_FILE,
+        "labels": plain_member(params.get("labels")) or LABELS_FILE,
         "uid": hashlib.sha256(stamp).hexdigest()[:32],
         "created": time.strftime(
             "%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime)

@@ -26,6 +26,7 @@ from .. import __version__
 from . import codecs, shaping, uploads
 from .batching import Runner
 from .errors import BadRequest, ErrorKind, NotFound, TFaaSError, Unavailable, WorkerError
+from .keys import check_model_access, may_see_model
 from .modelref import ModelRef
 from .multipart import FilePart, Form
 from .names import check_model_name, check_version, check_version_or_label
@@ -69,6 +70,7 @@ class TFaaS:
         name = name or self.default_model
         if not name:
             raise BadRequest("no model name is provided: set 'model' in the request")
+        check_model_access(check_model_name(name))
         return self.repository.resolve(check_model_name(name), check_version_or_label(version))
 
     async def signature(self, mv: ModelVersion) -> dict[str, Any]:
@@ -95,6 +97,8 @@ class TFaaS:
     def models(self) -> list[dict[str, Any]]:
         result = []
         for name in self.repository.names():
+            if not may_see_model(name):
+                continue
             try:
                 versions = self.repository.versions(name)
             except NotFound:
@@ -103,7 +107,8 @@ class TFaaS:
         return result
 
     def model_detail(self, name: str) -> dict[str, Any]:
-        versions = self.repository.versions(check_model_name(name))
+        check_model_access(check_model_name(name))
+        versions = self.repository.versions(name)
         doc = self.describe(versions[-1], versions)
         doc["version_details"] = [v.describe() for v in versions]
         doc["version_labels"] = self.repository.labels(name)
@@ -152,6 +157,7 @@ class TFaaS:
 
     async def _validate_and_commit(self, staged: uploads.StagedUpload) -> ModelVersion:
         """Load the staged model in the worker; commit it only if TensorFlow can serve it."""
+        check_model_access(staged.name)
         meta = staged.meta()
         meta["uid"] = uid = uuid.uuid4().hex
         ref = ModelRef(key=f"{staged.name}@{uid}", path=str(staged.model_path),
@@ -169,6 +175,7 @@ class TFaaS:
         if not name:
             raise BadRequest("no model name is provided")
         name = check_model_name(name)
+        check_model_access(name)
         number = check_version(version)
         # the worker's cache key of a version, read before the version is gone
         prefix = f"{name}@" if number is None else self.repository.get(name, number).key
@@ -225,12 +232,17 @@ class TFaaS:
         """Run ``mv`` on inputs already shaped and typed for it; answers the model's own
         outputs, shapes and dtypes as it returns them. Every API reaches the runner
         (batching, the worker) through here; worker errors arrive as API errors."""
+        model = ModelRef.of(mv)
+        if not self.worker.running:
+            # A cold start: wait for the worker and this model here, in the request's
+            # own context, so that its answer says what it waited for (Server-Timing).
+            await self.worker.load(model)
         stages = STAGES.get()
         if stages is None:
-            return await self.runner.predict(ModelRef.of(mv), list(inputs))
+            return await self.runner.predict(model, list(inputs))
         if not stages.run_start:
             stages.run_start = time.perf_counter()
-        outputs = await self.runner.predict(ModelRef.of(mv), list(inputs))
+        outputs = await self.runner.predict(model, list(inputs))
         stages.run_end = time.perf_counter()
         return outputs
 

@@ -83,6 +83,14 @@ def as_input(values: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
     return out
 
 
+def mismatch(missing: Sequence[Any], unknown: Sequence[Any], what: str) -> str:
+    """``"missing key(s): a, b; unknown key(s): c"`` (ten names at most of each), for a
+    request whose names do not match the model's; ``""`` when they match."""
+    parts = [f"{kind} {what}(s): {', '.join(map(str, names[:10]))}"
+             for kind, names in (("missing", missing), ("unknown", unknown)) if names]
+    return "; ".join(parts)
+
+
 @dataclass(frozen=True)
 class InputPlan:
     """How each row's values feed one model input: ``size`` values from ``start``,
@@ -200,13 +208,9 @@ class Shaper:
         known = set(model_keys)
         missing = [k for k in model_keys if k not in position]
         unknown = [k for k in keys if k not in known]
-        if missing or unknown:
-            parts = []
-            if missing:
-                parts.append(f"missing key(s): {', '.join(map(str, missing[:10]))}")
-            if unknown:
-                parts.append(f"unknown key(s): {', '.join(map(str, unknown[:10]))}")
-            raise BadRequest(f"model {model!r}: " + "; ".join(parts))
+        problem = mismatch(missing, unknown, "key")
+        if problem:
+            raise BadRequest(f"model {model!r}: {problem}")
         order = np.asarray([position[k] for k in model_keys], dtype=np.intp)
         mapping = None if np.array_equal(order, np.arange(len(keys))) else order
         if len(self._orders) >= _MAX_CACHED:

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -182,7 +182,9 @@ def _describe_exit(rc: int | None, pid: int | None) -> str:
 #: Python sides), not worth quoting in an error nor logging above DEBUG
 _NOISE = re.compile(
     r"^(WARNING: All log messages before absl|[IW]\d{4} |To enable the following"
-    r"|\S+ \S+: [IW] tensorflow/|(INFO|WARNING):(tensorflow|absl):|oneDNN custom operations)"
+    r"|\S+ \S+: [IW] tensorflow/|(INFO|WARNING):(tensorflow|absl):|oneDNN custom operations"
+    # no GPU here, as TensorFlow says at error level on every start of a CPU machine
+    r"|E\d{4} .*(failed call to cuInit|cuda_platform|cuda_diagnostics))"
 )
 
 
@@ -224,6 +226,20 @@ class _Conn:
                 pass
 
 
+#: Parts of a variable's name that say it holds a credential (upper-cased match).
+_SECRET_NAME_PARTS = ("TOKEN", "SECRET", "PASSWORD")
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The server's environment minus every credential: a model's graph can read its
+    process's environment, so the worker never gets Jupyter's or the hub's tokens."""
+    return {
+        k: v for k, v in environ.items()
+        if not k.upper().startswith("JPY_")
+        and not any(part in k.upper() for part in _SECRET_NAME_PARTS)
+    }
+
+
 class ModelWorker:
     """The server-side handle of the model worker process.
 
@@ -248,8 +264,10 @@ class ModelWorker:
         memory_limit: int = 0,
     ) -> None:
         self.python = python or sys.executable
-        self.env = dict(os.environ if env is None else env)
+        self.env = worker_environment(os.environ if env is None else env)
         self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # Keras imports matplotlib when it is installed: no GUI backend in a worker
+        self.env.setdefault("MPLBACKEND", "Agg")
         self.threads = threads
         self.cache_size = cache_size
         self.request_timeout = request_timeout

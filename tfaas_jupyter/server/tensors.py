@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 
 from .errors import BadRequest
+from .shaping import mismatch
 
 #: V2 datatype name -> numpy dtype (little-endian, as the binary extension sends them).
 V2_DTYPES: dict[str, np.dtype] = {
@@ -79,13 +80,9 @@ def by_input_name(specs: Sequence[dict[str, Any]], given: dict[str, Any],
     wanted = [str(s.get("name")) for s in specs]
     missing = [n for n in wanted if n not in given]
     unknown = [str(n) for n in given if n not in wanted]
-    if missing or unknown:
-        parts = []
-        if missing:
-            parts.append(f"missing input(s): {', '.join(missing)}")
-        if unknown:
-            parts.append(f"unknown input(s): {', '.join(unknown[:10])}")
-        raise BadRequest(f"model {model!r} takes inputs {', '.join(wanted)}; " + "; ".join(parts))
+    problem = mismatch(missing, unknown, "input")
+    if problem:
+        raise BadRequest(f"model {model!r} takes inputs {', '.join(wanted)}; {problem}")
     return [given[n] for n in wanted]
 
 

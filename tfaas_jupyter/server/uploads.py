@@ -2,7 +2,7 @@
 a staged model version: files laid out in a staging folder, format detected.
 
 Nothing here talks to TensorFlow: the staged model is validated by the model
-worker before the repository commits it (see :mod:`tfaas_jupyter.service`).
+worker before the repository commits it (see :mod:`tfaas_jupyter.server.service`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import binascii
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,6 @@ from .errors import BadRequest
 from .multipart import Form
 from .names import check_model_name
 from .repository import GRAPHDEF, KERAS, LABELS_FILE, ONNX, PARAMS_FILE, SAVEDMODEL
-
-_BASE64_BYTES = re.compile(rb"[A-Za-z0-9+/=\s]*")
 
 
 @dataclass
@@ -61,22 +58,43 @@ def parse_params(raw: bytes | str | None) -> dict[str, Any]:
     return params
 
 
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_WHITESPACE = b" \t\r\n\v\f"
+_BASE64_CHUNK = 1 << 20
+
+
 def _maybe_base64_decode(part: Path) -> None:
     """Decode a base64 model part in place, as the original client sends models.
 
     The original client encodes only the parts whose guessed type is
     application/octet-stream (a .pb file) yet always sends the
     ``Content-Encoding: base64`` header, so a part that is not base64 text
-    (a .tar.gz or .keras) is kept as it is.
+    (a .tar.gz or .keras) is kept as it is. Both passes read the part in 1 MiB
+    chunks, so the memory it costs does not grow with its size.
     """
-    data = part.read_bytes()
-    if not _BASE64_BYTES.fullmatch(data):
-        return
+    with open(part, "rb") as fh:
+        while chunk := fh.read(_BASE64_CHUNK):
+            if chunk.translate(None, _BASE64_ALPHABET + _WHITESPACE):
+                return  # not base64 text: a binary model sent as it is
+    decoded = part.with_name(part.name + ".decoded")
+    carry = b""
     try:
-        decoded = binascii.a2b_base64(b"".join(data.split()))
+        with open(part, "rb") as src, open(decoded, "wb") as out:
+            while chunk := src.read(_BASE64_CHUNK):
+                text = carry + chunk.translate(None, _WHITESPACE)
+                whole = len(text) - len(text) % 4
+                out.write(binascii.a2b_base64(text[:whole]))
+                carry = text[whole:]
+            if carry.strip(b"="):
+                raise BadRequest("model part is not valid base64: its length is not a "
+                                 "multiple of 4")
     except binascii.Error as exc:
+        decoded.unlink(missing_ok=True)
         raise BadRequest(f"model part is not valid base64: {exc}") from None
-    part.write_bytes(decoded)
+    except BadRequest:
+        decoded.unlink(missing_ok=True)
+        raise
+    os.replace(decoded, part)
 
 
 def stage_form(

@@ -321,7 +321,8 @@ def load_keras(path: str, params: dict[str, Any]) -> Predictor:
     except ImportError:
         raise ModelLoadError("the 'keras' format needs Keras in the worker's Python") from None
     try:
-        model = keras.saving.load_model(path, compile=False)
+        # safe_mode=True (explicit): a lambda layer's pickled Python is refused, not run.
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:
         raise ModelLoadError(f"cannot load the Keras model: {_one_line(e)}") from e
     try:
