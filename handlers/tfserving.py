@@ -36,7 +36,6 @@ class TFServingMetadataHandler(TFaaSHandler):
         self.write_json(await tfserving.model_metadata(self.service, name, version or label))
 
 
-# A prediction route: predict-only keys (when they exist) must be accepted here.
 class TFServingPredictHandler(TFaaSHandler):
     """``POST v1/models/NAME[/versions/N|/labels/L]:predict``: row or columnar format.
 

@@ -61,7 +61,6 @@ class V2ModelReadyHandler(TFaaSHandler):
         self.write_json(await v2.model_ready(self.service, name, version))
 
 
-# A prediction route: predict-only keys (when they exist) must be accepted here.
 class V2InferHandler(TFaaSHandler):
     """``POST v2/models/NAME[/versions/V]/infer``: JSON tensors or the binary extension.
 

@@ -205,18 +205,13 @@ def _stage_from_folder(
         params, labels_text = _side_files(home, folder, params, labels_text)
         shutil.move(str(home), staging / "saved_model")
         return _finish(name, staging, SAVEDMODEL, "saved_model", params, labels_text)
-    keras_files = _find_one(folder, "*.keras")
-    if len(keras_files) == 1:
-        home = keras_files[0].parent
-        params, labels_text = _side_files(home, folder, params, labels_text)
-        shutil.move(str(keras_files[0]), staging / "model.keras")
-        return _finish(name, staging, KERAS, "model.keras", params, labels_text)
-    onnx_files = _find_one(folder, "*.onnx")
-    if len(onnx_files) == 1:
-        home = onnx_files[0].parent
-        params, labels_text = _side_files(home, folder, params, labels_text)
-        shutil.move(str(onnx_files[0]), staging / "model.onnx")
-        return _finish(name, staging, ONNX, "model.onnx", params, labels_text)
+    for pattern, fmt, stored in (("*.keras", KERAS, "model.keras"),
+                                 ("*.onnx", ONNX, "model.onnx")):
+        found = _find_one(folder, pattern)
+        if len(found) == 1:  # a model in one file
+            params, labels_text = _side_files(found[0].parent, folder, params, labels_text)
+            shutil.move(str(found[0]), staging / stored)
+            return _finish(name, staging, fmt, stored, params, labels_text)
     params_files = _find_one(folder, PARAMS_FILE)
     if not params and len(params_files) == 1:
         params = parse_params(params_files[0].read_bytes())
