@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextvars
+from typing import Awaitable
+
+from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from tfaas_jupyter.server import keys, v2
+from tfaas_jupyter.server.v2stream import StreamedInfer
 
 from .base import TFaaSHandler
 
@@ -61,23 +66,49 @@ class V2ModelReadyHandler(TFaaSHandler):
         self.write_json(await v2.model_ready(self.service, name, version))
 
 
+@web.stream_request_body
 class V2InferHandler(TFaaSHandler):
     """``POST v2/models/NAME[/versions/V]/infer``: JSON tensors or the binary extension.
+
+    The body is streamed (:mod:`tfaas_jupyter.server.v2stream`): a big binary tensor is
+    scored in pieces while it arrives. So authentication and authorization happen in
+    ``prepare``, before any byte of the body reaches the model worker.
 
     A prediction route: when prediction-only keys exist, this handler is one of theirs.
     """
 
     endpoint = "v2"
     key_scope = keys.PREDICT
+    _stream: StreamedInfer | None = None
+
+    async def prepare(self) -> None:
+        self._stream = None
+        await super().prepare()
+        if self.request.method != "POST":
+            return
+        user = self.current_user
+        if not user or not await ensure_async(
+            self.authorizer.is_authorized(self, user, "write", self.auth_resource)
+        ):
+            raise web.HTTPError(403, "not authorized to run predictions")
+        name, version = self.path_kwargs["name"], self.path_kwargs.get("version")
+        self._model_name = name
+        headers = self.request.headers
+        self._stream = StreamedInfer(
+            self.service, name, version,
+            header_length=headers.get(v2.HEADER_LENGTH),
+            content_length=headers.get("Content-Length"),
+            context=contextvars.copy_context(),
+        )
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        return self._stream.received(chunk) if self._stream is not None else None
 
     @web.authenticated
     @authorized
     async def post(self, name: str, version: str | None = None) -> None:
-        self._model_name = name
-        answer = await v2.infer(
-            self.service, name, version, self.request.body,
-            self.request.headers.get(v2.HEADER_LENGTH),
-        )
+        assert self._stream is not None
+        answer = await self._stream.answer()
         self._rows = answer.rows
         if answer.binary:
             self.set_header(v2.HEADER_LENGTH, str(len(answer.header)))
@@ -86,3 +117,8 @@ class V2InferHandler(TFaaSHandler):
         else:
             self.set_header("Content-Type", "application/json")
             self.finish(answer.header)
+
+    def on_connection_close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()  # a client gone mid-body: its pieces are cancelled
+        super().on_connection_close()

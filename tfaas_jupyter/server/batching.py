@@ -88,18 +88,21 @@ class BatchConfig:
 
     def overridden(self, params: dict[str, Any]) -> BatchConfig:
         """This policy with a model's params.json overrides applied (bad values ignored)."""
-        enabled = self.enabled
-        value = params.get("batching")
-        if isinstance(value, bool):
-            enabled = enabled and value
         return BatchConfig(
-            enabled=enabled,
+            enabled=self.enabled and rows_independent(params),
             max_batch_size=_positive(params, "max_batch_size", self.max_batch_size, 1),
             max_queue_delay_us=_positive(
                 params, "max_queue_delay_us", self.max_queue_delay_us, 0
             ),
             max_in_flight=_positive(params, "max_in_flight", self.max_in_flight, 1),
         )
+
+
+def rows_independent(params: dict[str, Any]) -> bool:
+    """Whether a model scores each row on its own, so that rows of several requests may
+    be stacked and one request's rows cut into pieces: unless its params.json says
+    ``"batching": false``."""
+    return params.get("batching") is not False
 
 
 def _positive(params: dict[str, Any], key: str, default: int, minimum: int) -> int:

@@ -218,7 +218,15 @@ def decode_infer_request(
     view = memoryview(body)
     length = _header_length(header_length, len(view))
     json_part, binary = (view, view[:0]) if length is None else (view[:length], view[length:])
-    doc = json_object(json_part, "the inference request", "'inputs'")
+    return decode_infer_parts(json_object(json_part, "the inference request", "'inputs'"),
+                              binary, max_rows=max_rows)
+
+
+def decode_infer_parts(doc: dict[str, Any], binary: memoryview, *,
+                       max_rows: int | None = None) -> InferRequest:
+    """An infer request from its parsed JSON and the binary tensor bytes after it (empty
+    without the binary extension). Binary inputs are views of ``binary``: for a numeric
+    input nothing is read from it here, so it may still be arriving."""
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise BadRequest("the inference request needs 'inputs': a list of tensors")
@@ -256,7 +264,7 @@ def decode_infer_request(
 # -- running it ------------------------------------------------------------------------
 
 
-def _model_inputs(mv: ModelVersion, signature: dict[str, Any],
+def model_inputs(mv: ModelVersion, signature: dict[str, Any],
                   inputs: list[InferInput]) -> list[np.ndarray]:
     """The request's tensors in the model's input order, checked against its signature."""
     specs = signature.get("inputs") or []
@@ -282,7 +290,7 @@ def _model_inputs(mv: ModelVersion, signature: dict[str, Any],
     return arrays
 
 
-def _encode_answer(mv: ModelVersion, signature: dict[str, Any], outputs: list[np.ndarray],
+def encode_answer(mv: ModelVersion, signature: dict[str, Any], outputs: list[np.ndarray],
                    request: InferRequest, rows: int) -> InferAnswer:
     names = [str(s.get("name")) for s in signature.get("outputs") or []]
     if len(names) != len(outputs):
@@ -326,13 +334,20 @@ async def infer(service: TFaaS, name: str, version: str | None, body: bytes,
     """Run one inference request on a model version (latest when ``version`` is None)."""
     with service.admit():
         request = decode_infer_request(body, header_length, max_rows=service.limits.max_rows)
-        mv = service.resolve(name, version)
-        try:
-            signature = await service.signature(mv)
-            arrays = _model_inputs(mv, signature, request.inputs)
-            rows = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1
-            outputs = await service.run(mv, arrays)
-            return _encode_answer(mv, signature, outputs, request, rows)
-        except TFaaSError as exc:
-            exc.model = mv.name
-            raise
+        return await run_request(service, service.resolve(name, version), request)
+
+
+async def run_request(service: TFaaS, mv: ModelVersion, request: InferRequest) -> InferAnswer:
+    """Run a decoded infer request on ``mv`` and encode its answer."""
+    try:
+        signature = await service.signature(mv)
+        arrays = model_inputs(mv, signature, request.inputs)
+        outputs = await service.run(mv, arrays)
+        return encode_answer(mv, signature, outputs, request, _rows(arrays))
+    except TFaaSError as exc:
+        exc.model = mv.name
+        raise
+
+
+def _rows(arrays: list[np.ndarray]) -> int:
+    return int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1

@@ -1,0 +1,278 @@
+"""A V2 infer request whose body is scored while it arrives.
+
+Reading a 16.8 MB body (100,000 rows of 42 float32) through Tornado takes longer than
+the model's own work on it, so waiting for the whole body, then for the model, adds
+the two. :class:`StreamedInfer` takes the body chunk by chunk (the handler is a
+``stream_request_body`` handler): once the JSON header has arrived it knows the
+request's one binary input tensor and its row size, and each time another piece of
+rows (about :data:`PIECE_BYTES`) is complete in the buffer, that piece goes to the
+model worker as an ordinary prediction while the next rows are still on the wire.
+The answer is the pieces' outputs, concatenated in order.
+
+Pieces are separate worker calls of a few MB each, not one frame held open for the
+whole body: a slow client holds no channel, and other models' requests go between
+the pieces. Only models whose rows are independent are cut (those that allow
+batching: a model with ``"batching": false`` in params.json scores a request whole),
+and only requests with one binary numeric input of at least two pieces; every other
+request (JSON tensors, several inputs, BYTES, no ``Content-Length``) is buffered and
+run as :func:`~tfaas_jupyter.server.v2.infer` runs it. The body is copied once, into
+a buffer of its declared size allocated after the header has been checked (the
+header's shapes bound it).
+
+No HTTP framework here: handlers/v2.py feeds the chunks and writes the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+from typing import Any, Awaitable, Coroutine
+
+import numpy as np
+
+from .batching import rows_independent
+from .errors import BadRequest, ErrorKind, TFaaSError, WorkerError
+from .repository import ModelVersion
+from .service import TFaaS
+from .supervisor import COLD_START
+from .tensors import json_object
+from .v2 import (
+    HEADER_LENGTH,
+    InferAnswer,
+    decode_infer_parts,
+    encode_answer,
+    infer,
+    model_inputs,
+    run_request,
+)
+
+#: About this many tensor bytes go to the worker per piece while the body arrives
+#: (measured on the seed model: pieces of 2,048 to 100,000 rows score at the same rate).
+PIECE_BYTES = 1 << 20
+
+
+def streamable(doc: dict[str, Any]) -> bool:
+    """Whether a request can be cut into row pieces: one input, binary, numeric."""
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        return False
+    params = inputs[0].get("parameters")
+    return (isinstance(params, dict) and "binary_data_size" in params
+            and inputs[0].get("datatype") != "BYTES")
+
+
+class StreamedInfer:
+    """One V2 infer request, fed its body by :meth:`received` and answered by
+    :meth:`answer` once the body is complete.
+
+    ``context`` is the request handler's context (its authentication, key grant and
+    ``Server-Timing`` stages): every model call of the request runs in a copy of it.
+    Errors found while the body arrives are kept and raised by :meth:`answer`, so the
+    client gets them as an ordinary error response once it has sent its body.
+    """
+
+    def __init__(self, service: TFaaS, name: str, version: str | None, *,
+                 header_length: str | None, content_length: str | None,
+                 context: contextvars.Context) -> None:
+        self.service = service
+        self.name = name
+        self.version = version
+        self._context = context
+        self._header_length = _byte_count(header_length, HEADER_LENGTH)
+        self._content_length = _byte_count(content_length, "Content-Length")
+        if (self._header_length is not None and self._content_length is not None
+                and self._header_length > self._content_length):
+            raise BadRequest(f"{HEADER_LENGTH} is {self._header_length} but the body has "
+                             f"only {self._content_length} bytes")
+        #: The body until the header is complete; the whole body when it is not streamed.
+        self._head = bytearray()
+        self._doc: dict[str, Any] | None = None
+        #: The tensor bytes after the header, allocated at their declared size.
+        self._binary: bytearray | None = None
+        self._filled = 0
+        self._error: BaseException | None = None
+        self._admission: contextlib.ExitStack | None = None
+        # set when the request is cut into pieces
+        self._mv: ModelVersion | None = None
+        self._signature: dict[str, Any] = {}
+        self._tensor: np.ndarray | None = None
+        self._row_bytes = 0
+        self._piece_rows = 0
+        self._next_row = 0
+        self._pieces: list[asyncio.Task[list[np.ndarray]]] = []
+        self._cold: Any = None
+
+    # -- the body arriving ----------------------------------------------------------
+
+    def received(self, chunk: bytes) -> Awaitable[None] | None:
+        """Take the next chunk of the body; an awaitable when the header just completed
+        (the model is looked up and loaded before more of the body is read)."""
+        if self._error is not None:
+            return None
+        if self._binary is not None:
+            self._store(chunk)
+            return None
+        if self._header_length is None or self._content_length is None:
+            self._head += chunk  # buffered whole: answered by v2.infer
+            return None
+        need = self._header_length - len(self._head)
+        self._head += chunk[:need]
+        if len(self._head) < self._header_length:
+            return None
+        return self._in_context(self._start(chunk[need:]))
+
+    async def _start(self, rest: bytes) -> None:
+        try:
+            doc = json_object(self._head, "the inference request", "'inputs'")
+            self._doc = doc
+            assert self._content_length is not None and self._header_length is not None
+            if streamable(doc):
+                await self._plan_pieces(doc, self._content_length - self._header_length)
+            if self._binary is None:
+                self._binary = bytearray(self._content_length - self._header_length)
+            self._store(rest)
+        except BaseException as exc:  # kept for answer(): the client sends its body first
+            self._fail(exc)
+
+    async def _plan_pieces(self, doc: dict[str, Any], binary_length: int) -> None:
+        """Check the request against the model now, and cut it when that pays."""
+        limits = self.service.limits
+        binary = bytearray(binary_length)
+        request = decode_infer_parts(doc, memoryview(binary), max_rows=limits.max_rows)
+        mv = self.service.resolve(self.name, self.version)
+        self._admit()
+        try:
+            signature = await self.service.signature(mv)
+            (tensor,) = model_inputs(mv, signature, request.inputs)
+        except TFaaSError as exc:
+            exc.model = mv.name
+            raise
+        self._cold = COLD_START.get()
+        self._binary = binary
+        rows = int(tensor.shape[0]) if tensor.ndim else 0
+        row_bytes = tensor.nbytes // rows if rows else 0
+        piece_rows = max(1, PIECE_BYTES // row_bytes) if row_bytes else 0
+        if not rows_independent(mv.params) or not piece_rows or rows < 2 * piece_rows:
+            return  # scored whole once the body is complete
+        self._mv, self._signature, self._tensor = mv, signature, tensor
+        self._row_bytes, self._piece_rows = row_bytes, piece_rows
+
+    def _store(self, chunk: bytes) -> None:
+        assert self._binary is not None
+        end = self._filled + len(chunk)
+        if end > len(self._binary):
+            self._fail(BadRequest("the body is longer than its Content-Length"))
+            return
+        self._binary[self._filled:end] = chunk
+        self._filled = end
+        if self._tensor is not None:
+            ready = self._filled // self._row_bytes
+            while ready - self._next_row >= self._piece_rows:
+                self._send_piece(self._next_row + self._piece_rows)
+
+    def _send_piece(self, end: int) -> None:
+        assert self._tensor is not None and self._mv is not None
+        piece = self._tensor[self._next_row:end]
+        self._next_row = end
+        task = self._in_context(self.service.run(self._mv, [piece]))
+        task.add_done_callback(self._piece_done)
+        self._pieces.append(task)
+
+    def _piece_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(task.exception())
+
+    # -- the answer --------------------------------------------------------------------
+
+    async def answer(self) -> InferAnswer:
+        """The request's answer, once the body is complete."""
+        try:
+            return await self._answer()
+        finally:
+            self.close()
+
+    async def _answer(self) -> InferAnswer:
+        if self._error is not None:
+            raise self._error
+        if self._cold is not None:
+            COLD_START.set(self._cold)
+        if self._doc is None:  # not the binary extension: buffered whole
+            header = None if self._header_length is None else str(self._header_length)
+            return await infer(self.service, self.name, self.version, bytes(self._head),
+                               header)
+        assert self._binary is not None
+        if self._filled != len(self._binary):
+            raise BadRequest(f"the body ended after {self._filled} of its "
+                             f"{len(self._binary)} tensor bytes")
+        self._admit()
+        if self._tensor is None:  # not cut: decoded and scored as a whole
+            request = decode_infer_parts(self._doc, memoryview(self._binary),
+                                         max_rows=self.service.limits.max_rows)
+            return await run_request(self.service, self.service.resolve(self.name,
+                                                                        self.version), request)
+        assert self._mv is not None
+        rows = int(self._tensor.shape[0])
+        if self._next_row < rows:
+            self._send_piece(rows)
+        try:
+            parts = await asyncio.gather(*self._pieces)
+            outputs = _concatenate(parts, self._mv.name)
+            request = decode_infer_parts(self._doc, memoryview(self._binary),
+                                         max_rows=self.service.limits.max_rows)
+            return encode_answer(self._mv, self._signature, outputs, request, rows)
+        except TFaaSError as exc:
+            exc.model = self._mv.name
+            raise
+
+    # -- ends ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel what is still running (a client that left, an error) and give back the
+        request's prediction slot."""
+        for task in self._pieces:
+            task.cancel()
+        if self._admission is not None:
+            self._admission.close()
+            self._admission = None
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._tensor = None  # no more pieces
+        for task in self._pieces:
+            task.cancel()
+
+    def _admit(self) -> None:
+        if self._admission is None:
+            stack = contextlib.ExitStack()
+            stack.enter_context(self.service.admit())
+            self._admission = stack
+
+    def _in_context(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        # a copy per task: what one model call records for itself (its model time)
+        # does not leak into another's, while the request's stages object is shared
+        return asyncio.get_running_loop().create_task(coro, context=self._context.copy())
+
+
+def _byte_count(value: str | None, what: str) -> int | None:
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise BadRequest(f"{what} must be a number of bytes, not {value[:40]!r}")
+    return int(value)
+
+
+def _concatenate(parts: list[list[np.ndarray]], model: str) -> list[np.ndarray]:
+    """The pieces' outputs as one array per output, rows in order."""
+    outputs = []
+    for index in range(len(parts[0])):
+        arrays = [np.asarray(part[index]) for part in parts]
+        if any(a.ndim == 0 for a in arrays):
+            raise WorkerError(
+                f"model {model!r} answers output {index} without a row per input row; "
+                'set "batching": false in its params.json to score requests whole',
+                ErrorKind.MODEL,
+            )
+        outputs.append(np.concatenate(arrays))
+    return outputs
