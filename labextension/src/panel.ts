@@ -493,7 +493,7 @@ export class TFaaSPanel extends Widget {
       el(
         'div',
         { class: 'jp-tfaas-muted' },
-        word('upload_hint')
+        `${word('upload_hint')}: ${word('upload_drop')}.`
       ),
       el('div', { class: 'jp-tfaas-row' }, this._nameInput, choose),
       this._fileInput,

@@ -104,12 +104,14 @@ def example_request(name: str, model: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def curl_command(server: ServerInfo, name: str, model: dict[str, Any] | None = None,
-                 *, show_token: bool = False, token_var: str = "JUPYTER_TOKEN") -> str:
-    """One shell line doing a prediction with ``model`` on ``server``: the full URL with
-    its base_url, the token as ``$JUPYTER_TOKEN`` (the real one with ``show_token``).
-    Under a hub (a server found, not connected by hand) the URL is the hub's public one
-    and the token a hub API token, ``$JUPYTERHUB_API_TOKEN``."""
-    body = json.dumps(example_request(name, model), separators=(",", ":"))
+                 *, show_token: bool = False, token_var: str = "JUPYTER_TOKEN",
+                 request: dict[str, Any] | None = None) -> str:
+    """One shell line doing a prediction with ``model`` on ``server`` (``request``, or
+    an example row): the full URL with its base_url, the token as ``$JUPYTER_TOKEN``
+    (the real one with ``show_token``). Under a hub (a server found, not connected by
+    hand) the URL is the hub's public one and the token a hub API token,
+    ``$JUPYTERHUB_API_TOKEN``."""
+    body = json.dumps(request or example_request(name, model), separators=(",", ":"))
     hub_url = None if server.source in ("connect", "TFAAS_URL") else public_server_url()
     if hub_url and not server.public_url:
         server = replace(server, public_url=hub_url)
@@ -458,7 +460,11 @@ class TFaaSMagics(Magics):
         _parser("browser").parse_args(shlex.split(rest))
         from .widgets import ModelBrowser
 
-        return ModelBrowser(self.client())
+        client = self.client()
+        server = self._server  # as client() found it: the browser's Copy curl names it
+        assert server is not None
+        return ModelBrowser(client, curl=lambda name, model, request: curl_command(
+            server, name, model, request=request))
 
     def _cmd_server(self, rest: str) -> None:
         """Where discovery points (undocumented: a debugging aid)."""

@@ -16,22 +16,29 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .vocabulary import WORDS, word
+
 __all__ = [
     "Html",
     "STATUS_COLUMNS",
     "OPTIONAL_EXTRAS",
+    "format_ms",
     "format_status",
+    "format_value",
     "html_table",
     "input_width",
     "missing_extra",
     "models_frame",
     "output_labels",
+    "prediction_count",
     "params_rows",
     "predictions_frame",
     "spec_text",
     "specs_text",
     "status_headline",
     "status_rows",
+    "status_strip",
+    "worker_text",
 ]
 
 #: Optional packages of the client side, and the extra of tfaas-jupyter that installs each.
@@ -83,18 +90,24 @@ def input_width(model: dict[str, Any] | None) -> int | None:
 
 
 def spec_text(spec: dict[str, Any]) -> str:
-    """``name[?,42]``: a tensor's name and shape, ``?`` for a free dimension."""
-    shape = ["?" if d is None or d < 0 else str(d) for d in spec.get("shape") or []]
-    return f"{spec.get('name', '?')}[{','.join(shape)}]"
+    """``name float32 [?, 42]``: a tensor's name, dtype and shape, ``?`` for a free
+    dimension (as the JupyterLab panel writes it)."""
+    shape = spec.get("shape")
+    parts = [str(spec.get("name") or ""), str(spec.get("dtype") or "")]
+    if isinstance(shape, list):
+        parts.append("[" + ", ".join("?" if d is None or d < 0 else str(d)
+                                     for d in shape) + "]")
+    return " ".join(part for part in parts if part) or "?"
 
 
 def specs_text(specs: Sequence[dict[str, Any]] | None) -> str:
     return ", ".join(spec_text(s) for s in specs or []) or "?"
 
 
-#: Fields of a model's description that are shown on their own, not among its params.
+#: Fields of a model's description that are shown on their own (or are the server's
+#: bookkeeping), not among its params: the panel's list (labextension/src/models.ts).
 _DESCRIBED = {"name", "version", "versions", "inputs", "outputs", "label_names",
-              "version_details", "version_labels", "keys", "format"}
+              "version_details", "version_labels", "keys", "format", "created", "timestamp"}
 
 
 def version_labels_text(detail: dict[str, Any]) -> str:
@@ -104,9 +117,9 @@ def version_labels_text(detail: dict[str, Any]) -> str:
 
 
 def params_rows(detail: dict[str, Any]) -> list[tuple[str, str]]:
-    """The model's other params.json entries as (key, readable value) rows."""
+    """The model's other params.json entries as (key, readable value) rows, by key."""
     rows = []
-    for key, value in detail.items():
+    for key, value in sorted(detail.items(), key=lambda item: str(item[0])):
         if key in _DESCRIBED or value is None:
             continue
         text = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -160,6 +173,61 @@ def status_headline(status: dict[str, Any]) -> list[str]:
         f"requests: GET {status.get('getRequests', 0)}, POST {status.get('postRequests', 0)}, "
         f"DELETE {status.get('deleteRequests', 0)}, errors {status.get('errors', 0)}",
     ]
+
+
+def format_value(value: float) -> str:
+    """An output as the panel shows it: an integer as is, else six significant digits
+    (JavaScript's ``toPrecision(6)``, trailing zeros kept)."""
+    value = float(value)
+    if value.is_integer():
+        return str(int(value))
+    return f"{value:#.6g}".replace("e+0", "e+").replace("e-0", "e-")
+
+
+def format_ms(ms: float) -> str:
+    """``12.3 ms``, ``1.20 s``: a latency to three significant digits."""
+    if ms >= 1000:
+        return f"{ms / 1000:#.3g} s"
+    return f"{ms:#.3g} ms"
+
+
+def worker_text(state: str) -> str:
+    """The worker's state in the shared vocabulary's words (an unknown one as it is)."""
+    return WORDS.get(f"worker_{state}", state)
+
+
+#: The status strip's cells, in order; each is labelled by the word ``status_KEY``.
+STATUS_STRIP = ("worker", "tensorflow", "loaded", "rate", "p99")
+
+
+def status_strip(status: dict[str, Any], rate: float | None) -> dict[str, str]:
+    """The status strip the panel shows (labextension/src/status.ts, ``statusView``):
+    worker state, TensorFlow version, loaded models, the request rate since the last
+    poll (None before a second one) and the worst p99 latency, in the shared words."""
+    worker = status.get("worker") or {}
+    state = str(worker.get("state") or "unknown")
+    problem = worker.get("error") or (worker.get("last_error") if state == "failed" else "")
+    loaded = [str(name) for name in status.get("models_loaded") or []]
+    p99s = [float(entry["p99_latency_ms"]) for entry in (status.get("models") or {}).values()
+            if isinstance(entry, dict)
+            and isinstance(entry.get("p99_latency_ms"), (int, float))]
+    none = word("status_no_value")
+    return {
+        "worker": (word("worker_problem", state=worker_text(state), problem=problem)
+                   if problem else worker_text(state)),
+        "tensorflow": str(status.get("tensorflow") or word("status_tensorflow_unknown")),
+        "loaded": ", ".join(loaded) or word("status_none"),
+        "rate": none if rate is None else word(
+            "status_rate_value", rate=f"{rate:.2f}" if rate < 10 else f"{rate:.0f}"),
+        "p99": word("status_p99_value", latency=format_ms(max(p99s))) if p99s else none,
+    }
+
+
+def prediction_count(status: dict[str, Any]) -> int:
+    """Predictions served so far: the sum of every model's ``requests``."""
+    return sum(int(entry.get("requests") or 0)
+               for entry in (status.get("models") or {}).values()
+               if isinstance(entry, dict) and isinstance(entry.get("requests"), int))
 
 
 #: The columns of :func:`status_rows`.
