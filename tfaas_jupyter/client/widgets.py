@@ -32,6 +32,8 @@ import ipywidgets as w
 import numpy as np
 
 from .api import TFaaSClient, TFaaSClientError
+from .curl import curl_command
+from .discovery import ServerInfo
 from .present import (
     STATUS_STRIP,
     format_value,
@@ -513,9 +515,6 @@ class ModelBrowser:
         if self._curl is not None:
             line = self._curl(name, self.detail, request)
         else:
-            from .discovery import ServerInfo
-            from .magics import curl_command
-
             root = self.client.url[: -len("tfaas/")]
             line = curl_command(ServerInfo(root, source="connect"), name, self.detail,
                                 request=request)
