@@ -127,6 +127,15 @@ def wait_for_model(page, name: str, timeout: float = 180_000) -> None:
         raise AssertionError(f"{name} not listed; notifications: {said}") from None
 
 
+def use_dark_theme(page) -> None:
+    """Switch Lab to its dark theme from the command palette, as a user does."""
+    page.keyboard.press("Control+Shift+C")
+    page.locator(".lm-CommandPalette input").fill("Use Theme: JupyterLab Dark")
+    page.locator(".lm-CommandPalette-item", has_text="JupyterLab Dark").first.click()
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
+                           timeout=60_000)
+
+
 def launch(playwright):
     return playwright.chromium.launch(
         executable_path=CHROMIUM, headless=True,
@@ -292,11 +301,7 @@ def test_the_panel_in_jupyter_lab(tmp_path: Path, seed_dir: Path, built: dict) -
                 return panel.evaluate("node => getComputedStyle(node).backgroundColor")
 
             light = background()
-            page.keyboard.press("Control+Shift+C")
-            page.locator(".lm-CommandPalette input").fill("Use Theme: JupyterLab Dark")
-            page.locator(".lm-CommandPalette-item", has_text="JupyterLab Dark").first.click()
-            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
-                                   timeout=60_000)
+            use_dark_theme(page)
             page.wait_for_function(
                 "(before) => getComputedStyle(document.querySelector('#tfaas-sidebar'))"
                 ".backgroundColor !== before", arg=light, timeout=60_000)
@@ -418,11 +423,7 @@ def test_the_widget_in_lab_looks_like_the_panel(tmp_path: Path, seed_dir: Path) 
             assert None not in light.values(), light
             assert light == computed_look(page, panel)
             widget.screenshot(path=str(tmp_path / "widget.png"))  # to look at on a failure
-            page.keyboard.press("Control+Shift+C")
-            page.locator(".lm-CommandPalette input").fill("Use Theme: JupyterLab Dark")
-            page.locator(".lm-CommandPalette-item", has_text="JupyterLab Dark").first.click()
-            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
-                                   timeout=60_000)
+            use_dark_theme(page)
             page.wait_for_function(
                 "(before) => getComputedStyle(document.querySelector('.jp-tfaas-widget'))"
                 ".color !== before", arg=light[":root"]["color"], timeout=60_000)
