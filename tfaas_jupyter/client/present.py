@@ -2,15 +2,15 @@
 models and params, the server's status, and the one line said when a kernel lacks an
 optional package.
 
-Shared by the ``%tfaas`` magics (text, DataFrames) and the model browser widget
-(HTML), so both show the same thing the same way. Needs numpy only; pandas is
-imported where a DataFrame is made, and a kernel without it gets
+Shared by the ``%tfaas`` magics (text, DataFrames) and the model browser widget (whose
+HTML is in widgets.py), so both show the same thing the same way; the status strip and
+numbers as the JupyterLab panel writes them, in the shared vocabulary's words. Needs
+numpy only; pandas is imported where a DataFrame is made, and a kernel without it gets
 :func:`missing_extra`'s line from the magics.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from typing import Any, Sequence
 
@@ -19,13 +19,11 @@ import numpy as np
 from .vocabulary import WORDS, word
 
 __all__ = [
-    "Html",
-    "STATUS_COLUMNS",
+    "STATUS_STRIP",
     "OPTIONAL_EXTRAS",
     "format_ms",
     "format_status",
     "format_value",
-    "html_table",
     "input_width",
     "missing_extra",
     "models_frame",
@@ -230,10 +228,6 @@ def prediction_count(status: dict[str, Any]) -> int:
                if isinstance(entry, dict) and isinstance(entry.get("requests"), int))
 
 
-#: The columns of :func:`status_rows`.
-STATUS_COLUMNS = ("model", "requests", "rows", "errors", "mean ms")
-
-
 def status_rows(status: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     """Per model: requests, rows, errors, mean latency (ms), as text."""
     rows = []
@@ -252,32 +246,3 @@ def format_status(status: dict[str, Any], where: str | None = None) -> str:
         lines.append(f"  {name}: {requests} requests, {rows} rows, {errors} errors"
                      + (f", mean {latency} ms" if latency else ""))
     return "\n".join(lines)
-
-
-# -- HTML ----------------------------------------------------------------------------
-
-
-class Html(str):
-    """Text that is HTML already: :func:`html_table` puts it in as it is."""
-
-
-def _cell(value: Any) -> str:
-    return value if isinstance(value, Html) else html.escape(str(value))
-
-
-def html_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None, *,
-               row_headers: bool = False) -> Html:
-    """A plain HTML table; every cell is escaped unless it is :class:`Html`."""
-    style = "text-align:left;padding:0 1em 0 0;vertical-align:top"
-    parts = ["<table>"]
-    if header:
-        parts.append("<tr>" + "".join(f"<th style='{style}'>{_cell(h)}</th>" for h in header)
-                     + "</tr>")
-    for row in rows:
-        cells = []
-        for i, value in enumerate(row):
-            tag = "th" if row_headers and i == 0 else "td"
-            cells.append(f"<{tag} style='{style}'>{_cell(value)}</{tag}>")
-        parts.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append("</table>")
-    return Html("".join(parts))
