@@ -207,6 +207,13 @@ def test_wheel_installs_and_enables_the_extension(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
     )
     assert where.stdout.strip().startswith(str(site)), where
+    # the widget's words load from the installed package, not the source tree
+    words = subprocess.run(
+        [python, "-c", "from tfaas_jupyter.client import vocabulary as v; "
+                       "print(v.__file__, v.word('models'))"],
+        capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
+    )
+    assert words.stdout.startswith(str(site)) and words.stdout.split()[-1] == "Models", words
     labext = subprocess.run(
         [python, "-m", "jupyterlab.labextensions", "list"],
         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
