@@ -2,10 +2,10 @@
 
 Everything else about the package is in pyproject.toml. ``build_labextension`` runs
 first in every ``build`` (``pip install .``, ``pip wheel .``, ``pip install -e .``):
-when ``labextension/dist/`` is missing, or was built from other sources
-than ``labextension/`` holds now, it runs ``jlpm install --immutable`` and
-``jlpm build:prod`` (Node.js from the system, packages from the npm registry).
-The built folder goes into the wheel as
+when ``labextension/dist/`` is missing, or was built from other sources than
+``labextension/`` (and the vocabulary it imports from the package) hold now, it runs
+``jlpm install --immutable`` and ``jlpm build:prod`` (Node.js from the system,
+packages from the npm registry). The built folder goes into the wheel as
 ``share/jupyter/labextensions/tfaas-jupyter/``, where JupyterLab finds it.
 """
 
@@ -30,6 +30,8 @@ SHARE = "share/jupyter/labextensions/tfaas-jupyter"
 #: what the build reads (node_modules and lib/ are its own products)
 INPUTS = ("package.json", "yarn.lock", ".yarnrc.yml", "tsconfig.json", "install.json")
 INPUT_DIRS = ("src", "style")
+#: what the build imports from the Python package: the words the widget shows too
+SHARED_INPUTS = ("tfaas_jupyter/client/vocabulary.json",)
 
 
 def sources_digest() -> str:
@@ -39,8 +41,9 @@ def sources_digest() -> str:
     for folder in INPUT_DIRS:
         files += sorted(p for p in (SOURCE / folder).rglob("*")
                         if p.is_file() and "__tests__" not in p.parts)
+    files += [ROOT / name for name in SHARED_INPUTS]
     for path in files:
-        digest.update(str(path.relative_to(SOURCE)).encode() + b"\0")
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() if path.is_file() else b"<missing>")
         digest.update(b"\0")
     return digest.hexdigest()

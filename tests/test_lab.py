@@ -127,6 +127,15 @@ def wait_for_model(page, name: str, timeout: float = 180_000) -> None:
         raise AssertionError(f"{name} not listed; notifications: {said}") from None
 
 
+def use_dark_theme(page) -> None:
+    """Switch Lab to its dark theme from the command palette, as a user does."""
+    page.keyboard.press("Control+Shift+C")
+    page.locator(".lm-CommandPalette input").fill("Use Theme: JupyterLab Dark")
+    page.locator(".lm-CommandPalette-item", has_text="JupyterLab Dark").first.click()
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
+                           timeout=60_000)
+
+
 def launch(playwright):
     return playwright.chromium.launch(
         executable_path=CHROMIUM, headless=True,
@@ -292,11 +301,7 @@ def test_the_panel_in_jupyter_lab(tmp_path: Path, seed_dir: Path, built: dict) -
                 return panel.evaluate("node => getComputedStyle(node).backgroundColor")
 
             light = background()
-            page.keyboard.press("Control+Shift+C")
-            page.locator(".lm-CommandPalette input").fill("Use Theme: JupyterLab Dark")
-            page.locator(".lm-CommandPalette-item", has_text="JupyterLab Dark").first.click()
-            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
-                                   timeout=60_000)
+            use_dark_theme(page)
             page.wait_for_function(
                 "(before) => getComputedStyle(document.querySelector('#tfaas-sidebar'))"
                 ".backgroundColor !== before", arg=light, timeout=60_000)
@@ -304,5 +309,126 @@ def test_the_panel_in_jupyter_lab(tmp_path: Path, seed_dir: Path, built: dict) -
             luminance = [sum(int(v) for v in c[c.index("(") + 1:c.index(")")].split(",")[:3])
                          for c in (light, dark)]
             assert luminance[1] < luminance[0], (light, dark)
+            assert not errors, errors
+            browser.close()
+
+
+#: What the notebook widget shares with the panel: (element, computed properties).
+SHARED_LOOK = (
+    (".jp-tfaas-status", ("display", "background-color", "border-top-color",
+                          "border-top-style", "border-top-left-radius")),
+    (".jp-tfaas-status-cell .jp-tfaas-muted", ("color", "font-size")),
+    ("[data-status=worker]", ("color", "font-size", "line-height")),
+    (".jp-tfaas-heading", ("color", "text-transform", "font-weight", "font-size")),
+    (".jp-tfaas-drop", ("border-top-style", "border-top-color")),
+    (".jp-tfaas-model.jp-mod-selected", ("border-top-color", "background-color")),
+    (".jp-tfaas-model-name", ("font-weight",)),
+    (".jp-tfaas-badge", ("background-color", "color", "font-size")),
+    (".jp-tfaas-details", ("display", "font-size", "column-gap")),
+    (".jp-tfaas-details dt", ("color", "display")),
+    (".jp-tfaas-details dd", ("color", "font-family", "margin-left", "line-height")),
+    ("[data-tfaas=result] .jp-tfaas-number", ("font-family", "text-align")),
+    ("[data-tfaas=result] .jp-tfaas-bar", ("background-color", "height")),
+)
+
+
+def computed_look(page, root: str) -> dict[str, dict[str, str]]:
+    """The computed styles of SHARED_LOOK's elements (the first of each) under ``root``,
+    and of ``root`` itself (text colour, font, background)."""
+    return page.evaluate(
+        """([root, wanted]) => {
+            const top = document.querySelector(root);
+            const look = {};
+            const style = getComputedStyle(top);
+            look[':root'] = {color: style.color, 'font-family': style.fontFamily,
+                             'background-color': style.backgroundColor};
+            for (const [selector, properties] of wanted) {
+                const node = top.querySelector(selector);
+                if (!node) { look[selector] = null; continue; }
+                const computed = getComputedStyle(node);
+                look[selector] = Object.fromEntries(
+                    properties.map(p => [p, computed.getPropertyValue(p)]));
+            }
+            return look;
+        }""", [root, [[s, list(p)] for s, p in SHARED_LOOK]])
+
+
+def texts(page, selector: str) -> list[str]:
+    return [t.strip() for t in page.locator(selector).all_inner_texts()]
+
+
+def test_the_widget_in_lab_looks_like_the_panel(tmp_path: Path, seed_dir: Path) -> None:
+    """``%tfaas browser`` run in a notebook of a real ``jupyter lab``, beside the panel:
+    the same words and, element for element, the same computed styles from the panel's
+    stylesheet and Lab's theme variables, in the light theme and the dark one; its
+    try-it form gives the model's numbers."""
+    home = tmp_path / "lab"
+    with jupyter_server(home, app="lab") as srv:
+        body, ctype = seed_upload_body(seed_dir)
+        code, answer = srv.request("POST", "tfaas/upload", body, {"Content-Type": ctype})
+        assert code == 200, answer
+        source = "%load_ext tfaas_jupyter\nbrowser = %tfaas browser\nbrowser"
+        notebook = {"nbformat": 4, "nbformat_minor": 4, "cells": [
+            {"cell_type": "code", "source": source, "metadata": {}, "outputs": [],
+             "execution_count": None}],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                        "language": "python"}}}
+        (home / "browser.ipynb").write_text(json.dumps(notebook))
+        with sync_api.sync_playwright() as pw:
+            browser = launch(pw)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            open_panel(page, f"{srv.url}lab/tree/browser.ipynb?token={srv.token}")
+            page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+            page.keyboard.press("Shift+Enter")
+            widget = page.locator(".jp-OutputArea .jp-tfaas-widget")
+            widget.wait_for(timeout=240_000)
+            widget.locator('[data-model="vk"]').wait_for(timeout=60_000)
+            page.wait_for_function(
+                "() => document.querySelector('.jp-tfaas-widget [data-status=worker]')"
+                ".textContent !== '…'", timeout=60_000)
+
+            # the try-it form in the notebook: the model's numbers, six digits
+            talk = json.loads((seed_dir / "input.json").read_text())["values"]
+            row = [round(v * 0.9 - 0.02, 6) for v in talk]
+            widget.locator(".jp-tfaas-values input").fill(json.dumps(row))
+            widget.locator("button", has_text="Predict").click()
+            number = widget.locator('[data-tfaas="result"] td.jp-tfaas-number')
+            number.wait_for(timeout=120_000)
+            expected = seed_reference(row)
+            assert float(number.get_attribute("data-value")) == pytest.approx(expected, rel=1e-5)
+            assert float(number.inner_text()) == pytest.approx(expected, rel=1e-5)
+            assert len(number.inner_text().replace("0.", "", 1)) >= 4, number.inner_text()
+            # and in the panel, for its result's look
+            predict_in_panel(page, "vk", row)
+
+            # the same words: section headings, status labels, model fields, buttons
+            panel, ours = "#tfaas-sidebar", ".jp-tfaas-widget"
+            for selector in (".jp-tfaas-heading:not(.jp-tfaas-tryit *)",
+                             ".jp-tfaas-status-cell .jp-tfaas-muted",
+                             '[data-model="vk"] dt', ".jp-tfaas-tryit .jp-tfaas-heading",
+                             ".jp-tfaas-tryit label.jp-tfaas-muted", "[data-tfaas=result] th"):
+                assert texts(page, f"{ours} {selector}") == \
+                    texts(page, f"{panel} {selector}"), selector
+            assert texts(page, f"{ours} [data-model] dt") == [
+                "Versions", "Format", "Inputs", "Outputs", "Labels", "Params"]
+            for button in ("Refresh", "Upload…", "Delete", "Predict", "Copy curl"):
+                assert widget.locator("button", has_text=button).count() >= 1, button
+                assert page.locator(panel).locator(".jp-tfaas-button",
+                                                   has_text=button).count() >= 1, button
+
+            # the same look, in the light theme and in the dark one
+            light = computed_look(page, ours)
+            assert None not in light.values(), light
+            assert light == computed_look(page, panel)
+            widget.screenshot(path=str(tmp_path / "widget.png"))  # to look at on a failure
+            use_dark_theme(page)
+            page.wait_for_function(
+                "(before) => getComputedStyle(document.querySelector('.jp-tfaas-widget'))"
+                ".color !== before", arg=light[":root"]["color"], timeout=60_000)
+            dark = computed_look(page, ours)
+            assert dark == computed_look(page, panel)
+            assert dark[".jp-tfaas-status"] != light[".jp-tfaas-status"]
             assert not errors, errors
             browser.close()

@@ -215,8 +215,10 @@ def test_magics_in_a_kernel_started_by_the_server(server: ServerProcess, kernel:
         "assert b.last_error is None, b.last_error\n"
         "np.testing.assert_allclose(b.predictions, "
         "model(np.array([[0.1, 0.2, 0.3, 0.4]], 'float32')).numpy()[0], rtol=1e-4, atol=1e-5)\n"
-        "assert [r.children[0].value for r in b.result_box.children[0].children] == "
+        "import re\n"
+        "assert re.findall('<tr data-label=\"([^\"]*)\"', b.result_html.value) == "
         "['neg', 'pos']\n"
+        "assert f'{b.client.url}json' in b.copy_curl()\n"
         "b.close()")
     shown = kernel.run("%tfaas browser")
     assert any("application/vnd.jupyter.widget-view+json" in r for r in shown.results)

@@ -173,6 +173,12 @@ def test_wheel_installs_and_enables_the_extension(tmp_path: Path) -> None:
     built = json.loads(zipfile.ZipFile(wheel).read(share + "package.json"))
     assert built["name"] == "tfaas-jupyter"
     assert built["jupyterlab"]["_build"]["load"].startswith("static/remoteEntry.")
+    # the words the widget and the panel share: in the package, and bundled in the panel
+    assert "tfaas_jupyter/client/vocabulary.json" in names
+    words = json.loads(zipfile.ZipFile(wheel).read("tfaas_jupyter/client/vocabulary.json"))
+    bundled = "".join(zipfile.ZipFile(wheel).read(n).decode() for n in names
+                      if n.startswith(share + "static/") and n.endswith(".js"))
+    assert f'"models_empty":"{words["models_empty"]}"' in bundled
     # A fresh venv that borrows the test venv's packages (a path, not its .pth hooks)
     # and gets the wheel installed as a user would: pip install, nothing else.
     venv = tmp_path / "venv"
@@ -201,6 +207,13 @@ def test_wheel_installs_and_enables_the_extension(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
     )
     assert where.stdout.strip().startswith(str(site)), where
+    # the widget's words load from the installed package, not the source tree
+    words = subprocess.run(
+        [python, "-c", "from tfaas_jupyter.client import vocabulary as v; "
+                       "print(v.__file__, v.word('models'))"],
+        capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
+    )
+    assert words.stdout.startswith(str(site)) and words.stdout.split()[-1] == "Models", words
     labext = subprocess.run(
         [python, "-m", "jupyterlab.labextensions", "list"],
         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,

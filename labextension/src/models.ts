@@ -38,6 +38,8 @@ export interface IModelView {
   params: Array<[string, string]>;
   /** the input keys params.json names, if any */
   keys: string[] | null;
+  /** `stable: 3, canary: 4`: the model's version labels, '' without any */
+  versionLabels: string;
   /** values per row the model takes, when its input shapes fix it */
   width: number | null;
 }
@@ -53,7 +55,9 @@ const SERVER_KEYS = new Set([
   'inputs',
   'outputs',
   'label_names',
-  'version_details'
+  'version_details',
+  'version_labels',
+  'keys'
 ]);
 
 /** `name dtype [?, 42]`: one tensor on one line; unknown dimensions as `?`. */
@@ -94,6 +98,16 @@ function displayValue(value: unknown): string {
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
+/** `stable: 3, canary: 4`, as the notebook widget shows version labels. */
+export function versionLabelsText(labels: unknown): string {
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) {
+    return '';
+  }
+  return Object.entries(labels as Record<string, unknown>)
+    .map(([label, version]) => `${label}: ${String(version)}`)
+    .join(', ');
+}
+
 /** One model document as the panel shows it. */
 export function modelView(doc: IModelDoc): IModelView {
   const versions = Array.isArray(doc.versions)
@@ -122,6 +136,7 @@ export function modelView(doc: IModelDoc): IModelView {
     labels: Array.isArray(doc.label_names) ? doc.label_names.map(String) : [],
     params,
     keys,
+    versionLabels: versionLabelsText(doc.version_labels),
     width: keys ? keys.length : inputWidth(doc.inputs)
   };
 }

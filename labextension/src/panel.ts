@@ -4,6 +4,8 @@
  * (models, status, predict, curl, upload) so it is unit tested without a browser.
  *
  * Elements tests and users address carry `data-tfaas="..."`; each model `data-model`.
+ * Its words come from the vocabulary the notebook widget (`%tfaas browser`) shows too,
+ * and its classes (style/base.css) dress that widget's markup as well.
  */
 
 import { Clipboard, Dialog, Notification, showDialog } from '@jupyterlab/apputils';
@@ -23,6 +25,7 @@ import {
 } from './predict';
 import { ISample, IStatusDoc, predictionCount, requestRate, statusView } from './status';
 import { ACCEPT, classifyFiles, nameFromFile, nameFromParams } from './upload';
+import { word } from './words';
 
 /** How often the visible panel polls the status and the model list (ms). */
 const REFRESH_MS = 5000;
@@ -56,7 +59,7 @@ export class TFaaSPanel extends Widget {
     super();
     this.id = 'tfaas-sidebar';
     this.addClass('jp-tfaas-panel');
-    this.title.caption = 'TensorFlow as a Service';
+    this.title.caption = word('title_long');
     this.build();
   }
 
@@ -103,23 +106,22 @@ export class TFaaSPanel extends Widget {
     }
     this._progress.hidden = false;
     this._progress.value = 0;
-    this._progressText.textContent = `uploading ${name}…`;
+    this._progressText.textContent = word('uploading', { name });
     try {
       const answer = (await this.api.upload(form, (sent, total) => {
         this._progress.max = total || 1;
         this._progress.value = sent;
       })) as { name?: string; version?: number };
-      this._progressText.textContent = `${answer.name} version ${answer.version} uploaded`;
+      const uploaded = word('uploaded', { name: String(answer.name), version: String(answer.version) });
+      this._progressText.textContent = uploaded;
       this._nameInput.value = '';
-      Notification.success(`TFaaS: ${answer.name} version ${answer.version} uploaded`, {
-        autoClose: 4000
-      });
+      Notification.success(`${word('title')}: ${uploaded}`, { autoClose: 4000 });
       await this.refreshModels();
       if (answer.name) {
         this.select(answer.name);
       }
     } catch (error) {
-      this._progressText.textContent = 'upload failed';
+      this._progressText.textContent = word('upload_failed');
       notifyError('upload', error);
     } finally {
       this._progress.hidden = true;
@@ -129,11 +131,16 @@ export class TFaaSPanel extends Widget {
   /** Ask, then delete a model with all its versions. */
   async remove(name: string): Promise<boolean> {
     const model = this._models.get(name);
-    const versions = model ? ` (versions ${versionsText(model)})` : '';
+    const versions = model
+      ? ` (${word('field_versions').toLowerCase()} ${versionsText(model)})`
+      : '';
     const result = await showDialog({
-      title: 'Delete model',
-      body: `Delete ${name}${versions} from the server?`,
-      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+      title: word('delete_title'),
+      body: word('delete_ask', { what: `${name}${versions}` }),
+      buttons: [
+        Dialog.cancelButton({ label: word('cancel') }),
+        Dialog.warnButton({ label: word('delete') })
+      ]
     });
     if (!result.button.accept) {
       return false;
@@ -144,7 +151,9 @@ export class TFaaSPanel extends Widget {
       notifyError('delete', error);
       return false;
     }
-    Notification.success(`TFaaS: ${name} deleted`, { autoClose: 4000 });
+    Notification.success(`${word('title')}: ${word('deleted', { what: name })}`, {
+      autoClose: 4000
+    });
     if (this._selected === name) {
       this._selected = null;
     }
@@ -156,7 +165,7 @@ export class TFaaSPanel extends Widget {
   async predict(): Promise<void> {
     const model = this._selected ? this._models.get(this._selected) : undefined;
     if (!model) {
-      notifyError('predict', new Error('select a model first'));
+      notifyError('predict', new Error(word('select_first')));
       return;
     }
     let rows: number[][];
@@ -168,7 +177,7 @@ export class TFaaSPanel extends Widget {
       notifyError('predict', error);
       return;
     }
-    this._result.replaceChildren(el('span', { class: 'jp-tfaas-muted' }, 'running…'));
+    this._result.replaceChildren(el('span', { class: 'jp-tfaas-muted' }, word('running')));
     try {
       const answer = await this.api.predict(request);
       this.showResult(resultRows(answer, rows.length, model.labels));
@@ -182,7 +191,7 @@ export class TFaaSPanel extends Widget {
   async copyCurl(): Promise<string | null> {
     const model = this._selected ? this._models.get(this._selected) : undefined;
     if (!model) {
-      notifyError('copy curl', new Error('select a model first'));
+      notifyError('copy curl', new Error(word('select_first')));
       return null;
     }
     let rows: number[][];
@@ -200,7 +209,7 @@ export class TFaaSPanel extends Widget {
     }
     Clipboard.copyToSystem(line);
     this._curlText.textContent = line;
-    Notification.info('TFaaS: curl command copied', { autoClose: 3000 });
+    Notification.info(`${word('title')}: ${word('curl_copied')}`, { autoClose: 3000 });
     return line;
   }
 
@@ -213,8 +222,8 @@ export class TFaaSPanel extends Widget {
     }
     const model = this._models.get(name);
     this._tryTitle.textContent = model
-      ? `Try ${model.name} (version ${model.version ?? '?'})`
-      : 'Try a model';
+      ? word('try_model', { name: model.name, version: model.version ?? '?' })
+      : word('try_none');
     this._tryit.hidden = !model;
     if (model) {
       this._openapi.setAttribute('href', this.api.url('models', model.name, 'openapi.json'));
@@ -315,7 +324,7 @@ export class TFaaSPanel extends Widget {
   private renderModels(views: IModelView[]): void {
     if (!views.length) {
       this._list.replaceChildren(
-        el('li', { class: 'jp-tfaas-empty' }, 'No models yet: drop model files above.')
+        el('li', { class: 'jp-tfaas-empty' }, word('models_empty'))
       );
       return;
     }
@@ -332,13 +341,16 @@ export class TFaaSPanel extends Widget {
         );
       }
     };
-    add('versions', [versionsText(view)]);
-    add('format', [view.format]);
-    add('inputs', view.inputs);
-    add('outputs', view.outputs);
-    add('labels', view.labels.length ? [view.labels.join(', ')] : []);
+    // the notebook widget shows the same fields in the same order
+    add(word('field_versions'), [versionsText(view)]);
+    add(word('field_version_labels'), view.versionLabels ? [view.versionLabels] : []);
+    add(word('field_format'), [view.format]);
+    add(word('field_inputs'), view.inputs);
+    add(word('field_outputs'), view.outputs);
+    add(word('field_keys'), view.keys ? [view.keys.join(', ')] : []);
+    add(word('field_labels'), view.labels.length ? [view.labels.join(', ')] : []);
     add(
-      'params',
+      word('field_params'),
       view.params.map(([key, value]) => `${key}: ${value}`)
     );
     const remove = el(
@@ -346,10 +358,10 @@ export class TFaaSPanel extends Widget {
       {
         class: 'jp-tfaas-button jp-mod-warn',
         'data-tfaas': 'delete',
-        title: `Delete ${view.name}`,
-        'aria-label': `Delete ${view.name}`
+        title: word('delete_tip', { name: view.name }),
+        'aria-label': word('delete_tip', { name: view.name })
       },
-      'Delete'
+      word('delete')
     );
     remove.addEventListener('click', event => {
       event.stopPropagation();
@@ -401,7 +413,7 @@ export class TFaaSPanel extends Widget {
       el(
         'table',
         { class: 'jp-tfaas-result-row', 'data-row': String(i) },
-        ...(rows.length > 1 ? [el('caption', {}, `row ${i + 1}`)] : []),
+        ...(rows.length > 1 ? [el('caption', {}, word('result_row', { n: i + 1 }))] : []),
         ...cells.map(cell => {
           const bar = el('div', { class: 'jp-tfaas-bar' });
           if (cell.value >= 0 && cell.value <= 1) {
@@ -423,24 +435,24 @@ export class TFaaSPanel extends Widget {
   private build(): void {
     const refresh = el(
       'button',
-      { class: 'jp-tfaas-button', 'data-tfaas': 'refresh', title: 'Refresh models and status' },
-      'Refresh'
+      { class: 'jp-tfaas-button', 'data-tfaas': 'refresh', title: word('refresh_tip') },
+      word('refresh')
     );
     refresh.addEventListener('click', () => void this.refresh());
     const statusCells = (
       [
-        ['worker', 'Worker'],
-        ['tensorflow', 'TensorFlow'],
-        ['loaded', 'Loaded'],
-        ['rate', 'Rate'],
-        ['p99', 'p99']
+        'worker',
+        'tensorflow',
+        'loaded',
+        'rate',
+        'p99'
       ] as const
-    ).map(([key, label]) =>
+    ).map(key =>
       el(
         'div',
         { class: 'jp-tfaas-status-cell' },
-        el('span', { class: 'jp-tfaas-muted' }, label),
-        el('span', { 'data-status': key }, '…')
+        el('span', { class: 'jp-tfaas-muted' }, word(`status_${key}`)),
+        el('span', { 'data-status': key }, word('status_pending'))
       )
     );
     this._status = el('div', { class: 'jp-tfaas-status', 'data-tfaas': 'status' }, ...statusCells);
@@ -461,16 +473,16 @@ export class TFaaSPanel extends Widget {
     });
     const choose = el(
       'button',
-      { class: 'jp-tfaas-button', 'data-tfaas': 'upload', title: 'Choose model files to upload' },
-      'Upload…'
+      { class: 'jp-tfaas-button', 'data-tfaas': 'upload', title: word('upload_tip') },
+      word('upload')
     );
     choose.addEventListener('click', () => this.pickFiles());
     this._nameInput = el('input', {
       type: 'text',
       class: 'jp-tfaas-input',
-      placeholder: 'name (default: from the file)',
+      placeholder: word('upload_name'),
       'data-tfaas': 'name',
-      'aria-label': 'Name of the uploaded model'
+      'aria-label': word('upload_name_label')
     });
     this._progress = el('progress', { 'data-tfaas': 'progress', max: '1', value: '0' });
     this._progress.hidden = true;
@@ -481,7 +493,7 @@ export class TFaaSPanel extends Widget {
       el(
         'div',
         { class: 'jp-tfaas-muted' },
-        'Drop a .keras file, a SavedModel .tar.gz/.zip, or model.pb with params.json and labels.txt here'
+        `${word('upload_hint')}: ${word('upload_drop')}.`
       ),
       el('div', { class: 'jp-tfaas-row' }, this._nameInput, choose),
       this._fileInput,
@@ -508,15 +520,15 @@ export class TFaaSPanel extends Widget {
       class: 'jp-tfaas-models',
       'data-tfaas': 'models',
       role: 'listbox',
-      'aria-label': 'Models'
+      'aria-label': word('models')
     });
 
-    this._tryTitle = el('h3', { class: 'jp-tfaas-heading' }, 'Try a model');
+    this._tryTitle = el('h3', { class: 'jp-tfaas-heading' }, word('try_none'));
     this._values = el('textarea', {
       class: 'jp-tfaas-input jp-tfaas-values',
       'data-tfaas': 'values',
       rows: '3',
-      'aria-label': 'Values: a JSON row or a list of rows',
+      'aria-label': `${word('values')}: ${word('values_hint')}`,
       spellcheck: 'false'
     });
     this._values.addEventListener('keydown', event => {
@@ -527,14 +539,18 @@ export class TFaaSPanel extends Widget {
     });
     const predict = el(
       'button',
-      { class: 'jp-tfaas-button jp-mod-accept', 'data-tfaas': 'predict', title: 'Predict (Shift+Enter)' },
-      'Predict'
+      {
+        class: 'jp-tfaas-button jp-mod-accept',
+        'data-tfaas': 'predict',
+        title: `${word('predict_tip')} (Shift+Enter)`
+      },
+      word('predict')
     );
     predict.addEventListener('click', () => void this.predict());
     const curl = el(
       'button',
-      { class: 'jp-tfaas-button', 'data-tfaas': 'curl', title: 'Copy a curl command for this prediction' },
-      'Copy curl'
+      { class: 'jp-tfaas-button', 'data-tfaas': 'curl', title: word('copy_curl_tip') },
+      word('copy_curl')
     );
     curl.addEventListener('click', () => void this.copyCurl());
     this._openapi = el(
@@ -544,9 +560,9 @@ export class TFaaSPanel extends Widget {
         'data-tfaas': 'openapi',
         target: '_blank',
         rel: 'noopener',
-        title: "This model's OpenAPI description: its exact inputs and outputs, for client generators"
+        title: word('openapi_tip')
       },
-      'OpenAPI'
+      word('openapi')
     );
     this._result = el('div', { class: 'jp-tfaas-result', 'data-tfaas': 'result', 'aria-live': 'polite' });
     this._curlText = el('code', { class: 'jp-tfaas-curl', 'data-tfaas': 'curl-text' });
@@ -554,7 +570,7 @@ export class TFaaSPanel extends Widget {
       'section',
       { class: 'jp-tfaas-tryit', 'data-tfaas': 'tryit' },
       this._tryTitle,
-      el('label', { class: 'jp-tfaas-muted' }, 'Values (a JSON row or a list of rows)'),
+      el('label', { class: 'jp-tfaas-muted' }, `${word('values')} (${word('values_hint')})`),
       this._values,
       el('div', { class: 'jp-tfaas-row' }, predict, curl, this._openapi),
       this._result,
@@ -566,12 +582,12 @@ export class TFaaSPanel extends Widget {
       el(
         'header',
         { class: 'jp-tfaas-header' },
-        el('h2', { class: 'jp-tfaas-title', title: 'TensorFlow as a Service' }, 'TFaaS'),
+        el('h2', { class: 'jp-tfaas-title', title: word('title_long') }, word('title')),
         refresh
       ),
       this._status,
       drop,
-      el('h3', { class: 'jp-tfaas-heading' }, 'Models'),
+      el('h3', { class: 'jp-tfaas-heading' }, word('models')),
       this._list,
       this._tryit
     );

@@ -3,6 +3,7 @@
  */
 
 import { IModelView } from './models';
+import { word } from './words';
 
 /** A `POST tfaas/json` body. */
 export interface IPredictRequest {
@@ -30,13 +31,13 @@ function isNumberRow(row: unknown): row is number[] {
 export function parseValues(text: string): number[][] {
   const trimmed = text.trim();
   if (!trimmed) {
-    throw new Error('type the values of a row: [1.0, 2.0] or [[1.0, 2.0], [3.0, 4.0]]');
+    throw new Error(word('values_missing'));
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(trimmed.startsWith('[') ? trimmed : `[${trimmed}]`);
   } catch {
-    throw new Error(`not JSON: ${trimmed.slice(0, 40)}`);
+    throw new Error(word('values_not_json', { text: trimmed.slice(0, 40) }));
   }
   if (isNumberRow(parsed) && parsed.length > 0) {
     return [parsed];
@@ -44,7 +45,7 @@ export function parseValues(text: string): number[][] {
   if (Array.isArray(parsed) && parsed.length > 0 && parsed.every(isNumberRow)) {
     return parsed as number[][];
   }
-  throw new Error('the values must be a row of numbers or a list of rows of numbers');
+  throw new Error(word('values_not_numbers'));
 }
 
 /** The request for the rows; checks their width against the model's when known. */
@@ -52,7 +53,12 @@ export function predictRequest(model: IModelView, rows: number[][]): IPredictReq
   for (const [i, row] of rows.entries()) {
     if (model.width !== null && row.length !== model.width) {
       throw new Error(
-        `${model.name} takes ${model.width} values per row; row ${i + 1} has ${row.length}`
+        word('values_width', {
+          name: model.name,
+          width: model.width,
+          row: i + 1,
+          count: row.length
+        })
       );
     }
   }

@@ -2,8 +2,11 @@
  * Formatting the server's `GET tfaas/status` for the panel's status strip.
  *
  * The request rate is not in `/status`: it is the change of the prediction count
- * between two polls, so the caller keeps the previous sample.
+ * between two polls, so the caller keeps the previous sample. The words are the shared
+ * vocabulary's, as the notebook widget's strip shows them.
  */
+
+import { WORDS, word } from './words';
 
 /** The part of `/status` the strip reads. */
 export interface IStatusDoc {
@@ -67,6 +70,11 @@ export function formatMs(ms: number): string {
   return ms >= 1000 ? `${(ms / 1000).toPrecision(3)} s` : `${ms.toPrecision(3)} ms`;
 }
 
+/** The worker's state in the vocabulary's words (an unknown state as it is). */
+export function workerText(state: string): string {
+  return WORDS[`worker_${state}`] ?? state;
+}
+
 /** The strip for one `/status` answer and the request rate since the last poll. */
 export function statusView(status: IStatusDoc, rate: number | null): IStatusView {
   const worker = status.worker || {};
@@ -74,11 +82,17 @@ export function statusView(status: IStatusDoc, rate: number | null): IStatusView
   const problem = worker.error || (state === 'failed' ? worker.last_error : '');
   const loaded = status.models_loaded || [];
   const p99 = worstP99(status);
+  const none = word('status_no_value');
   return {
-    worker: problem ? `${state}: ${problem}` : state,
-    tensorflow: status.tensorflow || 'not loaded yet',
-    loaded: loaded.length ? loaded.join(', ') : 'none',
-    rate: rate === null ? '–' : `${rate < 10 ? rate.toFixed(2) : rate.toFixed(0)} req/s`,
-    p99: p99 === null ? '–' : `≤ ${formatMs(p99)}`
+    worker: problem
+      ? word('worker_problem', { state: workerText(state), problem })
+      : workerText(state),
+    tensorflow: status.tensorflow || word('status_tensorflow_unknown'),
+    loaded: loaded.length ? loaded.join(', ') : word('status_none'),
+    rate:
+      rate === null
+        ? none
+        : word('status_rate_value', { rate: rate < 10 ? rate.toFixed(2) : rate.toFixed(0) }),
+    p99: p99 === null ? none : word('status_p99_value', { latency: formatMs(p99) })
   };
 }

@@ -6,6 +6,8 @@
  * one `.json` (params) and one `.txt` (labels).
  */
 
+import { word } from './words';
+
 export const MODEL_SUFFIXES = ['.keras', '.tar.gz', '.tgz', '.zip', '.pb', '.h5'];
 
 /** The file picker's `accept`. */
@@ -31,18 +33,16 @@ export function classifyFiles(names: string[]): Map<UploadRole, number> {
     } else if (lower.endsWith('.txt')) {
       role = 'labels';
     } else {
-      throw new Error(
-        `${name}: not a model (.pb, .keras, .tar.gz, .zip), params (.json) or labels (.txt) file`
-      );
+      throw new Error(word('upload_not_model_file', { name }));
     }
     const other = found.get(role);
     if (other !== undefined) {
-      throw new Error(`two ${role} files: ${names[other]} and ${name}`);
+      throw new Error(word('upload_two_files', { role, first: names[other], second: name }));
     }
     found.set(role, index);
   });
   if (!found.has('model')) {
-    throw new Error('no model file among the files (.pb, .keras, .tar.gz, .zip)');
+    throw new Error(word('upload_no_model'));
   }
   return found;
 }

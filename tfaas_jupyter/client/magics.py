@@ -20,20 +20,18 @@ import argparse
 import json
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from ..hub import HUB_TOKEN_VAR, public_server_url
 from . import discovery
 from .api import TFaaSClient, TFaaSClientError
+from .curl import curl_command, example_request
 from .discovery import DiscoveryError, ServerInfo
 from .present import (
     format_status,
-    input_width,
     missing_extra,
     models_frame,
     output_labels,
@@ -87,42 +85,6 @@ use %tfaas connect, or set TFAAS_URL and TFAAS_TOKEN.
 
 
 # -- pure helpers (tested without a kernel) -------------------------------------
-
-
-def example_request(name: str, model: dict[str, Any] | None) -> dict[str, Any]:
-    """A valid /json request for ``model``: its keys (if params list them) and one row of
-    zeros of the right width."""
-    model = model or {}
-    keys = model.get("keys")
-    doc: dict[str, Any] = {"model": name}
-    if isinstance(keys, list) and keys:
-        doc["keys"] = [str(k) for k in keys]
-        doc["values"] = [0.0] * len(keys)
-    else:
-        doc["values"] = [0.0] * (input_width(model) or 1)
-    return doc
-
-
-def curl_command(server: ServerInfo, name: str, model: dict[str, Any] | None = None,
-                 *, show_token: bool = False, token_var: str = "JUPYTER_TOKEN") -> str:
-    """One shell line doing a prediction with ``model`` on ``server``: the full URL with
-    its base_url, the token as ``$JUPYTER_TOKEN`` (the real one with ``show_token``).
-    Under a hub (a server found, not connected by hand) the URL is the hub's public one
-    and the token a hub API token, ``$JUPYTERHUB_API_TOKEN``."""
-    body = json.dumps(example_request(name, model), separators=(",", ":"))
-    hub_url = None if server.source in ("connect", "TFAAS_URL") else public_server_url()
-    if hub_url and not server.public_url:
-        server = replace(server, public_url=hub_url)
-        token_var = HUB_TOKEN_VAR
-    parts = ["curl", "-sS"]
-    if server.token or not show_token:
-        if show_token:
-            parts += ["-H", shlex.quote(f"Authorization: token {server.token}")]
-        else:
-            parts += ["-H", f'"Authorization: token ${token_var}"']
-    parts += ["-H", shlex.quote("Content-Type: application/json"), "-d", shlex.quote(body)]
-    parts.append(shlex.quote((server.public_url or server.url) + "tfaas/json"))
-    return " ".join(parts)
 
 
 def _parse_labels(value: str | None) -> Any:
@@ -458,7 +420,11 @@ class TFaaSMagics(Magics):
         _parser("browser").parse_args(shlex.split(rest))
         from .widgets import ModelBrowser
 
-        return ModelBrowser(self.client())
+        client = self.client()
+        server = self._server  # as client() found it: the browser's Copy curl names it
+        assert server is not None
+        return ModelBrowser(client, curl=lambda name, model, request: curl_command(
+            server, name, model, request=request))
 
     def _cmd_server(self, rest: str) -> None:
         """Where discovery points (undocumented: a debugging aid)."""

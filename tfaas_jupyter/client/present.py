@@ -2,36 +2,41 @@
 models and params, the server's status, and the one line said when a kernel lacks an
 optional package.
 
-Shared by the ``%tfaas`` magics (text, DataFrames) and the model browser widget
-(HTML), so both show the same thing the same way. Needs numpy only; pandas is
-imported where a DataFrame is made, and a kernel without it gets
+Shared by the ``%tfaas`` magics (text, DataFrames) and the model browser widget (whose
+HTML is in widgets.py), so both show the same thing the same way; the status strip and
+numbers as the JupyterLab panel writes them, in the shared vocabulary's words. Needs
+numpy only; pandas is imported where a DataFrame is made, and a kernel without it gets
 :func:`missing_extra`'s line from the magics.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from typing import Any, Sequence
 
 import numpy as np
 
+from .vocabulary import WORDS, word
+
 __all__ = [
-    "Html",
-    "STATUS_COLUMNS",
+    "STATUS_STRIP",
     "OPTIONAL_EXTRAS",
+    "format_ms",
     "format_status",
-    "html_table",
+    "format_value",
     "input_width",
     "missing_extra",
     "models_frame",
     "output_labels",
+    "prediction_count",
     "params_rows",
     "predictions_frame",
     "spec_text",
     "specs_text",
     "status_headline",
     "status_rows",
+    "status_strip",
+    "worker_text",
 ]
 
 #: Optional packages of the client side, and the extra of tfaas-jupyter that installs each.
@@ -83,18 +88,24 @@ def input_width(model: dict[str, Any] | None) -> int | None:
 
 
 def spec_text(spec: dict[str, Any]) -> str:
-    """``name[?,42]``: a tensor's name and shape, ``?`` for a free dimension."""
-    shape = ["?" if d is None or d < 0 else str(d) for d in spec.get("shape") or []]
-    return f"{spec.get('name', '?')}[{','.join(shape)}]"
+    """``name float32 [?, 42]``: a tensor's name, dtype and shape, ``?`` for a free
+    dimension (as the JupyterLab panel writes it)."""
+    shape = spec.get("shape")
+    parts = [str(spec.get("name") or ""), str(spec.get("dtype") or "")]
+    if isinstance(shape, list):
+        parts.append("[" + ", ".join("?" if d is None or d < 0 else str(d)
+                                     for d in shape) + "]")
+    return " ".join(part for part in parts if part) or "?"
 
 
 def specs_text(specs: Sequence[dict[str, Any]] | None) -> str:
     return ", ".join(spec_text(s) for s in specs or []) or "?"
 
 
-#: Fields of a model's description that are shown on their own, not among its params.
+#: Fields of a model's description that are shown on their own (or are the server's
+#: bookkeeping), not among its params: the panel's list (labextension/src/models.ts).
 _DESCRIBED = {"name", "version", "versions", "inputs", "outputs", "label_names",
-              "version_details", "version_labels", "keys", "format"}
+              "version_details", "version_labels", "keys", "format", "created", "timestamp"}
 
 
 def version_labels_text(detail: dict[str, Any]) -> str:
@@ -104,9 +115,9 @@ def version_labels_text(detail: dict[str, Any]) -> str:
 
 
 def params_rows(detail: dict[str, Any]) -> list[tuple[str, str]]:
-    """The model's other params.json entries as (key, readable value) rows."""
+    """The model's other params.json entries as (key, readable value) rows, by key."""
     rows = []
-    for key, value in detail.items():
+    for key, value in sorted(detail.items(), key=lambda item: str(item[0])):
         if key in _DESCRIBED or value is None:
             continue
         text = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -162,8 +173,59 @@ def status_headline(status: dict[str, Any]) -> list[str]:
     ]
 
 
-#: The columns of :func:`status_rows`.
-STATUS_COLUMNS = ("model", "requests", "rows", "errors", "mean ms")
+def format_value(value: float) -> str:
+    """An output as the panel shows it: an integer as is, else six significant digits
+    (JavaScript's ``toPrecision(6)``, trailing zeros kept)."""
+    value = float(value)
+    if value.is_integer():
+        return str(int(value))
+    return f"{value:#.6g}".replace("e+0", "e+").replace("e-0", "e-")
+
+
+def format_ms(ms: float) -> str:
+    """``12.3 ms``, ``1.20 s``: a latency to three significant digits."""
+    if ms >= 1000:
+        return f"{ms / 1000:#.3g} s"
+    return f"{ms:#.3g} ms"
+
+
+def worker_text(state: str) -> str:
+    """The worker's state in the shared vocabulary's words (an unknown one as it is)."""
+    return WORDS.get(f"worker_{state}", state)
+
+
+#: The status strip's cells, in order; each is labelled by the word ``status_KEY``.
+STATUS_STRIP = ("worker", "tensorflow", "loaded", "rate", "p99")
+
+
+def status_strip(status: dict[str, Any], rate: float | None) -> dict[str, str]:
+    """The status strip the panel shows (labextension/src/status.ts, ``statusView``):
+    worker state, TensorFlow version, loaded models, the request rate since the last
+    poll (None before a second one) and the worst p99 latency, in the shared words."""
+    worker = status.get("worker") or {}
+    state = str(worker.get("state") or "unknown")
+    problem = worker.get("error") or (worker.get("last_error") if state == "failed" else "")
+    loaded = [str(name) for name in status.get("models_loaded") or []]
+    p99s = [float(entry["p99_latency_ms"]) for entry in (status.get("models") or {}).values()
+            if isinstance(entry, dict)
+            and isinstance(entry.get("p99_latency_ms"), (int, float))]
+    none = word("status_no_value")
+    return {
+        "worker": (word("worker_problem", state=worker_text(state), problem=problem)
+                   if problem else worker_text(state)),
+        "tensorflow": str(status.get("tensorflow") or word("status_tensorflow_unknown")),
+        "loaded": ", ".join(loaded) or word("status_none"),
+        "rate": none if rate is None else word(
+            "status_rate_value", rate=f"{rate:.2f}" if rate < 10 else f"{rate:.0f}"),
+        "p99": word("status_p99_value", latency=format_ms(max(p99s))) if p99s else none,
+    }
+
+
+def prediction_count(status: dict[str, Any]) -> int:
+    """Predictions served so far: the sum of every model's ``requests``."""
+    return sum(int(entry.get("requests") or 0)
+               for entry in (status.get("models") or {}).values()
+               if isinstance(entry, dict) and isinstance(entry.get("requests"), int))
 
 
 def status_rows(status: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
@@ -184,32 +246,3 @@ def format_status(status: dict[str, Any], where: str | None = None) -> str:
         lines.append(f"  {name}: {requests} requests, {rows} rows, {errors} errors"
                      + (f", mean {latency} ms" if latency else ""))
     return "\n".join(lines)
-
-
-# -- HTML ----------------------------------------------------------------------------
-
-
-class Html(str):
-    """Text that is HTML already: :func:`html_table` puts it in as it is."""
-
-
-def _cell(value: Any) -> str:
-    return value if isinstance(value, Html) else html.escape(str(value))
-
-
-def html_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None, *,
-               row_headers: bool = False) -> Html:
-    """A plain HTML table; every cell is escaped unless it is :class:`Html`."""
-    style = "text-align:left;padding:0 1em 0 0;vertical-align:top"
-    parts = ["<table>"]
-    if header:
-        parts.append("<tr>" + "".join(f"<th style='{style}'>{_cell(h)}</th>" for h in header)
-                     + "</tr>")
-    for row in rows:
-        cells = []
-        for i, value in enumerate(row):
-            tag = "th" if row_headers and i == 0 else "td"
-            cells.append(f"<{tag} style='{style}'>{_cell(value)}</{tag}>")
-        parts.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append("</table>")
-    return Html("".join(parts))

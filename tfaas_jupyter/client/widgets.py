@@ -1,25 +1,30 @@
 """A model browser for notebooks (``%tfaas browser``), made of ipywidgets only.
 
-:class:`ModelBrowser` lists the server's models (versions, params, labels), shows the
-server status, uploads a model from files picked in the browser, deletes with a
-confirmation step and runs one row through a model, showing the outputs as bars.
+:class:`ModelBrowser` is the JupyterLab panel (labextension/) in a notebook: the same
+parts in the same order (header, status strip, upload, models with their details,
+try-it form), the same words (the shared ``vocabulary.json``, see
+:mod:`.vocabulary`) and, for everything it shows as HTML, the panel's markup and CSS
+classes (``jp-tfaas-*``, styled by labextension/style/base.css with JupyterLab's theme
+variables), so in JupyterLab it follows the light and dark themes as the panel does.
+Unlike the panel, it needs a kernel, and it deletes one version as well as a whole
+model.
 
 Every control is a public attribute and every action a plain method called by the
-button handlers, so tests drive the browser from Python (set ``.value``, call a
-button's ``.click()``) without a web page. Handlers never raise: ipywidgets would
-only log the exception where no user looks; the error is shown next to the form it
-belongs to (try it, upload, delete, status; the model list's in the header) and kept
-in :attr:`last_error`. Everything shown as HTML is escaped.
-
-No matplotlib: the bar chart is FloatProgress bars, which render anywhere widgets do.
+handlers, so tests drive the browser from Python (set ``.value``, call a button's
+``.click()``) without a web page. Handlers never raise: ipywidgets would only log the
+exception where no user looks; the error is shown next to the form it belongs to (try
+it, upload, delete, status; the model list's in the header) and kept in
+:attr:`last_error`. Every value interpolated into HTML is escaped.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import re
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,19 +32,22 @@ import ipywidgets as w
 import numpy as np
 
 from .api import TFaaSClient, TFaaSClientError
+from .curl import curl_command
+from .discovery import ServerInfo
 from .present import (
-    STATUS_COLUMNS,
-    html_table,
+    STATUS_STRIP,
+    format_value,
     input_width,
     output_labels,
     params_rows,
+    prediction_count,
     specs_text,
-    status_headline,
-    status_rows,
+    status_strip,
     version_labels_text,
 )
+from .vocabulary import word
 
-__all__ = ["ModelBrowser", "bar_chart", "classify_upload"]
+__all__ = ["ModelBrowser", "classify_upload", "model_html", "result_html", "status_html"]
 
 #: The model files an upload accepts, by how their name ends.
 MODEL_SUFFIXES = (".keras", ".tar.gz", ".tgz", ".zip", ".pb", ".h5")
@@ -67,13 +75,13 @@ def classify_upload(files: Sequence[tuple[str, bytes]]) -> dict[str, tuple[str, 
         elif base.lower().endswith(".txt"):
             role = "labels"
         else:
-            raise ValueError(f"{base}: not a model (.pb, .keras, .tar.gz, .zip), "
-                             "params (.json) or labels (.txt) file")
+            raise ValueError(word("upload_not_model_file", name=base))
         if role in found:
-            raise ValueError(f"two {role} files: {found[role][0]} and {base}")
+            raise ValueError(word("upload_two_files", role=role, first=found[role][0],
+                                  second=base))
         found[role] = (base, content)
     if "model" not in found:
-        raise ValueError("no model file among the files (.pb, .keras, .tar.gz, .zip)")
+        raise ValueError(word("upload_no_model"))
     return found
 
 
@@ -85,142 +93,260 @@ def _name_from_file(filename: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "model"
 
 
-def bar_chart(
-    values: Sequence[float], labels: Sequence[str]
-) -> tuple[w.VBox, list[w.FloatProgress]]:
-    """One labelled horizontal bar per value. Probabilities (all in [0, 1]) fill
-    0..1; other outputs are scaled to the largest magnitude."""
-    array = np.asarray(values, dtype=float).reshape(-1)
-    finite = array[np.isfinite(array)]
-    top = 1.0
-    if finite.size and (finite.min() < 0 or finite.max() > 1):
-        top = float(np.abs(finite).max()) or 1.0
-    bars: list[w.FloatProgress] = []
-    rows = []
-    best = int(np.nanargmax(array)) if array.size and np.isfinite(array).any() else -1
-    for i, (value, label) in enumerate(zip(array, labels)):
-        shown = 0.0 if not np.isfinite(value) else min(abs(float(value)), top)
-        bar = w.FloatProgress(value=shown, min=0.0, max=top,
-                              bar_style="success" if i == best else "info",
-                              layout=w.Layout(width="50%"))
-        bars.append(bar)
-        rows.append(w.HBox([
-            w.Label(str(label), tooltip=str(label), layout=w.Layout(width="25%")),
-            bar,
-            w.Label(f"{value:.4g}"),
-        ]))
-    return w.VBox(rows), bars
+def _escape(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _text_html(key: str, css: str = "jp-tfaas-muted", **values: Any) -> str:
+    """A word of the vocabulary (filled with escaped ``values``) in a span."""
+    filled = word(key, **{k: str(v) for k, v in values.items()})
+    return f'<span class="{css}">{_escape(filled)}</span>'
+
+
+def _error_html(text: str) -> str:
+    # JupyterLab's error colour, as the panel's notifications use
+    return (f'<span class="jp-tfaas-error" style="color:var(--jp-error-color1)">'
+            f"&#9888; {_escape(text)}</span>")
+
+
+def header_html(url: str) -> str:
+    """The panel's header: the title (the server's address in its tooltip)."""
+    return (f'<header class="jp-tfaas-header"><h2 class="jp-tfaas-title" '
+            f'title="{_escape(word("title_long"))}: {_escape(url)}">'
+            f'{_escape(word("title"))}</h2></header>')
+
+
+def heading_html(text: str) -> str:
+    return f'<h3 class="jp-tfaas-heading">{_escape(text)}</h3>'
+
+
+def status_html(view: dict[str, str] | None) -> str:
+    """The panel's status strip: one cell per :data:`STATUS_STRIP` entry, labelled with
+    its word; ``view`` from :func:`.present.status_strip` (None: not loaded yet)."""
+    cells = []
+    for key in STATUS_STRIP:
+        value = view[key] if view else word("status_pending")
+        cells.append(f'<div class="jp-tfaas-status-cell">'
+                     f'<span class="jp-tfaas-muted">{_escape(word("status_" + key))}</span>'
+                     f'<span data-status="{key}">{_escape(value)}</span></div>')
+    return f'<div class="jp-tfaas-status" data-tfaas="status">{"".join(cells)}</div>'
+
+
+def model_html(detail: dict[str, Any] | None) -> str:
+    """One model as the panel lists it: name and badges, then its details (versions,
+    version labels, format, inputs, outputs, keys, labels, params) in that order."""
+    if not detail:
+        return (f'<ul class="jp-tfaas-models" data-tfaas="models">'
+                f'<li class="jp-tfaas-empty">{_escape(word("models_empty"))}</li></ul>')
+    rows: list[str] = []
+
+    def add(key: str, values: Sequence[str]) -> None:
+        if values:
+            shown = "".join(f'<div class="jp-tfaas-value">{_escape(v)}</div>' for v in values)
+            rows.append(f"<dt>{_escape(word(key))}</dt><dd>{shown}</dd>")
+
+    versions = detail.get("versions") or [detail.get("version")]
+    labels = version_labels_text(detail)
+    keys = detail.get("keys")
+    add("field_versions", [", ".join(map(str, versions))])
+    add("field_version_labels", [labels] if labels != "-" else [])
+    add("field_format", [str(detail.get("format") or "?")])
+    add("field_inputs", [specs_text([s]) for s in detail.get("inputs") or []])
+    add("field_outputs", [specs_text([s]) for s in detail.get("outputs") or []])
+    add("field_keys", [", ".join(map(str, keys))] if isinstance(keys, list) and keys else [])
+    add("field_labels", [", ".join(map(str, detail.get("label_names") or []))]
+        if detail.get("label_names") else [])
+    add("field_params", [f"{key}: {value}" for key, value in params_rows(detail)])
+    name = str(detail.get("name"))
+    return (f'<ul class="jp-tfaas-models" data-tfaas="models">'
+            f'<li class="jp-tfaas-model jp-mod-selected" data-model="{_escape(name)}" '
+            f'aria-selected="true"><div class="jp-tfaas-model-head">'
+            f'<span class="jp-tfaas-model-name">{_escape(name)}</span>'
+            f'<span class="jp-tfaas-badge">v{_escape(detail.get("version", "?"))}</span>'
+            f'<span class="jp-tfaas-badge">{_escape(detail.get("format") or "?")}</span>'
+            f'</div><dl class="jp-tfaas-details">{"".join(rows)}</dl></li></ul>')
+
+
+def result_html(rows: np.ndarray, labels: Sequence[str]) -> str:
+    """The try-it result as the panel shows it: per row a table of label, value (six
+    significant digits; the exact value in ``data-value``) and a bar for a
+    probability (a value in [0, 1])."""
+    tables = []
+    rows = np.atleast_2d(rows)
+    for i, row in enumerate(rows):
+        caption = (f"<caption>{_escape(word('result_row', n=i + 1))}</caption>"
+                   if len(rows) > 1 else "")
+        cells = []
+        for label, value in zip(labels, row.tolist()):
+            bar = f' style="width:{value * 100:.1f}%"' if 0 <= value <= 1 else ""
+            cells.append(
+                f'<tr data-label="{_escape(label)}"><th>{_escape(label)}</th>'
+                f'<td class="jp-tfaas-number" data-value="{_escape(repr(value))}">'
+                f"{_escape(format_value(value))}</td>"
+                f'<td class="jp-tfaas-bar-cell"><div class="jp-tfaas-bar"{bar}></div></td></tr>')
+        tables.append(f'<table class="jp-tfaas-result-row" data-row="{i}">{caption}'
+                      f'{"".join(cells)}</table>')
+    return f'<div class="jp-tfaas-result" data-tfaas="result">{"".join(tables)}</div>'
+
+
+def parse_values(text: str) -> list[list[float]]:
+    """The rows in the values field, as the panel reads them: a JSON row (``[1, 2]``),
+    a list of rows (``[[1, 2], [3, 4]]``) or bare numbers separated by commas."""
+    trimmed = text.strip()
+    if not trimmed:
+        raise ValueError(word("values_missing"))
+    try:
+        parsed = json.loads(trimmed if trimmed.startswith("[") else f"[{trimmed}]")
+    except ValueError:
+        raise ValueError(word("values_not_json", text=trimmed[:40])) from None
+
+    def is_row(row: Any) -> bool:
+        return isinstance(row, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+            for v in row)
+
+    if is_row(parsed) and parsed:
+        return [[float(v) for v in parsed]]
+    if isinstance(parsed, list) and parsed and all(is_row(r) and r for r in parsed):
+        return [[float(v) for v in row] for row in parsed]
+    raise ValueError(word("values_not_numbers"))
 
 
 #: The version dropdown's value for "every version" (versions start at 1).
 ALL_VERSIONS = 0
 
+#: A "Copy curl" line maker: (model name, its description, the request or None for an
+#: example row) -> shell line.
+CurlMaker = Callable[[str, "dict[str, Any] | None", "dict[str, Any] | None"], str]
 
-def _error_html(text: str) -> str:
-    return f'<span style="color:#b00">&#9888; {html.escape(text)}</span>'
+
+def _button(key: str, tip: str, *extra_classes: str, **kwargs: Any) -> w.Button:
+    """An ipywidgets button with the vocabulary's text and the panel's button class."""
+    button = w.Button(description=word(key), tooltip=tip, **kwargs)
+    for css in ("jp-tfaas-button", *extra_classes):
+        button.add_class(css)
+    return button
 
 
 class ModelBrowser:
     """The model browser. ``client`` is a :class:`TFaaSClient` (``%tfaas browser``
-    passes the discovered one). Display it as the last expression of a cell."""
+    passes the discovered one, and ``curl``, which writes the Copy curl line for that
+    server: the hub's public address under JupyterHub). Display it as the last
+    expression of a cell."""
 
     def __init__(self, client: TFaaSClient, *, auto_refresh: bool = False,
-                 interval: float = 5.0, load: bool = True) -> None:
+                 interval: float = 5.0, load: bool = True,
+                 curl: CurlMaker | None = None) -> None:
         self.client = client
         self.interval = interval
         self.models: list[dict[str, Any]] = []
         self.detail: dict[str, Any] | None = None
         self.status: dict[str, Any] | None = None
         self.predictions: np.ndarray | None = None
-        self.bars: list[w.FloatProgress] = []
         self.last_error: str | None = None
+        self._curl = curl
+        self._last_sample: tuple[float, int] | None = None
         self._timer_stop: threading.Event | None = None
         self._lock = threading.RLock()
 
-        # Header: the server, the model count and the selected model (or the list's error)
-        self.refresh_button = w.Button(description="Refresh", icon="refresh",
-                                       tooltip="Reload the model list and status")
+        # Header (the model list's errors go under it)
+        self.refresh_button = _button("refresh", word("refresh_tip"), icon="refresh")
+        self.auto_refresh = w.Checkbox(value=False, description=word("auto_refresh"),
+                                       indent=False, layout=w.Layout(width="auto"))
         self.message = w.HTML()
-        # Models
-        self.models_select = w.Select(options=[], rows=8, description="Models",
-                                      layout=w.Layout(width="40%"))
-        self.model_info = w.HTML(layout=w.Layout(width="60%"))
-        # Try it
-        self.values_text = w.Text(placeholder="values separated by commas",
-                                  description="Values", layout=w.Layout(width="90%"))
-        self.key_fields: dict[str, w.FloatText] = {}
-        self.inputs_box = w.VBox([self.values_text])
-        self.predict_button = w.Button(description="Predict", button_style="primary",
-                                       tooltip="Send this row to the selected model")
-        self.try_message = w.HTML()
-        self.result_box = w.VBox()
-        # Upload
-        self.name_text = w.Text(description="Name", placeholder="model name")
+        # Status strip
+        self.status_html = w.HTML(status_html(None))
+        self.status_message = w.HTML()
+        # Upload: picking the files uploads them, as the panel's Upload… does
+        self.name_text = w.Text(placeholder=word("upload_name"),
+                                tooltip=word("upload_name_label"),
+                                layout=w.Layout(flex="1 1 auto", width="auto"))
         self.file_upload = w.FileUpload(accept=ACCEPT, multiple=True,
-                                        description="Model files",
-                                        tooltip="Pick the model file (and params.json, "
-                                                "labels.txt)")
-        self.upload_button = w.Button(description="Upload", icon="upload",
-                                      button_style="primary",
-                                      tooltip="Upload the picked files under this name")
+                                        description=word("upload"), icon="upload",
+                                        tooltip=word("upload_tip"))
+        self.file_upload.add_class("jp-tfaas-button")
         self.upload_progress = w.FloatProgress(value=0.0, min=0.0, max=1.0,
-                                               description="Sent")
-        self.upload_message = w.HTML(
-            "Pick a <code>.keras</code>, a SavedModel <code>.tar.gz</code>/<code>.zip</code>, "
-            "or a <code>.pb</code> with its <code>params.json</code> (and "
-            "<code>labels.txt</code>)."
-        )
-        # Delete
-        self.version_dropdown = w.Dropdown(options=[("all versions", ALL_VERSIONS)],
-                                           description="Version")
-        self.delete_button = w.Button(description="Delete", icon="trash",
-                                      button_style="danger",
-                                      tooltip="Delete the selected model (asks first)")
-        self.confirm_button = w.Button(description="Confirm delete", button_style="danger",
-                                       tooltip="Delete it for good")
-        self.cancel_button = w.Button(description="Cancel", tooltip="Keep the model")
+                                               layout=w.Layout(width="100%"))
+        self.upload_message = w.HTML()
+        # Models: the list, the selected one's details, delete
+        self.models_select = w.Select(options=[], rows=6, layout=w.Layout(width="100%"))
+        self.model_info = w.HTML(model_html(None))
+        self.version_dropdown = w.Dropdown(options=[(word("delete_all_versions"),
+                                                     ALL_VERSIONS)],
+                                           layout=w.Layout(width="auto"))
+        self.delete_button = _button("delete", word("delete_title"), "jp-mod-warn",
+                                     icon="trash")
+        self.confirm_button = _button("delete", word("delete_title"), "jp-mod-warn",
+                                      button_style="danger")
+        self.cancel_button = _button("cancel", word("cancel"))
         self.confirm_box = w.HBox([self.confirm_button, self.cancel_button],
                                   layout=w.Layout(display="none"))
         self.delete_message = w.HTML()
-        # Status
-        self.status_html = w.HTML()
-        self.status_message = w.HTML()
-        self.status_button = w.Button(description="Refresh status", icon="refresh",
-                                      tooltip="Reload the server's status")
-        self.auto_refresh = w.Checkbox(value=False, description="Auto-refresh")
+        # Try it
+        self.try_title = w.HTML(heading_html(word("try_none")))
+        self.values_text = w.Text(placeholder=word("values_hint"),
+                                  layout=w.Layout(width="100%"))
+        self.values_text.add_class("jp-tfaas-values")
+        self.key_fields: dict[str, w.FloatText] = {}
+        self.inputs_box = w.VBox([self.values_text])
+        self.predict_button = _button("predict", word("predict_tip"), "jp-mod-accept",
+                                      button_style="primary")
+        self.curl_button = _button("copy_curl", word("copy_curl_tip"))
+        self.try_message = w.HTML()
+        self.result_html = w.HTML()
+        self.curl_html = w.HTML()
 
         self.refresh_button.on_click(lambda _: self._guard(self.refresh, self.message))
         self.predict_button.on_click(lambda _: self._guard(self.predict, self.try_message))
-        self.upload_button.on_click(lambda _: self._guard(self.upload, self.upload_message))
+        self.curl_button.on_click(lambda _: self._guard(self.copy_curl, self.try_message))
+        self.file_upload.observe(self._on_pick, names="value")
         self.delete_button.on_click(lambda _: self._guard(self.ask_delete, self.delete_message))
         self.confirm_button.on_click(
             lambda _: self._guard(self.confirm_delete, self.delete_message))
         self.cancel_button.on_click(lambda _: self._guard(self.cancel_delete, self.delete_message))
-        self.status_button.on_click(
-            lambda _: self._guard(self.refresh_status, self.status_message))
         self.models_select.observe(self._on_select, names="value")
         self.auto_refresh.observe(self._on_auto_refresh, names="value")
 
-        tabs = w.Tab(children=[
-            w.VBox([self.inputs_box, self.predict_button, self.try_message, self.result_box]),
-            w.VBox([w.HBox([self.name_text, self.file_upload]),
-                    w.HBox([self.upload_button, self.upload_progress]),
-                    self.upload_message]),
-            w.VBox([w.HBox([self.version_dropdown, self.delete_button]),
-                    self.confirm_box, self.delete_message]),
-            w.VBox([w.HBox([self.status_button, self.auto_refresh]), self.status_message,
-                    self.status_html]),
+        def row(*children: w.Widget) -> w.HBox:
+            box = w.HBox(list(children), layout=w.Layout(align_items="center"))
+            box.add_class("jp-tfaas-row")
+            return box
+
+        drop = w.VBox([
+            w.HTML(_text_html("upload_hint")),
+            row(self.name_text, self.file_upload),
+            self.upload_progress,
+            self.upload_message,
         ])
-        for i, title in enumerate(("Try it", "Upload", "Delete", "Status")):
-            tabs.set_title(i, title)
-        self.tabs = tabs
+        drop.add_class("jp-tfaas-drop")
+        self.tryit = w.VBox([
+            self.try_title,
+            w.HTML(f'<label class="jp-tfaas-muted">'
+                   f'{_escape(word("values"))} ({_escape(word("values_hint"))})</label>'),
+            self.inputs_box,
+            row(self.predict_button, self.curl_button),
+            self.try_message,
+            self.result_html,
+            self.curl_html,
+        ])
+        self.tryit.add_class("jp-tfaas-tryit")
+        # the panel's order: header, status, upload, models, try it
         self.widget = w.VBox([
-            w.HBox([w.HTML(f"<b>TFaaS</b> <code>{html.escape(client.url)}</code>"),
-                    self.refresh_button]),
+            row(w.HTML(header_html(client.url), layout=w.Layout(flex="1 1 auto")),
+                self.auto_refresh, self.refresh_button),
             self.message,
-            w.HBox([self.models_select, self.model_info]),
-            tabs,
+            self.status_html,
+            self.status_message,
+            drop,
+            w.HTML(heading_html(word("models"))),
+            self.models_select,
+            self.model_info,
+            row(self.version_dropdown, self.delete_button, self.confirm_box),
+            self.delete_message,
+            self.tryit,
         ])
+        self.widget.add_class("jp-tfaas-panel")
+        self.widget.add_class("jp-tfaas-widget")
         if load:
             self._guard(self.refresh, self.message)
         if auto_refresh:
@@ -251,15 +377,6 @@ class ModelBrowser:
             return None
         return result
 
-    def _show_header(self) -> None:
-        """The header line: how many models, and the one selected (follows the list)."""
-        text = f"{len(self.models)} model(s)"
-        if self.detail:
-            d = self.detail
-            text += (f"; selected: {d.get('name')} ({d.get('format')}, version "
-                     f"{d.get('version')} of {len(d.get('versions') or [d.get('version')])})")
-        self.message.value = html.escape(text)
-
     @property
     def selected(self) -> str | None:
         """The selected model's name."""
@@ -271,6 +388,7 @@ class ModelBrowser:
         """Reload the model list (keeping the selection when it still exists) and status."""
         with self._lock:
             self.models = self.client.models()
+            self.message.value = ""
             names = [str(m.get("name")) for m in self.models]
             current = self.models_select.value
             self.models_select.options = names
@@ -281,7 +399,6 @@ class ModelBrowser:
             else:
                 self.models_select.value = None
                 self._load_detail(None)
-            self._show_header()
         self._guard(self.refresh_status, self.status_message)
 
     def select(self, name: str) -> None:
@@ -297,101 +414,113 @@ class ModelBrowser:
         self._guard(lambda: self._load_detail(change["new"]), self.message)
 
     def _load_detail(self, name: str | None) -> None:
-        """Show model ``name``: its description, a fresh try-it form, its versions."""
+        """Show model ``name``: its details, a fresh try-it form, its versions."""
         self.cancel_delete()
-        self.result_box.children = ()
+        self.result_html.value = ""
+        self.curl_html.value = ""
         self.try_message.value = ""
         self.predictions = None
-        self.bars = []
+        all_versions = [(word("delete_all_versions"), ALL_VERSIONS)]
         if not name:
             self.detail = None
-            self.model_info.value = "<i>no models yet: upload one</i>"
-            self.version_dropdown.options = [("all versions", ALL_VERSIONS)]
+            self.model_info.value = model_html(None)
+            self.try_title.value = heading_html(word("try_none"))
+            self.tryit.layout.display = "none"
+            self.version_dropdown.options = all_versions
             self._build_inputs([], None)
-            self._show_header()
             return
         self.detail = detail = self.client.model(name)
         versions = detail.get("versions") or [detail.get("version")]
-        self.version_dropdown.options = [("all versions", ALL_VERSIONS)] + [
-            (f"version {v}", v) for v in versions
+        self.version_dropdown.options = all_versions + [
+            (word("delete_version", version=v), v) for v in versions
         ]
         self.version_dropdown.value = ALL_VERSIONS
-        self.model_info.value = self._describe(detail)
+        self.model_info.value = model_html(detail)
+        self.try_title.value = heading_html(
+            word("try_model", name=name, version=detail.get("version", "?")))
+        self.tryit.layout.display = "flex"
         keys = detail.get("keys")
         self._build_inputs([str(k) for k in keys] if isinstance(keys, list) else [],
                            input_width(detail))
-        self._show_header()
-
-    @staticmethod
-    def _describe(detail: dict[str, Any]) -> str:
-        """The model as a table; its other params as a table inside it."""
-        params = params_rows(detail)
-        rows = [
-            ("name", detail.get("name")),
-            ("versions", ", ".join(map(str, detail.get("versions") or []))),
-            ("version labels", version_labels_text(detail)),
-            ("format", detail.get("format")),
-            ("inputs", specs_text(detail.get("inputs"))),
-            ("outputs", specs_text(detail.get("outputs"))),
-            ("keys", ", ".join(map(str, detail.get("keys") or [])) or "-"),
-            ("labels", ", ".join(map(str, detail.get("label_names") or [])) or "-"),
-            ("params", html_table(params, row_headers=True) if params else "-"),
-        ]
-        return html_table(rows, row_headers=True)
 
     # -- try it --------------------------------------------------------------------------
 
     def _build_inputs(self, keys: list[str], width: int | None) -> None:
         """A fresh form for the selected model: one number field per key when params
-        list keys (the key in full as label and tooltip), else one comma-separated box,
-        emptied, saying how many values the model takes."""
+        list keys (the key in full as label and tooltip), else the values field with
+        a row of zeros of the model's width, as the panel starts it."""
         self.key_fields = {
             k: w.FloatText(value=0.0, description=k, tooltip=k,
                            style={"description_width": "initial"},
                            layout=w.Layout(width="45%"))
             for k in keys
         }
-        self.values_text.value = ""
-        self.values_text.placeholder = (f"{width} values separated by commas" if width
-                                        else "values separated by commas")
+        self.values_text.value = json.dumps([0] * width) if width else ""
         if keys:
             self.inputs_box.children = (w.Box(list(self.key_fields.values()),
                                               layout=w.Layout(flex_flow="row wrap")),)
         else:
             self.inputs_box.children = (self.values_text,)
 
-    def input_row(self) -> tuple[list[float], list[str] | None]:
-        """The row the form holds, and its keys (None when values go by position);
-        checked against the number of values the selected model takes."""
+    def input_rows(self) -> tuple[list[list[float]], list[str] | None]:
+        """The rows the form holds, and their keys (None when values go by position);
+        each checked against the number of values the selected model takes."""
         if self.key_fields:
             keys = list(self.key_fields)
-            return [float(self.key_fields[k].value) for k in keys], keys
-        text = self.values_text.value.strip().strip("[]")
-        if not text:
-            raise ValueError("type the input values, separated by commas")
-        try:
-            values = [float(v) for v in re.split(r"[,\s]+", text) if v]
-        except ValueError:
-            raise ValueError(f"not a list of numbers: {self.values_text.value!r}") from None
+            return [[float(self.key_fields[k].value) for k in keys]], keys
+        rows = parse_values(self.values_text.value)
         width = input_width(self.detail)
-        if width is not None and len(values) != width:
-            raise ValueError(f"{self.selected} expects {width} values per row, "
-                             f"got {len(values)}")
-        return values, None
+        for i, row in enumerate(rows):
+            if width is not None and len(row) != width:
+                raise ValueError(word("values_width", name=self.selected, width=width,
+                                      row=i + 1, count=len(row)))
+        return rows, None
 
-    def predict(self) -> np.ndarray:
-        """Send the form's row to the selected model; show the outputs as bars."""
+    def _request(self) -> dict[str, Any]:
+        """The /json request the form makes (as the panel's ``predictRequest``)."""
         name = self.selected
         if not name:
-            raise ValueError("select a model first")
-        row, keys = self.input_row()
-        outputs = np.asarray(self.client.predict(name, row, keys=keys)).reshape(-1)
-        self.predictions = outputs
-        labels = output_labels(self.detail, outputs.size)
-        chart, self.bars = bar_chart(outputs, labels)
-        self.result_box.children = (chart,)
-        self.try_message.value = html.escape(f"{name}: {outputs.size} output(s)")
-        return outputs
+            raise ValueError(word("select_first"))
+        rows, keys = self.input_rows()
+        request: dict[str, Any] = {"model": name,
+                                   "values": rows[0] if len(rows) == 1 else rows}
+        if keys:
+            request["keys"] = keys
+        return request
+
+    def predict(self) -> np.ndarray:
+        """Send the form's rows to the selected model; show each output with its label
+        (one table per row). One row gives a flat array, several rows one per row."""
+        request = self._request()
+        name, values = request["model"], request["values"]
+        outputs = np.asarray(self.client.predict(name, values, keys=request.get("keys")))
+        rows = np.atleast_2d(values).shape[0]
+        outputs = outputs.reshape(rows, -1)
+        self.predictions = outputs[0] if rows == 1 else outputs
+        self.result_html.value = result_html(
+            outputs, output_labels(self.detail, outputs.shape[1]))
+        self.try_message.value = ""
+        return self.predictions
+
+    def copy_curl(self) -> str:
+        """The curl line for the form's request (an example row when the form does not
+        parse) on this server, shown under the form for copying."""
+        name = self.selected
+        if not name:
+            raise ValueError(word("select_first"))
+        try:
+            request: dict[str, Any] | None = self._request()
+        except ValueError:
+            request = None
+        if self._curl is not None:
+            line = self._curl(name, self.detail, request)
+        else:
+            root = self.client.url[: -len("tfaas/")]
+            line = curl_command(ServerInfo(root, source="connect"), name, self.detail,
+                                request=request)
+        self.curl_html.value = (f'<code class="jp-tfaas-curl" data-tfaas="curl-text">'
+                                f"{_escape(line)}</code>")
+        return line
 
     # -- upload ----------------------------------------------------------------------------
 
@@ -402,6 +531,10 @@ class ModelBrowser:
             content = item["content"]
             files.append((str(item["name"]), bytes(content)))
         return files
+
+    def _on_pick(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self._guard(self.upload, self.upload_message)
 
     def upload(self, files: Sequence[tuple[str, bytes]] | None = None) -> dict[str, Any]:
         """Upload the picked files (or ``files``) as the name in the name box (default:
@@ -415,12 +548,15 @@ class ModelBrowser:
             self.upload_progress.value = 0.0
             self.upload_progress.bar_style = "danger"
             raise
+        finally:
+            self.file_upload.value = ()
         self.upload_progress.value = 1.0
         self.upload_progress.bar_style = "success"
-        self.upload_message.value = html.escape(
-            f"uploaded {answer.get('name')} version {answer.get('version')} "
-            f"({answer.get('format')})" + (f"; {answer['note']}" if answer.get("note") else ""))
-        self.file_upload.value = ()
+        said = word("uploaded", name=answer.get("name"), version=answer.get("version"))
+        if answer.get("note"):
+            said += f"; {answer['note']}"
+        self.upload_message.value = f'<span class="jp-tfaas-muted">{_escape(said)}</span>'
+        self.name_text.value = ""
         self.refresh()
         self.select(str(answer.get("name")))
         return answer
@@ -428,10 +564,10 @@ class ModelBrowser:
     def _upload(self, files: Sequence[tuple[str, bytes]] | None) -> dict[str, Any]:
         files = list(files) if files is not None else self.picked_files()
         if not files:
-            raise ValueError("pick the model's files first")
+            raise ValueError(word("upload_nothing"))
         parts = classify_upload(files)
         name = self.name_text.value.strip() or _name_from_file(parts["model"][0])
-        self.upload_message.value = f"uploading {html.escape(name)}..."
+        self.upload_message.value = _text_html("uploading", name=name)
 
         def progress(sent: int, total: int) -> None:
             self.upload_progress.value = sent / total if total else 1.0
@@ -447,24 +583,28 @@ class ModelBrowser:
                 return self.client.upload(name, paths["model"], params=paths.get("params"),
                                           labels=paths.get("labels"), progress=progress)
             except TFaaSClientError as exc:
-                raise TFaaSClientError(f"upload failed: {exc.message}", exc.status,
+                raise TFaaSClientError(f"{word('upload_failed')}: {exc.message}", exc.status,
                                        exc.body) from None
 
     # -- delete ------------------------------------------------------------------------------
 
-    def ask_delete(self) -> None:
-        """First step of a delete: show Confirm/Cancel and what would go."""
+    def _delete_target(self) -> str:
         name = self.selected
-        if not name:
-            raise ValueError("select a model first")
         version = self.version_dropdown.value or None
-        what = f"{name} version {version}" if version is not None else f"{name} (all versions)"
-        self.delete_message.value = f"Delete <b>{html.escape(what)}</b>?"
+        return f"{name} {word('delete_version', version=version)}" if version is not None \
+            else f"{name} ({word('delete_all_versions')})"
+
+    def ask_delete(self) -> None:
+        """First step of a delete: show the question and Delete/Cancel."""
+        if not self.selected:
+            raise ValueError(word("select_first"))
+        self.delete_message.value = _text_html("delete_ask", css="jp-tfaas-ask",
+                                               what=self._delete_target())
         self.confirm_box.layout.display = "flex"
 
     @property
     def confirming(self) -> bool:
-        """Whether Confirm/Cancel is shown."""
+        """Whether Delete/Cancel is shown."""
         return self.confirm_box.layout.display != "none"
 
     def confirm_delete(self) -> dict[str, Any] | None:
@@ -473,13 +613,13 @@ class ModelBrowser:
             return None
         name = self.selected
         version = self.version_dropdown.value or None
+        what = self._delete_target()
         self.confirm_box.layout.display = "none"
         if not name:
             return None
         answer = self.client.delete(name, version)
         self.refresh()
-        self.delete_message.value = html.escape(f"deleted {name}" + (
-            f" version {version}" if version is not None else ""))
+        self.delete_message.value = _text_html("deleted", what=what)
         return answer
 
     def cancel_delete(self) -> None:
@@ -489,12 +629,18 @@ class ModelBrowser:
     # -- status ------------------------------------------------------------------------------
 
     def refresh_status(self) -> dict[str, Any]:
-        """Reload the status panel: worker, loaded models, per-model requests and latency."""
+        """Reload the status strip: worker, TensorFlow, loaded models, request rate since
+        the last reload and the worst p99 latency."""
         status = self.client.status()
+        sample = (time.monotonic(), prediction_count(status))
+        rate = None
+        if self._last_sample is not None and sample[0] > self._last_sample[0]:
+            served = max(0, sample[1] - self._last_sample[1])
+            rate = served / (sample[0] - self._last_sample[0])
+        self._last_sample = sample
         self.status = status
         self.status_message.value = ""
-        lines = "".join(f"<div>{html.escape(line)}</div>" for line in status_headline(status))
-        self.status_html.value = lines + html_table(status_rows(status), STATUS_COLUMNS)
+        self.status_html.value = status_html(status_strip(status, rate))
         return status
 
     def _on_auto_refresh(self, change: dict[str, Any]) -> None:

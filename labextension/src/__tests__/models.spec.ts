@@ -29,6 +29,7 @@ describe('shapeModels', () => {
     expect(view.labels).toEqual(['signal']);
     expect(view.width).toBe(42);
     expect(view.keys).toBeNull();
+    expect(view.versionLabels).toBe('');
     // params.json's own entries, not the ones the server adds
     expect(view.params).toEqual([
       ['inputNode', 'dense_1_input'],
@@ -42,7 +43,14 @@ describe('shapeModels', () => {
     const [view] = shapeModels([{ ...vk, keys: ['a', 'b', 'c'] }]);
     expect(view.keys).toEqual(['a', 'b', 'c']);
     expect(view.width).toBe(3);
-    expect(view.params).toContainEqual(['keys', '["a","b","c"]']);
+    // keys are a field of their own, as in the notebook widget
+    expect(view.params.map(([key]) => key)).not.toContain('keys');
+  });
+
+  it('shows version labels as the widget does, not among the params', () => {
+    const [view] = shapeModels([{ ...vk, version_labels: { stable: 1, canary: 2 } }]);
+    expect(view.versionLabels).toBe('stable: 1, canary: 2');
+    expect(view.params.map(([key]) => key)).not.toContain('version_labels');
   });
 
   it('copes with a model whose signature is not known yet', () => {

@@ -1,0 +1,23 @@
+/**
+ * The panel's words, from the one vocabulary the notebook widget (`%tfaas browser`)
+ * reads too: tfaas_jupyter/client/vocabulary.json, bundled into the extension.
+ */
+
+import vocabulary from '../../tfaas_jupyter/client/vocabulary.json';
+
+/** Every word, by key. */
+export const WORDS: Readonly<Record<string, string>> = vocabulary;
+
+/**
+ * The word `key` with its `{placeholders}` filled from `values`, as the Python side's
+ * `word()` does; an unknown key is an error, not a blank in the panel.
+ */
+export function word(key: string, values: Record<string, string | number> = {}): string {
+  const text = WORDS[key];
+  if (text === undefined) {
+    throw new Error(`no word ${key} in the vocabulary`);
+  }
+  return text.replace(/\{(\w+)\}/g, (whole, name: string) =>
+    name in values ? String(values[name]) : whole
+  );
+}

@@ -1,0 +1,54 @@
+"""The curl line for a prediction: what ``%tfaas curl`` prints and the model browser's
+**Copy curl** shows (the JupyterLab panel writes the same line in
+labextension/src/curl.ts)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import replace
+from typing import Any
+
+from ..hub import HUB_TOKEN_VAR, public_server_url
+from .discovery import ServerInfo
+from .present import input_width
+
+__all__ = ["curl_command", "example_request"]
+
+
+def example_request(name: str, model: dict[str, Any] | None) -> dict[str, Any]:
+    """A valid /json request for ``model``: its keys (if params list them) and one row of
+    zeros of the right width."""
+    model = model or {}
+    keys = model.get("keys")
+    doc: dict[str, Any] = {"model": name}
+    if isinstance(keys, list) and keys:
+        doc["keys"] = [str(k) for k in keys]
+        doc["values"] = [0.0] * len(keys)
+    else:
+        doc["values"] = [0.0] * (input_width(model) or 1)
+    return doc
+
+
+def curl_command(server: ServerInfo, name: str, model: dict[str, Any] | None = None,
+                 *, show_token: bool = False, token_var: str = "JUPYTER_TOKEN",
+                 request: dict[str, Any] | None = None) -> str:
+    """One shell line doing a prediction with ``model`` on ``server`` (``request``, or
+    an example row): the full URL with its base_url, the token as ``$JUPYTER_TOKEN``
+    (the real one with ``show_token``). Under a hub (a server found, not connected by
+    hand) the URL is the hub's public one and the token a hub API token,
+    ``$JUPYTERHUB_API_TOKEN``."""
+    body = json.dumps(request or example_request(name, model), separators=(",", ":"))
+    hub_url = None if server.source in ("connect", "TFAAS_URL") else public_server_url()
+    if hub_url and not server.public_url:
+        server = replace(server, public_url=hub_url)
+        token_var = HUB_TOKEN_VAR
+    parts = ["curl", "-sS"]
+    if server.token or not show_token:
+        if show_token:
+            parts += ["-H", shlex.quote(f"Authorization: token {server.token}")]
+        else:
+            parts += ["-H", f'"Authorization: token ${token_var}"']
+    parts += ["-H", shlex.quote("Content-Type: application/json"), "-d", shlex.quote(body)]
+    parts.append(shlex.quote((server.public_url or server.url) + "tfaas/json"))
+    return " ".join(parts)
