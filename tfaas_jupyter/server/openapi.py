@@ -44,7 +44,8 @@ def _servers(tfaas_url: str) -> list[dict[str, str]]:
 def limits_text(limits: Limits) -> str:
     return (
         f"This server's limits: {limits.max_rows} rows per prediction request "
-        f"(max_rows_per_request), uploads of {limits.max_upload_size} bytes "
+        f"(max_rows_per_request) and {limits.max_values} values (max_request_values), "
+        f"uploads of {limits.max_upload_size} bytes "
         f"(max_upload_size) expanding to {limits.max_extracted_size} bytes "
         f"(max_extracted_size), images of {limits.max_image_pixels} pixels "
         f"(max_image_pixels), {limits.max_concurrent_requests} predictions in flight "

@@ -43,6 +43,7 @@ class Limits:
     max_upload_size: int = 512 * 1024**2
     max_extracted_size: int = 2 * 1024**3
     max_rows: int = 100_000
+    max_values: int = 1_000_000
     max_image_pixels: int = 40_000_000
     max_concurrent_requests: int = 1000
 
@@ -283,7 +284,9 @@ class TFaaS:
             return await self._predict_image(form)
 
     async def _predict_json(self, body: bytes) -> tuple[str, int, bytes]:
-        request = codecs.decode_json_request(body, max_rows=self.limits.max_rows)
+        request = codecs.decode_json_request(
+            body, max_rows=self.limits.max_rows, max_values=self.limits.max_values
+        )
         mv, outputs = await self.predict_rows(
             request.model, request.version, request.values, request.keys
         )
@@ -291,7 +294,7 @@ class TFaaS:
         return mv.name, n_rows, codecs.encode_json_rows(outputs, request.single_row)
 
     async def _predict_proto(self, body: bytes) -> tuple[str, bytes]:
-        request = codecs.decode_proto_row(body)
+        request = codecs.decode_proto_row(body, max_values=self.limits.max_values)
         mv, outputs = await self.predict_rows(request.model, None, request.values, request.keys)
         return mv.name, codecs.encode_proto_predictions(outputs, mv.labels)
 
