@@ -303,13 +303,16 @@ async def test_magic_cli_and_client_use_keys(
     jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp, seed_dir: Path,
     tmp_path: Path, tfaas: TFaaSCaller, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """``%tfaas key create/list/revoke``; the key then works in TFaaSClient (header or key
-    URL) and in the ``tfaas`` command through ``--token-file`` and ``$TFAAS_TOKEN``."""
+    """``%tfaas key create/list/revoke``: the key (or key URL) goes to a 0600 file, never
+    into the output, which prints curl and tfaas lines that work as printed; the key then
+    works in TFaaSClient (header or key URL) and in the ``tfaas`` command through
+    ``--token-file`` and ``$TFAAS_TOKEN``."""
     import asyncio
     import os
     import shutil
     import sys
 
+    from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
 
     from tfaas_jupyter.client import TFaaSClient, TFaaSClientError, discovery
@@ -326,14 +329,27 @@ async def test_magic_cli_and_client_use_keys(
         token = jp_serverapp.identity_provider.token
         await asyncio.to_thread(magic, f"connect {root} --token {token}")
         await asyncio.to_thread(magic, "key create grid --model vk")
-        out = capsys.readouterr().out.splitlines()
-        key = out[-1]
-        assert key.startswith("tfk_") and "predict; vk" in out[-2]
-        await asyncio.to_thread(magic, "key create pipeline --scope manage --url")
-        url = capsys.readouterr().out.splitlines()[-1]
+        printed = capsys.readouterr().out
+        keys_dir = Path.home() / ".tfaas" / "keys"
+        key_path = keys_dir / "grid.key"
+        key = key_path.read_text().strip()
+        assert key.startswith("tfk_") and key not in printed and "tfk_" not in printed
+        assert f"is in {key_path} (mode 0600)" in printed and "predict; vk" in printed
+        assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(keys_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE(keys_dir.parent.stat().st_mode) == 0o700
+        url_path = tmp_path / "pipeline.url"
+        await asyncio.to_thread(
+            magic, f"key create pipeline --scope manage --url --save {url_path}")
+        printed_url = capsys.readouterr().out
+        url = url_path.read_text().strip()
         assert url.startswith(root + "tfaas/key/tfk_") and url.endswith("/")
+        assert "tfk_" not in printed_url and stat.S_IMODE(url_path.stat().st_mode) == 0o600
+        with pytest.raises(UsageError, match="exists: not overwriting"):
+            await asyncio.to_thread(magic, f"key create again --save {key_path}")
+        assert key_path.read_text().strip() == key
         frame = await asyncio.to_thread(magic, "key list")
-        assert list(frame.index) == ["grid", "pipeline"]
+        assert list(frame.index) == ["grid", "pipeline"]  # no key 'again' was made
         assert frame.loc["pipeline", "scopes"] == ["manage", "predict"]
         assert key not in frame.to_string() and url not in frame.to_string()
     finally:
@@ -341,6 +357,17 @@ async def test_magic_cli_and_client_use_keys(
 
     doc = seed_row(seed_dir)
     expected = (await tfaas.predict(doc)).json()
+    (tmp_path / "input.json").write_text(json.dumps(doc))
+    # the printed lines work as printed, the key read from its file
+    curl_line = next(line.strip() for line in printed.splitlines()
+                     if line.strip().startswith("curl "))
+    code, out, err = await _bash(curl_line, tmp_path)
+    assert code == 0 and json.loads(out) == expected, err
+    tfaas_line = next(line.strip() for line in printed.splitlines()
+                      if line.strip().startswith("tfaas "))
+    bin_dir = os.path.dirname(sys.executable)
+    code, out, err = await _bash(f'PATH="{bin_dir}:$PATH" {tfaas_line} --json', tmp_path)
+    assert code == 0 and json.loads(out) == expected, err
     with TFaaSClient(root + "tfaas", token=key) as client:
         got = await asyncio.to_thread(client.predict_raw, doc)
         assert got == expected
@@ -355,7 +382,6 @@ async def test_magic_cli_and_client_use_keys(
     key_file = tmp_path / "key.txt"
     key_file.write_text(key + "\n")
     key_file.chmod(0o600)
-    (tmp_path / "input.json").write_text(json.dumps(doc))
     script = shutil.which("tfaas", path=os.path.dirname(sys.executable))
     command = [script] if script else [sys.executable, "-m", "tfaas_jupyter.client.cli"]
     environ = {k: v for k, v in os.environ.items()
