@@ -176,7 +176,7 @@ def model_spec(
     schemas: dict[str, Any] = {k: base["components"]["schemas"][k]
                                for k in ("Error", "Output", "ImageAnswer")}
     errors = {str(code): {"$ref": "#/components/responses/Error"}
-              for code in (400, 403, 404, 413, 500, 503, 504, 507)}
+              for code in (400, 403, 404, 409, 413, 500, 503, 504, 507)}
     row = _row_schema(inputs)
     out_row = _output_schema(outputs)
     if row is not None:

@@ -25,7 +25,15 @@ import numpy as np
 from .. import __version__
 from . import codecs, shaping, uploads
 from .batching import Runner
-from .errors import BadRequest, ErrorKind, NotFound, TFaaSError, Unavailable, WorkerError
+from .errors import (
+    BadRequest,
+    ErrorKind,
+    NotFound,
+    TFaaSError,
+    Unavailable,
+    Unloadable,
+    WorkerError,
+)
 from .keys import check_model_access, may_see_model
 from .modelref import ModelRef
 from .multipart import FilePart, Form
@@ -74,9 +82,22 @@ class TFaaS:
         check_model_access(check_model_name(name))
         return self.repository.resolve(check_model_name(name), check_version_or_label(version))
 
+    @staticmethod
+    @contextlib.contextmanager
+    def loading(mv: ModelVersion) -> Iterator[None]:
+        """Where the worker may load ``mv``: its loader's refusal becomes a 409 naming
+        the version (:class:`Unloadable`)."""
+        try:
+            yield
+        except WorkerError as exc:
+            if exc.kind is ErrorKind.LOAD and not isinstance(exc, Unloadable):
+                raise Unloadable(mv.name, mv.version, exc.message) from None
+            raise
+
     async def signature(self, mv: ModelVersion) -> dict[str, Any]:
         if mv.signature is None:
-            sig = await self.worker.load(ModelRef.of(mv))
+            with self.loading(mv):
+                sig = await self.worker.load(ModelRef.of(mv))
             self.repository.remember_signature(mv, sig)
         assert mv.signature is not None
         return mv.signature
@@ -166,7 +187,8 @@ class TFaaS:
         try:
             signature = await self.worker.load(ref)
         except WorkerError as exc:
-            if exc.kind in (ErrorKind.BAD_INPUT, ErrorKind.MODEL):  # the upload is at fault
+            # the upload is at fault
+            if exc.kind in (ErrorKind.BAD_INPUT, ErrorKind.MODEL, ErrorKind.LOAD):
                 raise BadRequest(f"unreadable model: {exc.message}") from None
             raise
         meta["signature"] = signature
@@ -234,18 +256,19 @@ class TFaaS:
         outputs, shapes and dtypes as it returns them. Every API reaches the runner
         (batching, the worker) through here; worker errors arrive as API errors."""
         model = ModelRef.of(mv)
-        if not self.worker.running:
-            # A cold start: wait for the worker and this model here, in the request's
-            # own context, so that its answer says what it waited for (Server-Timing).
-            await self.worker.load(model)
-        stages = STAGES.get()
-        if stages is None:
-            return await self.runner.predict(model, list(inputs))
-        if not stages.run_start:
-            stages.run_start = time.perf_counter()
-        outputs = await self.runner.predict(model, list(inputs))
-        stages.run_end = time.perf_counter()
-        return outputs
+        with self.loading(mv):
+            if not self.worker.running:
+                # A cold start: wait for the worker and this model here, in the request's
+                # own context, so that its answer says what it waited for (Server-Timing).
+                await self.worker.load(model)
+            stages = STAGES.get()
+            if stages is None:
+                return await self.runner.predict(model, list(inputs))
+            if not stages.run_start:
+                stages.run_start = time.perf_counter()
+            outputs = await self.runner.predict(model, list(inputs))
+            stages.run_end = time.perf_counter()
+            return outputs
 
     async def _run(self, mv: ModelVersion, inputs: list[np.ndarray],
                    n_rows: int) -> list[np.ndarray]:
