@@ -524,6 +524,12 @@ async def test_versions_that_cannot_be_loaded_answer_409_naming_them(
         "broken-graph", "broken-keras", "broken-sm", "failing", "vk"]
     for name in ("broken-graph", "broken-sm", "broken-keras", "vk", "failing"):
         assert (await tfaas.call("GET", f"models/{name}")).code == 200, name
+    # the failed load shows where a version's status is shown
+    details = (await tfaas.call("GET", "models/vk")).json()["version_details"]
+    assert "load_error" not in details[0] and "GraphDef" in details[1]["load_error"]
+    status = (await tfaas.call("GET", "v1/models/vk")).json()["model_version_status"]
+    assert [(v["version"], v["state"]) for v in status] == [("1", "AVAILABLE"), ("2", "END")]
+    assert status[1]["status"]["error_message"] == details[1]["load_error"]
 
     zeros = [0.0] * tfmodels.N_IN
     reply = await tfaas.predict({"model": "failing", "values": zeros})

@@ -86,11 +86,12 @@ class TFaaS:
     @contextlib.contextmanager
     def loading(mv: ModelVersion) -> Iterator[None]:
         """Where the worker may load ``mv``: its loader's refusal becomes a 409 naming
-        the version (:class:`Unloadable`)."""
+        the version (:class:`Unloadable`), and the version's ``load_error``."""
         try:
             yield
         except WorkerError as exc:
             if exc.kind is ErrorKind.LOAD and not isinstance(exc, Unloadable):
+                mv.load_error = exc.message
                 raise Unloadable(mv.name, mv.version, exc.message) from None
             raise
 

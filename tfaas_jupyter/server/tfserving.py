@@ -33,6 +33,10 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 
 
 def _version_status(mv: ModelVersion) -> dict[str, Any]:
+    """AVAILABLE, or END with the loader's reason once a load of the version failed."""
+    if mv.load_error is not None:
+        return {"version": str(mv.version), "state": "END",
+                "status": {"error_code": "UNKNOWN", "error_message": mv.load_error}}
     return {"version": str(mv.version), "state": "AVAILABLE",
             "status": {"error_code": "OK", "error_message": ""}}
 
