@@ -137,11 +137,32 @@ async def test_predict_key_reaches_only_predictions_of_its_models(
     reply = await with_key.call("GET", f"api/status?token={key}", None)
     assert reply.code == 403
 
+    # the standard protocols' routes and the model's own description are predictions too
+    v2_input = (await tfaas.call("GET", "v2/models/vk")).json()["inputs"][0]["name"]
+    v2_doc = {"inputs": [{"name": v2_input, "shape": [1, len(doc["values"])],
+                          "datatype": "FP32", "data": doc["values"]}]}
+    reply = await with_key.call("POST", "v2/models/vk/infer", key, json.dumps(v2_doc).encode())
+    assert reply.code == 200 and reply.json()["outputs"][0]["data"] == expected, reply.body
+    reply = await with_key.call("POST", "v1/models/vk:predict", key,
+                                json.dumps({"instances": [doc["values"]]}).encode())
+    assert reply.code == 200 and reply.json()["predictions"] == [expected], reply.body
+    for path in ("v2/models/vk", "v2/models/vk/ready", "v1/models/vk", "v1/models/vk/metadata",
+                 "models/vk/openapi.json", "v2", "v2/health/ready"):
+        assert (await with_key.call("GET", path, key)).code == 200, path
+
     # another model, even one that exists, is refused (and so is a missing one)
     other = {"model": "other", "values": [0.5] * len(doc["values"])}
     for model_doc in (other, {**other, "model": "nosuch"}):
         reply = await with_key.call("POST", "json", key, json.dumps(model_doc).encode())
         assert reply.code == 403 and "vk-only" in reply.json()["error"], reply.body
+    for method, path, payload in (
+        ("POST", "v2/models/other/infer", json.dumps(v2_doc).encode()),
+        ("POST", "v1/models/other:predict", json.dumps({"instances": [[0.5] * 6]}).encode()),
+        ("GET", "v2/models/other", None), ("GET", "v1/models/other/metadata", None),
+        ("GET", "models/other/openapi.json", None),
+    ):
+        reply = await with_key.call(method, path, key, payload)
+        assert reply.code == 403 and "vk-only" in reply.json()["error"], (path, reply.body)
 
     body, ctype = seed_upload_body(seed_dir)
     refused = [
@@ -155,6 +176,9 @@ async def test_predict_key_reaches_only_predictions_of_its_models(
         ("GET", "status", None, {}),
         ("GET", "metrics", None, {}),
         ("GET", "openapi.json", None, {}),
+        ("GET", "export?model=vk", None, {}),
+        ("PUT", "models/vk/labels/stable", b'{"version": 1}', {}),
+        ("DELETE", "models/vk/labels/stable", None, {}),
         ("GET", "keys", None, {}),
         ("POST", "keys", b'{"name": "more"}', {}),
         ("DELETE", "keys/vk-only", None, {}),
