@@ -4,8 +4,10 @@ else, Jupyter's own API included; a key-bearing URL counts exactly as the header
 
 from __future__ import annotations
 
+import io
 import json
 import stat
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +219,23 @@ async def test_manage_key_manages_its_models_only(
     assert (await with_key.call("GET", "params/vk", key)).json()["inputNode"]
     assert (await with_key.call("GET", "models/other", key)).code == 403
     assert (await with_key.call("DELETE", "delete/other", key)).code == 403
+    # nor its labels
+    reply = await tfaas.call("PUT", "models/other/labels/stable", b'{"version": 1}')
+    assert reply.code == 200, reply.body
+    for method, payload in (("DELETE", None), ("PUT", b'{"version": 1}'), ("GET", None)):
+        reply = await with_key.call(method, "models/other/labels/stable", key, payload)
+        assert reply.code == 403, (method, reply.body)
+    labels = (await tfaas.call("GET", "models/other")).json()["version_labels"]
+    assert labels == {"stable": 1}, labels
+    # the export holds the key's models only
+    reply = await with_key.call("GET", "export?model=other", key)
+    assert reply.code == 403 and "does not cover model 'other'" in reply.json()["error"]
+    for path in ("export", "export?model=vk"):
+        reply = await with_key.call("GET", path, key)
+        assert reply.code == 200, (path, reply.body[:300])
+        with tarfile.open(fileobj=io.BytesIO(reply.body)) as tar:
+            exported = {n.split("/")[1] for n in tar.getnames() if n.startswith("models/")}
+        assert exported == {"vk"}, (path, exported)
     # an upload for a model the key does not cover is refused, and nothing is stored
     params = {**json.loads((seed_dir / "params.json").read_text()), "name": "vk2"}
     other_body, other_ctype = encode_multipart({"name": "vk2"}, {
