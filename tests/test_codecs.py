@@ -108,15 +108,17 @@ def test_proto_keys_and_values_are_counted_before_parsing() -> None:
 
     packed = Row(value=[1.0] * 50, model="m").SerializeToString()
     assert codecs.decode_proto_row(packed, max_values=51).values.shape == (1, 50)
-    with pytest.raises(PayloadTooLarge, match="more than 20 keys, values and fields"):
-        codecs.decode_proto_row(packed, max_values=20)  # 208 bytes > 2 * 20: counted
+    with pytest.raises(PayloadTooLarge, match="the Row has 50 values and 0 keys"):
+        codecs.decode_proto_row(packed, max_values=20)  # no key or unpacked value: parsed
     assert codecs._proto_elements(packed, 10**6) == 51  # 50 values and the model
     keys = b"\x15\x00\x00\x80\x3f" + b"\x0a\x00" * 100  # one unpacked value, 100 empty keys
     assert codecs._proto_elements(keys, 10**6) == 101
     assert codecs._proto_elements(keys, 10) == 11  # stops past the limit
-    with pytest.raises(PayloadTooLarge):
-        codecs.decode_proto_row(keys, max_values=100)
+    with pytest.raises(PayloadTooLarge, match="more than 100 keys, values and fields"):
+        codecs.decode_proto_row(keys, max_values=100)  # 101 tags: counted, never parsed
     parsed = codecs.decode_proto_row(keys, max_values=101)
     assert parsed.values.tolist() == [[1.0]] and len(parsed.keys) == 100
     with pytest.raises(BadRequest, match="truncated"):
+        codecs._proto_elements(b"\x0a\x00" * 2 + b"\x80", 10)
+    with pytest.raises(BadRequest, match="unable to unmarshal Row"):
         codecs.decode_proto_row(b"\x0a\x00" * 2 + b"\x80", max_values=2)

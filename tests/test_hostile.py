@@ -448,6 +448,7 @@ def _hostile_predictions(v2_input: str) -> list[tuple[str, str, bytes, dict[str,
         ("proto values", "tfaas/proto",
          b"\x1a\x02vk\x12" + _varint(len(packed)) + packed, {}),
         ("proto keys", "tfaas/proto", b"\x1a\x02vk" + b"\x0a\x00" * 10_000_000, {}),
+        ("proto unpacked", "tfaas/proto", b"\x1a\x02vk" + b"\x15\0\0\0\0" * 4_000_000, {}),
     ]
 
 

@@ -204,6 +204,9 @@ def encode_json(doc: Any) -> bytes:
 
 _VARINT_END = 0x80
 _ROW_VALUE_FIELD = Row.DESCRIPTOR.fields_by_name["value"].number
+#: The first byte of a key field, and of an unpacked value field, in a serialized Row.
+_KEY_TAG = bytes([Row.DESCRIPTOR.fields_by_name["key"].number << 3 | 2])
+_VALUE_TAG = bytes([_ROW_VALUE_FIELD << 3 | 5])
 
 
 def _varint(data: bytes, offset: int) -> tuple[int, int]:
@@ -256,12 +259,16 @@ def decode_proto_row(body: bytes, *, max_values: int | None = None) -> PredictRe
     The protobuf runtime's C parser reads the message (packed or unpacked values
     alike) and numpy copies the values out in C: no Python work per value. The keys
     are handed on as the runtime's container, read only where a model maps keys.
-    A body of more than two bytes per allowed value (the smallest field) has its
-    fields counted first (:func:`_proto_elements`), so it is refused before it is parsed.
+    Before the parse, the fields that cost the parser more memory than their bytes
+    (keys, about 40 bytes each; unpacked values, which it grows into an array) are
+    bounded by their tag bytes (``0x0a``, ``0x15``): only a body with more of those
+    than ``max_values`` has its fields counted exactly (:func:`_proto_elements`, a
+    Python walk that stops past the limit), and is refused if they are too many.
     """
     if not body:
         raise BadRequest("unable to unmarshal Row: empty body")
-    if max_values is not None and len(body) > 2 * max_values:
+    if (max_values is not None and len(body) > 2 * max_values
+            and body.count(_KEY_TAG) + body.count(_VALUE_TAG) > max_values):
         if _proto_elements(body, max_values) > max_values:
             raise _too_many_values(f"the Row has more than {max_values} keys, values and fields;",
                                    max_values)
