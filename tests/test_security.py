@@ -527,6 +527,9 @@ async def test_versions_that_cannot_be_loaded_answer_409_naming_them(
     # the failed load shows where a version's status is shown
     details = (await tfaas.call("GET", "models/vk")).json()["version_details"]
     assert "load_error" not in details[0] and "GraphDef" in details[1]["load_error"]
+    listed = {m["name"]: m for m in (await tfaas.call("GET", "models")).json()}
+    assert listed["vk"]["load_error"] == details[1]["load_error"]
+    assert "load_error" in listed["broken-sm"] and "load_error" not in listed["failing"]
     status = (await tfaas.call("GET", "v1/models/vk")).json()["model_version_status"]
     assert [(v["version"], v["state"]) for v in status] == [("1", "AVAILABLE"), ("2", "END")]
     assert status[1]["status"]["error_message"] == details[1]["load_error"]

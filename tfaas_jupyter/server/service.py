@@ -115,6 +115,8 @@ class TFaaS:
         doc["inputs"] = (mv.signature or {}).get("inputs")
         doc["outputs"] = (mv.signature or {}).get("outputs")
         doc["label_names"] = mv.labels
+        if mv.load_error is not None:  # its predictions answer 409 with this reason
+            doc["load_error"] = mv.load_error
         return doc
 
     def models(self) -> list[dict[str, Any]]:
