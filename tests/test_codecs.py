@@ -122,3 +122,20 @@ def test_proto_keys_and_values_are_counted_before_parsing() -> None:
         codecs._proto_elements(b"\x0a\x00" * 2 + b"\x80", 10)
     with pytest.raises(BadRequest, match="unable to unmarshal Row"):
         codecs.decode_proto_row(b"\x0a\x00" * 2 + b"\x80", max_values=2)
+
+
+def test_v2_bytes_elements_are_counted_before_they_are_made() -> None:
+    import struct
+
+    from tfaas_jupyter.server import v2
+
+    elements = b"".join(struct.pack("<I", 1) + b"x" for _ in range(12))
+    header = json.dumps({"inputs": [{
+        "name": "s", "shape": [1, 12], "datatype": "BYTES",
+        "parameters": {"binary_data_size": len(elements)}}]}).encode()
+    request = v2.decode_infer_request(header + elements, str(len(header)), max_values=12)
+    assert request.inputs[0].array.tolist() == [[b"x"] * 12]
+    with pytest.raises(PayloadTooLarge, match="more than 11 BYTES elements"):
+        v2.decode_infer_request(header + elements, str(len(header)), max_values=11)
+    assert v2._count_bytes_elements(memoryview(elements), 100) == 12
+    assert v2._count_bytes_elements(memoryview(elements), 5) == 6  # stops past the limit

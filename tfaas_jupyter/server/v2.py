@@ -133,16 +133,29 @@ def _parameters(doc: dict[str, Any], what: str) -> dict[str, Any]:
     return params
 
 
+def _count_bytes_elements(chunk: memoryview, limit: int) -> int:
+    """How many BYTES elements ``chunk`` holds, read from their lengths alone (no
+    object made); the count stops past ``limit``."""
+    count = offset = 0
+    while offset + 4 <= len(chunk) and count <= limit:
+        (size,) = _LENGTH.unpack_from(chunk, offset)
+        offset += 4 + size
+        count += 1
+    return count
+
+
 def _binary_bytes(chunk: memoryview, what: str, max_values: int | None) -> np.ndarray:
     """BYTES elements of the binary extension: each a 4-byte little-endian length + bytes
-    (one Python object each, so they count against ``max_values``)."""
+    (one Python object each, so they count against ``max_values``, before any is made
+    when the chunk could hold more)."""
+    if (max_values is not None and len(chunk) // 4 > max_values
+            and _count_bytes_elements(chunk, max_values) > max_values):
+        raise PayloadTooLarge(
+            f"{what} has more than {max_values} BYTES elements; the limit is {max_values} "
+            f"values per request ({MAX_VALUES_SETTING})"
+        )
     items, offset = [], 0
     while offset < len(chunk):
-        if max_values is not None and len(items) >= max_values:
-            raise PayloadTooLarge(
-                f"{what} has more than {max_values} BYTES elements; the limit is {max_values} "
-                f"values per request ({MAX_VALUES_SETTING})"
-            )
         if offset + 4 > len(chunk):
             raise BadRequest(f"{what}: truncated BYTES element length")
         (size,) = _LENGTH.unpack_from(chunk, offset)
