@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfaas_jupyter.server import codecs
-from tfaas_jupyter.server.errors import BadRequest
+from tfaas_jupyter.server.errors import BadRequest, PayloadTooLarge
 from tfaas_jupyter.tfaas_pb2 import Predictions
 
 BIG = 2**53 + 1
@@ -85,3 +85,57 @@ def test_proto_answers() -> None:
 
     with pytest.raises(BadRequest, match="int64"):
         codecs.encode_proto_predictions([np.array([[2**64 - 1]], np.uint64)])
+
+
+def test_json_values_are_counted_before_decoding() -> None:
+    """A body within ``max_values`` decodes; one that may hold more is a 413 naming the
+    setting, whatever the nesting, and a small body is never counted at all."""
+    rows = [[float(i), 0.5] for i in range(10)]
+    body = json.dumps({"model": "m", "values": rows}).encode()  # 2 members, 10 rows, 20 numbers
+    assert codecs.decode_json_request(body, max_values=32).values.shape == (10, 2)
+    for refused in (body, b'{"values": [' + b",".join([b"[0]"] * 40) + b"]}"):
+        with pytest.raises(PayloadTooLarge, match="TFaaSApp.max_request_values") as caught:
+            codecs.decode_json_request(refused, max_values=31)
+        assert caught.value.status == 413
+    codecs.check_json_values(b"[" * 10 + b"," * 10, 20)  # 20 bytes: at most 20 values
+    with pytest.raises(PayloadTooLarge):
+        codecs.check_json_values(b"[" * 10 + b"," * 11, 20)
+    codecs.check_json_values(b"[1,2,3] and binary ,,,,,,,", 3, end=7)  # the JSON part only
+
+
+def test_proto_keys_and_values_are_counted_before_parsing() -> None:
+    from tfaas_jupyter.tfaas_pb2 import Row
+
+    packed = Row(value=[1.0] * 50, model="m").SerializeToString()
+    assert codecs.decode_proto_row(packed, max_values=51).values.shape == (1, 50)
+    with pytest.raises(PayloadTooLarge, match="the Row has 50 values and 0 keys"):
+        codecs.decode_proto_row(packed, max_values=20)  # no key or unpacked value: parsed
+    assert codecs._proto_elements(packed, 10**6) == 51  # 50 values and the model
+    keys = b"\x15\x00\x00\x80\x3f" + b"\x0a\x00" * 100  # one unpacked value, 100 empty keys
+    assert codecs._proto_elements(keys, 10**6) == 101
+    assert codecs._proto_elements(keys, 10) == 11  # stops past the limit
+    with pytest.raises(PayloadTooLarge, match="more than 100 keys, values and fields"):
+        codecs.decode_proto_row(keys, max_values=100)  # 101 tags: counted, never parsed
+    parsed = codecs.decode_proto_row(keys, max_values=101)
+    assert parsed.values.tolist() == [[1.0]] and len(parsed.keys) == 100
+    with pytest.raises(BadRequest, match="truncated"):
+        codecs._proto_elements(b"\x0a\x00" * 2 + b"\x80", 10)
+    with pytest.raises(BadRequest, match="unable to unmarshal Row"):
+        codecs.decode_proto_row(b"\x0a\x00" * 2 + b"\x80", max_values=2)
+
+
+def test_v2_bytes_elements_are_counted_before_they_are_made() -> None:
+    import struct
+
+    from tfaas_jupyter.server import v2
+
+    elements = b"".join(struct.pack("<I", 1) + b"x" for _ in range(12))
+    header = json.dumps({"inputs": [{
+        "name": "s", "shape": [1, 12], "datatype": "BYTES",
+        "parameters": {"binary_data_size": len(elements)}}]}).encode()
+    request = v2.decode_infer_request(header + elements, str(len(header)), max_values=12)
+    assert request.inputs[0].array.tolist() == [[b"x"] * 12]
+    with pytest.raises(PayloadTooLarge, match="more than 11 BYTES elements"):
+        v2.decode_infer_request(header + elements, str(len(header)), max_values=11)
+    assert v2._count_bytes_elements(memoryview(elements), 100) == 12
+    assert v2._count_bytes_elements(memoryview(elements), 5) == 6  # stops past the limit

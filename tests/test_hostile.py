@@ -14,6 +14,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import TFaaSCaller
 
@@ -260,7 +261,9 @@ async def test_wrong_shapes_nan_inf_and_huge_arrays(tfaas: TFaaSCaller, seed_dir
         ({"model": "vk", "values": {"a": 1}}, 400, "list"),
         ({"model": "vk", "values": [x[:-1] + [None]]}, 400, ""),
         ({"model": "vk", "values": [1e308 * 10] * 42}, 400, ""),
-        ({"model": "vk", "values": [0.0] * 1_000_000}, 400, "expects 42 values"),
+        ({"model": "vk", "values": [0.0] * 500_000}, 400, "expects 42 values"),
+        # the numbers, plus the object's two members, are over max_request_values
+        ({"model": "vk", "values": [0.0] * 1_000_000}, 413, "TFaaSApp.max_request_values"),
         ({"model": "vk", "values": x, "keys": "notalist"}, 400, "keys"),
         ({"model": "vk", "values": x, "version": "1; rm -rf"}, 400, "version"),
         ({"model": "vk", "values": x, "version": -1}, 400, "version"),
@@ -411,6 +414,98 @@ def test_hostile_decoders_keep_the_server_memory_flat(tmp_path: Path, seed_dir: 
             grown = peak_rss(server.pid) - baseline
             assert grown < RSS_MARGIN, f"{name}: peak memory grew by {grown >> 20} MB"
         assert server.call("GET", "tfaas/models")[0]["name"] == "warm"
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset the process's peak resident memory to its current one (Linux's clear_refs
+    5), so that the next input is measured alone; False where that is not allowed."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _hostile_predictions(v2_input: str) -> list[tuple[str, str, bytes, dict[str, str]]]:
+    """Prediction bodies of 16-20 MB that would each make the server build millions
+    of Python objects (or protobuf fields): (what, path, body, headers)."""
+    zeros = b",".join([b"0"] * 10_000_000)
+    packed = np.zeros(5_000_000, dtype="<f4").tobytes()
+    one_byte_elements = (struct.pack("<I", 1) + b"x") * 4_000_000
+    v2_bytes_header = json.dumps({"inputs": [{
+        "name": v2_input, "shape": [1, 4_000_000], "datatype": "BYTES",
+        "parameters": {"binary_data_size": len(one_byte_elements)}}]}).encode()
+    return [
+        ("json values", "tfaas/json", b'{"model": "vk", "values": [' + zeros + b"]}", {}),
+        ("json rows", "tfaas/json",
+         b'{"model": "vk", "values": [' + b",".join([b"[0]"] * 4_000_000) + b"]}", {}),
+        ("v2 json", "tfaas/v2/models/vk/infer",
+         b'{"inputs": [{"name": "%s", "shape": [1, 10000000], "datatype": "FP32", '
+         b'"data": [%s]}]}' % (v2_input.encode(), zeros), {}),
+        ("v2 bytes", "tfaas/v2/models/vk/infer", v2_bytes_header + one_byte_elements,
+         {"Inference-Header-Content-Length": str(len(v2_bytes_header))}),
+        ("tf serving", "tfaas/v1/models/vk:predict",
+         b'{"instances": [[' + zeros + b"]]}", {}),
+        ("proto values", "tfaas/proto",
+         b"\x1a\x02vk\x12" + _varint(len(packed)) + packed, {}),
+        ("proto keys", "tfaas/proto", b"\x1a\x02vk" + b"\x0a\x00" * 10_000_000, {}),
+        ("proto unpacked", "tfaas/proto", b"\x1a\x02vk" + b"\x15\0\0\0\0" * 4_000_000, {}),
+    ]
+
+
+def test_hostile_prediction_bodies_keep_the_server_memory_flat(
+    tmp_path: Path, seed_dir: Path
+) -> None:
+    """Each hostile prediction body is a 413 naming TFaaSApp.max_request_values, and
+    the server's peak memory stays within 100 MB of what it was before them; bulk
+    scoring (10,000 rows of 42 values through /json, V2 JSON and TF Serving) still
+    answers what the model's numpy forward pass gives."""
+    from conftest import seed_predict, seed_upload_body
+    from servers import jupyter_server
+
+    rows = np.random.default_rng(7).random((10_000, 42)).round(4)
+    expected = np.asarray(seed_predict(rows.tolist()))
+    with jupyter_server(tmp_path / "home") as server:
+        body, ctype = seed_upload_body(seed_dir)
+        code, answer = server.request("POST", "tfaas/upload", body, {"Content-Type": ctype})
+        assert code == 200, answer
+        v2_input = server.call("GET", "tfaas/v2/models/vk")["inputs"][0]["name"]
+        bulk = {
+            "tfaas/json": {"model": "vk", "values": rows.tolist()},
+            "tfaas/v2/models/vk/infer": {"inputs": [{
+                "name": v2_input, "shape": [10_000, 42], "datatype": "FP32",
+                "data": rows.reshape(-1).tolist()}]},
+            "tfaas/v1/models/vk:predict": {"instances": rows.tolist()},
+        }
+        for path, doc in bulk.items():
+            code, answer = server.json("POST", path, doc)
+            assert code == 200, (path, answer)
+            got = {"tfaas/json": lambda a: a,
+                   "tfaas/v2/models/vk/infer": lambda a: a["outputs"][0]["data"],
+                   "tfaas/v1/models/vk:predict": lambda a: a["predictions"]}[path](answer)
+            np.testing.assert_allclose(np.asarray(got).reshape(expected.shape), expected,
+                                       rtol=1e-5, atol=1e-6, err_msg=path)
+        baseline = peak_rss(server.pid)
+        for what, path, body, headers in _hostile_predictions(v2_input):
+            assert len(body) <= 20 * (1 << 20) + 1000, what
+            if reset_peak_rss(server.pid):  # each input alone, from the memory it finds
+                baseline = peak_rss(server.pid)
+            code, answer = server.request("POST", path, body, headers)
+            assert code == 413, (what, code, answer[:300])
+            assert "TFaaSApp.max_request_values" in json.loads(answer)["error"], (what, answer)
+            grown = peak_rss(server.pid) - baseline
+            assert grown < RSS_MARGIN, f"{what}: peak memory grew by {grown >> 20} MB"
+        code, answer = server.json("POST", "tfaas/json", bulk["tfaas/json"])
+        assert code == 200 and len(answer) == 10_000
 
 
 async def test_multipart_part_count_is_bounded(tfaas: TFaaSCaller) -> None:

@@ -4,8 +4,10 @@ else, Jupyter's own API included; a key-bearing URL counts exactly as the header
 
 from __future__ import annotations
 
+import io
 import json
 import stat
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +139,32 @@ async def test_predict_key_reaches_only_predictions_of_its_models(
     reply = await with_key.call("GET", f"api/status?token={key}", None)
     assert reply.code == 403
 
+    # the standard protocols' routes and the model's own description are predictions too
+    v2_input = (await tfaas.call("GET", "v2/models/vk")).json()["inputs"][0]["name"]
+    v2_doc = {"inputs": [{"name": v2_input, "shape": [1, len(doc["values"])],
+                          "datatype": "FP32", "data": doc["values"]}]}
+    reply = await with_key.call("POST", "v2/models/vk/infer", key, json.dumps(v2_doc).encode())
+    assert reply.code == 200 and reply.json()["outputs"][0]["data"] == expected, reply.body
+    reply = await with_key.call("POST", "v1/models/vk:predict", key,
+                                json.dumps({"instances": [doc["values"]]}).encode())
+    assert reply.code == 200 and reply.json()["predictions"] == [expected], reply.body
+    for path in ("v2/models/vk", "v2/models/vk/ready", "v1/models/vk", "v1/models/vk/metadata",
+                 "models/vk/openapi.json", "v2", "v2/health/ready"):
+        assert (await with_key.call("GET", path, key)).code == 200, path
+
     # another model, even one that exists, is refused (and so is a missing one)
     other = {"model": "other", "values": [0.5] * len(doc["values"])}
     for model_doc in (other, {**other, "model": "nosuch"}):
         reply = await with_key.call("POST", "json", key, json.dumps(model_doc).encode())
         assert reply.code == 403 and "vk-only" in reply.json()["error"], reply.body
+    for method, path, payload in (
+        ("POST", "v2/models/other/infer", json.dumps(v2_doc).encode()),
+        ("POST", "v1/models/other:predict", json.dumps({"instances": [[0.5] * 6]}).encode()),
+        ("GET", "v2/models/other", None), ("GET", "v1/models/other/metadata", None),
+        ("GET", "models/other/openapi.json", None),
+    ):
+        reply = await with_key.call(method, path, key, payload)
+        assert reply.code == 403 and "vk-only" in reply.json()["error"], (path, reply.body)
 
     body, ctype = seed_upload_body(seed_dir)
     refused = [
@@ -155,6 +178,9 @@ async def test_predict_key_reaches_only_predictions_of_its_models(
         ("GET", "status", None, {}),
         ("GET", "metrics", None, {}),
         ("GET", "openapi.json", None, {}),
+        ("GET", "export?model=vk", None, {}),
+        ("PUT", "models/vk/labels/stable", b'{"version": 1}', {}),
+        ("DELETE", "models/vk/labels/stable", None, {}),
         ("GET", "keys", None, {}),
         ("POST", "keys", b'{"name": "more"}', {}),
         ("DELETE", "keys/vk-only", None, {}),
@@ -193,6 +219,23 @@ async def test_manage_key_manages_its_models_only(
     assert (await with_key.call("GET", "params/vk", key)).json()["inputNode"]
     assert (await with_key.call("GET", "models/other", key)).code == 403
     assert (await with_key.call("DELETE", "delete/other", key)).code == 403
+    # nor its labels
+    reply = await tfaas.call("PUT", "models/other/labels/stable", b'{"version": 1}')
+    assert reply.code == 200, reply.body
+    for method, payload in (("DELETE", None), ("PUT", b'{"version": 1}'), ("GET", None)):
+        reply = await with_key.call(method, "models/other/labels/stable", key, payload)
+        assert reply.code == 403, (method, reply.body)
+    labels = (await tfaas.call("GET", "models/other")).json()["version_labels"]
+    assert labels == {"stable": 1}, labels
+    # the export holds the key's models only
+    reply = await with_key.call("GET", "export?model=other", key)
+    assert reply.code == 403 and "does not cover model 'other'" in reply.json()["error"]
+    for path in ("export", "export?model=vk"):
+        reply = await with_key.call("GET", path, key)
+        assert reply.code == 200, (path, reply.body[:300])
+        with tarfile.open(fileobj=io.BytesIO(reply.body)) as tar:
+            exported = {n.split("/")[1] for n in tar.getnames() if n.startswith("models/")}
+        assert exported == {"vk"}, (path, exported)
     # an upload for a model the key does not cover is refused, and nothing is stored
     params = {**json.loads((seed_dir / "params.json").read_text()), "name": "vk2"}
     other_body, other_ctype = encode_multipart({"name": "vk2"}, {
@@ -303,13 +346,16 @@ async def test_magic_cli_and_client_use_keys(
     jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp, seed_dir: Path,
     tmp_path: Path, tfaas: TFaaSCaller, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """``%tfaas key create/list/revoke``; the key then works in TFaaSClient (header or key
-    URL) and in the ``tfaas`` command through ``--token-file`` and ``$TFAAS_TOKEN``."""
+    """``%tfaas key create/list/revoke``: the key (or key URL) goes to a 0600 file, never
+    into the output, which prints curl and tfaas lines that work as printed; the key then
+    works in TFaaSClient (header or key URL) and in the ``tfaas`` command through
+    ``--token-file`` and ``$TFAAS_TOKEN``."""
     import asyncio
     import os
     import shutil
     import sys
 
+    from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
 
     from tfaas_jupyter.client import TFaaSClient, TFaaSClientError, discovery
@@ -326,14 +372,27 @@ async def test_magic_cli_and_client_use_keys(
         token = jp_serverapp.identity_provider.token
         await asyncio.to_thread(magic, f"connect {root} --token {token}")
         await asyncio.to_thread(magic, "key create grid --model vk")
-        out = capsys.readouterr().out.splitlines()
-        key = out[-1]
-        assert key.startswith("tfk_") and "predict; vk" in out[-2]
-        await asyncio.to_thread(magic, "key create pipeline --scope manage --url")
-        url = capsys.readouterr().out.splitlines()[-1]
+        printed = capsys.readouterr().out
+        keys_dir = Path.home() / ".tfaas" / "keys"
+        key_path = keys_dir / "grid.key"
+        key = key_path.read_text().strip()
+        assert key.startswith("tfk_") and key not in printed and "tfk_" not in printed
+        assert f"is in {key_path} (mode 0600)" in printed and "predict; vk" in printed
+        assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(keys_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE(keys_dir.parent.stat().st_mode) == 0o700
+        url_path = tmp_path / "pipeline.url"
+        await asyncio.to_thread(
+            magic, f"key create pipeline --scope manage --url --save {url_path}")
+        printed_url = capsys.readouterr().out
+        url = url_path.read_text().strip()
         assert url.startswith(root + "tfaas/key/tfk_") and url.endswith("/")
+        assert "tfk_" not in printed_url and stat.S_IMODE(url_path.stat().st_mode) == 0o600
+        with pytest.raises(UsageError, match="exists: not overwriting"):
+            await asyncio.to_thread(magic, f"key create again --save {key_path}")
+        assert key_path.read_text().strip() == key
         frame = await asyncio.to_thread(magic, "key list")
-        assert list(frame.index) == ["grid", "pipeline"]
+        assert list(frame.index) == ["grid", "pipeline"]  # no key 'again' was made
         assert frame.loc["pipeline", "scopes"] == ["manage", "predict"]
         assert key not in frame.to_string() and url not in frame.to_string()
     finally:
@@ -341,6 +400,17 @@ async def test_magic_cli_and_client_use_keys(
 
     doc = seed_row(seed_dir)
     expected = (await tfaas.predict(doc)).json()
+    (tmp_path / "input.json").write_text(json.dumps(doc))
+    # the printed lines work as printed, the key read from its file
+    curl_line = next(line.strip() for line in printed.splitlines()
+                     if line.strip().startswith("curl "))
+    code, out, err = await _bash(curl_line, tmp_path)
+    assert code == 0 and json.loads(out) == expected, err
+    tfaas_line = next(line.strip() for line in printed.splitlines()
+                      if line.strip().startswith("tfaas "))
+    bin_dir = os.path.dirname(sys.executable)
+    code, out, err = await _bash(f'PATH="{bin_dir}:$PATH" {tfaas_line} --json', tmp_path)
+    assert code == 0 and json.loads(out) == expected, err
     with TFaaSClient(root + "tfaas", token=key) as client:
         got = await asyncio.to_thread(client.predict_raw, doc)
         assert got == expected
@@ -355,7 +425,6 @@ async def test_magic_cli_and_client_use_keys(
     key_file = tmp_path / "key.txt"
     key_file.write_text(key + "\n")
     key_file.chmod(0o600)
-    (tmp_path / "input.json").write_text(json.dumps(doc))
     script = shutil.which("tfaas", path=os.path.dirname(sys.executable))
     command = [script] if script else [sys.executable, "-m", "tfaas_jupyter.client.cli"]
     environ = {k: v for k, v in os.environ.items()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -94,8 +95,23 @@ async def test_path_upload_predict_versions_delete(
     await call(shell, "delete vk --version 1")
     assert "deleted vk version(s) [1]" in capsys.readouterr().out
     await call(shell, "curl vk --show-token")
-    line = capsys.readouterr().out.strip()
-    assert token in line and f"{jp_base_url}tfaas/json" in line
+    printed = capsys.readouterr().out
+    assert token not in printed and "Authorization" not in printed  # the notebook keeps no secret
+    line = printed.strip().splitlines()[-1]
+    assert f"{jp_base_url}tfaas/json" in line
+    header_file = Path(shlex.split(line)[shlex.split(line).index("-H") + 1][1:])
+    assert header_file.read_text() == f"Authorization: token {token}\n"
+    assert stat.S_IMODE(header_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(header_file.parent.stat().st_mode) == 0o700
+    proc = await asyncio.create_subprocess_exec(  # as printed, in a shell without the token
+        "bash", "-c", line, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin"})
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, err
+    with TFaaSClient(f"http://localhost:{jp_http_port}{jp_base_url}", token=token) as client:
+        zeros = example_request("vk", await asyncio.to_thread(client.model, "vk"))
+    expected = (await jp_fetch("tfaas", "json", method="POST", body=json.dumps(zeros))).body
+    assert json.loads(out) == json.loads(expected)
     await call(shell, "delete vk")
     assert (await call(shell, "models")) is None
     assert "no models" in capsys.readouterr().out
@@ -148,7 +164,8 @@ def test_helpers() -> None:
     assert words[-1] == "http://127.0.0.1:8888/user/x/tfaas/json"
     assert json.loads(words[words.index("-d") + 1]) == {"model": "m", "keys": ["a"],
                                                         "values": [0.0]}
-    assert "token s3cr3t" in curl_command(server, "m", None, show_token=True)
+    with_file = curl_command(server, "m", None, header_file=Path("/h/x.header"))
+    assert "s3cr3t" not in with_file and shlex.split(with_file)[3] == "@/h/x.header"
 
     assert parse_cell_input('{"keys": ["a"], "values": [1]}') == ([1], ["a"])
     assert parse_cell_input("[[1, 2]]") == ([[1, 2]], None)

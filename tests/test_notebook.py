@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import subprocess
 import time
 import uuid
@@ -234,8 +235,21 @@ def test_magics_in_a_kernel_started_by_the_server(server: ServerProcess, kernel:
                        ".numpy()[0].tolist()))").stdout
     np.testing.assert_allclose(json.loads(proc.stdout), json.loads(zeros), rtol=1e-4,
                                atol=1e-5)
-    shown_token = kernel.run("%tfaas curl demo --show-token").stdout
-    assert server.token in shown_token
+    # --show-token: the token goes to a 0600 file the printed line reads, not into the
+    # cell's output; the line works as printed, in a shell without the token.
+    shown = kernel.run("%tfaas curl demo --show-token").stdout
+    assert server.token not in shown
+    words = shlex.split(shown.strip().splitlines()[-1])
+    header_file = Path(words[words.index("-H") + 1].removeprefix("@"))
+    assert header_file.parent == server.home / ".tfaas" / "headers", shown
+    assert header_file.stat().st_mode & 0o777 == 0o600
+    assert header_file.read_text() == f"Authorization: token {server.token}\n"
+    environ = {k: v for k, v in os.environ.items() if "TOKEN" not in k}
+    proc = subprocess.run(["bash", "-c", shown.strip().splitlines()[-1]], capture_output=True,
+                          text=True, timeout=120, env=environ)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(json.loads(proc.stdout), json.loads(zeros), rtol=1e-4,
+                               atol=1e-5)
 
     deleted = kernel.run("%tfaas delete demo").stdout
     assert "deleted demo" in deleted

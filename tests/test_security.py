@@ -4,6 +4,7 @@ gate (the extension template's check_auth.py) finds no undecorated handler of ou
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -465,3 +466,77 @@ async def test_a_keras_lambda_layer_is_refused_not_run(tfaas: TFaaSCaller, tmp_p
     assert "unreadable model" in reply.json()["error"]
     assert not marker.exists()
     assert (await tfaas.call("GET", "models")).json() == []
+
+
+async def test_versions_that_cannot_be_loaded_answer_409_naming_them(
+    tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    """Folders copied in by hand whose files no loader reads (a graph.pb that is no
+    GraphDef, a corrupt SavedModel, a garbage .keras, a bad version 2 of a good model):
+    every prediction route answers 409 naming the model, the version and the loader's
+    reason, the listing and each model's details stay 200, and the other versions
+    serve. A model that loads and then fails while running stays a 500."""
+    import shutil
+
+    import tfmodels
+
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    garbage = b"\x00this is no model\xff" * 20
+    _plant_graph(model_dir / "broken-graph" / "1", seed_dir, {"model": "graph.pb"})
+    (model_dir / "broken-graph" / "1" / "graph.pb").write_bytes(garbage)
+    (model_dir / "broken-sm" / "1").mkdir(parents=True)
+    (model_dir / "broken-sm" / "1" / "saved_model.pb").write_bytes(garbage)
+    (model_dir / "broken-keras" / "1").mkdir(parents=True)
+    (model_dir / "broken-keras" / "1" / "m.keras").write_bytes(garbage)
+    _plant_graph(model_dir / "vk" / "2", seed_dir)
+    (model_dir / "vk" / "2" / "model.pb").write_bytes(garbage)
+    failing = tfmodels.make_runtime_failure(tmp_path / "failing")
+    shutil.copytree(failing.path, model_dir / "failing" / "1")
+    await asyncio.sleep(1.2)  # past the repository index's recheck interval
+
+    doc = json.loads((seed_dir / "input.json").read_text())
+    row = doc["values"]
+    for name, version in (("broken-graph", 1), ("broken-sm", 1), ("broken-keras", 1),
+                          ("vk", 2)):
+        reply = await tfaas.predict({**doc, "model": name})
+        assert reply.code == 409, (name, reply.code, reply.body)
+        error = reply.json()["error"]
+        assert error.startswith(f"model {name!r} version {version} cannot be loaded: "), error
+        assert error.endswith("; delete it or upload a new version"), error
+        assert len(error) > len(f"model {name!r} version {version} cannot be loaded: "
+                                "; delete it or upload a new version") + 5, error
+        for path, body in (
+            (f"v1/models/{name}:predict", {"instances": [row]}),
+            (f"v2/models/{name}/infer", {"inputs": [{
+                "name": "x", "shape": [1, len(row)], "datatype": "FP32", "data": row}]}),
+            (f"v2/models/{name}", None),
+            (f"v1/models/{name}/metadata", None),
+            (f"models/{name}/openapi.json", None),
+        ):
+            reply = await tfaas.call("GET" if body is None else "POST", path,
+                                     None if body is None else json.dumps(body).encode())
+            assert reply.code == 409 and reply.json()["error"] == error, (path, reply.body)
+    assert (await tfaas.predict({**doc, "model": "vk", "version": 1})).code == 200
+
+    listing = await tfaas.call("GET", "models")
+    assert listing.code == 200, listing.body
+    assert sorted(m["name"] for m in listing.json()) == [
+        "broken-graph", "broken-keras", "broken-sm", "failing", "vk"]
+    for name in ("broken-graph", "broken-sm", "broken-keras", "vk", "failing"):
+        assert (await tfaas.call("GET", f"models/{name}")).code == 200, name
+    # the failed load shows where a version's status is shown
+    details = (await tfaas.call("GET", "models/vk")).json()["version_details"]
+    assert "load_error" not in details[0] and "GraphDef" in details[1]["load_error"]
+    listed = {m["name"]: m for m in (await tfaas.call("GET", "models")).json()}
+    assert listed["vk"]["load_error"] == details[1]["load_error"]
+    assert "load_error" in listed["broken-sm"] and "load_error" not in listed["failing"]
+    status = (await tfaas.call("GET", "v1/models/vk")).json()["model_version_status"]
+    assert [(v["version"], v["state"]) for v in status] == [("1", "AVAILABLE"), ("2", "END")]
+    assert status[1]["status"]["error_message"] == details[1]["load_error"]
+
+    zeros = [0.0] * tfmodels.N_IN
+    reply = await tfaas.predict({"model": "failing", "values": zeros})
+    assert reply.code == 200 and reply.json() == zeros, reply.body
+    reply = await tfaas.predict({"model": "failing", "values": [1.0] * tfmodels.N_IN})
+    assert reply.code == 500, reply.body
+    assert "NotFound" in reply.json()["error"] and "cannot be loaded" not in reply.body.decode()

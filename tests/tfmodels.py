@@ -310,3 +310,28 @@ def make_signal_sensor(directory: Path) -> Built:
 
     return Built(sm, "savedmodel", {}, ref,
                  {"tar": _pack(sm, directory / "signals.tar.gz", top=None)})
+
+
+def make_runtime_failure(directory: Path) -> Built:
+    """A SavedModel that loads (and warms up on zeros) but fails while running on any
+    row whose sum is positive: it then reads a file that does not exist (NotFoundError,
+    the model's own failure, not the request's)."""
+    import tensorflow as tf
+
+    directory.mkdir(parents=True, exist_ok=True)
+
+    class Failing(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, N_IN], tf.float32, name="x")])
+        def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            def missing() -> tf.Tensor:
+                size = tf.strings.length(tf.io.read_file("/nonexistent/tfaas-runtime-failure"))
+                return x + tf.cast(size, tf.float32)
+
+            return {"y": tf.cond(tf.reduce_sum(x) > 0, missing, lambda: x)}
+
+    module = Failing()
+    sm = directory / "failing_sm"
+    if sm.exists():
+        shutil.rmtree(sm)
+    tf.saved_model.save(module, str(sm), signatures={"serving_default": module.serve})
+    return Built(sm, "savedmodel", {}, lambda xs: [xs[0].astype(np.float32)])

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from . import discovery
+from . import discovery, secretfiles
 from .api import TFaaSClient, TFaaSClientError
 from .curl import curl_command, example_request
 from .discovery import DiscoveryError, ServerInfo
@@ -70,9 +70,12 @@ HELP = """\
   %tfaas delete NAME [--version N]       delete a model (or one version)
   %tfaas export DIR [--model NAME]       the models as TF Serving and KServe load them
   %tfaas curl NAME [--show-token]        a curl line doing a prediction from a shell
-  %tfaas key create NAME [--model M ...] [--scope manage] [--url]
+                                         (--show-token: reading the token from a 0600
+                                         file, so the notebook never holds it)
+  %tfaas key create NAME [--model M ...] [--scope manage] [--url] [--save PATH]
                                          a TFaaS key: predictions only (or manage), for
-                                         M only; shown once (--url: its key-bearing URL)
+                                         M only, written to ~/.tfaas/keys/NAME.key (or
+                                         PATH), never shown (--url: its key-bearing URL)
   %tfaas key list                        the keys (never their secrets)
   %tfaas key revoke NAME                 revoke a key at once
   %tfaas browser                         a model browser widget (upload, delete, try it)
@@ -85,6 +88,30 @@ use %tfaas connect, or set TFAAS_URL and TFAAS_TOKEN.
 
 
 # -- pure helpers (tested without a kernel) -------------------------------------
+
+
+def key_instructions(created: dict[str, Any], path: Path, server: ServerInfo | None, *,
+                     as_url: bool = False) -> str:
+    """What ``%tfaas key create`` prints: where the key is and how to use it, never the
+    key (a notebook saves its output)."""
+    covers = ", ".join(created.get("models") or []) or "all models"
+    what = "key-bearing URL" if as_url else "key"
+    lines = [f"key {created['name']} ({', '.join(created['scopes'])}; {covers}): its {what} "
+             f"is in {path} (mode 0600), and nowhere else; treat that file as a password."]
+    quoted = shlex.quote(str(path))
+    if as_url:
+        lines += ["Use it as the address of any client, e.g.:",
+                  f'  python2 tfaas_client.py --url="$(cat {quoted})" --models']
+        return "\n".join(lines)
+    url = (server.public_url or server.url) if server else "URL/"
+    lines += [
+        "Use it with:",
+        f"  tfaas --url={shlex.quote(url + 'tfaas')} --token-file={quoted} --predict=input.json",
+        f'  TFAAS_TOKEN="$(cat {quoted})" build/tfaas_example {shlex.quote(url)} MODEL',
+        f"  curl -sS -H @<(printf 'Authorization: Bearer %s\\n' \"$(cat {quoted})\") "
+        f"-d @input.json {shlex.quote(url + 'tfaas/json')}",
+    ]
+    return "\n".join(lines)
 
 
 def _parse_labels(value: str | None) -> Any:
@@ -355,12 +382,19 @@ class TFaaSMagics(Magics):
             "curl",
             (["name"], {}),
             (["--show-token"], {"action": "store_true",
-                                "help": "put the real token in the line"}),
+                                "help": "write the token to a 0600 header file the line reads"}),
         ).parse_args(shlex.split(rest))
         client = self.client()
         model = client.model(args.name)
-        assert self._server is not None
-        print(curl_command(self._server, args.name, model, show_token=args.show_token))
+        server = self._server
+        assert server is not None
+        header_file = None
+        if args.show_token and server.token:
+            header_file = secretfiles.write_header_file(
+                server.url, f"Authorization: token {server.token}")
+            print(f"# the token is in {header_file} (mode 0600), which curl reads with "
+                  "-H @FILE (curl 7.55 or later); the line below holds no secret")
+        print(curl_command(server, args.name, model, header_file=header_file))
 
     def _cmd_key(self, rest: str) -> Any:
         """Keys for scripts, grid jobs and web pages (the owner's token only)."""
@@ -370,7 +404,10 @@ class TFaaSMagics(Magics):
             (["name"], {"nargs": "?"}),
             (["--model", "-m"], {"action": "append", "help": "a model the key covers"}),
             (["--scope", "-s"], {"action": "append", "choices": ["predict", "manage"]}),
-            (["--url"], {"action": "store_true", "help": "print the key-bearing URL"}),
+            (["--url"], {"action": "store_true",
+                          "help": "save the key-bearing URL instead of the key"}),
+            (["--save"], {"metavar": "PATH",
+                          "help": "the file to write (default: ~/.tfaas/keys/NAME.key)"}),
         ).parse_args(shlex.split(rest))
         client = self.client()
         if args.action == "list":
@@ -388,11 +425,14 @@ class TFaaSMagics(Magics):
             print(f"revoked key {args.name}")
             return None
         scopes = sorted(set(args.scope or []) | {"predict"}) if args.scope else None
+        path = secretfiles.key_path(args.name, args.save)  # refused before the key exists
         created = client.create_key(args.name, args.model, scopes)
-        covers = ", ".join(created.get("models") or []) or "all models"
-        print(f"key {args.name} ({', '.join(created['scopes'])}; {covers}), shown only now; "
-              "treat it as a password:")
-        print(created["url"] if args.url else created["key"])
+        try:
+            secretfiles.write_new(path, (created["url"] if args.url else created["key"]) + "\n")
+        except OSError as exc:
+            client.revoke_key(args.name)
+            raise UsageError(f"tfaas key create: {exc}; the key was revoked") from None
+        print(key_instructions(created, path, self._server, as_url=args.url))
         return None
 
     def _cmd_connect(self, rest: str) -> None:

@@ -66,6 +66,13 @@ class TFaaSApp(ExtensionApp):
     max_rows_per_request = Int(
         100_000, config=True, help="Most rows one prediction request may carry (413 beyond)."
     )
+    max_request_values = Int(
+        1_000_000, config=True,
+        help="Most values one JSON or proto prediction request may carry (numbers, keys, "
+        "and the lists holding them; 413 beyond), counted on the body before it is "
+        "decoded, so a small body cannot make the server build millions of objects. "
+        "V2 binary tensors are read in place and count only their BYTES elements.",
+    )
     max_image_pixels = Int(
         40_000_000, config=True, help="Largest image accepted by /image, in pixels."
     )
@@ -197,6 +204,7 @@ class TFaaSApp(ExtensionApp):
             max_upload_size=self.max_upload_size,
             max_extracted_size=self.max_extracted_size,
             max_rows=self.max_rows_per_request,
+            max_values=self.max_request_values,
             max_image_pixels=self.max_image_pixels,
             max_concurrent_requests=self.max_concurrent_requests,
         )

@@ -51,8 +51,9 @@ from .timing import MODEL_SECONDS, STAGES
 log = logging.getLogger(__name__)
 
 #: Worker errors of these kinds say nothing about one request's data (timeout, worker
-#: crashed or unavailable): retrying each member alone would only multiply them.
-_NOT_RETRIED = frozenset({ErrorKind.TIMEOUT, ErrorKind.UNAVAILABLE})
+#: crashed or unavailable, model not loadable): retrying each member alone would only
+#: multiply them.
+_NOT_RETRIED = frozenset({ErrorKind.TIMEOUT, ErrorKind.UNAVAILABLE, ErrorKind.LOAD})
 
 
 class Runner(Protocol):

@@ -18,6 +18,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "Unavailable",
+    "Unloadable",
     "WorkerError",
 ]
 
@@ -60,6 +61,7 @@ class Unavailable(TFaaSError):
 STATUS_OF_KIND: dict[ErrorKind, int] = {
     ErrorKind.BAD_INPUT: 400,
     ErrorKind.MODEL: 500,  # with the model's own message
+    ErrorKind.LOAD: 409,  # a stored version the worker cannot load: delete or replace it
     ErrorKind.OUT_OF_MEMORY: 507,
     ErrorKind.NOT_LOADED: 503,  # only seen if a retried load is evicted again at once
     ErrorKind.TIMEOUT: 504,
@@ -79,3 +81,18 @@ class WorkerError(TFaaSError):
             except ValueError:  # a newer worker's kind: the model failed, as far as we know
                 self.kind = ErrorKind.MODEL
         super().__init__(message, STATUS_OF_KIND[self.kind])
+
+
+class Unloadable(WorkerError):
+    """A stored model version whose files the worker cannot load (a folder copied in by
+    hand, a file damaged on disk): the repository's state conflicts with serving it, so
+    409, naming the version and what to do. A model that loads and then fails while
+    running is a 500 (:attr:`ErrorKind.MODEL`)."""
+
+    kind = ErrorKind.LOAD
+
+    def __init__(self, name: str, version: object, reason: str) -> None:
+        super().__init__(
+            f"model {name!r} version {version} cannot be loaded: {reason}; "
+            "delete it or upload a new version"
+        )

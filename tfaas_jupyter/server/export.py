@@ -24,6 +24,7 @@ import tarfile
 from pathlib import Path
 
 from .errors import TFaaSError
+from .keys import check_model_access, may_see_model
 from .modelref import ModelRef
 from .names import check_model_name
 from .repository import LABELS_FILE, ModelVersion
@@ -111,8 +112,13 @@ def _pack(tree: Path, archive: Path) -> None:
 
 
 async def export_archive(service: TFaaS, model: str | None, staging: Path) -> Path:
-    """Write the export of one model (or all) under ``staging``; answer the archive."""
-    names = [check_model_name(model)] if model else service.repository.names()
+    """Write the export of one model (or all) under ``staging``; answer the archive.
+    A key's request exports the models its key covers only."""
+    if model:
+        names = [check_model_name(model)]
+        check_model_access(names[0])
+    else:
+        names = [n for n in service.repository.names() if may_see_model(n)]
     if not names:
         raise TFaaSError("there are no models to export", 404)
     tree = staging / "export"

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from .errors import BadRequest, TFaaSError
+from .keys import check_model_access
 from .modelref import ModelRef
 from .names import check_label, check_model_name, check_version
 from .service import TFaaS
@@ -52,5 +53,6 @@ async def set_label(service: TFaaS, name: str, label: str, body: bytes) -> dict[
 
 async def delete_label(service: TFaaS, name: str, label: str) -> dict[str, Any]:
     name, label = check_model_name(name), check_label(label)
+    check_model_access(name)
     labels = await asyncio.to_thread(service.repository.delete_label, name, label)
     return {"name": name, "version_labels": labels}

@@ -44,7 +44,8 @@ def _servers(tfaas_url: str) -> list[dict[str, str]]:
 def limits_text(limits: Limits) -> str:
     return (
         f"This server's limits: {limits.max_rows} rows per prediction request "
-        f"(max_rows_per_request), uploads of {limits.max_upload_size} bytes "
+        f"(max_rows_per_request) and {limits.max_values} values (max_request_values), "
+        f"uploads of {limits.max_upload_size} bytes "
         f"(max_upload_size) expanding to {limits.max_extracted_size} bytes "
         f"(max_extracted_size), images of {limits.max_image_pixels} pixels "
         f"(max_image_pixels), {limits.max_concurrent_requests} predictions in flight "
@@ -175,7 +176,7 @@ def model_spec(
     schemas: dict[str, Any] = {k: base["components"]["schemas"][k]
                                for k in ("Error", "Output", "ImageAnswer")}
     errors = {str(code): {"$ref": "#/components/responses/Error"}
-              for code in (400, 403, 404, 413, 500, 503, 504, 507)}
+              for code in (400, 403, 404, 409, 413, 500, 503, 504, 507)}
     row = _row_schema(inputs)
     out_row = _output_schema(outputs)
     if row is not None:

@@ -91,6 +91,8 @@ class ModelVersion:
     params: dict[str, Any]
     labels: list[str] | None = None
     signature: dict[str, Any] | None = field(default=None)
+    #: Why the worker could not load this version, once it tried (None: no failure seen).
+    load_error: str | None = None
 
     @property
     def format(self) -> str:
@@ -110,8 +112,8 @@ class ModelVersion:
         return f"{self.name}@{self.uid}"
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-able summary of this version."""
-        return {
+        """A JSON-able summary of this version (with its ``load_error`` once a load failed)."""
+        doc = {
             "version": self.version,
             "format": self.format,
             "created": self.meta.get("created"),
@@ -120,6 +122,9 @@ class ModelVersion:
             "outputs": (self.signature or {}).get("outputs"),
             "labels": self.labels,
         }
+        if self.load_error is not None:
+            doc["load_error"] = self.load_error
+        return doc
 
 
 @dataclass

@@ -25,7 +25,15 @@ import numpy as np
 from .. import __version__
 from . import codecs, shaping, uploads
 from .batching import Runner
-from .errors import BadRequest, ErrorKind, NotFound, TFaaSError, Unavailable, WorkerError
+from .errors import (
+    BadRequest,
+    ErrorKind,
+    NotFound,
+    TFaaSError,
+    Unavailable,
+    Unloadable,
+    WorkerError,
+)
 from .keys import check_model_access, may_see_model
 from .modelref import ModelRef
 from .multipart import FilePart, Form
@@ -43,6 +51,7 @@ class Limits:
     max_upload_size: int = 512 * 1024**2
     max_extracted_size: int = 2 * 1024**3
     max_rows: int = 100_000
+    max_values: int = 1_000_000
     max_image_pixels: int = 40_000_000
     max_concurrent_requests: int = 1000
 
@@ -73,9 +82,23 @@ class TFaaS:
         check_model_access(check_model_name(name))
         return self.repository.resolve(check_model_name(name), check_version_or_label(version))
 
+    @staticmethod
+    @contextlib.contextmanager
+    def loading(mv: ModelVersion) -> Iterator[None]:
+        """Where the worker may load ``mv``: its loader's refusal becomes a 409 naming
+        the version (:class:`Unloadable`), and the version's ``load_error``."""
+        try:
+            yield
+        except WorkerError as exc:
+            if exc.kind is ErrorKind.LOAD and not isinstance(exc, Unloadable):
+                mv.load_error = exc.message
+                raise Unloadable(mv.name, mv.version, exc.message) from None
+            raise
+
     async def signature(self, mv: ModelVersion) -> dict[str, Any]:
         if mv.signature is None:
-            sig = await self.worker.load(ModelRef.of(mv))
+            with self.loading(mv):
+                sig = await self.worker.load(ModelRef.of(mv))
             self.repository.remember_signature(mv, sig)
         assert mv.signature is not None
         return mv.signature
@@ -92,6 +115,8 @@ class TFaaS:
         doc["inputs"] = (mv.signature or {}).get("inputs")
         doc["outputs"] = (mv.signature or {}).get("outputs")
         doc["label_names"] = mv.labels
+        if mv.load_error is not None:  # its predictions answer 409 with this reason
+            doc["load_error"] = mv.load_error
         return doc
 
     def models(self) -> list[dict[str, Any]]:
@@ -165,7 +190,8 @@ class TFaaS:
         try:
             signature = await self.worker.load(ref)
         except WorkerError as exc:
-            if exc.kind in (ErrorKind.BAD_INPUT, ErrorKind.MODEL):  # the upload is at fault
+            # the upload is at fault
+            if exc.kind in (ErrorKind.BAD_INPUT, ErrorKind.MODEL, ErrorKind.LOAD):
                 raise BadRequest(f"unreadable model: {exc.message}") from None
             raise
         meta["signature"] = signature
@@ -233,18 +259,19 @@ class TFaaS:
         outputs, shapes and dtypes as it returns them. Every API reaches the runner
         (batching, the worker) through here; worker errors arrive as API errors."""
         model = ModelRef.of(mv)
-        if not self.worker.running:
-            # A cold start: wait for the worker and this model here, in the request's
-            # own context, so that its answer says what it waited for (Server-Timing).
-            await self.worker.load(model)
-        stages = STAGES.get()
-        if stages is None:
-            return await self.runner.predict(model, list(inputs))
-        if not stages.run_start:
-            stages.run_start = time.perf_counter()
-        outputs = await self.runner.predict(model, list(inputs))
-        stages.run_end = time.perf_counter()
-        return outputs
+        with self.loading(mv):
+            if not self.worker.running:
+                # A cold start: wait for the worker and this model here, in the request's
+                # own context, so that its answer says what it waited for (Server-Timing).
+                await self.worker.load(model)
+            stages = STAGES.get()
+            if stages is None:
+                return await self.runner.predict(model, list(inputs))
+            if not stages.run_start:
+                stages.run_start = time.perf_counter()
+            outputs = await self.runner.predict(model, list(inputs))
+            stages.run_end = time.perf_counter()
+            return outputs
 
     async def _run(self, mv: ModelVersion, inputs: list[np.ndarray],
                    n_rows: int) -> list[np.ndarray]:
@@ -283,7 +310,9 @@ class TFaaS:
             return await self._predict_image(form)
 
     async def _predict_json(self, body: bytes) -> tuple[str, int, bytes]:
-        request = codecs.decode_json_request(body, max_rows=self.limits.max_rows)
+        request = codecs.decode_json_request(
+            body, max_rows=self.limits.max_rows, max_values=self.limits.max_values
+        )
         mv, outputs = await self.predict_rows(
             request.model, request.version, request.values, request.keys
         )
@@ -291,7 +320,7 @@ class TFaaS:
         return mv.name, n_rows, codecs.encode_json_rows(outputs, request.single_row)
 
     async def _predict_proto(self, body: bytes) -> tuple[str, bytes]:
-        request = codecs.decode_proto_row(body)
+        request = codecs.decode_proto_row(body, max_values=self.limits.max_values)
         mv, outputs = await self.predict_rows(request.model, None, request.values, request.keys)
         return mv.name, codecs.encode_proto_predictions(outputs, mv.labels)
 

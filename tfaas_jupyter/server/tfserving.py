@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .codecs import check_json_values
 from .errors import BadRequest, PayloadTooLarge, TFaaSError
 from .repository import ModelVersion
 from .service import TFaaS
@@ -32,6 +33,10 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 
 
 def _version_status(mv: ModelVersion) -> dict[str, Any]:
+    """AVAILABLE, or END with the loader's reason once a load of the version failed."""
+    if mv.load_error is not None:
+        return {"version": str(mv.version), "state": "END",
+                "status": {"error_code": "UNKNOWN", "error_message": mv.load_error}}
     return {"version": str(mv.version), "state": "AVAILABLE",
             "status": {"error_code": "OK", "error_message": ""}}
 
@@ -170,6 +175,7 @@ async def predict(service: TFaaS, name: str, version: str | None,
                   body: bytes) -> tuple[str, int, bytes]:
     """``:predict``: answers (model name, rows, JSON body)."""
     with service.admit():
+        check_json_values(body, service.limits.max_values)
         doc = json_object(body, "the request", "'instances' or 'inputs'")
         if ("instances" in doc) == ("inputs" in doc):
             raise BadRequest("the request needs exactly one of 'instances' (row format) "

@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from .. import __version__
+from .codecs import MAX_VALUES_SETTING, check_json_values
 from .errors import BadRequest, PayloadTooLarge, TFaaSError
 from .repository import ModelVersion
 from .service import TFaaS
@@ -132,8 +133,27 @@ def _parameters(doc: dict[str, Any], what: str) -> dict[str, Any]:
     return params
 
 
-def _binary_bytes(chunk: memoryview, what: str) -> np.ndarray:
-    """BYTES elements of the binary extension: each a 4-byte little-endian length + bytes."""
+def _count_bytes_elements(chunk: memoryview, limit: int) -> int:
+    """How many BYTES elements ``chunk`` holds, read from their lengths alone (no
+    object made); the count stops past ``limit``."""
+    count = offset = 0
+    while offset + 4 <= len(chunk) and count <= limit:
+        (size,) = _LENGTH.unpack_from(chunk, offset)
+        offset += 4 + size
+        count += 1
+    return count
+
+
+def _binary_bytes(chunk: memoryview, what: str, max_values: int | None) -> np.ndarray:
+    """BYTES elements of the binary extension: each a 4-byte little-endian length + bytes
+    (one Python object each, so they count against ``max_values``, before any is made
+    when the chunk could hold more)."""
+    if (max_values is not None and len(chunk) // 4 > max_values
+            and _count_bytes_elements(chunk, max_values) > max_values):
+        raise PayloadTooLarge(
+            f"{what} has more than {max_values} BYTES elements; the limit is {max_values} "
+            f"values per request ({MAX_VALUES_SETTING})"
+        )
     items, offset = [], 0
     while offset < len(chunk):
         if offset + 4 > len(chunk):
@@ -150,7 +170,7 @@ def _binary_bytes(chunk: memoryview, what: str) -> np.ndarray:
 
 
 def _decode_input(doc: Any, index: int, binary: memoryview, offset: int,
-                  max_rows: int | None) -> tuple[InferInput, int]:
+                  max_rows: int | None, max_values: int | None) -> tuple[InferInput, int]:
     if not isinstance(doc, dict):
         raise BadRequest(f"inputs[{index}] must be an object with name, shape, datatype, data")
     name = doc.get("name")
@@ -182,7 +202,7 @@ def _decode_input(doc: Any, index: int, binary: memoryview, offset: int,
             )
         chunk = binary[offset : offset + size]
         if datatype == "BYTES":
-            array = _binary_bytes(chunk, what)
+            array = _binary_bytes(chunk, what, max_values)
         else:
             if size != count * dtype.itemsize:
                 raise BadRequest(
@@ -212,18 +232,22 @@ def _flag(params: dict[str, Any], key: str, what: str) -> bool:
 
 
 def decode_infer_request(
-    body: bytes, header_length: str | None, *, max_rows: int | None = None
+    body: bytes, header_length: str | None, *, max_rows: int | None = None,
+    max_values: int | None = None,
 ) -> InferRequest:
-    """Parse an infer request (JSON alone, or JSON + binary tensors)."""
+    """Parse an infer request (JSON alone, or JSON + binary tensors); the JSON is
+    counted before it is decoded (:func:`codecs.check_json_values`)."""
     view = memoryview(body)
     length = _header_length(header_length, len(view))
+    check_json_values(body, max_values, length)
     json_part, binary = (view, view[:0]) if length is None else (view[:length], view[length:])
     return decode_infer_parts(json_object(json_part, "the inference request", "'inputs'"),
-                              binary, max_rows=max_rows)
+                              binary, max_rows=max_rows, max_values=max_values)
 
 
 def decode_infer_parts(doc: dict[str, Any], binary: memoryview, *,
-                       max_rows: int | None = None) -> InferRequest:
+                       max_rows: int | None = None,
+                       max_values: int | None = None) -> InferRequest:
     """An infer request from its parsed JSON and the binary tensor bytes after it (empty
     without the binary extension). Binary inputs are views of ``binary``: for a numeric
     input nothing is read from it here, so it may still be arriving."""
@@ -232,7 +256,7 @@ def decode_infer_parts(doc: dict[str, Any], binary: memoryview, *,
         raise BadRequest("the inference request needs 'inputs': a list of tensors")
     inputs, offset = [], 0
     for index, item in enumerate(raw_inputs):
-        tensor, offset = _decode_input(item, index, binary, offset, max_rows)
+        tensor, offset = _decode_input(item, index, binary, offset, max_rows, max_values)
         inputs.append(tensor)
     if offset != len(binary):
         raise BadRequest(
@@ -333,7 +357,8 @@ async def infer(service: TFaaS, name: str, version: str | None, body: bytes,
                 header_length: str | None) -> InferAnswer:
     """Run one inference request on a model version (latest when ``version`` is None)."""
     with service.admit():
-        request = decode_infer_request(body, header_length, max_rows=service.limits.max_rows)
+        request = decode_infer_request(body, header_length, max_rows=service.limits.max_rows,
+                                       max_values=service.limits.max_values)
         return await run_request(service, service.resolve(name, version), request)
 
 

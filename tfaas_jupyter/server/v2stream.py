@@ -32,6 +32,7 @@ from typing import Any, Awaitable, Coroutine
 import numpy as np
 
 from .batching import rows_independent
+from .codecs import check_json_values
 from .errors import BadRequest, ErrorKind, TFaaSError, WorkerError
 from .repository import ModelVersion
 from .service import TFaaS
@@ -124,6 +125,7 @@ class StreamedInfer:
 
     async def _start(self, rest: bytes) -> None:
         try:
+            check_json_values(self._head, self.service.limits.max_values)
             doc = json_object(self._head, "the inference request", "'inputs'")
             self._doc = doc
             assert self._content_length is not None and self._header_length is not None
@@ -139,7 +141,8 @@ class StreamedInfer:
         """Check the request against the model now, and cut it when that pays."""
         limits = self.service.limits
         binary = bytearray(binary_length)
-        request = decode_infer_parts(doc, memoryview(binary), max_rows=limits.max_rows)
+        request = decode_infer_parts(doc, memoryview(binary), max_rows=limits.max_rows,
+                                     max_values=limits.max_values)
         mv = self.service.resolve(self.name, self.version)
         self._admit()
         try:
@@ -208,7 +211,8 @@ class StreamedInfer:
         self._admit()
         if self._tensor is None:  # not cut: decoded and scored as a whole
             request = decode_infer_parts(self._doc, memoryview(self._binary),
-                                         max_rows=self.service.limits.max_rows)
+                                         max_rows=self.service.limits.max_rows,
+                                         max_values=self.service.limits.max_values)
             return await run_request(self.service, self.service.resolve(self.name,
                                                                         self.version), request)
         assert self._mv is not None
@@ -219,7 +223,8 @@ class StreamedInfer:
             parts = await asyncio.gather(*self._pieces)
             outputs = _concatenate(parts, self._mv.name)
             request = decode_infer_parts(self._doc, memoryview(self._binary),
-                                         max_rows=self.service.limits.max_rows)
+                                         max_rows=self.service.limits.max_rows,
+                                         max_values=self.service.limits.max_values)
             return encode_answer(self._mv, self._signature, outputs, request, rows)
         except TFaaSError as exc:
             exc.model = self._mv.name

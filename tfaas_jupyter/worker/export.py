@@ -14,6 +14,13 @@ from typing import Any
 import tensorflow as tf
 
 from .loaders import ModelLoadError, Predictor, _one_line
+from .wire import ErrorKind
+
+
+class ExportError(ModelLoadError):
+    """A loaded model that TensorFlow cannot save as a SavedModel: the model's failure."""
+
+    kind = ErrorKind.MODEL
 
 
 def _keys(names: list[str], prefix: str) -> list[str]:
@@ -55,5 +62,5 @@ def export_savedmodel(predictor: Predictor, target: str) -> dict[str, Any]:
         tf.saved_model.save(module, target,
                             signatures={"serving_default": function.get_concrete_function()})
     except Exception as e:  # TF raises many types when a graph cannot be serialized
-        raise ModelLoadError(f"cannot export the model as a SavedModel: {_one_line(e)}") from e
+        raise ExportError(f"cannot export the model as a SavedModel: {_one_line(e)}") from e
     return {"inputs": in_keys, "outputs": out_keys}

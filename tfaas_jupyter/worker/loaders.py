@@ -28,7 +28,7 @@ TensorInfo = dict[str, Any]  # {"name": str, "dtype": "float32", "shape": [None,
 class ModelLoadError(Exception):
     """The model cannot be loaded (bad file, unknown node...). Message is one clear line."""
 
-    kind = ErrorKind.MODEL
+    kind = ErrorKind.LOAD
 
 
 class InputError(Exception):

@@ -67,14 +67,16 @@ class ProtocolError(Exception):
 class ErrorKind(str, enum.Enum):
     """Why a request to the model worker failed; carried as ``"kind"`` in error replies.
 
-    The worker reports the first four; the supervisor adds the last two. The server
+    The worker reports the first five; the supervisor adds the last two. The server
     maps each kind to one HTTP status (:mod:`tfaas_jupyter.server.errors`).
     """
 
     #: The request's inputs do not fit the model (shape, dtype, values TF refuses).
     BAD_INPUT = "input"
-    #: The model cannot be loaded, or failed while running.
+    #: The model failed while running.
     MODEL = "model"
+    #: The model's files cannot be loaded (corrupt, not a model of their format).
+    LOAD = "load"
     #: The model ran out of memory (TensorFlow's ResourceExhausted, MemoryError).
     OUT_OF_MEMORY = "oom"
     #: The model is not in the worker's cache (evicted, or a new worker): load it first.
