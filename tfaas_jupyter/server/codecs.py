@@ -101,7 +101,8 @@ def _too_many_values(what: str, limit: int) -> PayloadTooLarge:
     )
 
 
-def check_json_values(body: bytes, max_values: int | None, end: int | None = None) -> None:
+def check_json_values(body: bytes | bytearray, max_values: int | None,
+                      end: int | None = None) -> None:
     """Refuse (413) a JSON body (``body[:end]``) that may hold more than ``max_values``
     values, before it is decoded: a 20 MB body of ``0,0,...`` would otherwise become
     10 million Python objects.

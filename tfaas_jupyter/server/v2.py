@@ -232,7 +232,7 @@ def _flag(params: dict[str, Any], key: str, what: str) -> bool:
 
 
 def decode_infer_request(
-    body: bytes, header_length: str | None, *, max_rows: int | None = None,
+    body: bytes | bytearray, header_length: str | None, *, max_rows: int | None = None,
     max_values: int | None = None,
 ) -> InferRequest:
     """Parse an infer request (JSON alone, or JSON + binary tensors); the JSON is
@@ -353,7 +353,7 @@ def encode_answer(mv: ModelVersion, signature: dict[str, Any], outputs: list[np.
     return InferAnswer(mv.name, rows, header, binary_parts)
 
 
-async def infer(service: TFaaS, name: str, version: str | None, body: bytes,
+async def infer(service: TFaaS, name: str, version: str | None, body: bytes | bytearray,
                 header_length: str | None) -> InferAnswer:
     """Run one inference request on a model version (latest when ``version`` is None)."""
     with service.admit():

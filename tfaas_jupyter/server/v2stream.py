@@ -202,7 +202,7 @@ class StreamedInfer:
             COLD_START.set(self._cold)
         if self._doc is None:  # not the binary extension: buffered whole
             header = None if self._header_length is None else str(self._header_length)
-            return await infer(self.service, self.name, self.version, bytes(self._head),
+            return await infer(self.service, self.name, self.version, self._head,
                                header)
         assert self._binary is not None
         if self._filled != len(self._binary):
