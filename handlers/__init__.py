@@ -6,8 +6,15 @@ every route is relative to ``{base_url}`` (the ExtensionApp prefixes it).
 
 from __future__ import annotations
 
+from typing import Any
+
+from jupyter_server.utils import url_path_join
+from tornado.httputil import HTTPServerRequest
+from tornado.routing import PathMatches, Rule
+
 from tfaas_jupyter.server.keys import KEY_NAME_PATTERN
 from tfaas_jupyter.server.names import MODEL_NAME_PATTERN
+from tfaas_jupyter.server.v2stream import worth_streaming
 
 from .base import UnknownEndpointHandler
 from .export import ExportHandler
@@ -31,6 +38,7 @@ from .v2 import (
     V2ModelMetadataHandler,
     V2ModelReadyHandler,
     V2ServerMetadataHandler,
+    V2StreamedInferHandler,
 )
 
 _NAME = f"(?P<name>{MODEL_NAME_PATTERN})"
@@ -108,6 +116,26 @@ def key_url_routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
     """Every API endpoint again under ``key/<KEY>/``, for tools that only take a base URL:
     the key there counts exactly as in an ``Authorization`` header (scopes, models)."""
     return [(f"/{prefix}/key/{_KEY}{pattern}", handler) for pattern, handler in _api_table()]
+
+
+class _StreamedBody(PathMatches):
+    """A path that matches only big binary V2 requests (by their headers)."""
+
+    def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
+        return super().match(request) if worth_streaming(request.headers) else None
+
+
+def streamed_rules(base_url: str, prefix: str = "tfaas", **kwargs: Any) -> list[Rule]:
+    """Routing rules sending big binary V2 infer requests to the streaming handler.
+
+    A handler streams its body or not by its class, and a route picks a class by its
+    path alone, so these rules also look at the headers; they must come before
+    :func:`routes` (whose :class:`~.v2.V2InferHandler` takes all other requests).
+    ``kwargs`` are the handler's (the extension's ``name``)."""
+    patterns = [rf"{_V2_MODEL}/infer", rf"{_V2_VERSION}/infer"]
+    paths = [f"/{prefix}{p}" for p in patterns] + [f"/{prefix}/key/{_KEY}{p}" for p in patterns]
+    return [Rule(_StreamedBody(url_path_join(base_url, path)), V2StreamedInferHandler, kwargs)
+            for path in paths]
 
 
 def fallback_route(prefix: str = "tfaas") -> tuple[str, type]:

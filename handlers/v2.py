@@ -66,19 +66,46 @@ class V2ModelReadyHandler(TFaaSHandler):
         self.write_json(await v2.model_ready(self.service, name, version))
 
 
-@web.stream_request_body
 class V2InferHandler(TFaaSHandler):
     """``POST v2/models/NAME[/versions/V]/infer``: JSON tensors or the binary extension.
 
-    The body is streamed (:mod:`tfaas_jupyter.server.v2stream`): a big binary tensor is
-    scored in pieces while it arrives. So authentication and authorization happen in
-    ``prepare``, before any byte of the body reaches the model worker.
-
     A prediction route: when prediction-only keys exist, this handler is one of theirs.
+    Big binary requests go to :class:`V2StreamedInferHandler` instead (see
+    :func:`tfaas_jupyter.handlers.streamed_rules`).
     """
 
     endpoint = "v2"
     key_scope = keys.PREDICT
+
+    @web.authenticated
+    @authorized
+    async def post(self, name: str, version: str | None = None) -> None:
+        self._model_name = name
+        self._answer(await v2.infer(self.service, name, version, self.request.body,
+                                    self.request.headers.get(v2.HEADER_LENGTH)))
+
+    def _answer(self, answer: v2.InferAnswer) -> None:
+        self._rows = answer.rows
+        if answer.binary:
+            self.set_header(v2.HEADER_LENGTH, str(len(answer.header)))
+            self.set_header("Content-Type", "application/octet-stream")
+            self.finish(b"".join([answer.header, *answer.binary]))
+        else:
+            self.set_header("Content-Type", "application/json")
+            self.finish(answer.header)
+
+
+@web.stream_request_body
+class V2StreamedInferHandler(V2InferHandler):
+    """The same route for a big request with binary tensors: its body is streamed
+    (:mod:`tfaas_jupyter.server.v2stream`) and scored in pieces while it arrives.
+
+    So authentication and authorization happen in ``prepare``, before any byte of the
+    body reaches the model worker. Streaming costs a small request a few more turns of
+    the event loop, which is why only bodies of at least
+    :data:`~tfaas_jupyter.server.v2stream.STREAM_MIN_BYTES` come here.
+    """
+
     _stream: StreamedInfer | None = None
 
     async def prepare(self) -> None:
@@ -93,6 +120,7 @@ class V2InferHandler(TFaaSHandler):
             raise web.HTTPError(403, "not authorized to run predictions")
         name, version = self.path_kwargs["name"], self.path_kwargs.get("version")
         self._model_name = name
+        keys.check_model_access(name)  # a key for other models: refused before the body
         headers = self.request.headers
         self._stream = StreamedInfer(
             self.service, name, version,
@@ -108,15 +136,7 @@ class V2InferHandler(TFaaSHandler):
     @authorized
     async def post(self, name: str, version: str | None = None) -> None:
         assert self._stream is not None
-        answer = await self._stream.answer()
-        self._rows = answer.rows
-        if answer.binary:
-            self.set_header(v2.HEADER_LENGTH, str(len(answer.header)))
-            self.set_header("Content-Type", "application/octet-stream")
-            self.finish(b"".join([answer.header, *answer.binary]))
-        else:
-            self.set_header("Content-Type", "application/json")
-            self.finish(answer.header)
+        self._answer(await self._stream.answer())
 
     def on_connection_close(self) -> None:
         if self._stream is not None:

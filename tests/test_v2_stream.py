@@ -220,3 +220,46 @@ async def test_a_slow_or_departed_client_holds_nothing(
     body, headers = binary_request(name, rows)
     reply = await tfaas.call("POST", "v2/models/vk/infer", body, headers)
     assert reply.code == 200, reply.body[:300]
+
+
+async def test_keys_stream_only_their_models(tfaas: TFaaSCaller, seed_dir: Path,
+                                             jp_http_port: int, jp_base_url: str) -> None:
+    """A predict-only key streams a big request to its model, by header or key URL, and
+    is refused before the body for another model."""
+    await upload_seed(tfaas, seed_dir, "vk")
+    await upload_seed(tfaas, seed_dir, "other")
+    name = await input_name(tfaas, "vk")
+    reply = await tfaas.call("POST", "keys", json.dumps({"name": "grid", "models": ["vk"]})
+                             .encode())
+    assert reply.code == 200, reply.body
+    key = reply.json()["key"]
+    rows = np.random.default_rng(5).random((3 * PIECE_ROWS, N_IN), dtype=np.float32)
+    expected = seed_forward(rows).reshape(-1)
+    body, headers = binary_request(name, rows)
+    before = await worker_calls(tfaas, "vk/1")
+    for path, auth in ((f"{jp_base_url}tfaas/v2/models/vk/infer", f"Bearer {key}"),
+                       (f"{jp_base_url}tfaas/key/{key}/v2/models/vk/infer", None)):
+        reader, writer = await raw_post(
+            jp_http_port, path, {**headers, **({"Authorization": auth} if auth else {})},
+            len(body))
+        writer.write(body)
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 120)
+        assert status.split()[1] == b"200", status
+        reply_headers = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            k, _, v = line.decode().partition(":")
+            reply_headers[k.strip().lower()] = v.strip()
+        answer = await reader.readexactly(int(reply_headers["content-length"]))
+        writer.close()
+        _, got = outputs_of(answer, int(reply_headers["inference-header-content-length"]))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert await worker_calls(tfaas, "vk/1") - before == 2 * 3  # streamed: 3 pieces each
+    # another model: refused at once, nothing of the body sent
+    reader, writer = await raw_post(jp_http_port, f"{jp_base_url}tfaas/v2/models/other/infer",
+                                    {**headers, "Authorization": f"Bearer {key}"}, len(body))
+    try:
+        status = await asyncio.wait_for(reader.readline(), 30)
+        assert status.split()[1] == b"403", status
+    finally:
+        writer.close()

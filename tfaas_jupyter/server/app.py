@@ -222,8 +222,13 @@ class TFaaSApp(ExtensionApp):
         self.log.info("tfaas: serving models from %s", repository.root)
 
     def initialize_handlers(self) -> None:
-        from ..handlers import fallback_route, key_url_routes, routes
+        from ..handlers import fallback_route, key_url_routes, routes, streamed_rules
 
+        # Added to the web app ahead of the routes below, which the ExtensionApp adds
+        # next: these rules choose a handler by the request's headers, not only its path.
+        web_app = self.serverapp.web_app
+        web_app.add_handlers(".*$", streamed_rules(web_app.settings["base_url"],
+                                                   name=self.name))
         self.handlers.extend([*routes(), *key_url_routes(), fallback_route()])
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from typing import Any, Awaitable, Coroutine
+from typing import Any, Awaitable, Coroutine, Mapping
 
 import numpy as np
 
@@ -51,6 +51,15 @@ from .v2 import (
 #: About this many tensor bytes go to the worker per piece while the body arrives
 #: (measured on the seed model: pieces of 2,048 to 100,000 rows score at the same rate).
 PIECE_BYTES = 1 << 20
+#: Bodies from this size on are streamed: the smallest that can make two pieces.
+STREAM_MIN_BYTES = 2 * PIECE_BYTES
+
+
+def worth_streaming(headers: Mapping[str, str]) -> bool:
+    """Whether a request, by its headers, is a binary one big enough to be cut."""
+    length = headers.get("Content-Length", "")
+    return (headers.get(HEADER_LENGTH) is not None and length.isdigit()
+            and int(length) >= STREAM_MIN_BYTES)
 
 
 def streamable(doc: dict[str, Any]) -> bool:
