@@ -30,8 +30,10 @@ SHARE = "share/jupyter/labextensions/tfaas-jupyter"
 #: what the build reads (node_modules and lib/ are its own products)
 INPUTS = ("package.json", "yarn.lock", ".yarnrc.yml", "tsconfig.json", "install.json")
 INPUT_DIRS = ("src", "style")
-#: what the build imports from the Python package: the words the widget shows too
-SHARED_INPUTS = ("tfaas_jupyter/client/vocabulary.json",)
+#: what the build imports from the Python package: the words the widget shows too, and
+#: the file endings its upload accepts
+SHARED_INPUTS = ("tfaas_jupyter/client/vocabulary.json",
+                 "tfaas_jupyter/client/upload_files.json")
 
 
 def sources_digest() -> str:

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tfmodels
 from conftest import ROOT, load_example, seed_upload_body
 from servers import jupyter_server
 
+from tfaas_jupyter.client.vocabulary import WORDS
 from tfaas_jupyter.server.stats import Histogram
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -291,9 +293,10 @@ def test_the_panel_in_jupyter_lab(tmp_path: Path, seed_dir: Path, built: dict) -
             page.locator(".lm-CommandPalette input").fill("TFaaS")
             items = page.locator(".lm-CommandPalette-item", has_text="TFaaS")
             labels = [items.nth(i).inner_text() for i in range(items.count())]
+            # in the vocabulary's words
+            for key in ("command_open", "command_refresh", "command_upload"):
+                assert any(WORDS[key] in t for t in labels), (WORDS[key], labels)
             assert any("Open the Models Panel" in t for t in labels), labels
-            assert any("Upload a Model" in t for t in labels), labels
-            assert any("Refresh Models and Status" in t for t in labels), labels
             page.keyboard.press("Escape")
 
             # Lab's theme variables: the dark theme darkens the panel too
@@ -321,7 +324,12 @@ SHARED_LOOK = (
     ("[data-status=worker]", ("color", "font-size", "line-height")),
     (".jp-tfaas-heading", ("color", "text-transform", "font-weight", "font-size")),
     (".jp-tfaas-drop", ("border-top-style", "border-top-color")),
+    ("[data-model]", ("display", "list-style-type", "padding-top", "padding-left",
+                      "border-top-width", "border-top-style", "border-top-left-radius",
+                      "margin-bottom", "cursor")),
     (".jp-tfaas-model.jp-mod-selected", ("border-top-color", "background-color")),
+    (".jp-tfaas-model:not(.jp-mod-selected)", ("border-top-color", "background-color")),
+    (".jp-tfaas-model-head", ("display", "column-gap", "align-items")),
     (".jp-tfaas-model-name", ("font-weight",)),
     (".jp-tfaas-badge", ("background-color", "color", "font-size")),
     (".jp-tfaas-details", ("display", "font-size", "column-gap")),
@@ -357,12 +365,66 @@ def texts(page, selector: str) -> list[str]:
     return [t.strip() for t in page.locator(selector).all_inner_texts()]
 
 
+def model_list(page, root: str) -> list[dict]:
+    """The model list under ``root`` element by element: per ``[data-model]`` its tag,
+    classes, role, aria-selected, its head's parts (class and text) and its details
+    (term, values). The panel's per-model Delete button is left out: the widget deletes
+    below the list (a version or all)."""
+    return page.evaluate(
+        """(root) => [...document.querySelectorAll(`${root} [data-model]`)].map(item => ({
+            model: item.dataset.model, tag: item.tagName, classes: item.className,
+            role: item.getAttribute('role'), selected: item.getAttribute('aria-selected'),
+            head: [...item.querySelector('.jp-tfaas-model-head').children]
+                .filter(part => part.dataset.tfaas !== 'delete')
+                .map(part => [part.className, part.textContent]),
+            details: [...item.querySelectorAll('.jp-tfaas-details > dt')].map(term =>
+                [term.textContent, [...term.nextElementSibling.children].map(
+                    value => [value.className, value.textContent])]),
+        }))""", root)
+
+
+def middle(locator) -> tuple[float, float]:
+    locator.scroll_into_view_if_needed()
+    box = locator.bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def click_where_shown(page, locator) -> None:
+    """Click the middle of what ``locator`` shows, as a person does: whatever lies on
+    top there takes the click."""
+    page.mouse.click(*middle(locator))
+
+
+def on_top_of(locator) -> dict:
+    """What takes a click on the middle of ``locator``'s element: its classes, whether
+    it covers the whole element, its opacity."""
+    locator.scroll_into_view_if_needed()
+    return locator.evaluate(
+        """node => {
+            const r = node.getBoundingClientRect();
+            const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+            const t = top.getBoundingClientRect();
+            return {classes: top.className, tag: top.tagName,
+                    covers: t.left <= r.left + 0.5 && t.top <= r.top + 0.5 &&
+                            t.right >= r.right - 0.5 && t.bottom >= r.bottom - 0.5,
+                    opacity: getComputedStyle(top).opacity};
+        }""")
+
+
+def outline(locator) -> dict:
+    return locator.evaluate(
+        """node => { const s = getComputedStyle(node);
+                     return {style: s.outlineStyle, color: s.outlineColor,
+                             width: s.outlineWidth, offset: s.outlineOffset}; }""")
+
+
 def test_the_widget_in_lab_looks_like_the_panel(tmp_path: Path, seed_dir: Path) -> None:
     """``%tfaas browser`` run in a notebook of a real ``jupyter lab``, beside the panel:
     the same words and, element for element, the same computed styles from the panel's
     stylesheet and Lab's theme variables, in the light theme and the dark one; its
     try-it form gives the model's numbers."""
     home = tmp_path / "lab"
+    tiny = tfmodels.make_keras_file(tmp_path / "k")
     with jupyter_server(home, app="lab") as srv:
         body, ctype = seed_upload_body(seed_dir)
         code, answer = srv.request("POST", "tfaas/upload", body, {"Content-Type": ctype})
@@ -388,6 +450,50 @@ def test_the_widget_in_lab_looks_like_the_panel(tmp_path: Path, seed_dir: Path) 
             page.wait_for_function(
                 "() => document.querySelector('.jp-tfaas-widget [data-status=worker]')"
                 ".textContent !== '…'", timeout=60_000)
+            sidebar = page.locator("#tfaas-sidebar")
+
+            # Upload… reads as the panel's button; a click on it opens the file picker
+            face = widget.locator(".jp-tfaas-drop .jp-tfaas-stack > .jp-tfaas-button")
+            assert face.inner_text().strip() == \
+                sidebar.locator('[data-tfaas="upload"]').inner_text().strip() == "Upload…"
+            top = on_top_of(face)
+            assert "widget-upload" in top["classes"] and top["covers"], top
+            assert top["opacity"] == "0", top
+            with page.expect_file_chooser() as chooser:
+                click_where_shown(page, face)
+            chooser.value.set_files(str(tiny.path))
+            widget.locator('[data-model="tiny"].jp-mod-selected').wait_for(timeout=180_000)
+            assert "tiny version 1 uploaded" in widget.locator(".jp-tfaas-drop").inner_text()
+            sidebar.locator('[data-model="tiny"]').wait_for(timeout=60_000)  # its 5 s poll
+
+            # the model list: a click on a card selects it, as in the panel ...
+            card = widget.locator('[data-model="vk"]')
+            top = on_top_of(card)
+            assert "jp-tfaas-hit" in top["classes"] and top["covers"], top
+            click_where_shown(page, card)
+            widget.locator('[data-model="vk"].jp-mod-selected').wait_for(timeout=60_000)
+            assert widget.locator(".jp-mod-selected").count() == 1
+            widget.locator(".jp-tfaas-tryit .jp-tfaas-heading",
+                           has_text="Try vk (version 1)").wait_for()
+            # ... and from the keyboard: Shift+Tab to the card above shows the panel's
+            # focus ring on it, Enter selects it
+            widget.locator(".jp-tfaas-stack:has([data-model='vk']) > .jp-tfaas-hit").focus()
+            page.keyboard.press("Shift+Tab")
+            ring = outline(widget.locator('[data-model="tiny"]'))
+            assert ring["style"] == "solid", ring
+            page.keyboard.press("Enter")
+            widget.locator('[data-model="tiny"].jp-mod-selected').wait_for(timeout=60_000)
+            assert widget.locator('[data-model="vk"]').get_attribute("aria-selected") == \
+                "false"
+            sidebar.locator('[data-model="vk"]').focus()
+            page.keyboard.press("ArrowUp")
+            assert outline(sidebar.locator('[data-model="tiny"]')) == ring
+            # element for element the panel's list, the same model selected in both
+            sidebar.locator('[data-model="tiny"]').click()
+            assert model_list(page, ".jp-tfaas-widget") == model_list(page, "#tfaas-sidebar")
+            assert [m["model"] for m in model_list(page, ".jp-tfaas-widget")] == ["tiny", "vk"]
+            click_where_shown(page, card)
+            widget.locator('[data-model="vk"].jp-mod-selected').wait_for(timeout=60_000)
 
             # the try-it form in the notebook: the model's numbers, six digits
             talk = json.loads((seed_dir / "input.json").read_text())["values"]
@@ -411,7 +517,7 @@ def test_the_widget_in_lab_looks_like_the_panel(tmp_path: Path, seed_dir: Path) 
                              ".jp-tfaas-tryit label.jp-tfaas-muted", "[data-tfaas=result] th"):
                 assert texts(page, f"{ours} {selector}") == \
                     texts(page, f"{panel} {selector}"), selector
-            assert texts(page, f"{ours} [data-model] dt") == [
+            assert texts(page, f"{ours} [data-model=vk] dt") == [
                 "Versions", "Format", "Inputs", "Outputs", "Labels", "Params"]
             for button in ("Refresh", "Upload…", "Delete", "Predict", "Copy curl"):
                 assert widget.locator("button", has_text=button).count() >= 1, button

@@ -21,11 +21,12 @@ pytest.importorskip("ipywidgets")
 
 import ipywidgets as w
 
-from tfaas_jupyter.client import present, widgets
+from tfaas_jupyter.client import present, uploadfiles, widgets
 from tfaas_jupyter.client.api import TFaaSClientError
 from tfaas_jupyter.client.vocabulary import WORDS, word
 
 SHARED = ROOT / "tfaas_jupyter" / "client" / "vocabulary.json"
+UPLOAD_FILES = ROOT / "tfaas_jupyter" / "client" / "upload_files.json"
 BUILT = ROOT / "labextension" / "dist" / "static"
 
 
@@ -198,6 +199,30 @@ def test_words_fill_their_placeholders() -> None:
     assert dict(WORDS) == json.loads(SHARED.read_text(encoding="utf-8"))
 
 
+def test_the_widget_takes_the_shared_upload_file_endings() -> None:
+    """upload_files.json is the one list of what an upload takes: the widget's picker
+    accepts exactly its endings, sorts files by them and names them in its errors."""
+    shipped = json.loads(UPLOAD_FILES.read_text(encoding="utf-8"))
+    assert {role: list(endings) for role, endings in uploadfiles.SUFFIXES.items()} == shipped
+    every = shipped["model"] + shipped["params"] + shipped["labels"]
+    assert ".tar.gz" in every and ".json" in every
+    browser = widgets.ModelBrowser(FakeServer(), load=False)  # type: ignore[arg-type]
+    assert browser.file_upload.accept.split(",") == every
+    for ending in shipped["model"]:
+        assert set(widgets.classify_upload([(f"net{ending.upper()}", b"")])) == {"model"}
+    for role in ("params", "labels"):
+        for ending in shipped[role]:
+            assert set(widgets.classify_upload([("net.pb", b""), (f"x{ending}", b"")])) == \
+                {"model", role}
+    with pytest.raises(ValueError) as refused:
+        widgets.classify_upload([("a.exe", b"")])
+    assert str(refused.value) == (f"a.exe: not a model ({', '.join(shipped['model'])}), "
+                                  f"params (.json) or labels (.txt) file")
+    panel = (ROOT / "labextension" / "src" / "upload.ts").read_text()
+    assert "from '../../tfaas_jupyter/client/upload_files.json'" in panel
+    assert not re.search(r"""['"]\.(keras|tgz|h5)['"]""", panel), "endings written in upload.ts"
+
+
 def test_the_built_panel_carries_the_shared_words() -> None:
     """The labextension's bundle (what the wheel ships) holds vocabulary.json as it is
     now: the panel imports that file, not a copy of its own."""
@@ -210,3 +235,6 @@ def test_the_built_panel_carries_the_shared_words() -> None:
     assert not missing, missing
     panel = (ROOT / "labextension" / "src" / "words.ts").read_text()
     assert "from '../../tfaas_jupyter/client/vocabulary.json'" in panel
+    # and the upload file endings, as upload_files.json holds them
+    endings = json.loads(UPLOAD_FILES.read_text(encoding="utf-8"))
+    assert json.dumps(endings, separators=(",", ":")) in text

@@ -71,8 +71,9 @@ def shown_result(browser: ModelBrowser, row: int = 0) -> list[tuple[str, float, 
 async def test_upload_try_delete_graphdef_with_keys(client: TFaaSClient, seed_dir: Path,
                                                    tmp_path: Path) -> None:
     browser: ModelBrowser = await call(ModelBrowser, client)
-    assert browser.models_select.options == () and browser.last_error is None
-    assert "No models yet" in browser.model_info.value
+    assert browser.model_names == () and browser.last_error is None
+    assert browser.models_box.children[0].value == \
+        '<li class="jp-tfaas-empty">No models yet: upload one above.</li>'
     assert browser.tryit.layout.display == "none"
 
     doc = json.loads((seed_dir / "input.json").read_text())
@@ -90,10 +91,11 @@ async def test_upload_try_delete_graphdef_with_keys(client: TFaaSClient, seed_di
     assert browser.file_upload.value == ()
     assert [m["name"] for m in await call(client.models)] == ["vk"]
     assert browser.selected == "vk"
-    assert '<li class="jp-tfaas-model jp-mod-selected" data-model="vk"' in \
-        browser.model_info.value
+    assert browser.model_cards["vk"].value.startswith(
+        '<li class="jp-tfaas-model jp-mod-selected" data-model="vk" role="option" '
+        'aria-selected="true">')
     assert "<dt>Labels</dt><dd><div class=\"jp-tfaas-value\">signal</div>" in \
-        browser.model_info.value
+        browser.model_cards["vk"].value
     assert "Try vk (version 1)" in browser.try_title.value
 
     # Try it: one field per key.
@@ -131,7 +133,8 @@ async def test_upload_try_delete_graphdef_with_keys(client: TFaaSClient, seed_di
     await call(browser.delete_button.click)
     await call(browser.confirm_button.click)
     assert await call(client.models) == []
-    assert browser.models_select.options == ()
+    assert browser.model_names == () and browser.model_cards == {}
+    assert browser.models_box.children == (browser._no_models,)
     browser.close()
 
 
@@ -225,6 +228,15 @@ async def test_the_form_follows_the_selection(client: TFaaSClient, seed_dir: Pat
     long key names are readable in full; a rename is said where the upload was made."""
     built = await call(tfmodels.make_keras_file, tmp_path / "k")
     browser: ModelBrowser = await call(ModelBrowser, client)
+    # Upload… reads as the panel's button: the file picker (which would say
+    # "Upload… (0)") lies unseen over it, in a stack as large as it
+    assert browser.upload_face.description == "Upload…"
+    assert browser.upload_face.tabbable is False
+    stack = next(box for box in _tree(browser.widget)
+                 if browser.file_upload in getattr(box, "children", ()))
+    assert stack.children == (browser.upload_face, browser.file_upload)
+    assert "jp-tfaas-stack" in stack._dom_classes
+    assert "jp-tfaas-hit" in browser.file_upload._dom_classes
     # no button or file picker shows a "null" tooltip
     for widget in _tree(browser.widget):
         if hasattr(widget, "tooltip") and isinstance(widget, (type(browser.refresh_button),
@@ -246,14 +258,14 @@ async def test_the_form_follows_the_selection(client: TFaaSClient, seed_dir: Pat
     assert "stored as &#x27;vk_renamed&#x27;" in browser.upload_message.value
     assert browser.selected == "vk_renamed"
     assert "Try vk_renamed (version 1)" in browser.try_title.value
-    assert browser.models_select.options == ("tiny", "vk_renamed")
+    assert browser.model_names == ("tiny", "vk_renamed")
     # the key names in full, as label and tooltip, with room to show them
     longest = max(doc["keys"], key=len)
     field = browser.key_fields[longest]
     assert field.description == field.tooltip == longest
     assert field.style.description_width == "initial"
     # params one per line as the panel shows them, every value escaped
-    info = browser.model_info.value
+    info = browser.model_cards["vk_renamed"].value
     assert "description: &lt;b&gt;vk&lt;/b&gt; &amp; co" in info and "<b>vk</b>" not in info
     assert '<div class="jp-tfaas-value">inputNode: dense_1_input</div>' in info
     assert "<dt>Keys</dt>" in info and "{" not in info
@@ -271,8 +283,19 @@ async def test_the_form_follows_the_selection(client: TFaaSClient, seed_dir: Pat
     assert line.startswith("curl ") and '"Authorization: token $JUPYTER_TOKEN"' in line
     assert client.url + "json" in line and '"keys":' in line
 
-    # another model: title, form and values follow; the old result is gone
-    await call(browser.select, "tiny")
+    # another model, by a click on its card: title, form and values follow; the old
+    # result is gone; the card is marked as the panel marks it, the other one not
+    await call(browser.model_picks["tiny"].click)
+    assert browser.selected == "tiny" and browser.last_error is None
+    assert browser.model_cards["tiny"].value.startswith(
+        '<li class="jp-tfaas-model jp-mod-selected" data-model="tiny" role="option" '
+        'aria-selected="true">')
+    assert browser.model_cards["vk_renamed"].value.startswith(
+        '<li class="jp-tfaas-model" data-model="vk_renamed" role="option" '
+        'aria-selected="false">')
+    # every card says what the listing says; the other one's details stay shown
+    assert "<dt>Keys</dt>" in browser.model_cards["vk_renamed"].value
+    assert "<dt>Keys</dt>" not in browser.model_cards["tiny"].value
     assert "Try tiny (version 1)" in browser.try_title.value
     assert browser.key_fields == {} and browser.result_html.value == ""
     assert browser.curl_html.value == ""

@@ -12,6 +12,7 @@ import { ICommandPalette } from '@jupyterlab/apputils';
 
 import { tfaasIcon } from './icon';
 import { TFaaSPanel } from './panel';
+import { word } from './words';
 
 namespace CommandIDs {
   export const open = 'tfaas:open';
@@ -38,27 +39,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const open = () => shell.activateById(panel.id);
     app.commands.addCommand(CommandIDs.open, {
-      label: 'TFaaS: Open the Models Panel',
-      caption: 'Show the TensorFlow as a Service side panel',
+      label: word('command_open'),
+      caption: word('command_open_caption'),
       icon: tfaasIcon,
       execute: open
     });
     app.commands.addCommand(CommandIDs.refresh, {
-      label: 'TFaaS: Refresh Models and Status',
+      label: word('command_refresh'),
       execute: async () => {
         open();
         await panel.refresh();
       }
     });
     app.commands.addCommand(CommandIDs.upload, {
-      label: 'TFaaS: Upload a Model…',
+      label: word('command_upload'),
       execute: () => {
         open();
         panel.pickFiles();
       }
     });
     for (const command of [CommandIDs.open, CommandIDs.refresh, CommandIDs.upload]) {
-      palette?.addItem({ command, category: 'TensorFlow as a Service' });
+      palette?.addItem({ command, category: word('title_long') });
     }
   }
 };

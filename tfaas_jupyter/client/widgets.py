@@ -6,6 +6,9 @@ try-it form), the same words (the shared ``vocabulary.json``, see
 :mod:`.vocabulary`) and, for everything it shows as HTML, the panel's markup and CSS
 classes (``jp-tfaas-*``, styled by labextension/style/base.css with JupyterLab's theme
 variables), so in JupyterLab it follows the light and dark themes as the panel does.
+Where the panel has a clickable element (a model's card, Upload…), the widget lays an
+unseen ipywidgets control over the same markup (``_stack``): a click or a key press on
+it runs in the kernel.
 Unlike the panel, it needs a kernel, and it deletes one version as well as a whole
 model.
 
@@ -45,49 +48,34 @@ from .present import (
     status_strip,
     version_labels_text,
 )
+from .uploadfiles import ACCEPT, model_suffix, role_of, suffixes_text
 from .vocabulary import word
 
-__all__ = ["ModelBrowser", "classify_upload", "model_html", "result_html", "status_html"]
-
-#: The model files an upload accepts, by how their name ends.
-MODEL_SUFFIXES = (".keras", ".tar.gz", ".tgz", ".zip", ".pb", ".h5")
-ACCEPT = ".pb,.json,.txt,.tar.gz,.tgz,.zip,.keras,.h5"
-
-
-def _model_suffix(filename: str) -> str | None:
-    lower = filename.lower()
-    for suffix in MODEL_SUFFIXES:
-        if lower.endswith(suffix):
-            return suffix
-    return None
-
+__all__ = ["ModelBrowser", "classify_upload", "empty_models_html", "model_html",
+           "result_html", "status_html"]
 
 def classify_upload(files: Sequence[tuple[str, bytes]]) -> dict[str, tuple[str, bytes]]:
-    """Sort picked files into ``model`` (.pb, .keras, .tar.gz, .zip), ``params`` (.json)
-    and ``labels`` (.txt). Exactly one model file is needed."""
+    """Sort picked files into ``model`` (.pb, .keras, .tar.gz, .zip, ...), ``params``
+    (.json) and ``labels`` (.txt), by :mod:`.uploadfiles`. Exactly one model file is
+    needed."""
     found: dict[str, tuple[str, bytes]] = {}
     for filename, content in files:
         base = Path(filename).name
-        if _model_suffix(base):
-            role = "model"
-        elif base.lower().endswith(".json"):
-            role = "params"
-        elif base.lower().endswith(".txt"):
-            role = "labels"
-        else:
-            raise ValueError(word("upload_not_model_file", name=base))
+        role = role_of(base)
+        if role is None:
+            raise ValueError(word("upload_not_model_file", name=base, **suffixes_text()))
         if role in found:
             raise ValueError(word("upload_two_files", role=role, first=found[role][0],
                                   second=base))
         found[role] = (base, content)
     if "model" not in found:
-        raise ValueError(word("upload_no_model"))
+        raise ValueError(word("upload_no_model", **suffixes_text()))
     return found
 
 
 def _name_from_file(filename: str) -> str:
     stem = Path(filename).name
-    suffix = _model_suffix(stem)
+    suffix = model_suffix(stem)
     if suffix:
         stem = stem[: -len(suffix)]
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "model"
@@ -132,12 +120,15 @@ def status_html(view: dict[str, str] | None) -> str:
     return f'<div class="jp-tfaas-status" data-tfaas="status">{"".join(cells)}</div>'
 
 
-def model_html(detail: dict[str, Any] | None) -> str:
-    """One model as the panel lists it: name and badges, then its details (versions,
+def empty_models_html() -> str:
+    """The model list with no model in it, as the panel says it."""
+    return f'<li class="jp-tfaas-empty">{_escape(word("models_empty"))}</li>'
+
+
+def model_html(detail: dict[str, Any], selected: bool = False) -> str:
+    """One model as the panel lists it (an element carrying ``data-model``, marked
+    ``jp-mod-selected`` when selected): name and badges, then its details (versions,
     version labels, format, inputs, outputs, keys, labels, params) in that order."""
-    if not detail:
-        return (f'<ul class="jp-tfaas-models" data-tfaas="models">'
-                f'<li class="jp-tfaas-empty">{_escape(word("models_empty"))}</li></ul>')
     rows: list[str] = []
 
     def add(key: str, values: Sequence[str]) -> None:
@@ -158,13 +149,13 @@ def model_html(detail: dict[str, Any] | None) -> str:
         if detail.get("label_names") else [])
     add("field_params", [f"{key}: {value}" for key, value in params_rows(detail)])
     name = str(detail.get("name"))
-    return (f'<ul class="jp-tfaas-models" data-tfaas="models">'
-            f'<li class="jp-tfaas-model jp-mod-selected" data-model="{_escape(name)}" '
-            f'aria-selected="true"><div class="jp-tfaas-model-head">'
+    css = "jp-tfaas-model jp-mod-selected" if selected else "jp-tfaas-model"
+    return (f'<li class="{css}" data-model="{_escape(name)}" role="option" '
+            f'aria-selected="{str(selected).lower()}"><div class="jp-tfaas-model-head">'
             f'<span class="jp-tfaas-model-name">{_escape(name)}</span>'
             f'<span class="jp-tfaas-badge">v{_escape(detail.get("version", "?"))}</span>'
             f'<span class="jp-tfaas-badge">{_escape(detail.get("format") or "?")}</span>'
-            f'</div><dl class="jp-tfaas-details">{"".join(rows)}</dl></li></ul>')
+            f'</div><dl class="jp-tfaas-details">{"".join(rows)}</dl></li>')
 
 
 def result_html(rows: np.ndarray, labels: Sequence[str]) -> str:
@@ -220,6 +211,15 @@ ALL_VERSIONS = 0
 CurlMaker = Callable[[str, "dict[str, Any] | None", "dict[str, Any] | None"], str]
 
 
+def _stack(face: w.Widget, hit: w.Widget) -> w.Box:
+    """``hit`` (a control) laid unseen over ``face`` (what shows), as large as it:
+    clicking what shows clicks the control (style/base.css, ``jp-tfaas-stack``)."""
+    hit.add_class("jp-tfaas-hit")
+    stack = w.Box([face, hit])
+    stack.add_class("jp-tfaas-stack")
+    return stack
+
+
 def _button(key: str, tip: str, *extra_classes: str, **kwargs: Any) -> w.Button:
     """An ipywidgets button with the vocabulary's text and the panel's button class."""
     button = w.Button(description=word(key), tooltip=tip, **kwargs)
@@ -257,20 +257,28 @@ class ModelBrowser:
         # Status strip
         self.status_html = w.HTML(status_html(None))
         self.status_message = w.HTML()
-        # Upload: picking the files uploads them, as the panel's Upload… does
+        # Upload: picking the files uploads them, as the panel's Upload… does. The
+        # picker (a FileUpload, which writes its file count after its description) lies
+        # unseen over a button reading as the panel's.
         self.name_text = w.Text(placeholder=word("upload_name"),
                                 tooltip=word("upload_name_label"),
                                 layout=w.Layout(flex="1 1 auto", width="auto"))
         self.file_upload = w.FileUpload(accept=ACCEPT, multiple=True,
-                                        description=word("upload"), icon="upload",
+                                        description=word("upload"),
                                         tooltip=word("upload_tip"))
-        self.file_upload.add_class("jp-tfaas-button")
+        self.upload_face = _button("upload", word("upload_tip"), tabbable=False)
+        upload_control = _stack(self.upload_face, self.file_upload)
         self.upload_progress = w.FloatProgress(value=0.0, min=0.0, max=1.0,
                                                layout=w.Layout(width="100%"))
         self.upload_message = w.HTML()
-        # Models: the list, the selected one's details, delete
-        self.models_select = w.Select(options=[], rows=6, layout=w.Layout(width="100%"))
-        self.model_info = w.HTML(model_html(None))
+        # Models: the panel's list, one card per model (see _model_card), then delete
+        self.model_cards: dict[str, w.HTML] = {}
+        self.model_picks: dict[str, w.Button] = {}
+        self._model_slots: dict[str, w.Box] = {}
+        self._selected: str | None = None
+        self._no_models = w.HTML(empty_models_html())
+        self.models_box = w.VBox([self._no_models])
+        self.models_box.add_class("jp-tfaas-models")
         self.version_dropdown = w.Dropdown(options=[(word("delete_all_versions"),
                                                      ALL_VERSIONS)],
                                            layout=w.Layout(width="auto"))
@@ -304,7 +312,6 @@ class ModelBrowser:
         self.confirm_button.on_click(
             lambda _: self._guard(self.confirm_delete, self.delete_message))
         self.cancel_button.on_click(lambda _: self._guard(self.cancel_delete, self.delete_message))
-        self.models_select.observe(self._on_select, names="value")
         self.auto_refresh.observe(self._on_auto_refresh, names="value")
 
         def row(*children: w.Widget) -> w.HBox:
@@ -314,7 +321,7 @@ class ModelBrowser:
 
         drop = w.VBox([
             w.HTML(_text_html("upload_hint")),
-            row(self.name_text, self.file_upload),
+            row(self.name_text, upload_control),
             self.upload_progress,
             self.upload_message,
         ])
@@ -339,8 +346,7 @@ class ModelBrowser:
             self.status_message,
             drop,
             w.HTML(heading_html(word("models"))),
-            self.models_select,
-            self.model_info,
+            self.models_box,
             row(self.version_dropdown, self.delete_button, self.confirm_box),
             self.delete_message,
             self.tryit,
@@ -380,7 +386,12 @@ class ModelBrowser:
     @property
     def selected(self) -> str | None:
         """The selected model's name."""
-        return self.models_select.value
+        return self._selected
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The models listed, in the list's order (by name, as the panel's)."""
+        return tuple(self.model_cards)
 
     # -- models ------------------------------------------------------------------------
 
@@ -389,32 +400,61 @@ class ModelBrowser:
         with self._lock:
             self.models = self.client.models()
             self.message.value = ""
-            names = [str(m.get("name")) for m in self.models]
-            current = self.models_select.value
-            self.models_select.options = names
-            if names:
-                self.models_select.value = current if current in names else names[0]
-                if self.models_select.value == current:
-                    self._load_detail(current)
-            else:
-                self.models_select.value = None
-                self._load_detail(None)
+            listed = {str(m.get("name")): m for m in self.models}
+            names = sorted(listed)
+            current = self._selected if self._selected in listed else None
+            self._selected = current or (names[0] if names else None)
+            self._list_models(names)
+            self._load_detail(self._selected)
+            self._show_cards()
         self._guard(self.refresh_status, self.status_message)
 
     def select(self, name: str) -> None:
-        """Select a model (as a click in the list does)."""
-        if name not in self.models_select.options:
+        """Select a model (as a click on its card does)."""
+        if name not in self.model_cards:
             raise ValueError(f"no model {name!r} (refresh?)")
-        if self.models_select.value == name:
+        with self._lock:
+            self._selected = name
             self._load_detail(name)
-        else:
-            self.models_select.value = name
+            self._show_cards()
 
-    def _on_select(self, change: dict[str, Any]) -> None:
-        self._guard(lambda: self._load_detail(change["new"]), self.message)
+    def _list_models(self, names: list[str]) -> None:
+        """One card per model in ``names``: new ones made, gone ones closed."""
+        for gone in [name for name in self.model_cards if name not in names]:
+            self.model_cards.pop(gone)
+            self.model_picks.pop(gone)
+            self._model_slots.pop(gone).close()
+        cards = {}
+        for name in names:
+            if name not in self._model_slots:
+                self._model_card(name)
+            cards[name] = self.model_cards[name]
+        self.model_cards = cards
+        self.models_box.children = [self._model_slots[name] for name in names] or \
+            [self._no_models]
+
+    def _model_card(self, name: str) -> None:
+        """The card of model ``name``: its panel markup (an HTML widget), under a button
+        as large as it, unseen, which selects the model when clicked (or pressed, from
+        the keyboard): ipywidgets gives HTML no events."""
+        card = w.HTML()
+        pick = w.Button(description=name, tooltip=word("select_model", name=name))
+        pick.on_click(lambda _: self._guard(lambda: self.select(name), self.message))
+        self.model_cards[name] = card
+        self.model_picks[name] = pick
+        self._model_slots[name] = _stack(card, pick)
+
+    def _show_cards(self) -> None:
+        """Each card from the listing (the selected one from its full description, with
+        its version labels), the selected one marked."""
+        listed = {str(m.get("name")): m for m in self.models}
+        for name, card in self.model_cards.items():
+            doc = self.detail if self.detail and name == self._selected else listed.get(name)
+            card.value = model_html(doc or {"name": name}, selected=name == self._selected)
 
     def _load_detail(self, name: str | None) -> None:
-        """Show model ``name``: its details, a fresh try-it form, its versions."""
+        """Show model ``name``: its full description, a fresh try-it form, its versions."""
+        self.detail = None
         self.cancel_delete()
         self.result_html.value = ""
         self.curl_html.value = ""
@@ -423,7 +463,6 @@ class ModelBrowser:
         all_versions = [(word("delete_all_versions"), ALL_VERSIONS)]
         if not name:
             self.detail = None
-            self.model_info.value = model_html(None)
             self.try_title.value = heading_html(word("try_none"))
             self.tryit.layout.display = "none"
             self.version_dropdown.options = all_versions
@@ -435,7 +474,6 @@ class ModelBrowser:
             (word("delete_version", version=v), v) for v in versions
         ]
         self.version_dropdown.value = ALL_VERSIONS
-        self.model_info.value = model_html(detail)
         self.try_title.value = heading_html(
             word("try_model", name=name, version=detail.get("version", "?")))
         self.tryit.layout.display = "flex"
