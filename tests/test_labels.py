@@ -60,6 +60,8 @@ async def test_labels_everywhere(
     await tfaas.call("PUT", "models/g/labels/canary", b'{"version": 3}')
     detail = (await tfaas.call("GET", "models/g")).json()
     assert detail["version_labels"] == {"canary": 3, "stable": 1}
+    listed = {m["name"]: m for m in (await tfaas.call("GET", "models")).json()}
+    assert listed["g"]["version_labels"] == {"canary": 3, "stable": 1}  # the panel shows them
     assert (await tfaas.call("GET", "models/g/labels/canary")).json()["version"] == 3
 
     async def through_every_api(label: str) -> list[float]:

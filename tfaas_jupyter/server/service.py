@@ -128,7 +128,9 @@ class TFaaS:
                 versions = self.repository.versions(name)
             except NotFound:
                 continue
-            result.append(self.describe(versions[-1], versions))
+            doc = self.describe(versions[-1], versions)
+            doc["version_labels"] = self.repository.labels(name)
+            result.append(doc)
         return result
 
     def model_detail(self, name: str) -> dict[str, Any]:
