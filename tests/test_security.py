@@ -260,6 +260,15 @@ def test_staging_and_trash_symlinks_are_never_followed(tmp_path: Path) -> None:
     staging = repo.new_staging_dir()
     assert staging.parent == model_dir / ".staging"
     assert not (model_dir / ".staging").is_symlink() and not list(victim.glob("*-*"))
+    assert not os.path.lexists(model_dir / ".trash")  # opening removed the link
+    # a link planted while the server runs: a delete moves the model to a real .trash
+    (model_dir / ".trash").symlink_to(victim2)
+    (staging / "model.pb").write_bytes(b"graph")
+    repo.commit("doomed", staging, {"format": "graphdef", "model": "model.pb"})
+    assert repo.delete("doomed") == [1]
+    assert not (model_dir / ".trash").is_symlink()
+    assert sorted(p.name for p in victim2.iterdir()) == ["precious"]
+    assert (victim2 / "precious" / "data.txt").read_text() == "keep me"
 
 
 def test_recovery_removes_only_leftovers_of_dead_processes(tmp_path: Path) -> None:
