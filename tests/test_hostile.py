@@ -251,6 +251,16 @@ async def test_image_bomb_and_bad_images(tfaas: TFaaSCaller, seed_dir: Path) -> 
                                        {"image": ("x.png", data, "image/png")})
         reply = await tfaas.call("POST", "image", body, {"Content-Type": ctype})
         assert words in error_of(reply, status=status), reply.body
+    # well-formed images of other formats: no other decoder even identifies them
+    from PIL import Image
+
+    for fmt in ("BMP", "GIF", "TIFF"):
+        buf = io.BytesIO()
+        Image.new("RGB", (4, 4), (10, 20, 30)).save(buf, format=fmt)
+        body, ctype = encode_multipart({"model": "vk"},
+                                       {"image": ("x.png", buf.getvalue(), "image/png")})
+        reply = await tfaas.call("POST", "image", body, {"Content-Type": ctype})
+        assert error_of(reply) == "Invalid image: expected png or jpg", (fmt, reply.body)
 
 
 async def test_wrong_shapes_nan_inf_and_huge_arrays(tfaas: TFaaSCaller, seed_dir: Path) -> None:
