@@ -561,3 +561,46 @@ async def test_a_client_leaving_during_validation_never_guts_the_commit(
     while list((model_dir / ".staging").iterdir()) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     assert list((model_dir / ".staging").iterdir()) == []
+
+
+async def test_staging_and_trash_are_removed_off_the_event_loop(
+    tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path, jp_http_port: int, jp_base_url: str,
+    jp_serverapp, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server runs in this test's event loop: every rmtree of a staging or trash
+    folder (a committed upload, a refused one, a body the client abandoned half sent, a
+    delete) happens in another thread, so a big folder never stalls the server."""
+    import shutil
+    import threading
+
+    from tfaas_jupyter.server import repository
+
+    loop_thread = threading.get_ident()
+    removals: list[tuple[str, bool]] = []
+    real_rmtree = shutil.rmtree
+
+    def recording_rmtree(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(path).parent in (model_dir / ".staging", model_dir / ".trash"):
+            removals.append((Path(path).parent.name, threading.get_ident() == loop_thread))
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(repository.shutil, "rmtree", recording_rmtree)
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    assert (await tfaas.upload("bad", b"\x08\x96\x01garbage")).code == 400
+    token = jp_serverapp.identity_provider.token
+    head = (f"POST {jp_base_url}tfaas/upload HTTP/1.1\r\nHost: localhost:{jp_http_port}\r\n"
+            f"Authorization: token {token}\r\nContent-Type: application/gzip\r\n"
+            f"Content-Length: 100000\r\n\r\n").encode()
+    _reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    writer.write(head + b"\0" * 1000)  # a tenth of the body, then gone
+    await writer.drain()
+    writer.close()
+    deadline = time.monotonic() + 60
+    while len(removals) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert (await tfaas.call("DELETE", "delete/vk")).code == 200
+    deadline = time.monotonic() + 60
+    while len(removals) < 4 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert sorted(removals) == [(".staging", False)] * 3 + [(".trash", False)], removals
+    assert list((model_dir / ".staging").iterdir()) == []
