@@ -378,6 +378,25 @@ async def test_hand_planted_folders_cannot_read_files_or_break_listing(
     assert reply.code == 400 and "version" in reply.json()["error"]
 
 
+async def test_the_tfaas_page_escapes_what_models_say(
+    tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path
+) -> None:
+    """The {base_url}tfaas/ page shows each model's description and shapes: markup in
+    an uploaded params.json, or in a folder copied in by hand, is shown as text."""
+    doc = json.loads((seed_dir / "params.json").read_text())
+    uploaded = {**doc, "description": "<script>alert('upload')</script>"}
+    assert (await tfaas.upload("vk", (seed_dir / "model.pb").read_bytes(),
+                               params=uploaded)).code == 200
+    _plant_graph(model_dir / "planted" / "1", seed_dir,
+                 {"description": '<img src=x onerror="alert(1)">'})
+    reply = await tfaas.call("GET", "")
+    assert reply.code == 200 and "text/html" in reply.headers["Content-Type"]
+    page = reply.body.decode()
+    assert "<script>alert" not in page and "<img src=x" not in page, page
+    assert "&lt;script&gt;alert(&#x27;upload&#x27;)&lt;/script&gt;" in page, page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page, page
+
+
 def test_the_worker_environment_holds_no_credentials(tmp_path: Path) -> None:
     from servers import jupyter_server
 
