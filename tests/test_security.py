@@ -435,7 +435,9 @@ def _runtime_file(folder: Path, pid: int, mode: int = 0o600, **info: object) -> 
     return path
 
 
-def test_discovery_trusts_only_private_runtime_files(tmp_path: Path) -> None:
+def test_discovery_trusts_only_private_runtime_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tfaas_jupyter.client import discovery
     from tfaas_jupyter.client.discovery import DiscoveryError, find_server
 
@@ -445,6 +447,15 @@ def test_discovery_trusts_only_private_runtime_files(tmp_path: Path) -> None:
     with pytest.raises(DiscoveryError):
         find_server(env=env, connection_file="", dirs=[readable.parent])
     assert discovery.running_servers([readable.parent]) == []
+    foreign = _runtime_file(tmp_path / "c", pid, token="planted")  # 0600, another user's
+    with monkeypatch.context() as patch:
+        if os.geteuid() == 0:
+            os.chown(foreign, 65534, 65534)
+        else:  # only root may give a file away: be someone else instead
+            patch.setattr(discovery.os, "geteuid", lambda: os.getuid() + 1)
+        with pytest.raises(DiscoveryError):
+            find_server(env=env, connection_file="", dirs=[foreign.parent])
+        assert discovery.running_servers([foreign.parent]) == []
     real = _runtime_file(tmp_path / "real", pid, token="real-token", port=9911)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / real.name).symlink_to(real)
