@@ -464,6 +464,15 @@ def test_discovery_trusts_only_private_runtime_files(
     found = find_server(env=env, connection_file="", dirs=[real.parent])
     assert found.url == "http://127.0.0.1:9911/" and found.token == "real-token"
     assert "real-token" not in repr(found) and "real-token" not in str(found)
+    # an address read from a URL keeps its ?token= and a key URL's key out of its repr
+    from tfaas_jupyter.client.urls import parse_address
+
+    key = "tfk_" + "k" * 43
+    for url, secret in (("http://127.0.0.1:9911/?token=url-token", "url-token"),
+                        (f"http://127.0.0.1:9911/tfaas/key/{key}/", key)):
+        address = parse_address(url)
+        assert secret in (address.url_token, address.key), url
+        assert secret not in repr(address) and secret not in str(address), repr(address)
 
 
 def test_environment_tokens_go_only_to_loopback_or_the_hub(tmp_path: Path) -> None:
