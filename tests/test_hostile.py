@@ -528,6 +528,19 @@ async def test_multipart_part_count_is_bounded(tfaas: TFaaSCaller) -> None:
     assert reply.code == 400 and f"more than {MAX_PARTS} parts" in reply.json()["error"]
 
 
+async def test_multipart_field_and_header_sizes_are_bounded(tfaas: TFaaSCaller) -> None:
+    """A text field is held in memory, so it is refused over 1 MiB; part headers over
+    16 KiB too. Each is a 400 naming the problem (file parts go to disk)."""
+    model = {"model": ("model.pb", b"x", "application/octet-stream")}
+    body, ctype = encode_multipart({"name": "a" * ((1 << 20) + 1)}, model)
+    reply = await tfaas.call("POST", "upload", body, {"Content-Type": ctype})
+    assert error_of(reply) == "form field 'name' is too large", reply.body[:300]
+    body, ctype = encode_multipart({"name": "vk"}, {
+        "model": ("m" * (17 * 1024) + ".pb", b"x", "application/octet-stream")})
+    reply = await tfaas.call("POST", "upload", body, {"Content-Type": ctype})
+    assert error_of(reply) == "multipart part headers are too long", reply.body[:300]
+
+
 async def test_a_client_leaving_during_validation_never_guts_the_commit(
     tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path, jp_http_port: int, jp_base_url: str,
     jp_serverapp,
