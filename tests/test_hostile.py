@@ -365,13 +365,14 @@ def peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM in /proc/PID/status")
 
 
-def _pax_bomb(path: Path, field_size: int) -> None:
-    """A .tar.gz whose first member is a pax header of ``field_size`` bytes (a few
-    hundred KB compressed): tarfile reads such a header whole."""
+def _pax_bomb(path: Path, field_size: int, kind: bytes = tarfile.XHDTYPE) -> None:
+    """A .tar.gz whose first member is a pax header (or another metadata record:
+    ``kind``) of ``field_size`` bytes (a few hundred KB compressed): tarfile reads such
+    a record whole."""
     import gzip
 
     header = tarfile.TarInfo("././@PaxHeader")
-    header.type = tarfile.XHDTYPE
+    header.type = kind
     header.size = field_size
     with gzip.open(path, "wb", compresslevel=6) as gz:
         gz.write(header.tobuf(format=tarfile.USTAR_FORMAT))
@@ -379,6 +380,22 @@ def _pax_bomb(path: Path, field_size: int) -> None:
         for _ in range(field_size // len(chunk)):
             gz.write(chunk)
         gz.write(b"\0" * 1024)
+
+
+async def test_every_tar_metadata_record_is_budgeted(tfaas: TFaaSCaller,
+                                                     tmp_path: Path) -> None:
+    """Global pax headers and GNU long names and long link names are held whole by
+    tarfile too: one of 2 MiB is a 400 naming it, as a bundle and as a form's model."""
+    for kind in (tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+        path = tmp_path / f"{kind.decode()}.tar.gz"
+        _pax_bomb(path, 2 << 20, kind)
+        for reply in (
+            await tfaas.call("POST", "upload", path.read_bytes(),
+                             {"Content-Type": "application/octet-stream"}),
+            await tfaas.upload("vk", path.read_bytes(), filename="model.tar.gz"),
+        ):
+            assert "archive has a tar metadata record of 2097152 bytes" in error_of(
+                reply), (kind, reply.body[:300])
 
 
 def _zip_with_members(path: Path, count: int) -> None:
