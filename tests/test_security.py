@@ -310,6 +310,32 @@ def test_a_folder_others_may_write_into_is_refused(tmp_path: Path) -> None:
     assert Repository(model_dir).names() == []
 
 
+def test_a_group_shared_model_dir_is_served_only_when_the_admin_says_so(
+    tmp_path: Path, seed_dir: Path
+) -> None:
+    """A server whose model_dir its group may write into serves no model and logs why
+    (naming the mode and the setting); with TFaaSApp.group_shared_model_dir=True it
+    serves that folder."""
+    from conftest import seed_upload_body
+    from servers import jupyter_server
+
+    model_dir = tmp_path / "shared"
+    model_dir.mkdir()
+    model_dir.chmod(0o775)
+    with jupyter_server(tmp_path / "home", model_dir=model_dir,
+                        ready_path="api/status") as server:
+        assert server.request("GET", "tfaas/models")[0] == 404
+        log = server.log()
+    assert "its group may write into it (mode 0775)" in log, log[-2000:]
+    assert "TFaaSApp.group_shared_model_dir=True" in log
+    with jupyter_server(tmp_path / "home", model_dir=model_dir,
+                        args=["--TFaaSApp.group_shared_model_dir=True"]) as server:
+        body, ctype = seed_upload_body(seed_dir)
+        code, answer = server.request("POST", "tfaas/upload", body, {"Content-Type": ctype})
+        assert code == 200, answer
+    assert (model_dir / "vk" / "1" / "model.pb").is_file()
+
+
 def test_commits_of_two_processes_are_serialised_by_the_lock_file(
     tmp_path: Path, seed_dir: Path
 ) -> None:
