@@ -251,6 +251,16 @@ async def test_image_bomb_and_bad_images(tfaas: TFaaSCaller, seed_dir: Path) -> 
                                        {"image": ("x.png", data, "image/png")})
         reply = await tfaas.call("POST", "image", body, {"Content-Type": ctype})
         assert words in error_of(reply, status=status), reply.body
+    # well-formed images of other formats: no other decoder even identifies them
+    from PIL import Image
+
+    for fmt in ("BMP", "GIF", "TIFF"):
+        buf = io.BytesIO()
+        Image.new("RGB", (4, 4), (10, 20, 30)).save(buf, format=fmt)
+        body, ctype = encode_multipart({"model": "vk"},
+                                       {"image": ("x.png", buf.getvalue(), "image/png")})
+        reply = await tfaas.call("POST", "image", body, {"Content-Type": ctype})
+        assert error_of(reply) == "Invalid image: expected png or jpg", (fmt, reply.body)
 
 
 async def test_wrong_shapes_nan_inf_and_huge_arrays(tfaas: TFaaSCaller, seed_dir: Path) -> None:
@@ -355,13 +365,14 @@ def peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM in /proc/PID/status")
 
 
-def _pax_bomb(path: Path, field_size: int) -> None:
-    """A .tar.gz whose first member is a pax header of ``field_size`` bytes (a few
-    hundred KB compressed): tarfile reads such a header whole."""
+def _pax_bomb(path: Path, field_size: int, kind: bytes = tarfile.XHDTYPE) -> None:
+    """A .tar.gz whose first member is a pax header (or another metadata record:
+    ``kind``) of ``field_size`` bytes (a few hundred KB compressed): tarfile reads such
+    a record whole."""
     import gzip
 
     header = tarfile.TarInfo("././@PaxHeader")
-    header.type = tarfile.XHDTYPE
+    header.type = kind
     header.size = field_size
     with gzip.open(path, "wb", compresslevel=6) as gz:
         gz.write(header.tobuf(format=tarfile.USTAR_FORMAT))
@@ -369,6 +380,22 @@ def _pax_bomb(path: Path, field_size: int) -> None:
         for _ in range(field_size // len(chunk)):
             gz.write(chunk)
         gz.write(b"\0" * 1024)
+
+
+async def test_every_tar_metadata_record_is_budgeted(tfaas: TFaaSCaller,
+                                                     tmp_path: Path) -> None:
+    """Global pax headers and GNU long names and long link names are held whole by
+    tarfile too: one of 2 MiB is a 400 naming it, as a bundle and as a form's model."""
+    for kind in (tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+        path = tmp_path / f"{kind.decode()}.tar.gz"
+        _pax_bomb(path, 2 << 20, kind)
+        for reply in (
+            await tfaas.call("POST", "upload", path.read_bytes(),
+                             {"Content-Type": "application/octet-stream"}),
+            await tfaas.upload("vk", path.read_bytes(), filename="model.tar.gz"),
+        ):
+            assert "archive has a tar metadata record of 2097152 bytes" in error_of(
+                reply), (kind, reply.body[:300])
 
 
 def _zip_with_members(path: Path, count: int) -> None:
@@ -518,6 +545,19 @@ async def test_multipart_part_count_is_bounded(tfaas: TFaaSCaller) -> None:
     assert reply.code == 400 and f"more than {MAX_PARTS} parts" in reply.json()["error"]
 
 
+async def test_multipart_field_and_header_sizes_are_bounded(tfaas: TFaaSCaller) -> None:
+    """A text field is held in memory, so it is refused over 1 MiB; part headers over
+    16 KiB too. Each is a 400 naming the problem (file parts go to disk)."""
+    model = {"model": ("model.pb", b"x", "application/octet-stream")}
+    body, ctype = encode_multipart({"name": "a" * ((1 << 20) + 1)}, model)
+    reply = await tfaas.call("POST", "upload", body, {"Content-Type": ctype})
+    assert error_of(reply) == "form field 'name' is too large", reply.body[:300]
+    body, ctype = encode_multipart({"name": "vk"}, {
+        "model": ("m" * (17 * 1024) + ".pb", b"x", "application/octet-stream")})
+    reply = await tfaas.call("POST", "upload", body, {"Content-Type": ctype})
+    assert error_of(reply) == "multipart part headers are too long", reply.body[:300]
+
+
 async def test_a_client_leaving_during_validation_never_guts_the_commit(
     tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path, jp_http_port: int, jp_base_url: str,
     jp_serverapp,
@@ -550,4 +590,47 @@ async def test_a_client_leaving_during_validation_never_guts_the_commit(
     deadline = time.monotonic() + 60
     while list((model_dir / ".staging").iterdir()) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
+    assert list((model_dir / ".staging").iterdir()) == []
+
+
+async def test_staging_and_trash_are_removed_off_the_event_loop(
+    tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path, jp_http_port: int, jp_base_url: str,
+    jp_serverapp, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server runs in this test's event loop: every rmtree of a staging or trash
+    folder (a committed upload, a refused one, a body the client abandoned half sent, a
+    delete) happens in another thread, so a big folder never stalls the server."""
+    import shutil
+    import threading
+
+    from tfaas_jupyter.server import repository
+
+    loop_thread = threading.get_ident()
+    removals: list[tuple[str, bool]] = []
+    real_rmtree = shutil.rmtree
+
+    def recording_rmtree(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(path).parent in (model_dir / ".staging", model_dir / ".trash"):
+            removals.append((Path(path).parent.name, threading.get_ident() == loop_thread))
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(repository.shutil, "rmtree", recording_rmtree)
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    assert (await tfaas.upload("bad", b"\x08\x96\x01garbage")).code == 400
+    token = jp_serverapp.identity_provider.token
+    head = (f"POST {jp_base_url}tfaas/upload HTTP/1.1\r\nHost: localhost:{jp_http_port}\r\n"
+            f"Authorization: token {token}\r\nContent-Type: application/gzip\r\n"
+            f"Content-Length: 100000\r\n\r\n").encode()
+    _reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    writer.write(head + b"\0" * 1000)  # a tenth of the body, then gone
+    await writer.drain()
+    writer.close()
+    deadline = time.monotonic() + 60
+    while len(removals) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert (await tfaas.call("DELETE", "delete/vk")).code == 200
+    deadline = time.monotonic() + 60
+    while len(removals) < 4 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert sorted(removals) == [(".staging", False)] * 3 + [(".trash", False)], removals
     assert list((model_dir / ".staging").iterdir()) == []

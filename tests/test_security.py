@@ -260,6 +260,15 @@ def test_staging_and_trash_symlinks_are_never_followed(tmp_path: Path) -> None:
     staging = repo.new_staging_dir()
     assert staging.parent == model_dir / ".staging"
     assert not (model_dir / ".staging").is_symlink() and not list(victim.glob("*-*"))
+    assert not os.path.lexists(model_dir / ".trash")  # opening removed the link
+    # a link planted while the server runs: a delete moves the model to a real .trash
+    (model_dir / ".trash").symlink_to(victim2)
+    (staging / "model.pb").write_bytes(b"graph")
+    repo.commit("doomed", staging, {"format": "graphdef", "model": "model.pb"})
+    assert repo.delete("doomed") == [1]
+    assert not (model_dir / ".trash").is_symlink()
+    assert sorted(p.name for p in victim2.iterdir()) == ["precious"]
+    assert (victim2 / "precious" / "data.txt").read_text() == "keep me"
 
 
 def test_recovery_removes_only_leftovers_of_dead_processes(tmp_path: Path) -> None:
@@ -299,6 +308,32 @@ def test_a_folder_others_may_write_into_is_refused(tmp_path: Path) -> None:
     assert Repository(model_dir, group_shared=True).names() == []
     model_dir.chmod(0o755)
     assert Repository(model_dir).names() == []
+
+
+def test_a_group_shared_model_dir_is_served_only_when_the_admin_says_so(
+    tmp_path: Path, seed_dir: Path
+) -> None:
+    """A server whose model_dir its group may write into serves no model and logs why
+    (naming the mode and the setting); with TFaaSApp.group_shared_model_dir=True it
+    serves that folder."""
+    from conftest import seed_upload_body
+    from servers import jupyter_server
+
+    model_dir = tmp_path / "shared"
+    model_dir.mkdir()
+    model_dir.chmod(0o775)
+    with jupyter_server(tmp_path / "home", model_dir=model_dir,
+                        ready_path="api/status") as server:
+        assert server.request("GET", "tfaas/models")[0] == 404
+        log = server.log()
+    assert "its group may write into it (mode 0775)" in log, log[-2000:]
+    assert "TFaaSApp.group_shared_model_dir=True" in log
+    with jupyter_server(tmp_path / "home", model_dir=model_dir,
+                        args=["--TFaaSApp.group_shared_model_dir=True"]) as server:
+        body, ctype = seed_upload_body(seed_dir)
+        code, answer = server.request("POST", "tfaas/upload", body, {"Content-Type": ctype})
+        assert code == 200, answer
+    assert (model_dir / "vk" / "1" / "model.pb").is_file()
 
 
 def test_commits_of_two_processes_are_serialised_by_the_lock_file(
@@ -369,6 +404,25 @@ async def test_hand_planted_folders_cannot_read_files_or_break_listing(
     assert reply.code == 400 and "version" in reply.json()["error"]
 
 
+async def test_the_tfaas_page_escapes_what_models_say(
+    tfaas: TFaaSCaller, seed_dir: Path, model_dir: Path
+) -> None:
+    """The {base_url}tfaas/ page shows each model's description and shapes: markup in
+    an uploaded params.json, or in a folder copied in by hand, is shown as text."""
+    doc = json.loads((seed_dir / "params.json").read_text())
+    uploaded = {**doc, "description": "<script>alert('upload')</script>"}
+    assert (await tfaas.upload("vk", (seed_dir / "model.pb").read_bytes(),
+                               params=uploaded)).code == 200
+    _plant_graph(model_dir / "planted" / "1", seed_dir,
+                 {"description": '<img src=x onerror="alert(1)">'})
+    reply = await tfaas.call("GET", "")
+    assert reply.code == 200 and "text/html" in reply.headers["Content-Type"]
+    page = reply.body.decode()
+    assert "<script>alert" not in page and "<img src=x" not in page, page
+    assert "&lt;script&gt;alert(&#x27;upload&#x27;)&lt;/script&gt;" in page, page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page, page
+
+
 def test_the_worker_environment_holds_no_credentials(tmp_path: Path) -> None:
     from servers import jupyter_server
 
@@ -407,7 +461,9 @@ def _runtime_file(folder: Path, pid: int, mode: int = 0o600, **info: object) -> 
     return path
 
 
-def test_discovery_trusts_only_private_runtime_files(tmp_path: Path) -> None:
+def test_discovery_trusts_only_private_runtime_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tfaas_jupyter.client import discovery
     from tfaas_jupyter.client.discovery import DiscoveryError, find_server
 
@@ -417,6 +473,15 @@ def test_discovery_trusts_only_private_runtime_files(tmp_path: Path) -> None:
     with pytest.raises(DiscoveryError):
         find_server(env=env, connection_file="", dirs=[readable.parent])
     assert discovery.running_servers([readable.parent]) == []
+    foreign = _runtime_file(tmp_path / "c", pid, token="planted")  # 0600, another user's
+    with monkeypatch.context() as patch:
+        if os.geteuid() == 0:
+            os.chown(foreign, 65534, 65534)
+        else:  # only root may give a file away: be someone else instead
+            patch.setattr(discovery.os, "geteuid", lambda: os.getuid() + 1)
+        with pytest.raises(DiscoveryError):
+            find_server(env=env, connection_file="", dirs=[foreign.parent])
+        assert discovery.running_servers([foreign.parent]) == []
     real = _runtime_file(tmp_path / "real", pid, token="real-token", port=9911)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / real.name).symlink_to(real)
@@ -425,6 +490,15 @@ def test_discovery_trusts_only_private_runtime_files(tmp_path: Path) -> None:
     found = find_server(env=env, connection_file="", dirs=[real.parent])
     assert found.url == "http://127.0.0.1:9911/" and found.token == "real-token"
     assert "real-token" not in repr(found) and "real-token" not in str(found)
+    # an address read from a URL keeps its ?token= and a key URL's key out of its repr
+    from tfaas_jupyter.client.urls import parse_address
+
+    key = "tfk_" + "k" * 43
+    for url, secret in (("http://127.0.0.1:9911/?token=url-token", "url-token"),
+                        (f"http://127.0.0.1:9911/tfaas/key/{key}/", key)):
+        address = parse_address(url)
+        assert secret in (address.url_token, address.key), url
+        assert secret not in repr(address) and secret not in str(address), repr(address)
 
 
 def test_environment_tokens_go_only_to_loopback_or_the_hub(tmp_path: Path) -> None:
@@ -454,10 +528,11 @@ async def test_a_keras_lambda_layer_is_refused_not_run(tfaas: TFaaSCaller, tmp_p
     import keras
 
     marker = tmp_path / "ran"
+    # the path is a constant of the code (default arguments do not survive Keras's
+    # serialisation, so such a lambda would fail to load even with safe_mode off)
+    touch = eval(f"lambda x: (__import__('pathlib').Path({str(marker)!r}).touch(), x)[1] * 2")
     inp = keras.Input(shape=(2,))
-    out = keras.layers.Lambda(
-        lambda x, m=str(marker): (__import__("pathlib").Path(m).touch(), x)[1] * 2
-    )(inp)
+    out = keras.layers.Lambda(touch)(inp)
     path = tmp_path / "lambda.keras"
     keras.Model(inp, out).save(str(path))
     marker.unlink()  # building the model in this process ran it once

@@ -37,7 +37,7 @@ import ipaddress
 import os
 import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 __all__ = ["TOKEN_ENV_VARS", "ServerAddress", "choose_token", "is_own_host", "parse_address",
@@ -65,9 +65,9 @@ class ServerAddress:
     and the ``?token=`` the URL carried (None when it had none)."""
 
     root: str
-    url_token: str | None = None
+    url_token: str | None = field(default=None, repr=False)  # secrets: never in a repr
     #: The key of a key-bearing URL (``{root}tfaas/key/KEY/``), None for a plain one.
-    key: str | None = None
+    key: str | None = field(default=None, repr=False)
 
     @property
     def base_url(self) -> str:
