@@ -700,3 +700,23 @@ async def test_a_model_out_of_memory_says_so(tmp_path: Path) -> None:
         assert out[0].tolist() == [[3.0]]
     finally:
         await w.stop()
+
+
+def test_tensorflow_is_set_up_without_spinning_threads() -> None:
+    """The worker's TensorFlow: its thread count for intra- and inter-op work, and
+    pools that sleep between ops (configure_tensorflow writes the eager context's
+    ConfigProto through a private attribute: this fails if TensorFlow renames it)."""
+    code = textwrap.dedent("""
+        from tfaas_jupyter.worker import loaders
+        loaders.configure_tensorflow(3)
+        import tensorflow as tf
+        from tensorflow.python.eager import context
+        assert float(tf.reduce_sum(tf.constant([1.0, 2.0]))) == 3.0  # the context runs
+        c = context.context().config
+        print(c.experimental.disable_thread_spinning, c.intra_op_parallelism_threads,
+              c.inter_op_parallelism_threads)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["True", "3", "3"]

@@ -347,14 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         _fatal(f"numpy cannot be imported in {sys.executable}: {e}")
     try:
-        import tensorflow as tf
+        import tensorflow  # noqa: F401
     except Exception as e:
         _fatal(f"TensorFlow cannot be imported in {sys.executable}: {e}")
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # TF already initialised (only possible if something ran ops at import)
+    from .loaders import configure_tensorflow
+
+    configure_tensorflow(threads)
 
     from .wire import BlockingChannel, ProtocolError
 
