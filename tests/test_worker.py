@@ -181,6 +181,64 @@ async def test_wire_headers_and_big_arrays_both_ways() -> None:
     b.close()
 
 
+async def test_frame_channel_hands_over_each_frame_as_it_arrives() -> None:
+    """The supervisor's side of the channel: frames of every size, several in one
+    read or one frame over many reads, arrive whole and read-only; a clean EOF and
+    garbage end the channel (the latter as a ProtocolError)."""
+    loop = asyncio.get_running_loop()
+    frames: asyncio.Queue[Any] = asyncio.Queue()
+    closed: list[BaseException | None] = []
+
+    async def connect(sock: socket.socket) -> wire.FrameChannel:
+        _, channel = await loop.create_connection(
+            lambda: wire.FrameChannel(lambda h, a: frames.put_nowait((h, a)), closed.append),
+            sock=sock)
+        return channel
+
+    a, b = socket.socketpair()
+    channel = await connect(a)
+    chan = wire.BlockingChannel(b)
+    big = np.arange(3 * 100_000, dtype=np.float64).reshape(3, 100_000)  # 2.4 MB
+    sent = [({"id": i, "model_s": i / 8}, [np.full((i, 3), i, np.int16)]) for i in range(5)]
+    sent += [({"id": 9}, [big, np.arange(70_000, dtype=np.uint8)]), ({"id": 10}, [])]
+
+    def send_all() -> None:
+        for header, arrays in sent:
+            chan.write(header, arrays)
+
+    writing = asyncio.ensure_future(asyncio.to_thread(send_all))
+    for header, arrays in sent:
+        got_header, got = await asyncio.wait_for(frames.get(), 60)
+        assert got_header == header and len(got) == len(arrays)
+        for x, y in zip(arrays, got):
+            assert x.dtype == y.dtype and not y.flags.writeable
+            np.testing.assert_array_equal(x, y)
+    await writing
+    reading = asyncio.ensure_future(asyncio.to_thread(chan.read))  # read while written
+    await wire.write_frame_async(channel, {"id": 11, "op": "ping"}, [big])
+    back = await reading
+    assert back is not None and back[0] == {"id": 11, "op": "ping"}
+    np.testing.assert_array_equal(back[1][0], big)
+    b.close()
+    for _ in range(100):
+        if closed:
+            break
+        await asyncio.sleep(0.05)
+    assert closed == [None]
+    with pytest.raises(ConnectionResetError):
+        await channel.drain()
+
+    a, b = socket.socketpair()
+    await connect(a)
+    b.sendall(b"\x00\x00\x00\x05garbage")
+    for _ in range(100):
+        if len(closed) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert isinstance(closed[1], wire.ProtocolError)
+    b.close()
+
+
 # ----------------------------------------------------------------------------- formats
 
 
