@@ -121,13 +121,121 @@ async def test_wire_roundtrip_async_and_blocking() -> None:
         np.testing.assert_array_equal(x, y)
     await asyncio.to_thread(chan.write, {"id": 2}, out)
     header, back = await wire.read_frame_async(reader)  # type: ignore[misc]
-    assert header == {"id": 2, "arrays": header["arrays"]}
+    assert header == {"id": 2}
     for x, y in zip(arrays, back):
         np.testing.assert_array_equal(x, y)
     with pytest.raises(TypeError):
         wire.describe([np.array([object()])])
     writer.close()
     assert await asyncio.to_thread(chan.read) is None  # clean EOF
+    b.close()
+
+
+async def test_wire_headers_and_big_arrays_both_ways() -> None:
+    """The binary header's members (id, op, key, model_s) and JSON ones cross as they
+    were; an array bigger than a joined frame and than the reader's buffer arrives
+    whole, several frames in a row stay in step, and garbage is a ProtocolError."""
+    a, b = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=a, limit=1 << 20)
+    chan = wire.BlockingChannel(b)
+    big = np.arange(3 * 100_000, dtype=np.float64).reshape(3, 100_000)  # 2.4 MB
+    small = np.arange(5, dtype=np.int32)
+    sent = [
+        ({"id": 7, "op": "predict", "key": "m@é1"}, [small]),
+        ({"id": 8, "op": "load", "key": "m@1", "path": "/x", "params": {"a": [1, None]}},
+         []),
+        ({"id": 9, "op": "predict", "key": "m@1"}, [big, small]),
+        ({"id": 2**63, "model_s": 0.25, "error": "bad", "kind": "input"}, []),
+        ({"id": -1, "op": 3, "key": None, "model_s": 1}, [np.zeros((2, 0), np.int8)]),
+    ]
+
+    async def send_all() -> None:
+        for header, arrays in sent:
+            await wire.write_frame_async(writer, header, arrays)
+
+    sending = asyncio.ensure_future(send_all())
+    for header, arrays in sent:
+        got = await asyncio.to_thread(chan.read)
+        assert got is not None
+        assert got[0] == header
+        assert len(got[1]) == len(arrays)
+        for x, y in zip(arrays, got[1]):
+            assert x.dtype == y.dtype and x.shape == y.shape and y.flags.writeable
+            np.testing.assert_array_equal(x, y)
+    await sending
+    # written while read: the frame is bigger than what the sockets and the reader hold
+    writing = asyncio.ensure_future(asyncio.to_thread(chan.write, {"id": 3, "model_s": 0.5},
+                                                      [big]))
+    header, back = await wire.read_frame_async(reader)  # type: ignore[misc]
+    await writing
+    assert header == {"id": 3, "model_s": 0.5}
+    np.testing.assert_array_equal(back[0], big)
+    with pytest.raises(wire.ProtocolError):
+        wire.parse_header(b"\x00" * 10)
+    good = wire.encode_header({"id": 1, "op": "x"}, [small])[4:]
+    with pytest.raises(wire.ProtocolError):
+        wire.parse_header(good + b"\x00")
+    with pytest.raises(wire.ProtocolError):
+        wire.parse_header(good[:-3])
+    writer.close()
+    b.close()
+
+
+async def test_frame_channel_hands_over_each_frame_as_it_arrives() -> None:
+    """The supervisor's side of the channel: frames of every size, several in one
+    read or one frame over many reads, arrive whole and read-only; a clean EOF and
+    garbage end the channel (the latter as a ProtocolError)."""
+    loop = asyncio.get_running_loop()
+    frames: asyncio.Queue[Any] = asyncio.Queue()
+    closed: list[BaseException | None] = []
+
+    async def connect(sock: socket.socket) -> wire.FrameChannel:
+        _, channel = await loop.create_connection(
+            lambda: wire.FrameChannel(lambda h, a: frames.put_nowait((h, a)), closed.append),
+            sock=sock)
+        return channel
+
+    a, b = socket.socketpair()
+    channel = await connect(a)
+    chan = wire.BlockingChannel(b)
+    big = np.arange(3 * 100_000, dtype=np.float64).reshape(3, 100_000)  # 2.4 MB
+    sent = [({"id": i, "model_s": i / 8}, [np.full((i, 3), i, np.int16)]) for i in range(5)]
+    sent += [({"id": 9}, [big, np.arange(70_000, dtype=np.uint8)]), ({"id": 10}, [])]
+
+    def send_all() -> None:
+        for header, arrays in sent:
+            chan.write(header, arrays)
+
+    writing = asyncio.ensure_future(asyncio.to_thread(send_all))
+    for header, arrays in sent:
+        got_header, got = await asyncio.wait_for(frames.get(), 60)
+        assert got_header == header and len(got) == len(arrays)
+        for x, y in zip(arrays, got):
+            assert x.dtype == y.dtype and not y.flags.writeable
+            np.testing.assert_array_equal(x, y)
+    await writing
+    reading = asyncio.ensure_future(asyncio.to_thread(chan.read))  # read while written
+    await wire.write_frame_async(channel, {"id": 11, "op": "ping"}, [big])
+    back = await reading
+    assert back is not None and back[0] == {"id": 11, "op": "ping"}
+    np.testing.assert_array_equal(back[1][0], big)
+    b.close()
+    for _ in range(100):
+        if closed:
+            break
+        await asyncio.sleep(0.05)
+    assert closed == [None]
+    with pytest.raises(ConnectionResetError):
+        await channel.drain()
+
+    a, b = socket.socketpair()
+    await connect(a)
+    b.sendall(b"\x00\x00\x00\x05garbage")
+    for _ in range(100):
+        if len(closed) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert isinstance(closed[1], wire.ProtocolError)
     b.close()
 
 
@@ -700,3 +808,23 @@ async def test_a_model_out_of_memory_says_so(tmp_path: Path) -> None:
         assert out[0].tolist() == [[3.0]]
     finally:
         await w.stop()
+
+
+async def test_tensorflow_is_set_up_without_spinning_threads() -> None:
+    """The worker's TensorFlow: its thread count for intra- and inter-op work, and
+    pools that sleep between ops (configure_tensorflow writes the eager context's
+    ConfigProto through a private attribute: this fails if TensorFlow renames it)."""
+    code = textwrap.dedent("""
+        from tfaas_jupyter.worker import loaders
+        loaders.configure_tensorflow(3)
+        import tensorflow as tf
+        from tensorflow.python.eager import context
+        assert float(tf.reduce_sum(tf.constant([1.0, 2.0]))) == 3.0  # the context runs
+        c = context.context().config
+        print(c.experimental.disable_thread_spinning, c.intra_op_parallelism_threads,
+              c.inter_op_parallelism_threads)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["True", "3", "3"]

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..worker.wire import ErrorKind, ProtocolError, read_frame_async, write_frame_async
+from ..worker.wire import ErrorKind, FrameChannel, ProtocolError, write_frame_async
 from .errors import WorkerError
 from .modelref import ModelRef
 from .timing import MODEL_SECONDS
@@ -76,7 +76,6 @@ sys.exit(tfaas_worker.main.main(sys.argv[2:]))
 """
 
 FATAL_PREFIX = "tfaas-worker-fatal:"
-_STREAM_LIMIT = 1 << 20
 _SOCK_BUF = 4 << 20
 
 
@@ -191,17 +190,23 @@ _NOISE = re.compile(
 class _Conn:
     """One worker process and its channel (a new one after each restart)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
-        self.reader = reader
-        self.writer = writer
+        #: the channel to the worker (set once connected): replies reach
+        #: :meth:`on_frame` as they arrive, frames go out with ``write_frame_async``
+        self.writer: FrameChannel | None = None
         self.pending: dict[int, asyncio.Future[tuple[dict[str, Any], list[np.ndarray]]]] = {}
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=30)
         self.tasks: list[asyncio.Task[Any]] = []
         self.dead: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         #: Why we killed it ourselves (timeout, stop); None if it died on its own.
         self.kill_reason: str | None = None
+
+    def on_frame(self, header: dict[str, Any], arrays: list[np.ndarray]) -> None:
+        """A reply: resolve its request's future (by id), in the channel's callback."""
+        fut = self.pending.pop(header.get("id"), None)  # type: ignore[arg-type]
+        if fut is not None and not fut.done():
+            fut.set_result((header, arrays))
 
     @property
     def alive(self) -> bool:
@@ -441,18 +446,19 @@ class ModelWorker:
             ) from None
         finally:
             child.close()
+        conn = _Conn(proc)
         try:
-            reader, writer = await asyncio.open_connection(sock=parent, limit=_STREAM_LIMIT)
+            _, conn.writer = await asyncio.get_running_loop().create_connection(
+                lambda: FrameChannel(conn.on_frame, lambda error: self._on_closed(conn, error)),
+                sock=parent)
         except BaseException:
             parent.close()
             proc.kill()
             await proc.wait()
             raise
-        conn = _Conn(proc, reader, writer)
         conn.tasks = [
             asyncio.ensure_future(self._pump(conn, proc.stderr, logging.WARNING, tail=True)),
             asyncio.ensure_future(self._pump(conn, proc.stdout, logging.DEBUG, tail=False)),
-            asyncio.ensure_future(self._read_loop(conn)),
         ]
         try:
             await asyncio.wait_for(self._roundtrip(conn, {"op": "ping"}), self.start_timeout)
@@ -506,23 +512,13 @@ class ModelWorker:
             self.log.log(logging.DEBUG if _NOISE.match(text) else level,
                          "[worker %s] %s", pid, text)
 
-    async def _read_loop(self, conn: _Conn) -> None:
-        """Dispatch replies to pending requests by id; on EOF, fail them all."""
-        try:
-            while True:
-                frame = await read_frame_async(conn.reader)
-                if frame is None:
-                    break
-                header, _ = frame
-                fut = conn.pending.pop(header.get("id"), None)  # type: ignore[arg-type]
-                if fut is not None and not fut.done():
-                    fut.set_result(frame)
-        except (OSError, asyncio.IncompleteReadError, ProtocolError) as e:
-            if isinstance(e, ProtocolError):
-                self.log.error("model worker protocol error: %s", e)
-                conn.kill("protocol error")
-        finally:
-            await self._on_dead(conn)
+    def _on_closed(self, conn: _Conn, error: BaseException | None) -> None:
+        """The channel ended (EOF, or why): fail its pending requests once the process
+        is gone (:meth:`_on_dead`)."""
+        if isinstance(error, ProtocolError):
+            self.log.error("model worker protocol error: %s", error)
+            conn.kill("protocol error")
+        conn.tasks.append(asyncio.ensure_future(self._on_dead(conn)))
 
     async def _on_dead(self, conn: _Conn) -> None:
         if conn.dead.done():

@@ -1,4 +1,4 @@
-"""Model worker entry point: read request frames, run them on a thread pool, reply.
+"""Model worker entry point: read request frames, run them, reply.
 
 Started by :class:`tfaas_jupyter.server.supervisor.ModelWorker` as::
 
@@ -84,7 +84,15 @@ class Worker:
         self._recent_unloads: collections.deque[tuple[int, str]] = collections.deque(
             maxlen=256
         )
+        #: loads, exports and the other slow ops (predictions run on the lanes)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tfaas-req")
+        # the lanes of :meth:`serve`
+        self._read_lock = threading.Lock()  # held by the one lane reading the channel
+        self._lanes_lock = threading.Lock()  # guards _predicting, _backlog, the end
+        self._predicting = 0
+        self._backlog: collections.deque[tuple[dict[str, Any], list[Any]]] = collections.deque()
+        self._ended = threading.Event()
+        self._end_error: BaseException | None = None
 
     # ---------------------------------------------------------------- cache
 
@@ -200,7 +208,7 @@ class Worker:
         return key, path, fmt, params
 
     def handle(self, header: dict[str, Any], arrays: list[Any]) -> None:
-        """Run one request (on a pool thread) and write its reply."""
+        """Run one request (on a lane or a pool thread) and write its reply."""
         from .loaders import InputError, ModelLoadError, NotLoaded, OutOfMemory
         from .wire import ErrorKind
 
@@ -258,17 +266,63 @@ class Worker:
                                 "kind": ErrorKind.MODEL.value})
 
     def serve(self) -> None:
-        """Read frames until EOF. ``ping`` is answered inline (a health check that stays
-        responsive while the pool is busy); everything else goes to the pool."""
+        """Read and answer frames until EOF (or a broken channel), then return.
+
+        ``threads + 1`` lanes take turns at reading (leader/follower): the lane that
+        read a prediction runs it itself, on the thread the frame woke up, while the
+        next lane reads; so an idle worker's prediction costs no hop to another thread.
+        At most ``threads`` predictions run at once: past that, a frame waits in a
+        backlog the running lanes drain. ``ping`` is answered by the reading lane (a
+        health check that stays responsive while every lane is busy); loads and the
+        other slow ops go to the pool, so they never hold a lane.
+        """
+        for i in range(self.threads + 1):
+            threading.Thread(target=self._lane, name=f"tfaas-lane-{i}", daemon=True).start()
+        self._ended.wait()
+        if self._end_error is not None:
+            raise self._end_error
+
+    def _end(self, error: BaseException | None) -> None:
+        """The channel is done (EOF: ``None``; else why): :meth:`serve` returns or raises."""
+        with self._lanes_lock:
+            if not self._ended.is_set():
+                self._end_error = error
+                self._ended.set()
+
+    def _lane(self) -> None:
+        try:
+            while True:
+                with self._read_lock:
+                    frame = self.channel.read()
+                    if frame is None:
+                        self._end(None)
+                        return
+                    header, arrays = frame
+                    op = header.get("op")
+                    if op == "ping":
+                        self.channel.write({"id": header.get("id")})
+                        continue
+                    if op != "predict":
+                        self.pool.submit(self.handle, header, arrays)
+                        continue
+                    with self._lanes_lock:
+                        if self._predicting >= self.threads:
+                            self._backlog.append(frame)
+                            continue
+                        self._predicting += 1
+                self._predict_on_lane(header, arrays)
+        except BaseException as e:
+            self._end(e)
+
+    def _predict_on_lane(self, header: dict[str, Any], arrays: list[Any]) -> None:
+        """Run a prediction, then those that waited in the backlog meanwhile."""
         while True:
-            frame = self.channel.read()
-            if frame is None:
-                return
-            header, arrays = frame
-            if header.get("op") == "ping":
-                self.channel.write({"id": header.get("id")})
-                continue
-            self.pool.submit(self.handle, header, arrays)
+            self.handle(header, arrays)
+            with self._lanes_lock:
+                if not self._backlog:
+                    self._predicting -= 1
+                    return
+                header, arrays = self._backlog.popleft()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,14 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         _fatal(f"numpy cannot be imported in {sys.executable}: {e}")
     try:
-        import tensorflow as tf
+        import tensorflow  # noqa: F401
     except Exception as e:
         _fatal(f"TensorFlow cannot be imported in {sys.executable}: {e}")
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # TF already initialised (only possible if something ran ops at import)
+    from .loaders import configure_tensorflow
+
+    configure_tensorflow(threads)
 
     from .wire import BlockingChannel, ProtocolError
 

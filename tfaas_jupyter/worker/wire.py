@@ -3,23 +3,34 @@
 Shared by both sides, so it depends on the standard library and numpy only (never
 TensorFlow). One frame is::
 
-    +-----------------------+----------------------+-----------+-----------+-----
-    | header length: uint32 | header: UTF-8 JSON   | buffer 0  | buffer 1  | ...
-    | (4 bytes, big-endian) | (header length bytes)| (raw)     | (raw)     |
-    +-----------------------+----------------------+-----------+-----------+-----
+    +-----------------------+-------------------------+-----------+-----------+-----
+    | header length: uint32 | header (binary, below)  | buffer 0  | buffer 1  | ...
+    | (4 bytes, big-endian) | (header length bytes)   | (raw)     | (raw)     |
+    +-----------------------+-------------------------+-----------+-----------+-----
 
 A frame of at most ``JOIN_LIMIT`` bytes is written in one piece; a bigger one is
 written header first, then each array from its own memory (never copied).
 
-The header is a JSON object. Its ``"arrays"`` member (absent when there is none)
-describes the raw buffers that follow, in order: ``[{"dtype": "<f4", "shape": [3, 42]},
-...]``. ``dtype`` is numpy's ``dtype.str`` (so byte order is explicit) and each buffer is
-exactly ``prod(shape) * itemsize`` bytes of C-ordered data. Arrays are never pickled nor
-converted element by element: the sender writes the array's memory, the receiver wraps
-the received bytes with :func:`numpy.frombuffer`.
+Each side reads and writes a header as a dict; on the wire it is a fixed binary part,
+the array descriptors and, only when the dict holds more than the members the hot
+path uses, a JSON object with the rest (all integers big-endian)::
 
-Every other header member belongs to the protocol in :mod:`.main`: requests carry
-``"id"`` and ``"op"``, replies carry the same ``"id"`` and either results or
+    fixed   flags: u16 | arrays: u16 | op bytes: u16 | key bytes: u16 | JSON bytes: u32
+            | id: u64 | model_s: f64
+    op      UTF-8, the header's "op"             (flags & 1: "id" present,
+    key     UTF-8, the header's "key"             2: "op", 4: "key", 8: "model_s")
+    arrays  per array: dtype length: u8 | dtype (numpy's dtype.str, ASCII) | ndim: u8
+            | ndim dims: u64 each
+    JSON    the other members (absent for a prediction and its answer)
+
+So a prediction's request and answer cross without any JSON. ``dtype`` is numpy's
+``dtype.str`` (byte order explicit) and each buffer is exactly ``prod(shape) *
+itemsize`` bytes of C-ordered data. Arrays are never pickled nor converted element by
+element: the sender writes the array's memory, the receiver wraps the received bytes
+with :func:`numpy.frombuffer`.
+
+The header's members belong to the protocol in :mod:`.main`: requests carry ``"id"``
+and ``"op"``, replies carry the same ``"id"`` and either results or
 ``"error"``/``"kind"``, ``kind`` being one of the :class:`ErrorKind` values.
 """
 
@@ -27,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import json
 import math
 import socket
@@ -44,20 +56,29 @@ __all__ = [
     "frame_parts",
     "describe",
     "as_bytes",
-    "decode_arrays_sizes",
+    "parse_header",
     "arrays_from_buffers",
     "read_frame_async",
     "write_frame_async",
+    "FrameChannel",
     "BlockingChannel",
 ]
 
 _LEN = struct.Struct(">I")
-#: A header is small JSON; anything bigger means the stream is out of sync.
+#: A header is small; anything bigger means the stream is out of sync.
 MAX_HEADER = 16 * 1024 * 1024
 #: Frames up to this size go out in one write (header and arrays joined: one
 #: system call and one wake-up of the reader, for a copy of a few KiB at most);
 #: bigger arrays are written from their own memory, never copied.
 JOIN_LIMIT = 64 * 1024
+#: The fixed part of a header: flags, arrays, op bytes, key bytes, JSON bytes, id, model_s.
+_FIXED = struct.Struct(">HHHHIQd")
+_HAS_ID, _HAS_OP, _HAS_KEY, _HAS_MODEL_S = 1, 2, 4, 8
+_U16, _U64 = 1 << 16, 1 << 64
+#: The JSON of the other header members (one encoder: no set-up per frame).
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+#: How much the blocking reader asks the socket for at once (a small frame: one call).
+_READ_CHUNK = 64 * 1024
 
 
 class ProtocolError(Exception):
@@ -92,22 +113,20 @@ def _check_dtype(dt: np.dtype) -> None:
         raise TypeError(f"arrays of dtype {dt} cannot cross the wire (raw numeric data only)")
 
 
-def describe(arrays: Sequence[np.ndarray]) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """Return the header descriptors and the C-contiguous arrays to send.
+def describe(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The arrays to send, each checked and C-contiguous.
 
     Copies only when the array is not already C-contiguous (``np.ascontiguousarray``
     is not used: it turns 0-d arrays into 1-d ones).
     """
-    descs: list[dict[str, Any]] = []
     out: list[np.ndarray] = []
     for a in arrays:
         a = np.asarray(a)
         if not a.flags.c_contiguous:
             a = a.copy(order="C")
         _check_dtype(a.dtype)
-        descs.append({"dtype": a.dtype.str, "shape": [int(d) for d in a.shape]})
         out.append(a)
-    return descs, out
+    return out
 
 
 def as_bytes(a: np.ndarray) -> memoryview:
@@ -117,66 +136,145 @@ def as_bytes(a: np.ndarray) -> memoryview:
 
 def frame_parts(header: dict[str, Any], arrays: Sequence[np.ndarray]) -> list[bytes | memoryview]:
     """The buffers of one frame, in order: one when the frame is small
-    (:data:`JOIN_LIMIT`), else the header then each array's own memory."""
-    descs, arrs = describe(arrays)
-    head = encode_header(header, descs)
-    views = [as_bytes(a) for a in arrs if a.nbytes]
-    if not views:
+    (:data:`JOIN_LIMIT`: the arrays' bytes are copied into it), else the header then
+    each array's own memory."""
+    arrs = describe(arrays)
+    head = encode_header(header, arrs)
+    if not arrs:
         return [head]
-    if len(head) + sum(v.nbytes for v in views) <= JOIN_LIMIT:
-        return [b"".join([head, *views])]
-    return [head, *views]
+    if len(head) + sum(a.nbytes for a in arrs) <= JOIN_LIMIT:
+        return [b"".join([head, *(a.tobytes() for a in arrs)])]
+    return [head, *(as_bytes(a) for a in arrs if a.nbytes)]
 
 
-def encode_header(header: dict[str, Any], descs: list[dict[str, Any]]) -> bytes:
-    """Length prefix + JSON header (with the array descriptors, if any)."""
-    if descs:
-        header = {**header, "arrays": descs}
-    elif "arrays" in header:
-        header = {k: v for k, v in header.items() if k != "arrays"}
-    raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    if len(raw) > MAX_HEADER:
-        raise ProtocolError(f"frame header too large ({len(raw)} bytes)")
-    return _LEN.pack(len(raw)) + raw
+def encode_header(header: dict[str, Any], arrays: Sequence[np.ndarray] = ()) -> bytes:
+    """Length prefix + binary header describing ``arrays`` (checked, C-contiguous).
+
+    ``id``, ``op``, ``key`` and ``model_s`` go in the fixed part when their values fit
+    it; every other member (and one that does not fit) goes in the JSON part. A
+    member ``arrays`` is ignored: the arrays describe themselves.
+    """
+    flags, rid, model_s, op, key = 0, 0, 0.0, b"", b""
+    rest: dict[str, Any] | None = None
+    for name, value in header.items():
+        if name == "id" and type(value) is int and 0 <= value < _U64:
+            flags |= _HAS_ID
+            rid = value
+        elif name == "op" and type(value) is str and len(value) < _U16 // 4:
+            flags |= _HAS_OP
+            op = value.encode()
+        elif name == "key" and type(value) is str and len(value) < _U16 // 4:
+            flags |= _HAS_KEY
+            key = value.encode()
+        elif name == "model_s" and type(value) is float:
+            flags |= _HAS_MODEL_S
+            model_s = value
+        elif name != "arrays":
+            if rest is None:
+                rest = {}
+            rest[name] = value
+    if len(arrays) >= _U16:
+        raise ProtocolError(f"too many arrays in one frame ({len(arrays)})")
+    described = [_describe_one(a) for a in arrays]
+    extra = _JSON.encode(rest).encode() if rest else b""
+    size = _FIXED.size + len(op) + len(key) + sum(map(len, described)) + len(extra)
+    if size > MAX_HEADER:
+        raise ProtocolError(f"frame header too large ({size} bytes)")
+    return b"".join([
+        _LEN.pack(size),
+        _FIXED.pack(flags, len(arrays), len(op), len(key), len(extra), rid, model_s),
+        op, key, *described, extra,
+    ])
 
 
-def _parse_header(raw: bytes | bytearray) -> dict[str, Any]:
-    try:
-        header = json.loads(raw)
-    except ValueError as e:
-        raise ProtocolError(f"frame header is not JSON: {e}") from None
-    if not isinstance(header, dict):
-        raise ProtocolError("frame header is not a JSON object")
-    return header
+def _describe_one(a: np.ndarray) -> bytes:
+    dt = _DTYPE_SPELLINGS.get(a.dtype)
+    if dt is None:
+        spelling = a.dtype.str.encode()
+        dt = bytes([len(spelling)]) + spelling
+        if len(_DTYPE_SPELLINGS) < 64:
+            _DTYPE_SPELLINGS[a.dtype] = dt
+    return dt + _ndim_dims_struct(a.ndim).pack(a.ndim, *a.shape)
 
 
-def decode_arrays_sizes(header: dict[str, Any]) -> list[tuple[np.dtype, tuple[int, ...], int]]:
-    """(dtype, shape, nbytes) of each buffer announced by ``header``."""
-    out = []
-    for d in header.get("arrays") or ():
-        try:
-            dt = np.dtype(d["dtype"])
-            shape = tuple(int(s) for s in d["shape"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ProtocolError(f"bad array descriptor {d!r}: {e}") from None
+#: each dtype's spelling on the wire (its length, then ``dtype.str``)
+_DTYPE_SPELLINGS: dict[np.dtype, bytes] = {}
+
+
+@functools.lru_cache(maxsize=64)
+def _ndim_dims_struct(ndim: int) -> struct.Struct:
+    return struct.Struct(f">B{ndim}Q")
+
+
+@functools.lru_cache(maxsize=64)
+def _dims_struct(ndim: int) -> struct.Struct:
+    return struct.Struct(f">{ndim}Q")
+
+
+#: dtypes by their wire spelling, so a frame does not parse a dtype string per array
+_DTYPES: dict[bytes, np.dtype] = {}
+
+
+def _dtype(spelling: bytes) -> np.dtype:
+    dt = _DTYPES.get(spelling)
+    if dt is None:
+        dt = np.dtype(spelling.decode("ascii"))
         _check_dtype(dt)
-        if any(s < 0 for s in shape):
-            raise ProtocolError(f"bad array shape {shape}")
-        out.append((dt, shape, math.prod(shape) * dt.itemsize))
-    return out
+        if len(_DTYPES) < 64:
+            _DTYPES[spelling] = dt
+    return dt
 
 
-def arrays_from_buffers(
-    sizes: Iterable[tuple[np.dtype, tuple[int, ...], int]], buffers: Iterable[bytes | bytearray]
-) -> list[np.ndarray]:
+Sizes = list[tuple[np.dtype, tuple[int, ...], int]]
+
+
+def parse_header(raw: bytes | bytearray | memoryview) -> tuple[dict[str, Any], Sizes]:
+    """The header dict and (dtype, shape, nbytes) of each buffer that follows it."""
+    try:
+        flags, n_arrays, op_len, key_len, json_len, rid, model_s = _FIXED.unpack_from(raw, 0)
+        header: dict[str, Any] = {}
+        pos = _FIXED.size
+        if flags & _HAS_ID:
+            header["id"] = rid
+        if flags & _HAS_OP:
+            header["op"] = str(raw[pos:pos + op_len], "utf-8")
+        pos += op_len
+        if flags & _HAS_KEY:
+            header["key"] = str(raw[pos:pos + key_len], "utf-8")
+        pos += key_len
+        if flags & _HAS_MODEL_S:
+            header["model_s"] = model_s
+        sizes: Sizes = []
+        for _ in range(n_arrays):
+            dt_len = raw[pos]
+            dt = _dtype(bytes(raw[pos + 1:pos + 1 + dt_len]))
+            pos += 1 + dt_len
+            ndim = raw[pos]
+            shape = _dims_struct(ndim).unpack_from(raw, pos + 1)
+            pos += 1 + 8 * ndim
+            sizes.append((dt, shape, math.prod(shape) * dt.itemsize))
+        if json_len:
+            rest = json.loads(raw[pos:pos + json_len])
+            if not isinstance(rest, dict):
+                raise ProtocolError("frame header's JSON part is not an object")
+            header.update(rest)
+            pos += json_len
+    except ProtocolError:
+        raise
+    except (struct.error, IndexError, ValueError, TypeError) as e:
+        raise ProtocolError(f"bad frame header: {e}") from None
+    if pos != len(raw):
+        raise ProtocolError(f"frame header of {len(raw)} bytes holds {pos}")
+    return header, sizes
+
+
+def arrays_from_buffers(sizes: Iterable[tuple[np.dtype, tuple[int, ...], int]],
+                        buffers: Iterable[bytes | bytearray]) -> list[np.ndarray]:
     """Wrap received buffers as arrays without copying.
 
     Arrays made from ``bytes`` are read-only; from ``bytearray`` they are writable.
     """
-    return [
-        np.frombuffer(buf, dtype=dt, count=math.prod(shape)).reshape(shape)
-        for (dt, shape, _), buf in zip(sizes, buffers)
-    ]
+    return [np.ndarray(shape, dt, buffer=buf) for (dt, shape, _), buf in zip(sizes, buffers)]
 
 
 # --------------------------------------------------------------------------- asyncio side
@@ -199,14 +297,14 @@ async def read_frame_async(
     (n,) = _LEN.unpack(prefix)
     if n > MAX_HEADER:
         raise ProtocolError(f"frame header length {n} is too large")
-    header = _parse_header(await reader.readexactly(n))
-    sizes = decode_arrays_sizes(header)
+    header, sizes = parse_header(await reader.readexactly(n))
     buffers = [await reader.readexactly(nbytes) if nbytes else b"" for _, _, nbytes in sizes]
     return header, arrays_from_buffers(sizes, buffers)
 
 
 async def write_frame_async(
-    writer: asyncio.StreamWriter, header: dict[str, Any], arrays: Sequence[np.ndarray] = ()
+    writer: asyncio.StreamWriter | FrameChannel, header: dict[str, Any],
+    arrays: Sequence[np.ndarray] = (),
 ) -> None:
     """Write one frame and wait for the transport to drain.
 
@@ -218,51 +316,228 @@ async def write_frame_async(
     await writer.drain()
 
 
+class FrameChannel(asyncio.BufferedProtocol):
+    """The asyncio side of a channel: frames are parsed as their bytes arrive and each
+    is handed to ``on_frame(header, arrays)`` at once, in the event loop's callback
+    (no stream, no task, no extra turn of the loop); ``on_closed(error)`` is called
+    once when the connection ends (``None``, or why: an ``OSError`` or a
+    :class:`ProtocolError`, after which the transport is closed).
+
+    Small frames are read into one buffer; an array bigger than ``JOIN_LIMIT`` is
+    received straight into its own memory (copied once, from the socket). The arrays
+    handed over are read-only. Writing is ``write`` + ``drain`` (flow control), like a
+    ``StreamWriter``, so :func:`write_frame_async` takes either.
+    """
+
+    def __init__(self, on_frame: Any, on_closed: Any) -> None:
+        self._on_frame = on_frame
+        self._on_closed = on_closed
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray(_READ_CHUNK)
+        self._start = 0  # unread bytes are _buf[_start:_end]
+        self._end = 0
+        self._header: dict[str, Any] | None = None  # of the frame being read
+        self._sizes: Sizes = []
+        self._buffers: list[bytes | bytearray] = []
+        self._big: bytearray | None = None  # a big array being received in place
+        self._big_got = 0
+        self._paused = False
+        self._drained: list[asyncio.Future[None]] = []
+        self._lost = False
+
+    # reading
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._big is not None:
+            return memoryview(self._big)[self._big_got:]
+        if len(self._buf) - self._end < 4096:
+            held = self._end - self._start
+            if self._start:  # move the unread bytes to the front
+                self._buf[:held] = self._buf[self._start:self._end]
+                self._start, self._end = 0, held
+            if len(self._buf) - held < 4096:  # a big header, or small arrays
+                self._buf.extend(bytes(len(self._buf)))
+        return memoryview(self._buf)[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._big is not None:
+            self._big_got += nbytes
+        else:
+            self._end += nbytes
+        try:
+            self._parse()
+        except ProtocolError as e:
+            self._close(e)
+
+    def _parse(self) -> None:
+        buf = self._buf
+        while True:
+            if self._header is None:
+                held = self._end - self._start
+                if held < _LEN.size:
+                    break
+                (n,) = _LEN.unpack_from(buf, self._start)
+                if n > MAX_HEADER:
+                    raise ProtocolError(f"frame header length {n} is too large")
+                if held < _LEN.size + n:
+                    break
+                begin = self._start + _LEN.size
+                self._header, self._sizes = parse_header(bytes(buf[begin:begin + n]))
+                self._start = begin + n
+                self._buffers = []
+            while len(self._buffers) < len(self._sizes):
+                nbytes = self._sizes[len(self._buffers)][2]
+                if nbytes <= JOIN_LIMIT:
+                    if self._end - self._start < nbytes:
+                        return
+                    self._buffers.append(bytes(buf[self._start:self._start + nbytes]))
+                    self._start += nbytes
+                    continue
+                if self._big is None:
+                    self._big = bytearray(nbytes)
+                    took = min(nbytes, self._end - self._start)
+                    self._big[:took] = buf[self._start:self._start + took]
+                    self._start += took
+                    self._big_got = took
+                if self._big_got < nbytes:
+                    return
+                self._buffers.append(self._big)
+                self._big = None
+            arrays = arrays_from_buffers(self._sizes, self._buffers)
+            for a in arrays:
+                a.flags.writeable = False
+            header, self._header, self._buffers = self._header, None, []
+            self._on_frame(header, arrays)
+        if self._start == self._end:
+            self._start = self._end = 0
+
+    def eof_received(self) -> bool:
+        return False  # close the transport: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and (self._header is not None or self._end > self._start):
+            exc = EOFError("channel closed in the middle of a frame")
+        self._close(exc)
+
+    def _close(self, error: BaseException | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        for waiter in self._drained:
+            if not waiter.done():
+                waiter.set_exception(ConnectionResetError("the channel is closed"))
+        self._drained.clear()
+        if self.transport is not None:
+            self.transport.close()
+        self._on_closed(error)
+
+    # writing
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        for waiter in self._drained:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drained.clear()
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is below its high-water mark."""
+        if self._lost or self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the channel is closed")
+        if self._paused:
+            waiter = asyncio.get_running_loop().create_future()
+            self._drained.append(waiter)
+            await waiter
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
 # --------------------------------------------------------------------------- blocking side
 
 
 class BlockingChannel:
     """Blocking frame reader/writer over a connected stream socket (the worker side).
 
-    Reading happens on one thread only; :meth:`write` may be called from any thread
-    (a lock keeps frames whole).
+    Reading happens on one thread at a time (the caller serialises :meth:`read`);
+    :meth:`write` may be called from any thread (a lock keeps frames whole). The reader
+    asks the socket for up to 64 KiB at once, so a small frame costs one system call;
+    an array bigger than what arrived with its header is received into its own buffer.
     """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._wlock = threading.Lock()
+        self._buf = bytearray(_READ_CHUNK)
+        self._view = memoryview(self._buf)
+        self._start = 0  # unread bytes are _buf[_start:_end]
+        self._end = 0
 
-    def _recv_exactly(self, n: int, *, eof_ok: bool = False) -> bytearray | None:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
+    def _fill(self, n: int, *, eof_ok: bool = False) -> bool:
+        """Make ``n`` unread bytes available in the buffer (``n`` <= its size);
+        False at a clean EOF when ``eof_ok`` and nothing is buffered."""
+        if self._end - self._start >= n:
+            return True
+        if self._start + n > len(self._buf):  # move the unread bytes to the front
+            held = self._end - self._start
+            self._buf[:held] = self._view[self._start:self._end]
+            self._start, self._end = 0, held
+        while self._end - self._start < n:
+            k = self.sock.recv_into(self._view[self._end:])
+            if k == 0:
+                held = self._end - self._start
+                if eof_ok and held == 0:
+                    return False
+                raise EOFError(f"channel closed in the middle of a frame ({held}/{n} bytes)")
+            self._end += k
+        return True
+
+    def _take(self, n: int) -> bytes:
+        """The next ``n`` bytes (``n`` <= the buffer's size), copied out."""
+        self._fill(n)
+        out = bytes(self._view[self._start:self._start + n])
+        self._start += n
+        return out
+
+    def _take_owned(self, n: int) -> bytearray:
+        """The next ``n`` bytes in a buffer of their own: what is buffered already is
+        copied, the rest received straight into it."""
+        out = bytearray(n)
+        held = min(n, self._end - self._start)
+        out[:held] = self._view[self._start:self._start + held]
+        self._start += held
+        view = memoryview(out)
+        got = held
         while got < n:
             k = self.sock.recv_into(view[got:], n - got)
             if k == 0:
-                if eof_ok and got == 0:
-                    return None
                 raise EOFError(f"channel closed in the middle of a frame ({got}/{n} bytes)")
             got += k
-        return buf
+        return out
 
     def read(self) -> tuple[dict[str, Any], list[np.ndarray]] | None:
-        """One frame (arrays are writable, backed by the received buffers); ``None`` at EOF."""
-        prefix = self._recv_exactly(_LEN.size, eof_ok=True)
-        if prefix is None:
+        """One frame (arrays are writable, backed by their own buffers); ``None`` at EOF."""
+        if not self._fill(_LEN.size, eof_ok=True):
             return None
-        (n,) = _LEN.unpack(prefix)
+        (n,) = _LEN.unpack(self._take(_LEN.size))
         if n > MAX_HEADER:
             raise ProtocolError(f"frame header length {n} is too large")
-        raw = self._recv_exactly(n)
-        assert raw is not None
-        header = _parse_header(raw)
-        sizes = decode_arrays_sizes(header)
-        buffers = []
-        for _, _, nbytes in sizes:
-            b = self._recv_exactly(nbytes)
-            assert b is not None
-            buffers.append(b)
-        return header, arrays_from_buffers(sizes, buffers)
+        if n <= len(self._buf):
+            header, sizes = parse_header(self._take(n))
+        else:
+            header, sizes = parse_header(self._take_owned(n))
+        return header, arrays_from_buffers(sizes, [self._take_owned(nb) for _, _, nb in sizes])
 
     def write(self, header: dict[str, Any], arrays: Sequence[np.ndarray] = ()) -> None:
         parts = frame_parts(header, arrays)
