@@ -152,6 +152,18 @@ async def raw_post(port: int, path: str, headers: dict[str, str], length: int
     return reader, writer
 
 
+async def read_binary_answer(reader: asyncio.StreamReader) -> tuple[dict, np.ndarray]:
+    """A 200 answer with binary outputs, read off a raw connection."""
+    status = await asyncio.wait_for(reader.readline(), 120)
+    assert status.split()[1] == b"200", status
+    headers = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        key, _, value = line.decode().partition(":")
+        headers[key.strip().lower()] = value.strip()
+    answer = await reader.readexactly(int(headers["content-length"]))
+    return outputs_of(answer, int(headers["inference-header-content-length"]))
+
+
 async def test_no_credentials_are_refused_before_the_body(
         tfaas: TFaaSCaller, seed_dir: Path, jp_http_port: int, jp_base_url: str) -> None:
     await upload_seed(tfaas, seed_dir, "vk")
@@ -193,14 +205,7 @@ async def test_a_slow_or_departed_client_holds_nothing(
     # the rest arrives: the answer is whole and exact
     writer.write(body[split:])
     await writer.drain()
-    status = await asyncio.wait_for(reader.readline(), 120)
-    assert status.split()[1] == b"200", status
-    reply_headers = {}
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        key, _, value = line.decode().partition(":")
-        reply_headers[key.strip().lower()] = value.strip()
-    answer = await reader.readexactly(int(reply_headers["content-length"]))
-    _, got = outputs_of(answer, int(reply_headers["inference-header-content-length"]))
+    _, got = await read_binary_answer(reader)
     np.testing.assert_allclose(got, seed_forward(rows).reshape(-1), rtol=1e-5, atol=1e-6)
     writer.close()
 
@@ -244,15 +249,8 @@ async def test_keys_stream_only_their_models(tfaas: TFaaSCaller, seed_dir: Path,
             len(body))
         writer.write(body)
         await writer.drain()
-        status = await asyncio.wait_for(reader.readline(), 120)
-        assert status.split()[1] == b"200", status
-        reply_headers = {}
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            k, _, v = line.decode().partition(":")
-            reply_headers[k.strip().lower()] = v.strip()
-        answer = await reader.readexactly(int(reply_headers["content-length"]))
+        _, got = await read_binary_answer(reader)
         writer.close()
-        _, got = outputs_of(answer, int(reply_headers["inference-header-content-length"]))
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert await worker_calls(tfaas, "vk/1") - before == 2 * 3  # streamed: 3 pieces each
     # another model: refused at once, nothing of the body sent
