@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -31,7 +32,7 @@ class ExportHandler(TFaaSHandler):
             model = check_model_name(model)
         self._model_name = model
         repository = self.service.repository
-        staging = await asyncio.to_thread(repository.new_staging_dir)
+        staging: Path | None = await asyncio.to_thread(repository.new_staging_dir)
         try:
             archive = await export_archive(self.service, model, staging)
             self.set_header("Content-Type", "application/gzip")
@@ -42,6 +43,10 @@ class ExportHandler(TFaaSHandler):
                 while chunk := await asyncio.to_thread(fh.read, _CHUNK):
                     self.write(chunk)
                     await self.flush()
+            # removed before the answer ends: a client that has it finds nothing left
+            done, staging = staging, None
+            await asyncio.to_thread(repository.discard, done)
             self.finish()
         finally:
-            await asyncio.to_thread(repository.discard, staging)
+            if staging is not None:
+                await asyncio.to_thread(repository.discard, staging)
