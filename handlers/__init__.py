@@ -122,7 +122,9 @@ class _StreamedBody(PathMatches):
     """A path that matches only big binary V2 requests (by their headers)."""
 
     def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
-        return super().match(request) if worth_streaming(request.headers) else None
+        # the path first: every request to the server passes here, few are inferences
+        found = super().match(request)
+        return found if found is not None and worth_streaming(request.headers) else None
 
 
 def streamed_rules(base_url: str, prefix: str = "tfaas", **kwargs: Any) -> list[Rule]:

@@ -124,8 +124,9 @@ class V2StreamedInferHandler(V2InferHandler):
         headers = self.request.headers
         self._stream = StreamedInfer(
             self.service, name, version,
-            header_length=headers.get(v2.HEADER_LENGTH),
-            content_length=headers.get("Content-Length"),
+            # both present: worth_streaming chose this handler by them
+            header_length=headers[v2.HEADER_LENGTH],
+            content_length=int(headers["Content-Length"]),
             context=contextvars.copy_context(),
         )
 

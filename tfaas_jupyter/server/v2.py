@@ -103,7 +103,9 @@ async def model_ready(service: TFaaS, name: str, version: str | None) -> dict[st
 # -- infer request -------------------------------------------------------------------
 
 
-def _header_length(value: str | None, body_length: int) -> int | None:
+def header_length_of(value: str | None, body_length: int) -> int | None:
+    """The ``Inference-Header-Content-Length`` of a body of ``body_length`` bytes (None
+    without the header), or a 400 when it is no number or runs past the body."""
     if value is None:
         return None
     if not value.strip().isdigit():
@@ -238,7 +240,7 @@ def decode_infer_request(
     """Parse an infer request (JSON alone, or JSON + binary tensors); the JSON is
     counted before it is decoded (:func:`codecs.check_json_values`)."""
     view = memoryview(body)
-    length = _header_length(header_length, len(view))
+    length = header_length_of(header_length, len(view))
     check_json_values(body, max_values, length)
     json_part, binary = (view, view[:0]) if length is None else (view[:length], view[length:])
     return decode_infer_parts(json_object(json_part, "the inference request", "'inputs'"),

@@ -13,11 +13,12 @@ Pieces are separate worker calls of a few MB each, not one frame held open for t
 whole body: a slow client holds no channel, and other models' requests go between
 the pieces. Only models whose rows are independent are cut (those that allow
 batching: a model with ``"batching": false`` in params.json scores a request whole),
-and only requests with one binary numeric input of at least two pieces; every other
-request (JSON tensors, several inputs, BYTES, no ``Content-Length``) is buffered and
-run as :func:`~tfaas_jupyter.server.v2.infer` runs it. The body is copied once, into
-a buffer of its declared size allocated after the header has been checked (the
-header's shapes bound it).
+and only requests with one binary numeric input of at least two pieces; any other
+request that reaches this handler (several inputs, BYTES, too few rows) is buffered
+and scored whole. Only bodies worth it come here at all (:func:`worth_streaming`;
+the rest go to the buffered handler). The body is copied once, into a buffer of its
+declared size allocated after the header has been checked (the header's shapes
+bound it).
 
 No HTTP framework here: handlers/v2.py feeds the chunks and writes the answer.
 """
@@ -41,9 +42,10 @@ from .tensors import json_object
 from .v2 import (
     HEADER_LENGTH,
     InferAnswer,
+    InferRequest,
     decode_infer_parts,
     encode_answer,
-    infer,
+    header_length_of,
     model_inputs,
     run_request,
 )
@@ -86,21 +88,19 @@ class StreamedInfer:
     """
 
     def __init__(self, service: TFaaS, name: str, version: str | None, *,
-                 header_length: str | None, content_length: str | None,
+                 header_length: str, content_length: int,
                  context: contextvars.Context) -> None:
         self.service = service
         self.name = name
         self.version = version
         self._context = context
-        self._header_length = _byte_count(header_length, HEADER_LENGTH)
-        self._content_length = _byte_count(content_length, "Content-Length")
-        if (self._header_length is not None and self._content_length is not None
-                and self._header_length > self._content_length):
-            raise BadRequest(f"{HEADER_LENGTH} is {self._header_length} but the body has "
-                             f"only {self._content_length} bytes")
-        #: The body until the header is complete; the whole body when it is not streamed.
+        self._header_length = header_length_of(header_length, content_length)
+        self._binary_length = content_length - self._header_length
+        #: The body until the JSON header is complete.
         self._head = bytearray()
         self._doc: dict[str, Any] | None = None
+        #: The request, once decoded against the buffer (when it was checked early).
+        self._request: InferRequest | None = None
         #: The tensor bytes after the header, allocated at their declared size.
         self._binary: bytearray | None = None
         self._filled = 0
@@ -126,9 +126,6 @@ class StreamedInfer:
         if self._binary is not None:
             self._store(chunk)
             return None
-        if self._header_length is None or self._content_length is None:
-            self._head += chunk  # buffered whole: answered by v2.infer
-            return None
         need = self._header_length - len(self._head)
         self._head += chunk[:need]
         if len(self._head) < self._header_length:
@@ -140,21 +137,18 @@ class StreamedInfer:
             check_json_values(self._head, self.service.limits.max_values)
             doc = json_object(self._head, "the inference request", "'inputs'")
             self._doc = doc
-            assert self._content_length is not None and self._header_length is not None
             if streamable(doc):
-                await self._plan_pieces(doc, self._content_length - self._header_length)
+                await self._plan_pieces(doc)
             if self._binary is None:
-                self._binary = bytearray(self._content_length - self._header_length)
+                self._binary = bytearray(self._binary_length)
             self._store(rest)
         except BaseException as exc:  # kept for answer(): the client sends its body first
             self._fail(exc)
 
-    async def _plan_pieces(self, doc: dict[str, Any], binary_length: int) -> None:
+    async def _plan_pieces(self, doc: dict[str, Any]) -> None:
         """Check the request against the model now, and cut it when that pays."""
-        limits = self.service.limits
-        binary = bytearray(binary_length)
-        request = decode_infer_parts(doc, memoryview(binary), max_rows=limits.max_rows,
-                                     max_values=limits.max_values)
+        binary = bytearray(self._binary_length)
+        request = self._decode(doc, binary)
         mv = self.service.resolve(self.name, self.version)
         self._admit()
         try:
@@ -164,7 +158,7 @@ class StreamedInfer:
             exc.model = mv.name
             raise
         self._cold = COLD_START.get()
-        self._binary = binary
+        self._binary, self._request = binary, request
         rows = int(tensor.shape[0]) if tensor.ndim else 0
         row_bytes = tensor.nbytes // rows if rows else 0
         piece_rows = max(1, PIECE_BYTES // row_bytes) if row_bytes else 0
@@ -212,19 +206,15 @@ class StreamedInfer:
             raise self._error
         if self._cold is not None:
             COLD_START.set(self._cold)
-        if self._doc is None:  # not the binary extension: buffered whole
-            header = None if self._header_length is None else str(self._header_length)
-            return await infer(self.service, self.name, self.version, self._head,
-                               header)
-        assert self._binary is not None
+        # the header was complete, or an error was kept: Tornado delivers the whole
+        # Content-Length, and the header is no longer than it
+        assert self._doc is not None and self._binary is not None
         if self._filled != len(self._binary):
             raise BadRequest(f"the body ended after {self._filled} of its "
                              f"{len(self._binary)} tensor bytes")
         self._admit()
-        if self._tensor is None:  # not cut: decoded and scored as a whole
-            request = decode_infer_parts(self._doc, memoryview(self._binary),
-                                         max_rows=self.service.limits.max_rows,
-                                         max_values=self.service.limits.max_values)
+        request = self._request or self._decode(self._doc, self._binary)
+        if self._tensor is None:  # not cut: scored as a whole
             return await run_request(self.service, self.service.resolve(self.name,
                                                                         self.version), request)
         assert self._mv is not None
@@ -234,9 +224,6 @@ class StreamedInfer:
         try:
             parts = await asyncio.gather(*self._pieces)
             outputs = _concatenate(parts, self._mv.name)
-            request = decode_infer_parts(self._doc, memoryview(self._binary),
-                                         max_rows=self.service.limits.max_rows,
-                                         max_values=self.service.limits.max_values)
             return encode_answer(self._mv, self._signature, outputs, request, rows)
         except TFaaSError as exc:
             exc.model = self._mv.name
@@ -260,6 +247,11 @@ class StreamedInfer:
         for task in self._pieces:
             task.cancel()
 
+    def _decode(self, doc: dict[str, Any], binary: bytearray) -> InferRequest:
+        limits = self.service.limits
+        return decode_infer_parts(doc, memoryview(binary), max_rows=limits.max_rows,
+                                  max_values=limits.max_values)
+
     def _admit(self) -> None:
         if self._admission is None:
             stack = contextlib.ExitStack()
@@ -270,14 +262,6 @@ class StreamedInfer:
         # a copy per task: what one model call records for itself (its model time)
         # does not leak into another's, while the request's stages object is shared
         return asyncio.get_running_loop().create_task(coro, context=self._context.copy())
-
-
-def _byte_count(value: str | None, what: str) -> int | None:
-    if value is None:
-        return None
-    if not value.strip().isdigit():
-        raise BadRequest(f"{what} must be a number of bytes, not {value[:40]!r}")
-    return int(value)
 
 
 def _concatenate(parts: list[list[np.ndarray]], model: str) -> list[np.ndarray]:
