@@ -16,7 +16,7 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 def free_port() -> int:
@@ -92,6 +92,24 @@ class ServerProcess:
         return (status or {}).get("worker", {}).get("pid") if code == 200 else None
 
 
+def wait_until_ready(proc: subprocess.Popen, ready: Callable[[], bool], *, what: str,
+                     log: Callable[[], str], timeout: float, interval: float = 0.3) -> None:
+    """Poll ``ready`` (connection errors count as not yet) until it is true; a process
+    that exits first, or a deadline passed, fails with ``what`` and its ``log``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early:\n{log()}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer:\n{log()}")
+        time.sleep(interval)
+
+
 @contextmanager
 def jupyter_server(
     home: Path,
@@ -151,19 +169,10 @@ def jupyter_server(
                             start_new_session=True)
     server = ServerProcess(proc, port, token, base_url, home, log_path)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"jupyter server exited early:\n{server.log()[-3000:]}")
-            try:
-                code, _ = server.request("GET", ready_path, timeout=5)
-                if code == 200 and server.runtime_file.exists():
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"jupyter server did not answer:\n{server.log()[-3000:]}")
-            time.sleep(0.3)
+        wait_until_ready(
+            proc, lambda: (server.request("GET", ready_path, timeout=5)[0] == 200
+                           and server.runtime_file.exists()),
+            what="jupyter server", log=lambda: server.log()[-3000:], timeout=timeout)
         yield server
     finally:
         if proc.poll() is None:

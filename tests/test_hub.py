@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import pytest
 from conftest import ROOT, seed_upload_body
-from servers import free_port
+from servers import free_port, wait_until_ready
 from test_lab import CHROMIUM, jlpm, open_panel, predict_in_panel, seed_reference
 
 from tfaas_jupyter.client.discovery import ServerInfo
@@ -177,18 +177,8 @@ def jupyterhub(root: Path) -> Iterator[Hub]:
             cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         hub = Hub(public, admin_token, root, log_path)
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"jupyterhub exited early:\n{hub.log()}")
-                try:
-                    if hub.request("GET", "hub/api/", timeout=5)[0] == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"jupyterhub did not answer:\n{hub.log()}")
-                time.sleep(0.5)
+            wait_until_ready(proc, lambda: hub.request("GET", "hub/api/", timeout=5)[0] == 200,
+                             what="jupyterhub", log=hub.log, timeout=180, interval=0.5)
             yield hub
         finally:
             # the hub stops the single-user servers and the proxy it started
