@@ -152,15 +152,21 @@ async def raw_post(port: int, path: str, headers: dict[str, str], length: int
     return reader, writer
 
 
-async def read_binary_answer(reader: asyncio.StreamReader) -> tuple[dict, np.ndarray]:
-    """A 200 answer with binary outputs, read off a raw connection."""
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One answer off a raw connection: status, headers (lower-case names), body."""
     status = await asyncio.wait_for(reader.readline(), 120)
-    assert status.split()[1] == b"200", status
     headers = {}
     while (line := await reader.readline()) not in (b"\r\n", b""):
         key, _, value = line.decode().partition(":")
         headers[key.strip().lower()] = value.strip()
-    answer = await reader.readexactly(int(headers["content-length"]))
+    body = await reader.readexactly(int(headers.get("content-length", 0)))
+    return int(status.split()[1]), headers, body
+
+
+async def read_binary_answer(reader: asyncio.StreamReader) -> tuple[dict, np.ndarray]:
+    """A 200 answer with binary outputs, read off a raw connection."""
+    status, headers, answer = await read_answer(reader)
+    assert status == 200, answer[:300]
     return outputs_of(answer, int(headers["inference-header-content-length"]))
 
 
@@ -261,3 +267,96 @@ async def test_keys_stream_only_their_models(tfaas: TFaaSCaller, seed_dir: Path,
         assert status.split()[1] == b"403", status
     finally:
         writer.close()
+
+
+def request_head(path: str, port: int, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: localhost:{port}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def test_one_connection_carries_streamed_requests_like_any_other(
+        tfaas: TFaaSCaller, seed_dir: Path, jp_http_port: int, jp_base_url: str,
+        jp_serverapp) -> None:
+    """The streaming handler reads the body off the connection itself: a client waiting
+    for ``100 Continue`` gets it, a failed request's unread body is dropped, and the
+    connection stays in step for the requests after it (pipelined ones too)."""
+    await upload_seed(tfaas, seed_dir, "vk")
+    name = await input_name(tfaas, "vk")
+    rows = np.random.default_rng(7).random((3 * PIECE_ROWS + 5, N_IN), dtype=np.float32)
+    expected = seed_forward(rows).reshape(-1)
+    body, headers = binary_request(name, rows)
+    path = f"{jp_base_url}tfaas/v2/models/vk/infer"
+    auth = {"Authorization": f"token {jp_serverapp.identity_provider.token}"}
+    plain = {**headers, **auth, "Content-Length": str(len(body))}
+    reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    try:
+        # curl's way with a big body: headers, then the body once the server says so
+        writer.write(request_head(path, jp_http_port, {**plain, "Expect": "100-continue"}))
+        await writer.drain()
+        status, _, _ = await read_answer(reader)
+        assert status == 100
+        writer.write(body)
+        _, got = await read_binary_answer(reader)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+        # a request refused at its header: the rest of its body is read and dropped
+        bad, bad_headers = binary_request(name, rows[:, :40])
+        writer.write(request_head(path, jp_http_port,
+                                  {**bad_headers, **auth, "Content-Length": str(len(bad))}))
+        writer.write(bad)
+        status, _, answer = await read_answer(reader)
+        assert status == 400 and "takes shape" in json.loads(answer)["error"], answer
+
+        # two requests written back to back: each gets its own answer, in order
+        writer.write(request_head(path, jp_http_port, plain) + body
+                     + f"GET {jp_base_url}tfaas/status HTTP/1.1\r\n"
+                       f"Host: localhost:{jp_http_port}\r\n"
+                       f"Authorization: {auth['Authorization']}\r\n\r\n".encode())
+        _, got = await read_binary_answer(reader)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        status, _, answer = await read_answer(reader)
+        assert status == 200 and "batching" in json.loads(answer), answer[:300]
+    finally:
+        writer.close()
+
+
+async def test_streamed_bodies_keep_the_servers_limits(
+        tfaas: TFaaSCaller, seed_dir: Path, jp_http_port: int, jp_base_url: str,
+        jp_serverapp) -> None:
+    """Jupyter's ``max_body_size`` holds for a body the handler reads itself, and a body
+    with a transfer coding is never read as a plain one."""
+    await upload_seed(tfaas, seed_dir, "vk")
+    name = await input_name(tfaas, "vk")
+    body, headers = binary_request(name, np.zeros((3 * PIECE_ROWS, N_IN), np.float32))
+    path = f"{jp_base_url}tfaas/v2/models/vk/infer"
+    auth = {"Authorization": f"token {jp_serverapp.identity_provider.token}"}
+    saved = jp_serverapp.max_body_size
+    jp_serverapp.max_body_size = len(body) - 1
+    try:
+        reader, writer = await raw_post(jp_http_port, path, {**headers, **auth}, len(body))
+        status, _, answer = await read_answer(reader)  # at once, nothing of the body sent
+        writer.close()
+    finally:
+        jp_serverapp.max_body_size = saved
+    assert status == 413 and "max_body_size" in json.loads(answer)["error"], answer
+
+    # Content-Length and chunked together: refused by Tornado before the body, not read
+    reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    writer.write(request_head(path, jp_http_port, {
+        **headers, **auth, "Content-Length": str(len(body)), "Transfer-Encoding": "chunked"}))
+    status, _, _ = await read_answer(reader)
+    writer.close()
+    assert status == 400
+    # chunked alone: buffered and scored whole (one worker call)
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    before = await worker_calls(tfaas, "vk/1")
+    reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    writer.write(request_head(path, jp_http_port, {**headers, **auth,
+                                                   "Transfer-Encoding": "chunked"}) + chunked)
+    _, got = await read_binary_answer(reader)
+    writer.close()
+    np.testing.assert_allclose(got, seed_forward(np.zeros((1, N_IN), np.float32))[0, 0],
+                               rtol=1e-5)
+    assert len(got) == 3 * PIECE_ROWS
+    assert await worker_calls(tfaas, "vk/1") - before == 1

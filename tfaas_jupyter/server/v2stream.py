@@ -2,11 +2,11 @@
 
 Reading a 16.8 MB body (100,000 rows of 42 float32) through Tornado takes longer than
 the model's own work on it, so waiting for the whole body, then for the model, adds
-the two. :class:`StreamedInfer` takes the body chunk by chunk (the handler is a
-``stream_request_body`` handler): once the JSON header has arrived it knows the
-request's one binary input tensor and its row size, and each time another piece of
-rows (about :data:`PIECE_BYTES`) is complete in the buffer, that piece goes to the
-model worker as an ordinary prediction while the next rows are still on the wire.
+the two. :class:`StreamedInfer` takes the body as it is read (the handler reads it
+from the connection itself): once the JSON header has arrived it knows the request's
+one binary input tensor and its row size, and each time another piece of rows (about
+:data:`PIECE_BYTES`) is complete in the buffer, that piece goes to the model worker
+as an ordinary prediction while the next rows are still on the wire.
 The answer is the pieces' outputs, concatenated in order.
 
 Pieces are separate worker calls of a few MB each, not one frame held open for the
@@ -16,11 +16,12 @@ batching: a model with ``"batching": false`` in params.json scores a request who
 and only requests with one binary numeric input of at least two pieces; any other
 request that reaches this handler (several inputs, BYTES, too few rows) is buffered
 and scored whole. Only bodies worth it come here at all (:func:`worth_streaming`;
-the rest go to the buffered handler). The body is copied once, into a buffer of its
-declared size allocated after the header has been checked (the header's shapes
-bound it).
+the rest go to the buffered handler). The tensor's bytes are received straight into a
+buffer of its declared size, allocated after the header has been checked (the
+header's shapes bound it).
 
-No HTTP framework here: handlers/v2.py feeds the chunks and writes the answer.
+No HTTP framework here: handlers/v2.py reads the body into :meth:`StreamedInfer.body_buffer`
+and writes the answer.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from typing import Any, Awaitable, Coroutine, Mapping
+from typing import Any, Coroutine, Mapping
 
 import numpy as np
 
@@ -61,10 +62,13 @@ STREAM_MIN_BYTES = 2 * PIECE_BYTES
 
 
 def worth_streaming(headers: Mapping[str, str]) -> bool:
-    """Whether a request, by its headers, is a binary one big enough to be cut."""
+    """Whether a request, by its headers, is a binary one big enough to be cut, with a
+    plain body of a declared length (no transfer or content coding to undo)."""
     length = headers.get("Content-Length", "")
     return (headers.get(HEADER_LENGTH) is not None and length.isdigit()
-            and int(length) >= STREAM_MIN_BYTES)
+            and int(length) >= STREAM_MIN_BYTES
+            and "Transfer-Encoding" not in headers
+            and headers.get("Content-Encoding", "identity") == "identity")
 
 
 def streamable(doc: dict[str, Any]) -> bool:
@@ -78,8 +82,9 @@ def streamable(doc: dict[str, Any]) -> bool:
 
 
 class StreamedInfer:
-    """One V2 infer request, fed its body by :meth:`received` and answered by
-    :meth:`answer` once the body is complete.
+    """One V2 infer request: its JSON header goes to :meth:`start`, the rest of its body
+    is read into :meth:`body_buffer` (:meth:`advanced` counts it), and :meth:`answer`
+    answers it once the body is complete.
 
     ``context`` is the request handler's context (its authentication, key grant and
     ``Server-Timing`` stages): every model call of the request runs in a copy of it.
@@ -96,8 +101,6 @@ class StreamedInfer:
         self._context = context
         self._header_length = header_length_of(header_length, content_length)
         self._binary_length = content_length - self._header_length
-        #: The body until the JSON header is complete.
-        self._head = bytearray()
         self._doc: dict[str, Any] | None = None
         #: The request, once decoded against the buffer (when it was checked early).
         self._request: InferRequest | None = None
@@ -118,32 +121,40 @@ class StreamedInfer:
 
     # -- the body arriving ----------------------------------------------------------
 
-    def received(self, chunk: bytes) -> Awaitable[None] | None:
-        """Take the next chunk of the body; an awaitable when the header just completed
-        (the model is looked up and loaded before more of the body is read)."""
-        if self._error is not None:
-            return None
-        if self._binary is not None:
-            self._store(chunk)
-            return None
-        need = self._header_length - len(self._head)
-        self._head += chunk[:need]
-        if len(self._head) < self._header_length:
-            return None
-        return self._in_context(self._start(chunk[need:]))
+    @property
+    def header_length(self) -> int:
+        """How many bytes the body's JSON header takes (its first bytes)."""
+        return self._header_length
 
-    async def _start(self, rest: bytes) -> None:
+    async def start(self, head: bytes) -> None:
+        """Take the JSON header; the model is looked up and loaded, and the tensor's
+        buffer allocated, before the rest of the body is read."""
         try:
-            check_json_values(self._head, self.service.limits.max_values)
-            doc = json_object(self._head, "the inference request", "'inputs'")
+            check_json_values(head, self.service.limits.max_values)
+            doc = json_object(head, "the inference request", "'inputs'")
             self._doc = doc
             if streamable(doc):
                 await self._plan_pieces(doc)
             if self._binary is None:
                 self._binary = bytearray(self._binary_length)
-            self._store(rest)
         except BaseException as exc:  # kept for answer(): the client sends its body first
             self._fail(exc)
+
+    def body_buffer(self) -> memoryview | None:
+        """Where the next bytes of the body go (the unfilled rest of the tensor's
+        buffer); None once the request has failed: the rest of its body is not kept."""
+        if self._error is not None or self._binary is None:
+            return None
+        return memoryview(self._binary)[self._filled:]
+
+    def advanced(self, nbytes: int) -> None:
+        """``nbytes`` more of the body are in the :meth:`body_buffer`: the pieces of rows
+        now complete go to the model."""
+        self._filled += nbytes
+        if self._tensor is not None:
+            ready = self._filled // self._row_bytes
+            while ready - self._next_row >= self._piece_rows:
+                self._send_piece(self._next_row + self._piece_rows)
 
     async def _plan_pieces(self, doc: dict[str, Any]) -> None:
         """Check the request against the model now, and cut it when that pays."""
@@ -166,19 +177,6 @@ class StreamedInfer:
             return  # scored whole once the body is complete
         self._mv, self._signature, self._tensor = mv, signature, tensor
         self._row_bytes, self._piece_rows = row_bytes, piece_rows
-
-    def _store(self, chunk: bytes) -> None:
-        assert self._binary is not None
-        end = self._filled + len(chunk)
-        if end > len(self._binary):
-            self._fail(BadRequest("the body is longer than its Content-Length"))
-            return
-        self._binary[self._filled:end] = chunk
-        self._filled = end
-        if self._tensor is not None:
-            ready = self._filled // self._row_bytes
-            while ready - self._next_row >= self._piece_rows:
-                self._send_piece(self._next_row + self._piece_rows)
 
     def _send_piece(self, end: int) -> None:
         assert self._tensor is not None and self._mv is not None
