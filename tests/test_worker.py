@@ -22,6 +22,7 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tfmodels
+from conftest import load_example
 
 from tfaas_jupyter.server import supervisor
 from tfaas_jupyter.server.errors import ErrorKind
@@ -828,3 +829,59 @@ async def test_tensorflow_is_set_up_without_spinning_threads() -> None:
                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ["True", "3", "3"]
+
+
+async def test_models_run_on_the_single_threaded_executor_unless_they_cannot(
+        tmp_path: Path) -> None:
+    """A model's calls run its ops on the calling thread (TensorFlow's single-threaded
+    executor); a TF1 graph with low-level control flow, which that executor refuses,
+    falls back to the default one on its first call, with the right answer. The
+    thread's call options are as before after each call."""
+    seed = tmp_path / "seed"
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    subprocess.run([sys.executable, str(examples / "make_seed_model.py"), str(seed)],
+                   check=True, capture_output=True, timeout=300,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    code = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        from tfaas_jupyter.worker import loaders
+        loaders.configure_tensorflow(2)
+        import tensorflow as tf
+        from tensorflow.python.eager import context
+
+        g = tf.Graph()
+        with g.as_default():  # TF1 control flow: Enter/Exit/Switch/Merge nodes
+            tf.compat.v1.disable_control_flow_v2()
+            x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+            _, y = tf.compat.v1.while_loop(lambda i, a: i < 3, lambda i, a: (i + 1, a * 2.0),
+                                           [tf.constant(0), x])
+            tf.compat.v1.cond(tf.reduce_sum(y) > 0, lambda: y + 1, lambda: y - 1, name="out")
+        assert {{"Enter", "Switch", "Merge"}} <= {{n.op for n in g.as_graph_def().node}}
+        with open("{tmp_path}/loop.pb", "wb") as f:
+            f.write(g.as_graph_def().SerializeToString())
+        tf.compat.v1.enable_control_flow_v2()
+        out = [n.name for n in g.as_graph_def().node if n.name.startswith("out/Merge")][0]
+        loop = loaders.load("graphdef", "{tmp_path}/loop.pb",
+                            {{"inputNode": "x", "outputNode": out}})
+        rows = np.array([[1.0, -2.0, 0.5], [3.0, 0.0, 1.0]], np.float32)
+        got = loop.predict([rows])[0]
+        want = rows * 8 + (1 if (rows * 8).sum() > 0 else -1)
+        assert np.array_equal(got, want), (got, want)
+        assert loop.executor == "", loop.executor
+
+        params = json.load(open("{seed}/params.json"))
+        vk = loaders.load("graphdef", "{seed}/model.pb", params)
+        rows = np.random.default_rng(0).random((5, 42), dtype=np.float32)
+        print(json.dumps({{"executor": vk.executor, "rows": rows.tolist(),
+                          "got": vk.predict([rows])[0].tolist(),
+                          "after": context.context().function_call_options.executor_type}}))
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    assert doc["executor"] == "SINGLE_THREADED_EXECUTOR" and doc["after"] in (None, "")
+    want = load_example("make_seed_model").predict(np.array(doc["rows"], np.float32))
+    np.testing.assert_allclose(np.array(doc["got"]), np.asarray(want).reshape(5, -1),
+                               rtol=1e-5, atol=1e-6)
