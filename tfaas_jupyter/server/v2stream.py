@@ -33,6 +33,7 @@ from typing import Any, Coroutine, Mapping
 
 import numpy as np
 
+from ..worker.wire import uninitialized
 from .batching import rows_independent
 from .codecs import check_json_values
 from .errors import BadRequest, ErrorKind, TFaaSError, WorkerError
@@ -105,7 +106,7 @@ class StreamedInfer:
         #: The request, once decoded against the buffer (when it was checked early).
         self._request: InferRequest | None = None
         #: The tensor bytes after the header, allocated at their declared size.
-        self._binary: bytearray | None = None
+        self._binary: np.ndarray | None = None
         self._filled = 0
         self._error: BaseException | None = None
         self._admission: contextlib.ExitStack | None = None
@@ -136,7 +137,7 @@ class StreamedInfer:
             if streamable(doc):
                 await self._plan_pieces(doc)
             if self._binary is None:
-                self._binary = bytearray(self._binary_length)
+                self._binary = uninitialized(self._binary_length)
         except BaseException as exc:  # kept for answer(): the client sends its body first
             self._fail(exc)
 
@@ -158,7 +159,7 @@ class StreamedInfer:
 
     async def _plan_pieces(self, doc: dict[str, Any]) -> None:
         """Check the request against the model now, and cut it when that pays."""
-        binary = bytearray(self._binary_length)
+        binary = uninitialized(self._binary_length)
         request = self._decode(doc, binary)
         mv = self.service.resolve(self.name, self.version)
         self._admit()
@@ -245,7 +246,7 @@ class StreamedInfer:
         for task in self._pieces:
             task.cancel()
 
-    def _decode(self, doc: dict[str, Any], binary: bytearray) -> InferRequest:
+    def _decode(self, doc: dict[str, Any], binary: np.ndarray) -> InferRequest:
         limits = self.service.limits
         return decode_infer_parts(doc, memoryview(binary), max_rows=limits.max_rows,
                                   max_values=limits.max_values)
