@@ -135,6 +135,11 @@ async def test_errors_found_while_the_body_arrives(tfaas: TFaaSCaller, seed_dir:
     reply = await tfaas.call("POST", "v2/models/vk/infer", b"not json" + bytes(100),
                              {"Inference-Header-Content-Length": "8"})
     assert reply.code == 400, reply.body
+    # an empty header before a big binary body: refused, the body read and dropped
+    body, headers = binary_request(name, rows)
+    reply = await tfaas.call("POST", "v2/models/vk/infer", body,
+                             {**headers, "Inference-Header-Content-Length": "0"})
+    assert reply.code == 400, reply.body[:300]
     # and the server keeps serving, streamed requests included
     body, headers = binary_request(name, rows)
     reply = await tfaas.call("POST", "v2/models/vk/infer", body, headers)
