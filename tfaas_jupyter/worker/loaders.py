@@ -173,8 +173,9 @@ class Predictor:
         options.executor_type = self._executor
         try:
             return self._call(tensors)
-        except (tf.errors.FailedPreconditionError, tf.errors.UnimplementedError) as e:
-            # raised when the executor is set up (the first call), before any op ran
+        except tf.errors.OpError as e:
+            # what the executor refuses it refuses when it is set up (the first call),
+            # before any op ran: low-level control flow, partitioned graphs, collectives
             if self._executor != SINGLE_THREADED or "ingle-threaded executor" not in str(e):
                 raise
             self._executor = options.executor_type = ""
