@@ -118,7 +118,8 @@ class Predictor:
         self._keepalive = keepalive
         self._dtypes = [np.dtype(i["dtype"]) for i in inputs]
         #: The executor of this model's calls: the single-threaded one until a call
-        #: shows the model needs the default (TF1 control flow: Switch, Merge, loops).
+        #: shows the model needs the default: control flow, which TensorFlow lowers to
+        #: Switch/Merge/loop nodes for TF1 graphs and for tf.cond, while loops, LSTMs.
         self._executor = SINGLE_THREADED
 
     def metadata(self) -> dict[str, Any]:
