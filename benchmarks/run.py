@@ -167,7 +167,9 @@ def pct(values: list[float], q: float) -> float:
 class Server:
     """A ``jupyter server`` subprocess with the extension, in a scratch directory."""
 
-    def __init__(self, work: Path, extra: list[str], extension: bool = True) -> None:
+    def __init__(self, work: Path, extra: list[str], extension: bool = True,
+                 more_extensions: tuple[str, ...] = ()) -> None:
+        """``more_extensions``: modules of benchmarks/ to enable as server extensions."""
         self.work = work
         self.port = free_port()
         self.token = os.urandom(16).hex()
@@ -181,11 +183,15 @@ class Server:
             "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
+        if more_extensions:
+            self.env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]))
+        extensions = {"tfaas_jupyter": extension, **{m: True for m in more_extensions}}
         self.argv = [
             sys.executable, "-c", SERVER_MAIN, str(ROOT), "--no-browser",
             f"--port={self.port}", "--ip=127.0.0.1",
             f"--IdentityProvider.token={self.token}",
-            f'--ServerApp.jpserver_extensions={{"tfaas_jupyter": {extension}}}',
+            f"--ServerApp.jpserver_extensions={extensions!r}",
             f"--ServerApp.root_dir={work / 'root'}",
             f"--TFaaSApp.model_dir={work / 'models'}",
             *extra,
@@ -799,6 +805,62 @@ def breakdown(args: argparse.Namespace) -> int:
     return 0
 
 
+def gap(args: argparse.Namespace) -> int:
+    """``--gap``: what ``/tfaas/json`` costs beyond ``/api/status`` at many clients, cut
+    into parts by handlers that each do part of its work (``benchmarks/gap_handlers.py``:
+    a no-op POST, the same waiting one loop turn, the extension's handler with decode
+    and model lookup, the real route with an instant in-process worker), all driven by
+    the same wrk script and body; best of ``--repeat`` rounds, ratios to ``/api/status``.
+    """
+    work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
+    print(f"scratch: {work}", flush=True)
+    seed, _ = build_seed(work)
+    wrk = ensure_wrk()
+    server = Server(work / "gap", args.server_arg, more_extensions=("gap_handlers",))
+    server.start()
+    row = [round(0.01 * i, 3) for i in range(42)]
+    body = json.dumps({"model": "vk", "values": row}).encode()
+    routes: list[tuple[str, str, bytes | None]] = [
+        ("GET /api/status", "/api/status", None),
+        ("no-op POST", "/tfaas-gap/noop", body),
+        ("no-op POST, one loop turn", "/tfaas-gap/noop-wait", body),
+        ("handler, decode, model lookup", "/tfaas-gap/decode", body),
+        ("/tfaas/json, instant worker", "/tfaas-gap/json-instant", body),
+        ("/tfaas/json", "/tfaas/json", body),
+    ]
+    best: dict[str, Result] = {}
+    try:
+        params = json.loads((seed / "params.json").read_text())
+        server.upload("vk", seed / params.get("model", "model.pb"), params)
+        for _, path, data in routes[1:]:
+            warm(server, path, data or b"")
+        for round_ in range(args.repeat):
+            for name, path, data in routes:
+                settle(server)
+                r = run_wrk(wrk, server, work, "gap", path, body=data,
+                            duration=args.duration, connections=args.connections)
+                r.name = name
+                print(f"  round {round_ + 1} {name:<32} {r.rps:8.0f} req/s  p50 "
+                      f"{r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms  errors {r.errors}",
+                      flush=True)
+                if name not in best or r.rps > best[name].rps:
+                    best[name] = r
+    finally:
+        server.stop()
+    ceiling = best[routes[0][0]]
+    print(f"\nbest of {args.repeat} rounds, -c{args.connections}; x /api/status req/s "
+          f"({ceiling.rps:.0f}) and p99 ({ceiling.p99_ms:.1f} ms)")
+    for name, _, _ in routes:
+        r = best[name]
+        print(f"  {name:<32} {r.rps:8.0f} req/s  {r.rps / ceiling.rps:5.2f}x  "
+              f"p99 {r.p99_ms / ceiling.p99_ms:5.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"gap": [asdict(r) for r in best.values()]}, indent=1))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 def bulk_only(args: argparse.Namespace) -> int:
     """``--bulk``: the bulk figures alone (one server, the seed model): one 10,000-row
     ``/tfaas/json`` request, the same over V2 JSON and TF Serving, one 100,000-row V2
@@ -883,6 +945,10 @@ def main() -> int:
                     "unless given; about 2 minutes)")
     ap.add_argument("--bulk", action="store_true",
                     help="only the bulk figures (JSON, V2 JSON, TF Serving, V2 binary)")
+    ap.add_argument("--gap", action="store_true",
+                    help="only /tfaas/json against /api/status at --connections clients, cut "
+                    "into parts by handlers doing part of its work (--duration 5 --repeat 3 "
+                    "unless given; about 3 minutes)")
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="with --breakdown: py-spy record (pip install '.[bench]') the server "
                     "and the worker during the last round's /tfaas/json runs, into DIR")
@@ -904,6 +970,13 @@ def main() -> int:
         return breakdown(args)
     if args.bulk:
         return bulk_only(args)
+    if args.gap:
+        given = set(sys.argv[1:])
+        if not any(a.startswith("--duration") for a in given):
+            args.duration = 5.0
+        if not any(a.startswith("--repeat") for a in given):
+            args.repeat = 3
+        return gap(args)
 
     work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
     print(f"scratch: {work}", flush=True)
