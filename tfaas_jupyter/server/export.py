@@ -25,7 +25,6 @@ from pathlib import Path
 
 from .errors import TFaaSError
 from .keys import check_model_access, may_see_model
-from .modelref import ModelRef
 from .names import check_model_name
 from .repository import LABELS_FILE, ModelVersion
 from .service import TFaaS
@@ -129,7 +128,7 @@ async def export_archive(service: TFaaS, model: str | None, staging: Path) -> Pa
             target = tree / "models" / name / str(mv.version)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                await service.worker.export(ModelRef.of(mv), str(target))
+                await service.worker.export(mv.ref, str(target))
             except TFaaSError as exc:
                 raise TFaaSError(
                     f"cannot export {name!r} version {mv.version}: {exc.message}", exc.status

@@ -15,7 +15,6 @@ import orjson
 
 from .errors import BadRequest, TFaaSError
 from .keys import check_model_access
-from .modelref import ModelRef
 from .names import check_label, check_model_name, check_version
 from .service import TFaaS
 
@@ -43,7 +42,7 @@ async def set_label(service: TFaaS, name: str, label: str, body: bytes) -> dict[
     number = _requested_version(body)
     mv = service.resolve(name, number)
     try:  # loaded and warmed before any request can reach it through the label
-        await service.worker.load(ModelRef.of(mv))
+        await service.worker.load(mv.ref)
     except TFaaSError as exc:
         raise TFaaSError(f"version {number} of {name!r} cannot be loaded: {exc.message}",
                          exc.status) from None

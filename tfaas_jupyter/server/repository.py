@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -46,6 +47,7 @@ from typing import Any, Iterator
 
 from ..pids import pid_alive
 from .errors import NotFound, TFaaSError
+from .modelref import ModelRef
 from .names import MODEL_NAME_PATTERN, check_model_name
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,12 @@ class ModelVersion:
     def key(self) -> str:
         """The worker's cache key: unique for this version's content, prefixed by the name."""
         return f"{self.name}@{self.uid}"
+
+    @functools.cached_property
+    def ref(self) -> ModelRef:
+        """This version as the model worker knows it (made once: every prediction
+        names its model by it)."""
+        return ModelRef.of(self)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary of this version (with its ``load_error`` once a load failed)."""

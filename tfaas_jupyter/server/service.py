@@ -98,7 +98,7 @@ class TFaaS:
     async def signature(self, mv: ModelVersion) -> dict[str, Any]:
         if mv.signature is None:
             with self.loading(mv):
-                sig = await self.worker.load(ModelRef.of(mv))
+                sig = await self.worker.load(mv.ref)
             self.repository.remember_signature(mv, sig)
         assert mv.signature is not None
         return mv.signature
@@ -260,7 +260,7 @@ class TFaaS:
         """Run ``mv`` on inputs already shaped and typed for it; answers the model's own
         outputs, shapes and dtypes as it returns them. Every API reaches the runner
         (batching, the worker) through here; worker errors arrive as API errors."""
-        model = ModelRef.of(mv)
+        model = mv.ref
         with self.loading(mv):
             if not self.worker.running:
                 # A cold start: wait for the worker and this model here, in the request's
