@@ -70,9 +70,12 @@ def _as_rows(values: Any, *, may_hold_bools: bool = True) -> tuple[np.ndarray, b
         rows, single = array, False
     else:
         raise BadRequest("'values' must be a list of numbers or a list of rows (2-D at most)")
-    if not np.isfinite(rows).all():  # null
-        raise BadRequest("'values' must be finite numbers (no NaN, Infinity or null)")
-    if rows.size and (rows.max() >= _FLOAT64_EXACT_INTS or rows.min() <= -_FLOAT64_EXACT_INTS):
+    # one pass for both checks: the largest magnitude is NaN or infinite when a value
+    # is, and at 2**53 or more when integers may have been rounded on the way in
+    biggest = np.abs(rows).max() if rows.size else 0.0
+    if not biggest < _FLOAT64_EXACT_INTS:
+        if not np.isfinite(biggest):  # null
+            raise BadRequest("'values' must be finite numbers (no NaN, Infinity or null)")
         rows = _exact_integers(values, rows)
     return rows, single
 
