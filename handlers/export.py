@@ -38,15 +38,22 @@ class ExportHandler(TFaaSHandler):
             self.set_header("Content-Type", "application/gzip")
             name = f"tfaas-export-{model}.tar.gz" if model else "tfaas-export.tar.gz"
             self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-            self.set_header("Content-Length", str(archive.stat().st_size))
+            size = archive.stat().st_size
+            self.set_header("Content-Length", str(size))
+            sent, last = 0, b""
             with open(archive, "rb") as fh:
                 while chunk := await asyncio.to_thread(fh.read, _CHUNK):
+                    sent += len(chunk)
+                    if sent >= size:
+                        last = chunk
+                        break
                     self.write(chunk)
                     await self.flush()
-            # removed before the answer ends: a client that has it finds nothing left
+            # removed before the last bytes go out: a client that has the whole archive
+            # (its Content-Length) finds nothing left behind
             done, staging = staging, None
             await asyncio.to_thread(repository.discard, done)
-            self.finish()
+            self.finish(last, set_content_type="application/gzip")
         finally:
             if staging is not None:
                 await asyncio.to_thread(repository.discard, staging)
