@@ -100,6 +100,17 @@ async def _wait_gone(pid: int, timeout: float = 20.0) -> bool:
 # ----------------------------------------------------------------------------- wire
 
 
+async def frame_channel(sock: socket.socket, on_closed: Any = None
+                        ) -> tuple[wire.FrameChannel, asyncio.Queue[Any]]:
+    """The supervisor's side of a channel on ``sock``, and the queue its frames go to."""
+    frames: asyncio.Queue[Any] = asyncio.Queue()
+    _, channel = await asyncio.get_running_loop().create_connection(
+        lambda: wire.FrameChannel(lambda h, a: frames.put_nowait((h, a)),
+                                  on_closed or (lambda error: None)),
+        sock=sock)
+    return channel, frames
+
+
 async def test_wire_roundtrip_async_and_blocking() -> None:
     arrays = [
         np.arange(12, dtype=np.float32).reshape(3, 4),
@@ -110,7 +121,7 @@ async def test_wire_roundtrip_async_and_blocking() -> None:
         np.arange(6, dtype=">i4"),
     ]
     a, b = socket.socketpair()
-    reader, writer = await asyncio.open_connection(sock=a)
+    writer, frames = await frame_channel(a)
     chan = wire.BlockingChannel(b)
     await wire.write_frame_async(writer, {"id": 1, "op": "x"}, arrays)
     got = await asyncio.to_thread(chan.read)
@@ -121,7 +132,7 @@ async def test_wire_roundtrip_async_and_blocking() -> None:
         assert x.dtype == y.dtype and x.shape == y.shape
         np.testing.assert_array_equal(x, y)
     await asyncio.to_thread(chan.write, {"id": 2}, out)
-    header, back = await wire.read_frame_async(reader)  # type: ignore[misc]
+    header, back = await asyncio.wait_for(frames.get(), 60)
     assert header == {"id": 2}
     for x, y in zip(arrays, back):
         np.testing.assert_array_equal(x, y)
@@ -137,7 +148,7 @@ async def test_wire_headers_and_big_arrays_both_ways() -> None:
     were; an array bigger than a joined frame and than the reader's buffer arrives
     whole, several frames in a row stay in step, and garbage is a ProtocolError."""
     a, b = socket.socketpair()
-    reader, writer = await asyncio.open_connection(sock=a, limit=1 << 20)
+    writer, frames = await frame_channel(a)
     chan = wire.BlockingChannel(b)
     big = np.arange(3 * 100_000, dtype=np.float64).reshape(3, 100_000)  # 2.4 MB
     small = np.arange(5, dtype=np.int32)
@@ -167,7 +178,7 @@ async def test_wire_headers_and_big_arrays_both_ways() -> None:
     # written while read: the frame is bigger than what the sockets and the reader hold
     writing = asyncio.ensure_future(asyncio.to_thread(chan.write, {"id": 3, "model_s": 0.5},
                                                       [big]))
-    header, back = await wire.read_frame_async(reader)  # type: ignore[misc]
+    header, back = await asyncio.wait_for(frames.get(), 60)
     await writing
     assert header == {"id": 3, "model_s": 0.5}
     np.testing.assert_array_equal(back[0], big)
@@ -186,18 +197,9 @@ async def test_frame_channel_hands_over_each_frame_as_it_arrives() -> None:
     """The supervisor's side of the channel: frames of every size, several in one
     read or one frame over many reads, arrive whole and read-only; a clean EOF and
     garbage end the channel (the latter as a ProtocolError)."""
-    loop = asyncio.get_running_loop()
-    frames: asyncio.Queue[Any] = asyncio.Queue()
     closed: list[BaseException | None] = []
-
-    async def connect(sock: socket.socket) -> wire.FrameChannel:
-        _, channel = await loop.create_connection(
-            lambda: wire.FrameChannel(lambda h, a: frames.put_nowait((h, a)), closed.append),
-            sock=sock)
-        return channel
-
     a, b = socket.socketpair()
-    channel = await connect(a)
+    channel, frames = await frame_channel(a, closed.append)
     chan = wire.BlockingChannel(b)
     big = np.arange(3 * 100_000, dtype=np.float64).reshape(3, 100_000)  # 2.4 MB
     sent = [({"id": i, "model_s": i / 8}, [np.full((i, 3), i, np.int16)]) for i in range(5)]
@@ -230,7 +232,7 @@ async def test_frame_channel_hands_over_each_frame_as_it_arrives() -> None:
         await channel.drain()
 
     a, b = socket.socketpair()
-    await connect(a)
+    await frame_channel(a, closed.append)
     b.sendall(b"\x00\x00\x00\x05garbage")
     for _ in range(100):
         if len(closed) == 2:

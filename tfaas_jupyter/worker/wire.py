@@ -58,7 +58,6 @@ __all__ = [
     "as_bytes",
     "parse_header",
     "arrays_from_buffers",
-    "read_frame_async",
     "write_frame_async",
     "FrameChannel",
     "BlockingChannel",
@@ -287,30 +286,8 @@ def arrays_from_buffers(sizes: Iterable[tuple[np.dtype, tuple[int, ...], int]],
 # --------------------------------------------------------------------------- asyncio side
 
 
-async def read_frame_async(
-    reader: asyncio.StreamReader,
-) -> tuple[dict[str, Any], list[np.ndarray]] | None:
-    """Read one frame; ``None`` on a clean EOF at a frame boundary.
-
-    Raises :class:`ProtocolError` on garbage and ``asyncio.IncompleteReadError`` when the
-    stream ends in the middle of a frame. The arrays returned are read-only.
-    """
-    try:
-        prefix = await reader.readexactly(_LEN.size)
-    except asyncio.IncompleteReadError as e:
-        if not e.partial:
-            return None
-        raise
-    (n,) = _LEN.unpack(prefix)
-    if n > MAX_HEADER:
-        raise ProtocolError(f"frame header length {n} is too large")
-    header, sizes = parse_header(await reader.readexactly(n))
-    buffers = [await reader.readexactly(nbytes) if nbytes else b"" for _, _, nbytes in sizes]
-    return header, arrays_from_buffers(sizes, buffers)
-
-
 async def write_frame_async(
-    writer: asyncio.StreamWriter | FrameChannel, header: dict[str, Any],
+    writer: FrameChannel, header: dict[str, Any],
     arrays: Sequence[np.ndarray] = (),
 ) -> None:
     """Write one frame and wait for the transport to drain.
