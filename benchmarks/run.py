@@ -961,22 +961,16 @@ def main() -> int:
     if args.build_seed:
         _build_seed_child(args.build_seed)
         return 0
-    if args.breakdown:
+    if args.breakdown or args.gap:
+        # short rounds, three of them, unless the command line says otherwise
         given = set(sys.argv[1:])
         if not any(a.startswith("--duration") for a in given):
             args.duration = 5.0
         if not any(a.startswith("--repeat") for a in given):
             args.repeat = 3
-        return breakdown(args)
+        return breakdown(args) if args.breakdown else gap(args)
     if args.bulk:
         return bulk_only(args)
-    if args.gap:
-        given = set(sys.argv[1:])
-        if not any(a.startswith("--duration") for a in given):
-            args.duration = 5.0
-        if not any(a.startswith("--repeat") for a in given):
-            args.repeat = 3
-        return gap(args)
 
     work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
     print(f"scratch: {work}", flush=True)
