@@ -590,6 +590,46 @@ async def test_many_concurrent_predicts(worker: ModelWorker, models) -> None:
         np.testing.assert_allclose(out[0], b.reference([x])[0], rtol=1e-5)
 
 
+async def test_the_loop_polls_for_a_quick_answer_then_sleeps(
+        models, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``busy_poll``: the loop turns while an answer is awaited, stops when it came,
+    and does not poll for answers slower than the window."""
+    b = models["graphdef"]
+    xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 3)
+    turns: list[float] = []
+    poll = ModelWorker._poll_answers
+
+    def counted(self: ModelWorker, conn: Any) -> None:
+        turns.append(time.perf_counter())
+        poll(self, conn)
+
+    monkeypatch.setattr(ModelWorker, "_poll_answers", counted)
+    w = ModelWorker(threads=1, busy_poll=1.0)  # every answer here fits in the window
+    try:
+        await predict(w, "poll/1", str(b.path), b.fmt, b.params, xs)  # start and load
+        turns.clear()
+        out = await predict(w, "poll/1", str(b.path), b.fmt, b.params, xs)
+        np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+        polled = len(turns)
+        assert polled > 1, "the loop did not poll while the answer was awaited"
+        await asyncio.sleep(0.05)
+        assert len(turns) <= polled + 1, "the loop kept polling after the answer came"
+        assert not w._polling
+
+        w.busy_poll = 1e-9  # no answer is that quick: the next call does not poll
+        await predict(w, "poll/1", str(b.path), b.fmt, b.params, xs)
+        turns.clear()
+        out = await predict(w, "poll/1", str(b.path), b.fmt, b.params, xs)
+        np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
+        assert turns == []
+
+        w.busy_poll = 0.0  # off
+        out = await predict(w, "poll/1", str(b.path), b.fmt, b.params, xs)
+        assert turns == []
+    finally:
+        await w.stop()
+
+
 async def test_stop_is_idempotent_and_restartable(models) -> None:
     w = ModelWorker(threads=1)
     await w.stop()

@@ -7,8 +7,11 @@ In process, with a scripted channel and predictors that block on events: no timi
 
 from __future__ import annotations
 
+import os
 import queue
+import socket
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -129,3 +132,105 @@ def test_a_broken_channel_ends_serve_with_its_error() -> None:
     worker = Worker(Broken(), 2, cache_size=1)
     with pytest.raises(EOFError):
         worker.serve()
+
+
+# ----------------------------------------------------------------------------- polling
+
+
+class FakeClock:
+    """``perf_counter`` for the poller: time moves only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountedPoll:
+    """A ``select.poll`` that counts its zero-timeout polls (a lane's polling)."""
+
+    def __init__(self, poll: Any) -> None:
+        self._poll = poll
+        self.polls = 0
+
+    def poll(self, timeout: float | None = None) -> Any:
+        self.polls += timeout == 0
+        return self._poll.poll(timeout)
+
+    def polled(self) -> bool:
+        """Whether it is being polled (waits a while for the first poll)."""
+        deadline = time.monotonic() + PATIENCE
+        while not self.polls and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return self.polls > 0
+
+
+def _waiting(poller: Any, busy: bool) -> threading.Thread:
+    thread = threading.Thread(target=poller.wait, args=(busy,), daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def polled(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from tfaas_jupyter.worker import polling
+
+    clock = FakeClock()
+    monkeypatch.setattr(polling.time, "perf_counter", clock)
+    ours, theirs = socket.socketpair()
+    poller = polling.FramePoller(ours, window=0.001)
+    poller._sock_poll = CountedPoll(poller._sock_poll)
+    yield poller, theirs, clock
+    poller.close()
+    ours.close()
+    theirs.close()
+
+
+def test_the_reading_lane_sleeps_while_predictions_run_then_polls(polled) -> None:
+    poller, peer, clock = polled
+    poller.sleep_while_busy()
+    waiting = _waiting(poller, busy=True)
+    waiting.join(0.2)
+    assert waiting.is_alive(), "returned while predictions ran and no frame came"
+    assert poller._sock_poll.polls == 0, "polled while predictions ran"
+    poller.predictions_ended()  # wakes it: it polls now (the clock stands still)
+    assert poller._sock_poll.polled(), "did not poll after the predictions ended"
+    assert waiting.is_alive()
+    peer.send(b"x")  # a frame: polling sees it
+    waiting.join(PATIENCE)
+    assert not waiting.is_alive()
+
+
+def test_a_frame_wakes_the_lane_sleeping_while_predictions_run(polled) -> None:
+    poller, peer, clock = polled
+    poller.sleep_while_busy()
+    waiting = _waiting(poller, busy=True)
+    peer.send(b"x")
+    waiting.join(PATIENCE)
+    assert not waiting.is_alive()
+
+
+def test_polling_stops_once_frames_come_later_than_the_window(polled) -> None:
+    poller, peer, clock = polled
+    poller.predictions_ended()
+    clock.now += 0.0005  # the next frame came within the window: polling pays
+    poller.frame_read()
+    waiting = _waiting(poller, busy=False)
+    assert poller._sock_poll.polled(), "did not poll although it paid"
+    assert waiting.is_alive()
+    peer.send(b"x")
+    waiting.join(PATIENCE)
+    assert not waiting.is_alive()
+    ours = socket.socket(fileno=os.dup(poller._sock_fd))  # the lane reads the frame
+    ours.recv(16)
+    ours.close()
+
+    poller.predictions_ended()
+    clock.now += 0.002  # past the window: polling would not have caught it
+    poller.frame_read()
+    poller._sock_poll.polls = 0
+    waiting = _waiting(poller, busy=False)  # no frame comes (and time stands still)
+    waiting.join(PATIENCE)
+    assert not waiting.is_alive() and poller._sock_poll.polls == 0, (
+        "polled although the last frame came too late")

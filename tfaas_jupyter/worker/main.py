@@ -4,6 +4,7 @@ Started by :class:`tfaas_jupyter.server.supervisor.ModelWorker` as::
 
     python -c BOOTSTRAP <this directory> --fd N [--threads T] [--cache-size C]
                                                 [--parent-pid P] [--memory-limit B]
+                                                [--poll-us U]
 
 where ``N`` is the worker's end of a socketpair (see :mod:`.wire` for the framing).
 stdout/stderr are not the channel: TensorFlow prints there, the supervisor forwards
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import select
 import signal
 import socket
 import sys
@@ -69,7 +71,7 @@ class Worker:
     """Request dispatch and the bounded cache of loaded predictors."""
 
     def __init__(self, channel: Any, threads: int, cache_size: int,
-                 memory_limit: int = 0) -> None:
+                 memory_limit: int = 0, poller: Any = None) -> None:
         from .lru import LRU
 
         self.channel = channel
@@ -93,6 +95,8 @@ class Worker:
         self._backlog: collections.deque[tuple[dict[str, Any], list[Any]]] = collections.deque()
         self._ended = threading.Event()
         self._end_error: BaseException | None = None
+        #: a :class:`.polling.FramePoller` (None: the reading lane sleeps in ``recv``)
+        self.poller = poller
 
     # ---------------------------------------------------------------- cache
 
@@ -293,7 +297,11 @@ class Worker:
         try:
             while True:
                 with self._read_lock:
+                    if self.poller is not None and not self.channel.buffered:
+                        self._poll_for_frame()
                     frame = self.channel.read()
+                    if self.poller is not None:
+                        self.poller.frame_read()
                     if frame is None:
                         self._end(None)
                         return
@@ -314,6 +322,16 @@ class Worker:
         except BaseException as e:
             self._end(e)
 
+    def _poll_for_frame(self) -> None:
+        """Before the reading lane sleeps in ``recv``: the poller's wait (the decision
+        whether predictions run is taken under the lock they end under)."""
+        assert self.poller is not None
+        with self._lanes_lock:
+            busy = self._predicting > 0
+            if busy:
+                self.poller.sleep_while_busy()
+        self.poller.wait(busy)
+
     def _predict_on_lane(self, header: dict[str, Any], arrays: list[Any]) -> None:
         """Run a prediction, then those that waited in the backlog meanwhile."""
         while True:
@@ -321,6 +339,8 @@ class Worker:
             with self._lanes_lock:
                 if not self._backlog:
                     self._predicting -= 1
+                    if not self._predicting and self.poller is not None:
+                        self.poller.predictions_ended()
                     return
                 header, arrays = self._backlog.popleft()
 
@@ -333,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parent-pid", type=int, default=0)
     ap.add_argument("--memory-limit", type=int, default=0,
                     help="RSS in bytes past which models are evicted (0: no limit)")
+    ap.add_argument("--poll-us", type=int, default=0,
+                    help="microseconds to poll for the next request before sleeping "
+                         "(0: never; see polling.py)")
     args = ap.parse_args(argv)
 
     _set_pdeathsig()
@@ -357,8 +380,13 @@ def main(argv: list[str] | None = None) -> int:
     from .wire import BlockingChannel, ProtocolError
 
     sock = socket.socket(fileno=args.fd)
+    poller = None
+    if args.poll_us > 0 and hasattr(select, "poll"):
+        from .polling import FramePoller
+
+        poller = FramePoller(sock, args.poll_us / 1e6)
     worker = Worker(BlockingChannel(sock), threads, max(1, args.cache_size),
-                    max(0, args.memory_limit))
+                    max(0, args.memory_limit), poller)
     code = 0
     try:
         worker.serve()

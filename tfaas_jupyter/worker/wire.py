@@ -468,6 +468,11 @@ class BlockingChannel:
         self._start = 0  # unread bytes are _buf[_start:_end]
         self._end = 0
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not read yet (a frame may be waiting here, not on the socket)."""
+        return self._end - self._start
+
     def _fill(self, n: int, *, eof_ok: bool = False) -> bool:
         """Make ``n`` unread bytes available in the buffer (``n`` <= its size);
         False at a clean EOF when ``eof_ok`` and nothing is buffered."""
