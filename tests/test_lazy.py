@@ -269,6 +269,12 @@ async def test_a_model_bigger_than_the_memory_limit_is_refused_with_507(
     assert (await tfaas.call("GET", "models")).json() == []
 
 
+@pytest.mark.parametrize("tfaas_config", [{"busy_poll_us": 250}])
+async def test_the_busy_poll_setting_reaches_the_worker(tfaas: TFaaSCaller) -> None:
+    status = (await tfaas.call("GET", "status")).json()["worker"]
+    assert status["busy_poll_us"] == 250
+
+
 def test_metrics_show_the_workers_memory_and_lifecycle() -> None:
     from tfaas_jupyter.server.metrics import render
     from tfaas_jupyter.server.stats import Stats

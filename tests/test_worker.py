@@ -607,6 +607,9 @@ async def test_the_loop_polls_for_a_quick_answer_then_sleeps(
     w = ModelWorker(threads=1, busy_poll=1.0)  # every answer here fits in the window
     try:
         await predict(w, "poll/1", str(b.path), b.fmt, b.params, xs)  # start and load
+        assert (await w.status())["busy_poll_us"] == 1_000_000
+        assert "--poll-us" in (await asyncio.to_thread(
+            Path(f"/proc/{w.pid}/cmdline").read_bytes)).decode(errors="replace").split("\0")
         turns.clear()
         out = await predict(w, "poll/1", str(b.path), b.fmt, b.params, xs)
         np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)

@@ -837,7 +837,8 @@ class ModelWorker:
         Keys: ``state``, ``summary``, ``pid``, ``starts``, ``restarts``, ``last_error``,
         ``python`` (the worker's interpreter path), ``idle_timeout``, ``idle_seconds``
         (since the last call; ``None`` when not running), ``last_start_seconds``,
-        ``last_cold_start`` (the last start + first load), ``memory_limit``; from the
+        ``last_cold_start`` (the last start + first load), ``memory_limit``,
+        ``busy_poll_us``; from the
         worker when it is running: ``threads``, ``loaded``, ``cache_size``, ``rss`` and
         ``model_sizes`` (bytes, estimated). ``tensorflow`` and ``keras`` come from the
         worker, or from package metadata when it is not running. A stopped worker is
@@ -871,6 +872,7 @@ class ModelWorker:
             last_start_seconds=self._last_start_seconds,
             last_cold_start=self._last_cold_start.as_dict() if self._last_cold_start else None,
             memory_limit=self.memory_limit,
+            busy_poll_us=round(self.busy_poll * 1e6),
         )
         return info
 
