@@ -195,6 +195,24 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
         self.current_user = self._jupyter_current_user = User(username=f"tfaas-key:{grant.name}")
         keys.current_grant.set(grant)
 
+    def set_secure_cookie(self, name: str, value: str | bytes,
+                          expires_days: float | None = 30, version: int | None = None,
+                          **kwargs: Any) -> None:
+        """Jupyter's login cookie is not set on the prediction API's answers.
+
+        Jupyter's identity provider sets it on every answer to a request that
+        authenticated with a token and brought no login cookie, so that a browser
+        opening a ``?token=`` link stays logged in. The prediction routes answer
+        programs (the original's clients, curl, grid jobs), which send their token
+        with every request and never keep cookies: for them it is a signed value
+        computed and about 200 bytes sent per answer for nothing. The token is
+        still checked on every request, as before; pages and the other routes keep
+        Jupyter's behaviour.
+        """
+        if self.key_scope == keys.PREDICT and name == self.identity_provider.get_cookie_name(self):
+            return
+        super().set_secure_cookie(name, value, expires_days, version, **kwargs)
+
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, TFaaSError):
             if self._finished:

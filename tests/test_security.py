@@ -115,6 +115,40 @@ def _cookies(response: HTTPResponse) -> dict[str, str]:
     return jar
 
 
+async def test_prediction_answers_carry_no_login_cookie(
+    tfaas: TFaaSCaller, seed_dir: Path, jp_http_port: int, jp_base_url: str, jp_serverapp
+) -> None:
+    """Jupyter sets its login cookie on every answer to a token request that brought
+    none; the prediction API answers programs and sets none, still checking the token."""
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    base = f"http://localhost:{jp_http_port}{jp_base_url}"
+    auth = {"Authorization": f"token {jp_serverapp.identity_provider.token}"}
+    row = [0.01 * i for i in range(42)]
+
+    def login_cookies(response: HTTPResponse) -> list[str]:
+        return [k for k in _cookies(response) if k.startswith("username-")]
+
+    for path, body in (
+        ("tfaas/json", {"model": "vk", "values": row}),
+        ("tfaas/v2/models/vk/infer",
+         {"inputs": [{"name": "dense_1_input", "shape": [1, 42], "datatype": "FP32",
+                      "data": row}]}),
+        ("tfaas/v1/models/vk:predict", {"instances": [row]}),
+    ):
+        reply = await _raw(base + path, "POST", auth, json.dumps(body).encode())
+        assert reply.code == 200, (path, reply.body[:300])
+        assert login_cookies(reply) == [], path
+        refused = await _raw(base + path, "POST", {"Authorization": "token wrong"},
+                             json.dumps(body).encode())
+        assert refused.code == 403, path
+    answer = json.loads((await _raw(base + "tfaas/json", "POST", auth,
+                                    json.dumps({"model": "vk", "values": row}).encode())).body)
+    np.testing.assert_allclose(answer, seed_predict(row), rtol=1e-5)
+    # Jupyter's own API and the other tfaas routes keep Jupyter's behaviour.
+    assert login_cookies(await _raw(base + "api/status", "GET", auth))
+    assert login_cookies(await _raw(base + "tfaas/models", "GET", auth))
+
+
 async def test_cookie_login_needs_the_xsrf_token(
     tfaas: TFaaSCaller, seed_dir: Path, jp_http_port: int, jp_base_url: str, jp_serverapp
 ) -> None:
