@@ -88,12 +88,11 @@ class V2InferHandler(TFaaSHandler):
 
     def _answer(self, answer: v2.InferAnswer) -> None:
         self._rows = answer.rows
-        if answer.binary:
+        if answer.binary:  # (APIHandler.finish sets the Content-Type, JSON by default)
             self.set_header(v2.HEADER_LENGTH, str(len(answer.header)))
-            self.set_header("Content-Type", "application/octet-stream")
-            self.finish(b"".join([answer.header, *answer.binary]))
+            self.finish(b"".join([answer.header, *answer.binary]),
+                        set_content_type="application/octet-stream")
         else:
-            self.set_header("Content-Type", "application/json")
             self.finish(answer.header)
 
 

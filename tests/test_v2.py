@@ -146,6 +146,7 @@ async def test_v2_json_and_binary(tfaas: TFaaSCaller, typed: tfmodels.Built) -> 
     ]}
     reply = await tfaas.call("POST", "v2/models/typed/infer", json.dumps(doc).encode())
     assert reply.code == 200, reply.body
+    assert reply.headers["Content-Type"] == "application/json"
     answer = reply.json()
     check_answer_schema(answer, "/v2/models/{name}/infer", "post")
     assert answer["model_name"] == "typed" and answer["model_version"] == "1"
@@ -169,6 +170,7 @@ async def test_v2_json_and_binary(tfaas: TFaaSCaller, typed: tfmodels.Built) -> 
                             values["ids"].astype("<i8").tobytes())
     reply = await tfaas.call("POST", "v2/models/typed/versions/1/infer", body, headers)
     assert reply.code == 200, reply.body
+    assert reply.headers["Content-Type"] == "application/octet-stream"
     header, raw = split_binary(reply)
     assert [o["name"] for o in header["outputs"]] == ["score", "ids_next"]
     assert header["outputs"][0]["parameters"]["binary_data_size"] == 16 == len(raw)

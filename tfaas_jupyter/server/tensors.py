@@ -7,6 +7,7 @@ no float overflowing to infinity).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import numpy as np
@@ -42,6 +43,13 @@ def v2_datatype(numpy_name: str | None) -> str:
     if name in ("object", "bytes", "str", "string"):
         return "BYTES"
     return _NUMPY_TO_V2.get(name, name.upper())
+
+
+@functools.lru_cache(maxsize=64)
+def v2_datatype_of(dtype: np.dtype) -> str:
+    """The V2 datatype name of an array's dtype, remembered: numpy builds
+    ``dtype.name`` anew at each access (a few µs, on every answer's every output)."""
+    return v2_datatype(dtype.name)
 
 
 def numpy_dtype(numpy_name: str | None) -> np.dtype | None:

@@ -34,6 +34,7 @@ from .tensors import (
     json_object,
     signature_shape,
     v2_datatype,
+    v2_datatype_of,
 )
 
 #: The header of the binary tensor data extension.
@@ -336,7 +337,7 @@ def encode_answer(mv: ModelVersion, signature: dict[str, Any], outputs: list[np.
     for name, binary in chosen:
         array = np.asarray(outputs[position[name]])
         out: dict[str, Any] = {
-            "name": name, "datatype": v2_datatype(array.dtype.name), "shape": list(array.shape),
+            "name": name, "datatype": v2_datatype_of(array.dtype), "shape": list(array.shape),
         }
         if binary and array.dtype.kind != "O":
             little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
