@@ -360,6 +360,7 @@ class ModelWorker:
         if self._loop is loop:
             return
         old, self._conn, self._starting, self._loop = self._conn, None, None, loop
+        self._polling = False  # a polling chain of the old loop never runs again
         if old is not None and old.proc.returncode is None:
             old.kill_reason = old.kill_reason or "event loop changed"
             try:

@@ -25,9 +25,11 @@ import time
 class FramePoller:
     """Waits for the channel's next frame, polling first (see the module).
 
-    :meth:`wait` is called by the reading lane only; :meth:`mark_busy`,
-    :meth:`predictions_ended` and the decision in :meth:`wait` run under the caller's
-    lock that guards the count of running predictions, so a wake-up is never lost.
+    :meth:`wait` and :meth:`frame_read` are called by the reading lane only;
+    :meth:`sleep_while_busy`, :meth:`predictions_ended` and the caller's decision
+    whether predictions run happen under the caller's lock that guards their count,
+    so a wake-up is never lost. (The estimate of whether polling pays is read and
+    written from both sides without that lock: a race can only skew one estimate.)
     """
 
     def __init__(self, sock: socket.socket, window: float) -> None:
