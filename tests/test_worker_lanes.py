@@ -211,6 +211,30 @@ def test_a_frame_wakes_the_lane_sleeping_while_predictions_run(polled) -> None:
     assert not waiting.is_alive()
 
 
+def test_predictions_ending_after_a_frame_woke_the_lane_leave_no_wake_up_behind(
+        polled) -> None:
+    poller, peer, clock = polled
+    poller.sleep_while_busy()
+    waiting = _waiting(poller, busy=True)
+    peer.send(b"x")  # a frame wakes it while predictions still run
+    waiting.join(PATIENCE)
+    assert not waiting.is_alive()
+    ours = socket.socket(fileno=os.dup(poller._sock_fd))  # the lane reads the frame
+    ours.recv(16)
+    ours.close()
+    poller.predictions_ended()  # the lane was not sleeping any more: no wake-up
+    poller.sleep_while_busy()  # predictions run again; the lane sleeps until they end
+    waiting = _waiting(poller, busy=True)
+    waiting.join(0.2)
+    assert waiting.is_alive(), "a stale wake-up cut the sleep short"
+    assert poller._sock_poll.polls == 0, "polled while predictions ran"
+    poller.predictions_ended()
+    assert poller._sock_poll.polled()
+    peer.send(b"x")
+    waiting.join(PATIENCE)
+    assert not waiting.is_alive()
+
+
 def test_polling_stops_once_frames_come_later_than_the_window(polled) -> None:
     poller, peer, clock = polled
     poller.predictions_ended()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import threading
 import time
 
 
@@ -42,8 +43,10 @@ class FramePoller:
         self._poll.register(self._wake_r, select.POLLIN)
         self._sock_poll = select.poll()
         self._sock_poll.register(self._sock_fd, select.POLLIN)
-        #: the reading lane sleeps until predictions end (set under the caller's lock)
+        #: the reading lane sleeps until predictions end (set under the caller's lock;
+        #: cleared, and the wake-up written, under ``_wake_lock``)
         self._sleeping = False
+        self._wake_lock = threading.Lock()
         #: when the last prediction ended (perf_counter), while no frame came since
         self._idle_since: float | None = None
         #: whether the last frame that found the worker idle came within the window
@@ -52,9 +55,10 @@ class FramePoller:
     def predictions_ended(self) -> None:
         """The last running prediction ended (under the caller's lock)."""
         self._idle_since = time.perf_counter()
-        if self._sleeping:
-            self._sleeping = False
-            os.write(self._wake_w, b"\0")
+        with self._wake_lock:
+            if self._sleeping:
+                self._sleeping = False
+                os.write(self._wake_w, b"\0")
 
     def frame_read(self) -> None:
         """A frame was read: learn whether polling would have caught it."""
@@ -72,7 +76,13 @@ class FramePoller:
         lock, where it also called :meth:`sleep_while_busy`)."""
         if busy:
             ready = self._poll.poll()
-            if any(fd == self._wake_r for fd, _ in ready):
+            with self._wake_lock:
+                # Woken by a frame while predictions still run: no longer sleeping, so
+                # their end writes no wake-up that would cut the next sleep short.
+                # Woken by their end (or both): the wake-up is drained here.
+                woken = not self._sleeping
+                self._sleeping = False
+            if woken:
                 try:
                     os.read(self._wake_r, 64)
                 except BlockingIOError:
