@@ -196,8 +196,10 @@ def test_the_panel_in_jupyter_lab(tmp_path: Path, seed_dir: Path, built: dict) -
                 panel.locator('[data-tfaas="upload"]').click()
             chooser.value.set_files(str(keras_file.path))
             wait_for_model(page, "tiny")
-            assert "tiny version 1 uploaded" in panel.locator(
-                '[data-tfaas="upload-state"]').inner_text()
+            # (the panel's 5 s poll may list it a moment before the upload's answer lands)
+            page.wait_for_function(
+                "() => document.querySelector('#tfaas-sidebar [data-tfaas=upload-state]')"
+                ".textContent.includes('tiny version 1 uploaded')", timeout=60_000)
             # the original's form files (model.pb, params.json, labels.txt) dropped on it:
             # named by params.json, so a second version of vk
             drop_files(page, '#tfaas-sidebar [data-tfaas="drop"]',
