@@ -414,6 +414,27 @@ def on_top_of(locator) -> dict:
         }""")
 
 
+def run_first_cell(page) -> None:
+    """Run the notebook's first cell from the keyboard, as a user does: once its kernel
+    is idle, and again if the cell did not start.
+
+    Lab can drop a run, without a word, while the notebook's kernel connection settles
+    after the page opened (the prompt stays ``[ ]``); a user presses again."""
+    page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status=idle]"
+                 ).wait_for(timeout=240_000)
+    started = ("() => /\\[(\\*|\\d+)\\]/.test(document.querySelector("
+               "'.jp-Notebook .jp-Cell .jp-InputPrompt').textContent)")
+    for attempt in range(5):
+        page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+        page.keyboard.press("Control+Enter")
+        try:
+            page.wait_for_function(started, timeout=15_000)
+            return
+        except sync_api.TimeoutError:
+            if attempt == 4:
+                raise
+
+
 def outline(locator) -> dict:
     return locator.evaluate(
         """node => { const s = getComputedStyle(node);
@@ -445,10 +466,13 @@ def test_the_widget_in_lab_looks_like_the_panel(tmp_path: Path, seed_dir: Path) 
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             open_panel(page, f"{srv.url}lab/tree/browser.ipynb?token={srv.token}")
-            page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
-            page.keyboard.press("Shift+Enter")
+            run_first_cell(page)
             widget = page.locator(".jp-OutputArea .jp-tfaas-widget")
-            widget.wait_for(timeout=240_000)
+            try:
+                widget.wait_for(timeout=240_000)
+            except sync_api.TimeoutError:
+                said = page.locator(".jp-Notebook .jp-Cell").first.inner_text()
+                raise AssertionError(f"no widget; the cell shows: {said!r}") from None
             widget.locator('[data-model="vk"]').wait_for(timeout=60_000)
             page.wait_for_function(
                 "() => document.querySelector('.jp-tfaas-widget [data-status=worker]')"
