@@ -197,16 +197,14 @@ def test_the_panel_in_jupyter_lab(tmp_path: Path, seed_dir: Path, built: dict) -
             chooser.value.set_files(str(keras_file.path))
             wait_for_model(page, "tiny")
             # (the panel's 5 s poll may list it a moment before the upload's answer lands)
-            page.wait_for_function(
-                "() => document.querySelector('#tfaas-sidebar [data-tfaas=upload-state]')"
-                ".textContent.includes('tiny version 1 uploaded')", timeout=60_000)
+            sync_api.expect(panel.locator('[data-tfaas="upload-state"]')).to_contain_text(
+                "tiny version 1 uploaded", timeout=60_000)
             # the original's form files (model.pb, params.json, labels.txt) dropped on it:
             # named by params.json, so a second version of vk
             drop_files(page, '#tfaas-sidebar [data-tfaas="drop"]',
                        [seed_dir / "model.pb", seed_dir / "params.json", seed_dir / "labels.txt"])
-            page.wait_for_function(
-                "() => document.querySelector('#tfaas-sidebar [data-tfaas=upload-state]')"
-                ".textContent.includes('vk version 2 uploaded')", timeout=180_000)
+            sync_api.expect(panel.locator('[data-tfaas="upload-state"]')).to_contain_text(
+                "vk version 2 uploaded", timeout=180_000)
             vk.locator("dd", has_text="1, 2").wait_for()
             # a SavedModel archive through the picker, named after its file
             export = built["keras_export"]
@@ -235,9 +233,8 @@ def test_the_panel_in_jupyter_lab(tmp_path: Path, seed_dir: Path, built: dict) -
             assert [float(second.nth(i).get_attribute("data-value")) for i in range(3)] == \
                 pytest.approx(reference[1].tolist(), rel=1e-5)
             # the status strip follows by itself while the panel is visible (5 s polls)
-            page.wait_for_function(
-                "() => document.querySelector('#tfaas-sidebar [data-status=loaded]')"
-                ".textContent.includes('tiny')", timeout=60_000)
+            sync_api.expect(panel.locator('[data-status="loaded"]')).to_contain_text(
+                "tiny", timeout=60_000)
             rate = panel.locator('[data-status="rate"]').inner_text()
             assert rate.endswith("req/s"), rate
 
