@@ -53,9 +53,11 @@ class NoopWaitHandler(APIHandler):
 class InstantWorker:
     """Answers a prediction 0.5 ms later with one 0.5 per row (the seed model's shape)."""
 
-    async def predict(self, model: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    async def predict(self, model: Any, inputs: list[np.ndarray]) -> Any:
+        from tfaas_jupyter.server.timing import ModelAnswer
+
         await asyncio.sleep(0.0005)
-        return [np.full((inputs[0].shape[0], 1), 0.5, np.float32)]
+        return ModelAnswer([np.full((inputs[0].shape[0], 1), 0.5, np.float32)])
 
 
 def _handlers(base: str) -> list[tuple[str, type, dict[str, str]]]:

@@ -19,8 +19,7 @@ from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.codecs import encode_json
 from tfaas_jupyter.server.errors import NotFound, TFaaSError
 from tfaas_jupyter.server.service import TFaaS
-from tfaas_jupyter.server.supervisor import COLD_START
-from tfaas_jupyter.server.timing import STAGES, Stages
+from tfaas_jupyter.server.timing import Stages
 
 #: The resource name Jupyter authorizers see for every tfaas endpoint.
 AUTH_RESOURCE = "tfaas"
@@ -137,7 +136,12 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
+        #: The grant of the key this request authenticated with (None: a Jupyter login),
+        #: handed to every service call that checks a model against it.
         self._grant: keys.Grant | None = None
+        #: Where this request's time went (its ``Server-Timing``), filled in by the calls
+        #: it is handed to.
+        self.stages: Stages | None = None
         self._url_key: str | None = None
         # A key in the URL is taken out of the request's path and URI at once: Jupyter's
         # request log, Tornado's error log and our messages only ever see "[secret]".
@@ -161,20 +165,19 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
 
     async def prepare(self) -> None:
         self._started = time.perf_counter()
-        COLD_START.set(None)
         self._model_name: str | None = None
         self._rows = 0
         self.path_kwargs.pop("tfaas_key", None)
         key = self._presented_key()
         if key is not None:
             self._authenticate_key(key)
-            return
-        await super().prepare()
-        # A CORS preflight carries no credentials by design: Jupyter's own options()
-        # answers it (no content, no data), exactly as for Jupyter's REST API.
-        if self.current_user is None and self.request.method != "OPTIONS":
-            raise web.HTTPError(403, "authentication required")
-        STAGES.set(Stages(time.perf_counter()))
+        else:
+            await super().prepare()
+            # A CORS preflight carries no credentials by design: Jupyter's own options()
+            # answers it (no content, no data), exactly as for Jupyter's REST API.
+            if self.current_user is None and self.request.method != "OPTIONS":
+                raise web.HTTPError(403, "authentication required")
+        self.stages = Stages(time.perf_counter())
 
     def _authenticate_key(self, key: str) -> None:
         """Authenticate with a TFaaS key, or refuse (403), without Jupyter's auth."""
@@ -193,7 +196,6 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
         # Explicit credentials, like a token: no XSRF cookie, no origin check.
         self._token_authenticated = True
         self.current_user = self._jupyter_current_user = User(username=f"tfaas-key:{grant.name}")
-        keys.current_grant.set(grant)
 
     def set_secure_cookie(self, name: str, value: str | bytes,
                           expires_days: float | None = 30, version: int | None = None,
@@ -252,15 +254,10 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
         """Finish, telling the client in ``Server-Timing`` where a prediction's time went
         (:mod:`tfaas_jupyter.server.timing`) and when it waited for a cold start (the
         worker's start and its model's load)."""
-        if not self._headers_written:
-            stages = STAGES.get()
-            if stages is not None:
-                timing = stages.server_timing(time.perf_counter())
-                if timing is not None:
-                    self.add_header("Server-Timing", timing)
-            cold = COLD_START.get()
-            if cold is not None:
-                self.add_header("Server-Timing", cold.server_timing())
+        stages = getattr(self, "stages", None)
+        if stages is not None and not self._headers_written:
+            for timing in stages.server_timing(time.perf_counter()):
+                self.add_header("Server-Timing", timing)
         return super().finish(chunk, **kwargs)
 
     def write_json(self, doc: Any, status: int = 200) -> None:

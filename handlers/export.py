@@ -34,7 +34,7 @@ class ExportHandler(TFaaSHandler):
         repository = self.service.repository
         staging: Path | None = await asyncio.to_thread(repository.new_staging_dir)
         try:
-            archive = await export_archive(self.service, model, staging)
+            archive = await export_archive(self.service, model, staging, self._grant)
             self.set_header("Content-Type", "application/gzip")
             name = f"tfaas-export-{model}.tar.gz" if model else "tfaas-export.tar.gz"
             self.set_header("Content-Disposition", f'attachment; filename="{name}"')

@@ -103,7 +103,7 @@ class IndexHandler(MethodsMixin, ExtensionHandlerMixin, JupyterHandler):
         url = url_path_join(public or local, "tfaas/")
         rows = []
         calls = []
-        docs = service.models()
+        docs = service.models(self._grant)
         for doc in docs:
             inputs = doc.get("inputs") or []
             shapes = ", ".join(str(i.get("shape")) for i in inputs) or "?"

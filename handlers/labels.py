@@ -20,16 +20,17 @@ class LabelHandler(TFaaSHandler):
     @authorized
     async def get(self, name: str, label: str) -> None:
         self._model_name = name
-        self.write_json(labels.get_label(self.service, name, label))
+        self.write_json(labels.get_label(self.service, name, label, self._grant))
 
     @web.authenticated
     @authorized
     async def put(self, name: str, label: str) -> None:
         self._model_name = name
-        self.write_json(await labels.set_label(self.service, name, label, self.request.body))
+        self.write_json(await labels.set_label(self.service, name, label, self.request.body,
+                                                    self._grant))
 
     @web.authenticated
     @authorized
     async def delete(self, name: str, label: str) -> None:
         self._model_name = name
-        self.write_json(await labels.delete_label(self.service, name, label))
+        self.write_json(await labels.delete_label(self.service, name, label, self._grant))

@@ -37,8 +37,8 @@ class ModelOpenAPIHandler(TFaaSHandler):
     async def get(self, name: str, version: str | None = None) -> None:
         self._model_name = name
         service = self.service
-        mv = service.resolve(name, check_version(version))
-        signature = await service.signature(mv)
+        mv = service.resolve(name, check_version(version), grant=self._grant)
+        signature = await service.signature(mv, self.stages)
         latest = service.repository.get(name).version == mv.version
         url = url_path_join(self.base_url, "tfaas")
         self.write_json(model_spec(url, mv, signature, service.limits, latest=latest,

@@ -21,7 +21,8 @@ class JsonHandler(TFaaSHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        name, rows, body = await self.service.predict_json(self.request.body)
+        name, rows, body = await self.service.predict_json(self.request.body, self._grant,
+                                                           self.stages)
         self._model_name, self._rows = name, rows
         self.finish(body)
 
@@ -35,7 +36,8 @@ class ProtoHandler(TFaaSHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        name, body = await self.service.predict_proto(self.request.body)
+        name, body = await self.service.predict_proto(self.request.body, self._grant,
+                                                       self.stages)
         self._model_name, self._rows = name, 1
         self.finish(body, set_content_type="application/octet-stream")
 
@@ -67,6 +69,7 @@ class ImageHandler(TFaaSHandler):
     async def post(self) -> None:
         if "form-data" not in self.request.headers.get("Content-Type", ""):
             raise BadRequest("expected a multipart/form-data body with 'image' and 'model'")
-        name, body = await self.service.predict_image(form_from_request(self))
+        name, body = await self.service.predict_image(form_from_request(self), self._grant,
+                                                       self.stages)
         self._model_name, self._rows = name, 1
         self.finish(body)

@@ -20,7 +20,8 @@ class TFServingStatusHandler(TFaaSHandler):
     @authorized
     async def get(self, name: str, version: str | None = None, label: str | None = None) -> None:
         self._model_name = name
-        self.write_json(tfserving.model_status(self.service, name, version or label))
+        self.write_json(tfserving.model_status(self.service, name, version or label,
+                                               self._grant))
 
 
 class TFServingMetadataHandler(TFaaSHandler):
@@ -33,7 +34,8 @@ class TFServingMetadataHandler(TFaaSHandler):
     @authorized
     async def get(self, name: str, version: str | None = None, label: str | None = None) -> None:
         self._model_name = name
-        self.write_json(await tfserving.model_metadata(self.service, name, version or label))
+        self.write_json(await tfserving.model_metadata(self.service, name, version or label,
+                                                       self._grant, self.stages))
 
 
 class TFServingPredictHandler(TFaaSHandler):
@@ -50,7 +52,7 @@ class TFServingPredictHandler(TFaaSHandler):
     async def post(self, name: str, version: str | None = None, label: str | None = None) -> None:
         self._model_name = name
         model, rows, body = await tfserving.predict(
-            self.service, name, version or label, self.request.body
+            self.service, name, version or label, self.request.body, self._grant, self.stages
         )
         self._model_name, self._rows = model, rows
         self.set_header("Content-Type", "application/json")

@@ -103,10 +103,12 @@ class UploadHandler(TFaaSHandler):
             form = await asyncio.to_thread(parse_multipart, body, content_type, self._staging)
             await asyncio.to_thread(body.unlink)
             answer = await self.service.upload_form(
-                form, self._staging, base64_model="base64" in encoding
+                form, self._staging, base64_model="base64" in encoding,
+                grant=self._grant, stages=self.stages,
             )
         else:
-            answer = await self.service.upload_bundle(body, self._staging)
+            answer = await self.service.upload_bundle(body, self._staging, grant=self._grant,
+                                                      stages=self.stages)
         self._model_name = answer["name"]
         self.write_json(answer)
 

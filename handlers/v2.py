@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
-
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -52,7 +50,8 @@ class V2ModelMetadataHandler(TFaaSHandler):
     @authorized
     async def get(self, name: str, version: str | None = None) -> None:
         self._model_name = name
-        self.write_json(await v2.model_metadata(self.service, name, version))
+        self.write_json(await v2.model_metadata(self.service, name, version, self._grant,
+                                                self.stages))
 
 
 class V2ModelReadyHandler(TFaaSHandler):
@@ -65,7 +64,8 @@ class V2ModelReadyHandler(TFaaSHandler):
     @authorized
     async def get(self, name: str, version: str | None = None) -> None:
         self._model_name = name
-        self.write_json(await v2.model_ready(self.service, name, version))
+        self.write_json(await v2.model_ready(self.service, name, version, self._grant,
+                                             self.stages))
 
 
 class V2InferHandler(TFaaSHandler):
@@ -84,7 +84,8 @@ class V2InferHandler(TFaaSHandler):
     async def post(self, name: str, version: str | None = None) -> None:
         self._model_name = name
         self._answer(await v2.infer(self.service, name, version, self.request.body,
-                                    self.request.headers.get(v2.HEADER_LENGTH)))
+                                    self.request.headers.get(v2.HEADER_LENGTH),
+                                    self._grant, self.stages))
 
     def _answer(self, answer: v2.InferAnswer) -> None:
         self._rows = answer.rows
@@ -122,7 +123,7 @@ class V2StreamedInferHandler(V2InferHandler):
             raise web.HTTPError(403, "not authorized to run predictions")
         name, version = self.path_kwargs["name"], self.path_kwargs.get("version")
         self._model_name = name
-        keys.check_model_access(name)  # a key for other models: refused before the body
+        keys.check_model_access(self._grant, name)  # a key for other models: refused now
         headers = self.request.headers
         # both present and plain: worth_streaming chose this handler by them
         content_length = int(headers["Content-Length"])
@@ -132,7 +133,7 @@ class V2StreamedInferHandler(V2InferHandler):
                                   f"server's max_body_size ({max_body} bytes)")
         self._stream = StreamedInfer(
             self.service, name, version, header_length=headers[v2.HEADER_LENGTH],
-            content_length=content_length, context=contextvars.copy_context(),
+            content_length=content_length, grant=self._grant, stages=self.stages,
         )
         await self._read_body(self._stream, content_length)
 

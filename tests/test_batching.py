@@ -20,6 +20,7 @@ from tfaas_jupyter.server.batching import Batcher
 from tfaas_jupyter.server.errors import ErrorKind
 from tfaas_jupyter.server.modelref import ModelRef
 from tfaas_jupyter.server.supervisor import ModelError, WorkerCrashed
+from tfaas_jupyter.server.timing import ModelAnswer
 
 #: The fake-worker tests run on pytest-asyncio's loop; the server test must not (it
 #: runs on pytest-jupyter's loop, which serves the requests).
@@ -49,7 +50,7 @@ class FakeWorker:
         #: calls of more rows than this run out of memory
         self.memory_rows: int | None = None
 
-    async def predict(self, model: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    async def predict(self, model: ModelRef, inputs: list[np.ndarray]) -> ModelAnswer:
         x = inputs[0]
         self.calls.append(x.shape[0])
         self.shapes.append(x.shape)
@@ -69,7 +70,7 @@ class FakeWorker:
         flat = x.reshape(x.shape[0], -1)
         if (flat[:, 0] < 0).any():
             raise ModelError("negative input", ErrorKind.BAD_INPUT)
-        return [flat.sum(axis=1, keepdims=True), flat[:, :1].copy()]
+        return ModelAnswer([flat.sum(axis=1, keepdims=True), flat[:, :1].copy()])
 
 
 async def _held(worker: FakeWorker, batcher: Batcher, mv: FakeModel,
@@ -290,9 +291,9 @@ async def test_params_override_and_batching_off() -> None:
 @unit
 async def test_unsplittable_outputs_run_alone() -> None:
     class Reducing(FakeWorker):
-        async def predict(self, *args: Any) -> list[np.ndarray]:
-            out = await super().predict(*args)
-            return [out[0].sum(keepdims=True)[0]]  # one value, whatever the rows
+        async def predict(self, *args: Any) -> ModelAnswer:
+            out = (await super().predict(*args)).outputs
+            return ModelAnswer([out[0].sum(keepdims=True)[0]])  # one value, whatever the rows
 
     worker = Reducing()
     batcher = Batcher(worker, max_in_flight=1)

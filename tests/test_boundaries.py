@@ -144,3 +144,39 @@ def test_no_import_cycles_between_modules() -> None:
 
 def path_is_init(path: Path) -> bool:
     return path.name == "__init__.py"
+
+
+def _sources(*folders: Path) -> list[Path]:
+    return sorted(p for folder in folders for p in folder.rglob("*.py"))
+
+
+def test_request_data_travels_as_arguments_not_in_context_variables() -> None:
+    """No context variable in the server or the HTTP layer: a request's key grant, its
+    ``Server-Timing`` stages, the model's time and a cold start are arguments and return
+    values, which a reader can follow from the handler to the worker and back."""
+    bad = []
+    for path in _sources(PACKAGE / "server", ROOT / "handlers"):
+        package = "tfaas_jupyter.handlers" if path.is_relative_to(ROOT / "handlers") else (
+            "tfaas_jupyter." + ".".join(path.relative_to(PACKAGE).parent.parts))
+        if any(name == "contextvars" or name.startswith("contextvars.")
+               for name in _imports(path, package)):
+            bad.append(f"{path.relative_to(ROOT)} imports contextvars")
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("ContextVar", "copy_context"):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} uses {node.attr}")
+            if isinstance(node, ast.Name) and node.id in ("ContextVar", "copy_context"):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} uses {node.id}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_http_layer_imports_nothing_from_the_worker_supervision() -> None:
+    """Handlers reach the model worker only through the service: nothing of how the
+    worker is launched, supervised or spoken to is theirs."""
+    bad = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in _sources(ROOT / "handlers")
+        for name in _imports(path, "tfaas_jupyter.handlers")
+        if name.startswith("tfaas_jupyter.server.supervisor")
+        or name.startswith("tfaas_jupyter.server.workerproc")
+    ]
+    assert not bad, "\n".join(bad)

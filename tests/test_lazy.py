@@ -239,8 +239,8 @@ async def test_models_are_evicted_when_the_worker_passes_its_memory_limit(
         assert status["rss"] < limit + size, (status["rss"], limit, size)  # memory released
         # an evicted model comes back on its next use, with right answers
         x = np.random.default_rng(1).normal(size=(3, n)).astype(np.float32)
-        out = await worker.predict(
-            ModelRef(key="b1", path=str(path), format="graphdef", params=params), [x])
+        out = (await worker.predict(
+            ModelRef(key="b1", path=str(path), format="graphdef", params=params), [x])).outputs
         np.testing.assert_allclose(out[0], x.astype(np.float64) @ weights, rtol=1e-3,
                                    atol=1e-2)
         loaded = (await worker.status())["loaded"]

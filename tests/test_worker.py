@@ -62,9 +62,11 @@ def load(w: ModelWorker, key: str, path: str, fmt: str, params: dict) -> Any:
     return w.load(ModelRef(key=key, path=path, format=fmt, params=params))
 
 
-def predict(w: ModelWorker, key: str, path: str, fmt: str, params: dict,
-            inputs: list[np.ndarray]) -> Any:
-    return w.predict(ModelRef(key=key, path=path, format=fmt, params=params), inputs)
+async def predict(w: ModelWorker, key: str, path: str, fmt: str, params: dict,
+                  inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The outputs of the worker's answer."""
+    answer = await w.predict(ModelRef(key=key, path=path, format=fmt, params=params), inputs)
+    return answer.outputs
 
 
 def _inputs(meta: dict[str, Any], rows: int, seed: int = 0) -> list[np.ndarray]:

@@ -46,7 +46,7 @@ import numpy as np
 
 from .errors import ErrorKind
 from .modelref import ModelRef
-from .timing import MODEL_SECONDS, STAGES
+from .timing import ModelAnswer, Stages
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,10 @@ _NOT_RETRIED = frozenset({ErrorKind.TIMEOUT, ErrorKind.UNAVAILABLE, ErrorKind.LO
 class Runner(Protocol):
     """Runs models on input arrays: what the service calls to predict."""
 
-    async def predict(self, model: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """One array per output (rows first) for one array per input (rows first)."""
+    async def predict(self, model: ModelRef, inputs: list[np.ndarray],
+                      stages: Stages | None = None) -> list[np.ndarray]:
+        """One array per output (rows first) for one array per input (rows first); the
+        call's queueing, worker and model time are added to ``stages`` when given."""
         ...
 
     def status(self) -> dict[str, Any]:
@@ -72,7 +74,7 @@ class WorkerCalls(Protocol):
     """What the batcher needs of the model worker
     (:class:`~tfaas_jupyter.server.supervisor.ModelWorker`; tests use a fake)."""
 
-    async def predict(self, model: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]: ...
+    async def predict(self, model: ModelRef, inputs: list[np.ndarray]) -> ModelAnswer: ...
 
 #: Idle per-model queues kept at most (a deleted model's queue is dropped past this).
 _MAX_IDLE_QUEUES = 64
@@ -126,10 +128,11 @@ class _Item:
     signature: tuple[Any, ...]
     future: asyncio.Future[list[np.ndarray]]
     queued_at: float
-    #: seconds waiting in the queue, the worker call's round trip, inside the model
+    #: seconds waiting in the queue, the worker call's round trip, and the worker's
+    #: answer (its time inside the model)
     queue: float = 0.0
     worker: float = 0.0
-    model: float = 0.0
+    answer: ModelAnswer | None = None
 
 
 @dataclass
@@ -247,21 +250,24 @@ class Batcher:
 
     # ------------------------------------------------------------------ public
 
-    async def predict(self, mv: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """The model's outputs for ``inputs`` (one array per input, rows first)."""
+    async def predict(self, mv: ModelRef, inputs: list[np.ndarray],
+                      stages: Stages | None = None) -> list[np.ndarray]:
+        """The model's outputs for ``inputs`` (one array per input, rows first); the
+        request's queueing, worker and model time are added to ``stages`` when given."""
         q = self._queues.get(mv.key)
         if q is None:
             q = self._queue(mv)
         q.requests += 1
         if not q.config.enabled or not inputs or inputs[0].ndim == 0:
-            return await self._direct(q, mv, inputs)
+            return await self._direct(q, mv, inputs, stages)
         rows = inputs[0].shape[0]
         for a in inputs:
             if a.ndim == 0 or a.shape[0] != rows:
-                return await self._direct(q, mv, inputs)  # the worker reports the mismatch
+                # the worker reports the mismatch
+                return await self._direct(q, mv, inputs, stages)
         if rows == 0:
-            return await self._direct(q, mv, inputs)
-        return await self._submit(q, mv, inputs, rows)
+            return await self._direct(q, mv, inputs, stages)
+        return await self._submit(q, mv, inputs, rows, stages)
 
     def status(self) -> dict[str, Any]:
         """The policy and, per model version used since the start, how batching went."""
@@ -287,26 +293,27 @@ class Batcher:
         self._queues[mv.key] = q
         return q
 
-    async def _call(self, mv: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    async def _call(self, mv: ModelRef, inputs: list[np.ndarray]) -> ModelAnswer:
         return await self.worker.predict(mv, inputs)
 
-    async def _direct(self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    async def _direct(self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray],
+                      stages: Stages | None) -> list[np.ndarray]:
         q.calls += 1
-        return await self._timed_call(mv, inputs)
+        return await self._timed_call(mv, inputs, stages)
 
-    async def _timed_call(self, mv: ModelRef, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    async def _timed_call(self, mv: ModelRef, inputs: list[np.ndarray],
+                          stages: Stages | None) -> list[np.ndarray]:
         """The worker call of the caller's own request, its time added to the request's
         ``Server-Timing`` stages."""
         began = time.perf_counter()
-        outputs = await self._call(mv, inputs)
-        stages = STAGES.get()
+        answer = await self._call(mv, inputs)
         if stages is not None:
-            stages.worker += time.perf_counter() - began
-            stages.model += MODEL_SECONDS.get()
-        return outputs
+            stages.add_call(time.perf_counter() - began, answer)
+        return answer.outputs
 
     async def _submit(
-        self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray], rows: int
+        self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray], rows: int,
+        stages: Stages | None,
     ) -> list[np.ndarray]:
         config = q.config
         if rows > config.max_batch_size:
@@ -316,18 +323,15 @@ class Batcher:
         ):
             # Idle: run it now in the caller's own task (no task, no queue, no future).
             q.in_flight += 1
-            return await self._run_alone(q, mv, inputs, rows)
+            return await self._run_alone(q, mv, inputs, rows, stages)
         loop = asyncio.get_running_loop()
         item = _Item(inputs, rows, _signature(inputs), loop.create_future(), loop.time())
         q.pending.append(item)
         q.queued_rows += rows
         self._kick(q, mv)
         outputs = await item.future
-        stages = STAGES.get()
-        if stages is not None:
-            stages.queue += item.queue
-            stages.worker += item.worker
-            stages.model += item.model
+        if stages is not None and item.answer is not None:
+            stages.add_call(item.worker, item.answer, item.queue)
         return outputs
 
     def _kick(self, q: _Queue, mv: ModelRef) -> None:
@@ -354,12 +358,12 @@ class Batcher:
             asyncio.ensure_future(self._run(q, mv, batch))
 
     async def _run_alone(self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray],
-                         rows: int) -> list[np.ndarray]:
+                         rows: int, stages: Stages | None) -> list[np.ndarray]:
         """One worker call for one request of an idle model, in the caller's task (its
         slot is already counted in ``in_flight``); its error is the caller's."""
         try:
             q.record(1, rows)
-            return await self._timed_call(mv, inputs)
+            return await self._timed_call(mv, inputs, stages)
         finally:
             q.in_flight -= 1
             if q.pending:
@@ -382,7 +386,7 @@ class Batcher:
             q.record(len(batch), rows)
             began = time.perf_counter()
             try:
-                outputs = await self._call(mv, inputs)
+                answer = await self._call(mv, inputs)
             except Exception as exc:
                 if len(batch) == 1 or getattr(exc, "kind", None) in _NOT_RETRIED:
                     for it in batch:
@@ -391,9 +395,9 @@ class Batcher:
                 q.retried_batches += 1
                 await self._one_by_one(q, mv, batch)
                 return
-            worker, model = time.perf_counter() - began, MODEL_SECONDS.get()
+            worker, outputs = time.perf_counter() - began, answer.outputs
             for it in batch:
-                it.worker, it.model = worker, model
+                it.worker, it.answer = worker, answer
             if len(batch) == 1:
                 _resolve(batch[0].future, outputs)
                 return
@@ -429,9 +433,9 @@ class Batcher:
             q.calls += 1
             began = time.perf_counter()
             try:
-                outputs = await self._call(mv, it.inputs)
-                it.worker, it.model = time.perf_counter() - began, MODEL_SECONDS.get()
-                _resolve(it.future, outputs)
+                answer = await self._call(mv, it.inputs)
+                it.worker, it.answer = time.perf_counter() - began, answer
+                _resolve(it.future, answer.outputs)
             except Exception as exc:
                 _fail(it.future, exc)
 

@@ -24,7 +24,7 @@ import tarfile
 from pathlib import Path
 
 from .errors import TFaaSError
-from .keys import check_model_access, may_see_model
+from .keys import Grant, check_model_access, may_see_model
 from .names import check_model_name
 from .repository import LABELS_FILE, ModelVersion
 from .service import TFaaS
@@ -110,14 +110,15 @@ def _pack(tree: Path, archive: Path) -> None:
             tar.add(path, arcname=path.relative_to(tree).as_posix(), recursive=False)
 
 
-async def export_archive(service: TFaaS, model: str | None, staging: Path) -> Path:
+async def export_archive(service: TFaaS, model: str | None, staging: Path,
+                         grant: Grant | None = None) -> Path:
     """Write the export of one model (or all) under ``staging``; answer the archive.
-    A key's request exports the models its key covers only."""
+    A key's request exports the models its key (``grant``) covers only."""
     if model:
         names = [check_model_name(model)]
-        check_model_access(names[0])
+        check_model_access(grant, names[0])
     else:
-        names = [n for n in service.repository.names() if may_see_model(n)]
+        names = [n for n in service.repository.names() if may_see_model(grant, n)]
     if not names:
         raise TFaaSError("there are no models to export", 404)
     tree = staging / "export"

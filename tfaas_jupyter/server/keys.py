@@ -16,7 +16,6 @@ revocation holds at once everywhere.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import fcntl
 import hashlib
 import hmac
@@ -64,24 +63,16 @@ class Grant:
         return self.models is None or model in self.models
 
 
-#: The grant of the key-authenticated request being served (None: a Jupyter login).
-#: Set by the handler for the request's own task; the service checks model names
-#: against it wherever a request names a model.
-current_grant: contextvars.ContextVar[Grant | None] = contextvars.ContextVar(
-    "tfaas_current_grant", default=None
-)
-
-
-def check_model_access(model: str) -> None:
-    """Refuse (403) a model the current request's key does not cover."""
-    grant = current_grant.get()
+def check_model_access(grant: Grant | None, model: str) -> None:
+    """Refuse (403) a model that ``grant``, the grant of the request's key, does not
+    cover (None: a Jupyter login, which reaches every model)."""
     if grant is not None and not grant.allows_model(model):
         raise Forbidden(f"key {grant.name!r} does not cover model {model!r}")
 
 
-def may_see_model(model: str) -> bool:
-    """Whether the current request may see ``model`` in a listing."""
-    grant = current_grant.get()
+def may_see_model(grant: Grant | None, model: str) -> bool:
+    """Whether a request with ``grant`` (None: a Jupyter login) may see ``model`` in a
+    listing."""
     return grant is None or grant.allows_model(model)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from .errors import BadRequest, TFaaSError
-from .keys import check_model_access
+from .keys import Grant, check_model_access
 from .names import check_label, check_model_name, check_version
 from .service import TFaaS
 
@@ -32,15 +32,17 @@ def _requested_version(body: bytes) -> int:
     return number
 
 
-def get_label(service: TFaaS, name: str, label: str) -> dict[str, Any]:
-    mv = service.resolve(check_model_name(name), check_label(label))
+def get_label(service: TFaaS, name: str, label: str,
+              grant: Grant | None = None) -> dict[str, Any]:
+    mv = service.resolve(name, check_label(label), grant=grant)
     return {"name": mv.name, "label": label, "version": mv.version}
 
 
-async def set_label(service: TFaaS, name: str, label: str, body: bytes) -> dict[str, Any]:
+async def set_label(service: TFaaS, name: str, label: str, body: bytes,
+                    grant: Grant | None = None) -> dict[str, Any]:
     name, label = check_model_name(name), check_label(label)
     number = _requested_version(body)
-    mv = service.resolve(name, number)
+    mv = service.resolve(name, number, grant=grant)
     try:  # loaded and warmed before any request can reach it through the label
         await service.worker.load(mv.ref)
     except TFaaSError as exc:
@@ -50,8 +52,9 @@ async def set_label(service: TFaaS, name: str, label: str, body: bytes) -> dict[
     return {"name": name, "version_labels": labels}
 
 
-async def delete_label(service: TFaaS, name: str, label: str) -> dict[str, Any]:
+async def delete_label(service: TFaaS, name: str, label: str,
+                       grant: Grant | None = None) -> dict[str, Any]:
     name, label = check_model_name(name), check_label(label)
-    check_model_access(name)
+    check_model_access(grant, name)
     labels = await asyncio.to_thread(service.repository.delete_label, name, label)
     return {"name": name, "version_labels": labels}

@@ -34,14 +34,14 @@ from .errors import (
     Unloadable,
     WorkerError,
 )
-from .keys import check_model_access, may_see_model
+from .keys import Grant, check_model_access, may_see_model
 from .modelref import ModelRef
 from .multipart import FilePart, Form
 from .names import check_model_name, check_version, check_version_or_label
 from .repository import ModelVersion, Repository
 from .stats import Stats
 from .sysinfo import machine_status
-from .timing import STAGES
+from .timing import Stages
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,17 @@ class TFaaS:
 
     # -- models ----------------------------------------------------------------
 
-    def resolve(self, name: str | None, version: Any = None) -> ModelVersion:
+    def resolve(self, name: str | None, version: Any = None, *,
+                grant: Grant | None = None) -> ModelVersion:
+        """The version ``version`` (a number, a label, or None: the latest) of model
+        ``name`` (None: the default model), if ``grant`` (the request's key; None: a
+        Jupyter login) covers it."""
         name = name or self.default_model
         if not name:
             raise BadRequest("no model name is provided: set 'model' in the request")
-        check_model_access(check_model_name(name))
-        return self.repository.resolve(check_model_name(name), check_version_or_label(version))
+        name = check_model_name(name)
+        check_model_access(grant, name)
+        return self.repository.resolve(name, check_version_or_label(version))
 
     @staticmethod
     @contextlib.contextmanager
@@ -95,10 +100,14 @@ class TFaaS:
                 raise Unloadable(mv.name, mv.version, exc.message) from None
             raise
 
-    async def signature(self, mv: ModelVersion) -> dict[str, Any]:
+    async def signature(self, mv: ModelVersion, stages: Stages | None = None) -> dict[str, Any]:
+        """``mv``'s signature, loading it in the worker the first time (a cold start
+        that ``stages`` records, when given)."""
         if mv.signature is None:
             with self.loading(mv):
-                sig = await self.worker.load(mv.ref)
+                sig, cold = await self.worker.loaded(mv.ref)
+            if stages is not None and cold is not None:
+                stages.cold_start = cold
             self.repository.remember_signature(mv, sig)
         assert mv.signature is not None
         return mv.signature
@@ -119,10 +128,11 @@ class TFaaS:
             doc["load_error"] = mv.load_error
         return doc
 
-    def models(self) -> list[dict[str, Any]]:
+    def models(self, grant: Grant | None = None) -> list[dict[str, Any]]:
+        """Every model ``grant`` may see (None: a Jupyter login, all)."""
         result = []
         for name in self.repository.names():
-            if not may_see_model(name):
+            if not may_see_model(grant, name):
                 continue
             try:
                 versions = self.repository.versions(name)
@@ -133,40 +143,43 @@ class TFaaS:
             result.append(doc)
         return result
 
-    def model_detail(self, name: str) -> dict[str, Any]:
-        check_model_access(check_model_name(name))
+    def model_detail(self, name: str, grant: Grant | None = None) -> dict[str, Any]:
+        check_model_access(grant, check_model_name(name))
         versions = self.repository.versions(name)
         doc = self.describe(versions[-1], versions)
         doc["version_details"] = [v.describe() for v in versions]
         doc["version_labels"] = self.repository.labels(name)
         return doc
 
-    def params(self, name: str | None, version: Any = None) -> dict[str, Any]:
-        return dict(self.resolve(name, version).params)
+    def params(self, name: str | None, version: Any = None,
+               grant: Grant | None = None) -> dict[str, Any]:
+        return dict(self.resolve(name, version, grant=grant).params)
 
-    def set_default(self, params: dict[str, Any]) -> str:
+    def set_default(self, params: dict[str, Any], grant: Grant | None = None) -> str:
         """The original's POST /params: make a model the default for requests naming none."""
         name = params.get("name") if isinstance(params, dict) else None
-        mv = self.resolve(name if isinstance(name, str) else None)
+        mv = self.resolve(name if isinstance(name, str) else None, grant=grant)
         self.default_model = mv.name
         return mv.name
 
     # -- upload and delete -----------------------------------------------------
 
-    async def upload_form(self, form: Form, staging: Path, *, base64_model: bool) -> dict:
+    async def upload_form(self, form: Form, staging: Path, *, base64_model: bool,
+                          grant: Grant | None = None, stages: Stages | None = None) -> dict:
         staged = await asyncio.to_thread(
             uploads.stage_form, form, staging,
             base64_model=base64_model, max_extracted=self.limits.max_extracted_size,
         )
-        mv = await self._validate_and_commit(staged)
+        mv = await self._validate_and_commit(staged, grant, stages)
         self.default_model = mv.name
         return self._upload_answer(mv, staged.renamed_from)
 
-    async def upload_bundle(self, body: Path, staging: Path) -> dict:
+    async def upload_bundle(self, body: Path, staging: Path, *, grant: Grant | None = None,
+                            stages: Stages | None = None) -> dict:
         staged = await asyncio.to_thread(
             uploads.stage_bundle, body, staging, max_extracted=self.limits.max_extracted_size
         )
-        mv = await self._validate_and_commit(staged)
+        mv = await self._validate_and_commit(staged, grant, stages)
         return self._upload_answer(mv, staged.renamed_from)
 
     def _upload_answer(self, mv: ModelVersion, renamed_from: str | None = None) -> dict:
@@ -182,28 +195,33 @@ class TFaaS:
                               f"stored as {mv.name!r}")
         return answer
 
-    async def _validate_and_commit(self, staged: uploads.StagedUpload) -> ModelVersion:
-        """Load the staged model in the worker; commit it only if TensorFlow can serve it."""
-        check_model_access(staged.name)
+    async def _validate_and_commit(self, staged: uploads.StagedUpload, grant: Grant | None,
+                                   stages: Stages | None) -> ModelVersion:
+        """Load the staged model in the worker; commit it only if TensorFlow can serve it
+        (the load's cold start goes to ``stages``, when given)."""
+        check_model_access(grant, staged.name)
         meta = staged.meta()
         meta["uid"] = uid = uuid.uuid4().hex
         ref = ModelRef(key=f"{staged.name}@{uid}", path=str(staged.model_path),
                        format=staged.format, params=staged.params, name=staged.name)
         try:
-            signature = await self.worker.load(ref)
+            signature, cold = await self.worker.loaded(ref)
         except WorkerError as exc:
             # the upload is at fault
             if exc.kind in (ErrorKind.BAD_INPUT, ErrorKind.MODEL, ErrorKind.LOAD):
                 raise BadRequest(f"unreadable model: {exc.message}") from None
             raise
+        if stages is not None and cold is not None:
+            stages.cold_start = cold
         meta["signature"] = signature
         return await asyncio.to_thread(self.repository.commit, staged.name, staged.staging, meta)
 
-    async def delete(self, name: str | None, version: Any = None) -> dict:
+    async def delete(self, name: str | None, version: Any = None,
+                     grant: Grant | None = None) -> dict:
         if not name:
             raise BadRequest("no model name is provided")
         name = check_model_name(name)
-        check_model_access(name)
+        check_model_access(grant, name)
         number = check_version(version)
         # the worker's cache key of a version, read before the version is gone
         prefix = f"{name}@" if number is None else self.repository.get(name, number).key
@@ -221,7 +239,7 @@ class TFaaS:
     # -- prediction --------------------------------------------------------------
 
     async def predict_inputs(
-        self, mv: ModelVersion, inputs: Sequence[np.ndarray]
+        self, mv: ModelVersion, inputs: Sequence[np.ndarray], stages: Stages | None = None
     ) -> list[np.ndarray]:
         """Run model version ``mv`` on one array per model input (signature order, rows
         first), each cast exactly to its input's dtype (or a 400); answers one
@@ -233,51 +251,56 @@ class TFaaS:
         """
         with self.admit():
             try:
-                signature = await self.signature(mv)
+                signature = await self.signature(mv, stages)
                 arrays = shaping.typed_inputs(mv.name, signature, inputs)
                 n_rows = arrays[0].shape[0] if arrays and arrays[0].ndim else 0
-                return await self._run(mv, arrays, n_rows)
+                return await self._run(mv, arrays, n_rows, stages)
             except TFaaSError as exc:
                 exc.model = mv.name
                 raise
 
     async def predict_rows(
-        self, name: str | None, version: Any, rows: np.ndarray, keys: Sequence[str] | None
+        self, name: str | None, version: Any, rows: np.ndarray, keys: Sequence[str] | None,
+        grant: Grant | None = None, stages: Stages | None = None,
     ) -> tuple[ModelVersion, list[np.ndarray]]:
         """Run the model on 2-D ``rows`` of values (columns named ``keys``, if given);
         answers one ``[rows, values]`` array per output, in the model's own dtypes."""
-        mv = self.resolve(name, version)
+        mv = self.resolve(name, version, grant=grant)
         try:
-            signature = await self.signature(mv)
+            signature = await self.signature(mv, stages)
             inputs = self.shaper.rows_to_inputs(mv.key, mv.name, mv.params, signature, rows,
                                                 keys)
-            return mv, await self._run(mv, inputs, rows.shape[0])
+            return mv, await self._run(mv, inputs, rows.shape[0], stages)
         except TFaaSError as exc:
             exc.model = mv.name
             raise
 
-    async def run(self, mv: ModelVersion, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    async def run(self, mv: ModelVersion, inputs: Sequence[np.ndarray],
+                  stages: Stages | None = None) -> list[np.ndarray]:
         """Run ``mv`` on inputs already shaped and typed for it; answers the model's own
         outputs, shapes and dtypes as it returns them. Every API reaches the runner
-        (batching, the worker) through here; worker errors arrive as API errors."""
+        (batching, the worker) through here; worker errors arrive as API errors. Where
+        the time went, and any cold start, is added to ``stages`` (when given)."""
         model = mv.ref
         with self.loading(mv):
             if not self.worker.running:
                 # A cold start: wait for the worker and this model here, in the request's
-                # own context, so that its answer says what it waited for (Server-Timing).
-                await self.worker.load(model)
-            stages = STAGES.get()
+                # own call, so that its answer says what it waited for (Server-Timing)
+                # even when its rows then go out in a batch with others.
+                _, cold = await self.worker.loaded(model)
+                if stages is not None and cold is not None:
+                    stages.cold_start = cold
             if stages is None:
                 return await self.runner.predict(model, list(inputs))
             if not stages.run_start:
                 stages.run_start = time.perf_counter()
-            outputs = await self.runner.predict(model, list(inputs))
+            outputs = await self.runner.predict(model, list(inputs), stages)
             stages.run_end = time.perf_counter()
             return outputs
 
     async def _run(self, mv: ModelVersion, inputs: list[np.ndarray],
-                   n_rows: int) -> list[np.ndarray]:
-        return shaping.output_rows(await self.run(mv, inputs), n_rows)
+                   n_rows: int, stages: Stages | None) -> list[np.ndarray]:
+        return shaping.output_rows(await self.run(mv, inputs, stages), n_rows)
 
     @contextlib.contextmanager
     def admit(self) -> Iterator[None]:
@@ -299,52 +322,60 @@ class TFaaS:
         finally:
             self.in_flight -= 1
 
-    async def predict_json(self, body: bytes) -> tuple[str, int, bytes]:
+    async def predict_json(self, body: bytes, grant: Grant | None = None,
+                           stages: Stages | None = None) -> tuple[str, int, bytes]:
         with self.admit():
-            return await self._predict_json(body)
+            return await self._predict_json(body, grant, stages)
 
-    async def predict_proto(self, body: bytes) -> tuple[str, bytes]:
+    async def predict_proto(self, body: bytes, grant: Grant | None = None,
+                            stages: Stages | None = None) -> tuple[str, bytes]:
         with self.admit():
-            return await self._predict_proto(body)
+            return await self._predict_proto(body, grant, stages)
 
-    async def predict_image(self, form: Form) -> tuple[str, bytes]:
+    async def predict_image(self, form: Form, grant: Grant | None = None,
+                            stages: Stages | None = None) -> tuple[str, bytes]:
         with self.admit():
-            return await self._predict_image(form)
+            return await self._predict_image(form, grant, stages)
 
-    async def _predict_json(self, body: bytes) -> tuple[str, int, bytes]:
+    async def _predict_json(self, body: bytes, grant: Grant | None,
+                            stages: Stages | None) -> tuple[str, int, bytes]:
         request = codecs.decode_json_request(
             body, max_rows=self.limits.max_rows, max_values=self.limits.max_values
         )
         mv, outputs = await self.predict_rows(
-            request.model, request.version, request.values, request.keys
+            request.model, request.version, request.values, request.keys, grant, stages
         )
         n_rows = request.values.shape[0]
         return mv.name, n_rows, codecs.encode_json_rows(outputs, request.single_row)
 
-    async def _predict_proto(self, body: bytes) -> tuple[str, bytes]:
+    async def _predict_proto(self, body: bytes, grant: Grant | None,
+                             stages: Stages | None) -> tuple[str, bytes]:
         request = codecs.decode_proto_row(body, max_values=self.limits.max_values)
-        mv, outputs = await self.predict_rows(request.model, None, request.values, request.keys)
+        mv, outputs = await self.predict_rows(request.model, None, request.values, request.keys,
+                                              grant, stages)
         return mv.name, codecs.encode_proto_predictions(outputs, mv.labels)
 
-    async def _predict_image(self, form: Form) -> tuple[str, bytes]:
+    async def _predict_image(self, form: Form, grant: Grant | None,
+                             stages: Stages | None) -> tuple[str, bytes]:
         part = form.files.get("image")
         if part is None:
             raise BadRequest("unable to read image: the request has no file part named 'image'")
-        mv = self.resolve(form.text("model"), form.text("version"))
+        mv = self.resolve(form.text("model"), form.text("version"), grant=grant)
         try:
-            return mv.name, await self._image_answer(mv, part)
+            return mv.name, await self._image_answer(mv, part, stages)
         except TFaaSError as exc:
             exc.model = mv.name
             raise
 
-    async def _image_answer(self, mv: ModelVersion, part: FilePart) -> bytes:
-        layout = shaping.image_layout(mv.name, await self.signature(mv), mv.params)
+    async def _image_answer(self, mv: ModelVersion, part: FilePart,
+                            stages: Stages | None) -> bytes:
+        layout = shaping.image_layout(mv.name, await self.signature(mv, stages), mv.params)
         data = await asyncio.to_thread(part.read_bytes)
         image = await asyncio.to_thread(
             codecs.decode_image, data, channels=layout.channels, size=layout.size,
             max_pixels=self.limits.max_image_pixels,
         )
-        outputs = await self._run(mv, [shaping.image_input(image, layout)], 1)
+        outputs = await self._run(mv, [shaping.image_input(image, layout)], 1, stages)
         return codecs.encode_image_answer(outputs, part.filename, mv.labels)
 
     # -- status ------------------------------------------------------------------

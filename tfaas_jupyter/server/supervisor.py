@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import itertools
 import json
 import logging
@@ -23,7 +22,6 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -32,7 +30,7 @@ import numpy as np
 from ..worker.wire import ErrorKind, FrameChannel, ProtocolError, write_frame_async
 from .errors import WorkerError
 from .modelref import ModelRef
-from .timing import MODEL_SECONDS
+from .timing import ColdStart, ModelAnswer
 
 __all__ = [
     "WorkerError",
@@ -43,8 +41,6 @@ __all__ = [
     "ModelTooBig",
     "ModelRef",
     "ModelWorker",
-    "ColdStart",
-    "COLD_START",
     "kernelspec_worker",
     "WORKER_DIR",
     "BOOTSTRAP",
@@ -109,36 +105,6 @@ class ModelTooBig(WorkerError):
 
     kind = ErrorKind.OUT_OF_MEMORY
 
-
-@dataclass(frozen=True)
-class ColdStart:
-    """What a request waited for before its model could run: a worker start (0 when
-    the worker was running) and the model's load."""
-
-    model: str
-    start_seconds: float
-    load_seconds: float
-
-    @property
-    def seconds(self) -> float:
-        return self.start_seconds + self.load_seconds
-
-    def server_timing(self) -> str:
-        """A ``Server-Timing`` entry (milliseconds), e.g. ``cold-start;dur=1234.5;desc=...``."""
-        desc = (f"worker start {self.start_seconds:.3f} s + " if self.start_seconds else "")
-        desc += f"model load {self.load_seconds:.3f} s"
-        return f'cold-start;dur={self.seconds * 1000:.1f};desc="{desc}"'
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model.split("@", 1)[0], "start_seconds": round(self.start_seconds, 4),
-                "load_seconds": round(self.load_seconds, 4), "seconds": round(self.seconds, 4)}
-
-
-#: The cold start the current request went through, if any (set by
-#: :meth:`ModelWorker.load`; a handler turns it into a ``Server-Timing`` header).
-COLD_START: contextvars.ContextVar[ColdStart | None] = contextvars.ContextVar(
-    "tfaas_cold_start", default=None
-)
 
 #: Run with ``python -c`` in the worker's interpreter: the installed TensorFlow and
 #: Keras versions from package metadata, without importing either (a few ms).
@@ -725,12 +691,16 @@ class ModelWorker:
 
     async def load(self, model: ModelRef) -> dict[str, Any]:
         """Make sure the worker holds ``model`` (loading it if needed, within the load
-        budget); returns its signature ``{"inputs": [...], "outputs": [...]}``.
+        budget); returns its signature ``{"inputs": [...], "outputs": [...]}``."""
+        return (await self.loaded(model))[0]
 
-        When the call had to start the worker or load the model, it is a cold start:
-        recorded in :data:`COLD_START` for the current request and in the status.
-        """
+    async def loaded(self, model: ModelRef) -> tuple[dict[str, Any], ColdStart | None]:
+        """:meth:`load`, also answering the cold start the call went through: None when
+        the worker was running and held the model already."""
         self._adopt_loop()
+        return await self._load(model)
+
+    async def _load(self, model: ModelRef) -> tuple[dict[str, Any], ColdStart | None]:
         stopped = not self.running
         began = time.monotonic()
         if stopped:
@@ -738,34 +708,33 @@ class ModelWorker:
         started = time.monotonic()
         reply, _ = await self._request({"op": "load", **model.load_request()},
                                        timeout=self.request_timeout + self.load_timeout)
+        cold = None
         if stopped or reply.get("loaded"):
-            timing = ColdStart(model.key, started - began if stopped else 0.0,
-                               time.monotonic() - started)
-            COLD_START.set(timing)
+            cold = ColdStart(model.key, started - began if stopped else 0.0,
+                             time.monotonic() - started)
             if stopped:
-                self._last_cold_start = timing
-        return {"inputs": reply["inputs"], "outputs": reply["outputs"]}
+                self._last_cold_start = cold
+        return {"inputs": reply["inputs"], "outputs": reply["outputs"]}, cold
 
-    async def predict(self, model: ModelRef, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    async def predict(self, model: ModelRef, inputs: Sequence[np.ndarray]) -> ModelAnswer:
         """Run ``model`` on one array per input (signature order, shaped ``[rows, ...]``).
 
-        Returns one read-only array per output, in output order. The request names the
-        model by its key only; when the worker does not hold it (evicted, or restarted)
-        it is loaded and the request sent once more.
+        Answers one read-only array per output, in output order, with the seconds the
+        worker spent in the model. The request names the model by its key only; when
+        the worker does not hold it (not started, evicted, or restarted) it is loaded,
+        the request sent once more and the answer carries that cold start.
         """
         self._adopt_loop()
-        if not self.running:  # a new worker holds no model: load it first (a cold start)
-            await self.load(model)
         header = {"op": "predict", "key": model.key}
+        cold = None
         try:
             reply, out = await self._request(header, inputs)
         except ModelError as exc:
             if exc.kind is not ErrorKind.NOT_LOADED:
                 raise
-            await self.load(model)
+            _, cold = await self._load(model)
             reply, out = await self._request(header, inputs)
-        MODEL_SECONDS.set(reply.get("model_s") or 0.0)
-        return out
+        return ModelAnswer(out, reply.get("model_s") or 0.0, cold)
 
     async def unload(self, prefix: str) -> None:
         """Evict every cached model whose key starts with ``prefix``.

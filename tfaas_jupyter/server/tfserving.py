@@ -16,6 +16,7 @@ import orjson
 
 from .codecs import check_json_values
 from .errors import BadRequest, PayloadTooLarge, TFaaSError
+from .keys import Grant
 from .repository import ModelVersion
 from .service import TFaaS
 from .tensors import (
@@ -27,6 +28,7 @@ from .tensors import (
     numpy_dtype,
     signature_shape,
 )
+from .timing import Stages
 
 SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -41,13 +43,14 @@ def _version_status(mv: ModelVersion) -> dict[str, Any]:
             "status": {"error_code": "OK", "error_message": ""}}
 
 
-def model_status(service: TFaaS, name: str, version: str | None) -> dict[str, Any]:
+def model_status(service: TFaaS, name: str, version: str | None,
+                 grant: Grant | None = None) -> dict[str, Any]:
     """GetModelStatusResponse: every version, or the one asked for."""
     if version is None:
-        service.resolve(name)  # the name's checks and a 404 naming the model
+        service.resolve(name, grant=grant)  # the name's checks and a 404 naming the model
         versions = service.repository.versions(name)
     else:
-        versions = [service.resolve(name, version)]
+        versions = [service.resolve(name, version, grant=grant)]
     return {"model_version_status": [_version_status(v) for v in versions]}
 
 
@@ -67,10 +70,12 @@ def _tensor_info(spec: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-async def model_metadata(service: TFaaS, name: str, version: str | None) -> dict[str, Any]:
+async def model_metadata(service: TFaaS, name: str, version: str | None,
+                         grant: Grant | None = None,
+                         stages: Stages | None = None) -> dict[str, Any]:
     """GetModelMetadataResponse with the ``signature_def`` of ``serving_default``."""
-    mv = service.resolve(name, version)
-    signature = await service.signature(mv)
+    mv = service.resolve(name, version, grant=grant)
+    signature = await service.signature(mv, stages)
     definition = {
         "inputs": {str(s["name"]): _tensor_info(s) for s in signature.get("inputs") or []},
         "outputs": {str(s["name"]): _tensor_info(s) for s in signature.get("outputs") or []},
@@ -171,8 +176,9 @@ def _columnar_answer(names: list[str], outputs: list[np.ndarray]) -> dict[str, A
     return {"outputs": dict(zip(names, arrays))}
 
 
-async def predict(service: TFaaS, name: str, version: str | None,
-                  body: bytes) -> tuple[str, int, bytes]:
+async def predict(service: TFaaS, name: str, version: str | None, body: bytes,
+                  grant: Grant | None = None,
+                  stages: Stages | None = None) -> tuple[str, int, bytes]:
     """``:predict``: answers (model name, rows, JSON body)."""
     with service.admit():
         check_json_values(body, service.limits.max_values)
@@ -181,9 +187,9 @@ async def predict(service: TFaaS, name: str, version: str | None,
             raise BadRequest("the request needs exactly one of 'instances' (row format) "
                              "and 'inputs' (columnar format)")
         _check_signature_name(doc)
-        mv = service.resolve(name, version)
+        mv = service.resolve(name, version, grant=grant)
         try:
-            signature = await service.signature(mv)
+            signature = await service.signature(mv, stages)
             specs = signature.get("inputs") or []
             if not specs:
                 raise BadRequest(f"model {mv.name!r} has no inputs")
@@ -198,7 +204,7 @@ async def predict(service: TFaaS, name: str, version: str | None,
                     f"request has {rows} rows; the limit is {service.limits.max_rows} "
                     "rows per request"
                 )
-            outputs = await service.run(mv, arrays)
+            outputs = await service.run(mv, arrays, stages)
             names = _output_names(signature, len(outputs))
             answer = (_row_answer(names, outputs, rows) if row_format
                       else _columnar_answer(names, outputs))

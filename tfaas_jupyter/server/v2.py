@@ -23,6 +23,7 @@ import orjson
 from .. import __version__
 from .codecs import MAX_VALUES_SETTING, check_json_values
 from .errors import BadRequest, PayloadTooLarge, TFaaSError
+from .keys import Grant
 from .repository import ModelVersion
 from .service import TFaaS
 from .tensors import (
@@ -36,6 +37,7 @@ from .tensors import (
     v2_datatype,
     v2_datatype_of,
 )
+from .timing import Stages
 
 #: The header of the binary tensor data extension.
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -82,9 +84,11 @@ def _tensor_metadata(specs: list[dict[str, Any]] | None) -> list[dict[str, Any]]
     ]
 
 
-async def model_metadata(service: TFaaS, name: str, version: str | None) -> dict[str, Any]:
-    mv = service.resolve(name, version)
-    signature = await service.signature(mv)
+async def model_metadata(service: TFaaS, name: str, version: str | None,
+                         grant: Grant | None = None,
+                         stages: Stages | None = None) -> dict[str, Any]:
+    mv = service.resolve(name, version, grant=grant)
+    signature = await service.signature(mv, stages)
     return {
         "name": mv.name,
         "versions": [str(v.version) for v in service.repository.versions(mv.name)],
@@ -94,10 +98,12 @@ async def model_metadata(service: TFaaS, name: str, version: str | None) -> dict
     }
 
 
-async def model_ready(service: TFaaS, name: str, version: str | None) -> dict[str, Any]:
+async def model_ready(service: TFaaS, name: str, version: str | None,
+                      grant: Grant | None = None,
+                      stages: Stages | None = None) -> dict[str, Any]:
     """Ready once the worker has loaded (and warmed) the version; loads it if it has not."""
-    mv = service.resolve(name, version)
-    await service.signature(mv)
+    mv = service.resolve(name, version, grant=grant)
+    await service.signature(mv, stages)
     return {"name": mv.name, "version": str(mv.version), "ready": True}
 
 
@@ -357,20 +363,23 @@ def encode_answer(mv: ModelVersion, signature: dict[str, Any], outputs: list[np.
 
 
 async def infer(service: TFaaS, name: str, version: str | None, body: bytes | bytearray,
-                header_length: str | None) -> InferAnswer:
+                header_length: str | None, grant: Grant | None = None,
+                stages: Stages | None = None) -> InferAnswer:
     """Run one inference request on a model version (latest when ``version`` is None)."""
     with service.admit():
         request = decode_infer_request(body, header_length, max_rows=service.limits.max_rows,
                                        max_values=service.limits.max_values)
-        return await run_request(service, service.resolve(name, version), request)
+        return await run_request(service, service.resolve(name, version, grant=grant), request,
+                                 stages)
 
 
-async def run_request(service: TFaaS, mv: ModelVersion, request: InferRequest) -> InferAnswer:
+async def run_request(service: TFaaS, mv: ModelVersion, request: InferRequest,
+                      stages: Stages | None = None) -> InferAnswer:
     """Run a decoded infer request on ``mv`` and encode its answer."""
     try:
-        signature = await service.signature(mv)
+        signature = await service.signature(mv, stages)
         arrays = model_inputs(mv, signature, request.inputs)
-        outputs = await service.run(mv, arrays)
+        outputs = await service.run(mv, arrays, stages)
         return encode_answer(mv, signature, outputs, request, _rows(arrays))
     except TFaaSError as exc:
         exc.model = mv.name

@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-from typing import Any, Coroutine, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -37,10 +36,11 @@ from ..worker.wire import uninitialized
 from .batching import rows_independent
 from .codecs import check_json_values
 from .errors import BadRequest, ErrorKind, TFaaSError, WorkerError
+from .keys import Grant
 from .repository import ModelVersion
 from .service import TFaaS
-from .supervisor import COLD_START
 from .tensors import json_object
+from .timing import Stages
 from .v2 import (
     HEADER_LENGTH,
     InferAnswer,
@@ -87,19 +87,20 @@ class StreamedInfer:
     is read into :meth:`body_buffer` (:meth:`advanced` counts it), and :meth:`answer`
     answers it once the body is complete.
 
-    ``context`` is the request handler's context (its authentication, key grant and
-    ``Server-Timing`` stages): every model call of the request runs in a copy of it.
+    ``grant`` is the request's key grant (None: a Jupyter login) and ``stages`` its
+    ``Server-Timing`` record, which every model call of the request adds to.
     Errors found while the body arrives are kept and raised by :meth:`answer`, so the
     client gets them as an ordinary error response once it has sent its body.
     """
 
     def __init__(self, service: TFaaS, name: str, version: str | None, *,
                  header_length: str, content_length: int,
-                 context: contextvars.Context) -> None:
+                 grant: Grant | None = None, stages: Stages | None = None) -> None:
         self.service = service
         self.name = name
         self.version = version
-        self._context = context
+        self._grant = grant
+        self._stages = stages
         self._header_length = header_length_of(header_length, content_length)
         self._binary_length = content_length - self._header_length
         self._doc: dict[str, Any] | None = None
@@ -117,8 +118,7 @@ class StreamedInfer:
         self._row_bytes = 0
         self._piece_rows = 0
         self._next_row = 0
-        self._pieces: list[asyncio.Task[list[np.ndarray]]] = []
-        self._cold: Any = None
+        self._pieces: list[asyncio.Future[list[np.ndarray]]] = []
 
     # -- the body arriving ----------------------------------------------------------
 
@@ -161,15 +161,14 @@ class StreamedInfer:
         """Check the request against the model now, and cut it when that pays."""
         binary = uninitialized(self._binary_length)
         request = self._decode(doc, binary)
-        mv = self.service.resolve(self.name, self.version)
+        mv = self.service.resolve(self.name, self.version, grant=self._grant)
         self._admit()
         try:
-            signature = await self.service.signature(mv)
+            signature = await self.service.signature(mv, self._stages)
             (tensor,) = model_inputs(mv, signature, request.inputs)
         except TFaaSError as exc:
             exc.model = mv.name
             raise
-        self._cold = COLD_START.get()
         self._binary, self._request = binary, request
         rows = int(tensor.shape[0]) if tensor.ndim else 0
         row_bytes = tensor.nbytes // rows if rows else 0
@@ -183,7 +182,7 @@ class StreamedInfer:
         assert self._tensor is not None and self._mv is not None
         piece = self._tensor[self._next_row:end]
         self._next_row = end
-        task = self._in_context(self.service.run(self._mv, [piece]))
+        task = asyncio.ensure_future(self.service.run(self._mv, [piece], self._stages))
         task.add_done_callback(self._piece_done)
         self._pieces.append(task)
 
@@ -203,8 +202,6 @@ class StreamedInfer:
     async def _answer(self) -> InferAnswer:
         if self._error is not None:
             raise self._error
-        if self._cold is not None:
-            COLD_START.set(self._cold)
         # the header was complete, or an error was kept: Tornado delivers the whole
         # Content-Length, and the header is no longer than it
         assert self._doc is not None and self._binary is not None
@@ -214,8 +211,8 @@ class StreamedInfer:
         self._admit()
         request = self._request or self._decode(self._doc, self._binary)
         if self._tensor is None:  # not cut: scored as a whole
-            return await run_request(self.service, self.service.resolve(self.name,
-                                                                        self.version), request)
+            mv = self.service.resolve(self.name, self.version, grant=self._grant)
+            return await run_request(self.service, mv, request, self._stages)
         assert self._mv is not None
         rows = int(self._tensor.shape[0])
         if self._next_row < rows:
@@ -256,11 +253,6 @@ class StreamedInfer:
             stack = contextlib.ExitStack()
             stack.enter_context(self.service.admit())
             self._admission = stack
-
-    def _in_context(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        # a copy per task: what one model call records for itself (its model time)
-        # does not leak into another's, while the request's stages object is shared
-        return asyncio.get_running_loop().create_task(coro, context=self._context.copy())
 
 
 def _concatenate(parts: list[list[np.ndarray]], model: str) -> list[np.ndarray]:
