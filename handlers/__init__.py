@@ -14,7 +14,7 @@ from tornado.routing import PathMatches, Rule
 
 from tfaas_jupyter.server.keys import KEY_NAME_PATTERN
 from tfaas_jupyter.server.names import MODEL_NAME_PATTERN
-from tfaas_jupyter.server.v2stream import worth_streaming
+from tfaas_jupyter.server.protocols.v2stream import worth_streaming
 
 from .base import UnknownEndpointHandler
 from .export import ExportHandler

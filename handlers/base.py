@@ -16,10 +16,12 @@ from tornado import web
 from tornado.web import RequestHandler
 
 from tfaas_jupyter.server import keys
+from tfaas_jupyter.server.catalogue import Catalogue
 from tfaas_jupyter.server.codecs import encode_json
 from tfaas_jupyter.server.errors import NotFound, TFaaSError
 from tfaas_jupyter.server.service import TFaaS
 from tfaas_jupyter.server.timing import Stages
+from tfaas_jupyter.server.uploads import Uploads
 
 #: The resource name Jupyter authorizers see for every tfaas endpoint.
 AUTH_RESOURCE = "tfaas"
@@ -122,7 +124,18 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
 
     @property
     def service(self) -> TFaaS:
+        """The prediction core, which every protocol adapter calls."""
         return self.settings["tfaas_service"]
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """Models, params, the default model, deletion and status."""
+        return self.settings["tfaas_catalogue"]
+
+    @property
+    def uploads(self) -> Uploads:
+        """The upload service."""
+        return self.settings["tfaas_uploads"]
 
     @property
     def key_store(self) -> keys.KeyStore:

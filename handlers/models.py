@@ -21,7 +21,7 @@ class ModelsHandler(TFaaSHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json(self.service.models(self._grant))
+        self.write_json(self.catalogue.models(self._grant))
 
     # The 2018 client listed models with POST {}.
     post = get
@@ -37,7 +37,7 @@ class ModelHandler(TFaaSHandler):
     @authorized
     async def get(self, name: str) -> None:
         self._model_name = name
-        self.write_json(self.service.model_detail(name, self._grant))
+        self.write_json(self.catalogue.model_detail(name, self._grant))
 
 
 class ParamsHandler(TFaaSHandler):
@@ -51,7 +51,7 @@ class ParamsHandler(TFaaSHandler):
     async def get(self, name: str | None = None, version: str | None = None) -> None:
         name = name or self.get_query_argument("model", None)
         self._model_name = name
-        self.write_json(self.service.params(name, version, self._grant))
+        self.write_json(self.catalogue.params(name, version, self._grant))
 
     @web.authenticated
     @authorized
@@ -61,7 +61,7 @@ class ParamsHandler(TFaaSHandler):
             params.setdefault("name", name)
         if version is not None:  # params/NAME/VERSION: that version must exist
             self.service.resolve(name, version, grant=self._grant)
-        chosen = self.service.set_default(params, self._grant)
+        chosen = self.catalogue.set_default(params, self._grant)
         self._model_name = chosen
         self.write_json({"default_model": chosen})
 
@@ -88,7 +88,7 @@ class DeleteHandler(TFaaSHandler):
                 "version", None
             )
         self._model_name = name
-        self.write_json(await self.service.delete(name, version, self._grant))
+        self.write_json(await self.catalogue.delete(name, version, self._grant))
 
     # Some clients cannot send DELETE; POST does the same here.
     post = delete

@@ -8,6 +8,7 @@ from tornado import web
 from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.errors import BadRequest
 from tfaas_jupyter.server.multipart import FilePart, Form
+from tfaas_jupyter.server.protocols import original
 
 from .base import TFaaSHandler
 
@@ -21,8 +22,8 @@ class JsonHandler(TFaaSHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        name, rows, body = await self.service.predict_json(self.request.body, self._grant,
-                                                           self.stages)
+        name, rows, body = await original.predict_json(self.service, self.request.body,
+                                                       self._grant, self.stages)
         self._model_name, self._rows = name, rows
         self.finish(body)
 
@@ -36,8 +37,8 @@ class ProtoHandler(TFaaSHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        name, body = await self.service.predict_proto(self.request.body, self._grant,
-                                                       self.stages)
+        name, body = await original.predict_proto(self.service, self.request.body, self._grant,
+                                                   self.stages)
         self._model_name, self._rows = name, 1
         self.finish(body, set_content_type="application/octet-stream")
 
@@ -69,7 +70,7 @@ class ImageHandler(TFaaSHandler):
     async def post(self) -> None:
         if "form-data" not in self.request.headers.get("Content-Type", ""):
             raise BadRequest("expected a multipart/form-data body with 'image' and 'model'")
-        name, body = await self.service.predict_image(form_from_request(self), self._grant,
-                                                       self.stages)
+        name, body = await original.predict_image(self.service, form_from_request(self),
+                                                   self._grant, self.stages)
         self._model_name, self._rows = name, 1
         self.finish(body)

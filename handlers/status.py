@@ -14,4 +14,4 @@ class StatusHandler(TFaaSHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json(await self.service.status())
+        self.write_json(await self.catalogue.status())

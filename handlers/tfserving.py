@@ -5,7 +5,8 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from tfaas_jupyter.server import keys, tfserving
+from tfaas_jupyter.server import keys
+from tfaas_jupyter.server.protocols import tfserving
 
 from .base import TFaaSHandler
 

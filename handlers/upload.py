@@ -102,12 +102,12 @@ class UploadHandler(TFaaSHandler):
         if "form-data" in content_type:
             form = await asyncio.to_thread(parse_multipart, body, content_type, self._staging)
             await asyncio.to_thread(body.unlink)
-            answer = await self.service.upload_form(
+            answer = await self.uploads.upload_form(
                 form, self._staging, base64_model="base64" in encoding,
                 grant=self._grant, stages=self.stages,
             )
         else:
-            answer = await self.service.upload_bundle(body, self._staging, grant=self._grant,
+            answer = await self.uploads.upload_bundle(body, self._staging, grant=self._grant,
                                                       stages=self.stages)
         self._model_name = answer["name"]
         self.write_json(answer)

@@ -8,9 +8,10 @@ from tornado import web
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
-from tfaas_jupyter.server import keys, v2
+from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.errors import PayloadTooLarge
-from tfaas_jupyter.server.v2stream import StreamedInfer
+from tfaas_jupyter.server.protocols import v2
+from tfaas_jupyter.server.protocols.v2stream import StreamedInfer
 
 from .base import TFaaSHandler
 
@@ -100,13 +101,13 @@ class V2InferHandler(TFaaSHandler):
 @web.stream_request_body
 class V2StreamedInferHandler(V2InferHandler):
     """The same route for a big request with binary tensors: its body is streamed
-    (:mod:`tfaas_jupyter.server.v2stream`) and scored in pieces while it arrives.
+    (:mod:`tfaas_jupyter.server.protocols.v2stream`) and scored in pieces while it arrives.
 
     So authentication and authorization happen in ``prepare``, before any byte of the
     body reaches the model worker. ``prepare`` then reads the body itself, straight
     from the connection into the tensor's buffer (:meth:`_read_body`). Streaming costs
     a small request a few more turns of the event loop, which is why only bodies of at
-    least :data:`~tfaas_jupyter.server.v2stream.STREAM_MIN_BYTES` come here.
+    least :data:`~tfaas_jupyter.server.protocols.v2stream.STREAM_MIN_BYTES` come here.
     """
 
     _stream: StreamedInfer | None = None

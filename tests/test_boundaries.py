@@ -32,6 +32,14 @@ RULES: dict[str, tuple[Path, set[str], set[str]]] = {
 }
 
 
+def _package_of(path: Path) -> str:
+    """The dotted package a source file belongs to (``handlers`` is mounted as
+    ``tfaas_jupyter.handlers``)."""
+    if path.is_relative_to(ROOT / "handlers"):
+        return "tfaas_jupyter.handlers"
+    return ".".join(("tfaas_jupyter", *path.relative_to(PACKAGE).parent.parts))
+
+
 def _imports(path: Path, package: str) -> list[str]:
     """Absolute names of every module ``path`` imports (relative imports resolved)."""
     names = []
@@ -51,10 +59,9 @@ def _imports(path: Path, package: str) -> list[str]:
 @pytest.mark.parametrize("side", sorted(RULES))
 def test_each_side_imports_only_what_its_process_has(side: str) -> None:
     folder, banned_modules, banned_sides = RULES[side]
-    package = "tfaas_jupyter.handlers" if side == "handlers" else f"tfaas_jupyter.{side}"
     bad = []
-    for path in sorted(folder.glob("*.py")):
-        for name in _imports(path, package):
+    for path in sorted(folder.rglob("*.py")):
+        for name in _imports(path, _package_of(path)):
             top = name.split(".")[0]
             inner = name[len("tfaas_jupyter."):] if name.startswith("tfaas_jupyter.") else ""
             if top in banned_modules or any(
@@ -66,8 +73,9 @@ def test_each_side_imports_only_what_its_process_has(side: str) -> None:
     if side == "server":
         bad += [
             f"{path.relative_to(ROOT)} imports {name}"
-            for path in sorted(folder.glob("*.py")) if path.name != "app.py"
-            for name in _imports(path, package) if name.startswith("tfaas_jupyter.handlers")
+            for path in sorted(folder.rglob("*.py")) if path.name != "app.py"
+            for name in _imports(path, _package_of(path))
+            if name.startswith("tfaas_jupyter.handlers")
         ]
     assert not bad, "\n".join(bad)
 
@@ -109,7 +117,7 @@ def test_no_import_cycles_between_modules() -> None:
     graph: dict[str, set[str]] = {}
     files = {**{p: "tfaas_jupyter" for p in [PACKAGE / "__init__.py"]}}
     for sub in ("server", "worker", "client"):
-        files.update({p: f"tfaas_jupyter.{sub}" for p in (PACKAGE / sub).glob("*.py")})
+        files.update({p: _package_of(p) for p in (PACKAGE / sub).rglob("*.py")})
     files.update({p: "tfaas_jupyter.handlers" for p in (ROOT / "handlers").glob("*.py")})
     modules = {}
     for path, package in files.items():
@@ -156,10 +164,8 @@ def test_request_data_travels_as_arguments_not_in_context_variables() -> None:
     values, which a reader can follow from the handler to the worker and back."""
     bad = []
     for path in _sources(PACKAGE / "server", ROOT / "handlers"):
-        package = "tfaas_jupyter.handlers" if path.is_relative_to(ROOT / "handlers") else (
-            "tfaas_jupyter." + ".".join(path.relative_to(PACKAGE).parent.parts))
         if any(name == "contextvars" or name.startswith("contextvars.")
-               for name in _imports(path, package)):
+               for name in _imports(path, _package_of(path))):
             bad.append(f"{path.relative_to(ROOT)} imports contextvars")
         for node in ast.walk(ast.parse(path.read_text("utf-8"))):
             if isinstance(node, ast.Attribute) and node.attr in ("ContextVar", "copy_context"):
@@ -178,5 +184,19 @@ def test_the_http_layer_imports_nothing_from_the_worker_supervision() -> None:
         for name in _imports(path, "tfaas_jupyter.handlers")
         if name.startswith("tfaas_jupyter.server.supervisor")
         or name.startswith("tfaas_jupyter.server.workerproc")
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_each_protocol_is_an_adapter_beside_the_others() -> None:
+    """The wire protocols live side by side in ``server/protocols/``, each over the
+    protocol-neutral core; the core, the catalogue and the upload service know none."""
+    protocols = PACKAGE / "server" / "protocols"
+    assert {p.stem for p in protocols.glob("*.py")} >= {"original", "v2", "tfserving"}
+    bad = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((PACKAGE / "server").glob("*.py"))
+        for name in _imports(path, "tfaas_jupyter.server")
+        if name.startswith("tfaas_jupyter.server.protocols")
     ]
     assert not bad, "\n".join(bad)

@@ -127,7 +127,7 @@ def test_proto_keys_and_values_are_counted_before_parsing() -> None:
 def test_v2_bytes_elements_are_counted_before_they_are_made() -> None:
     import struct
 
-    from tfaas_jupyter.server import v2
+    from tfaas_jupyter.server.protocols import v2
 
     elements = b"".join(struct.pack("<I", 1) + b"x" for _ in range(12))
     header = json.dumps({"inputs": [{

@@ -1,4 +1,4 @@
-"""V2 binary requests scored while their body arrives (tfaas_jupyter/server/v2stream.py).
+"""V2 binary requests scored while their body arrives (tfaas_jupyter/server/protocols/v2stream.py).
 
 A big one-input binary request is cut into pieces of rows sent to the worker as the
 body arrives; the answer must be exactly the whole request's, the cutting must be real
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import TFaaSCaller, load_example
 
-from tfaas_jupyter.server.v2stream import PIECE_BYTES
+from tfaas_jupyter.server.protocols.v2stream import PIECE_BYTES
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -12,9 +12,11 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default
 
 from .batching import Batcher
+from .catalogue import Catalogue
 from .keys import KeyStore
 from .repository import Repository, RepositoryRefused
 from .service import Limits, TFaaS
+from .uploads import Uploads
 
 MiB = 1024 * 1024
 #: The share of the memory limit that the model worker may use by default.
@@ -225,9 +227,12 @@ class TFaaSApp(ExtensionApp):
             max_in_flight=self.max_in_flight,
         )
         self.service = TFaaS(repository, self.worker, runner, limits)
-        self.settings.update(
-            {"tfaas_service": self.service, "tfaas_keys": KeyStore(self.keys_file)}
-        )
+        self.settings.update({
+            "tfaas_service": self.service,
+            "tfaas_catalogue": Catalogue(self.service),
+            "tfaas_uploads": Uploads(self.service),
+            "tfaas_keys": KeyStore(self.keys_file),
+        })
         self.log.info("tfaas: serving models from %s", repository.root)
 
     def initialize_handlers(self) -> None:

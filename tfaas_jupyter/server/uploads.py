@@ -2,24 +2,30 @@
 a staged model version: files laid out in a staging folder, format detected.
 
 Nothing here talks to TensorFlow: the staged model is validated by the model
-worker before the repository commits it (see :mod:`tfaas_jupyter.server.service`).
+worker before the repository commits it (:class:`Uploads`, the upload service).
 """
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import json
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import archives
-from .errors import BadRequest
+from .errors import BadRequest, ErrorKind, WorkerError
+from .keys import Grant, check_model_access
+from .modelref import ModelRef
 from .multipart import Form
 from .names import check_model_name
-from .repository import GRAPHDEF, KERAS, LABELS_FILE, ONNX, PARAMS_FILE, SAVEDMODEL
+from .repository import GRAPHDEF, KERAS, LABELS_FILE, ONNX, PARAMS_FILE, SAVEDMODEL, ModelVersion
+from .service import TFaaS
+from .timing import Stages
 
 
 @dataclass
@@ -267,3 +273,65 @@ def _finish(
     (staging / "request.body").unlink(missing_ok=True)
     return StagedUpload(name, staging, fmt, model, params, has_labels,
                         None if renamed_from is None else str(renamed_from))
+
+
+class Uploads:
+    """The upload service: stage an upload, have the model worker load it, and commit
+    it to the repository only if TensorFlow can serve it."""
+
+    def __init__(self, core: TFaaS) -> None:
+        self.core = core
+
+    async def upload_form(self, form: Form, staging: Path, *, base64_model: bool,
+                          grant: Grant | None = None, stages: Stages | None = None) -> dict:
+        staged = await asyncio.to_thread(
+            stage_form, form, staging,
+            base64_model=base64_model, max_extracted=self.core.limits.max_extracted_size,
+        )
+        mv = await self._validate_and_commit(staged, grant, stages)
+        self.core.default_model = mv.name
+        return self._upload_answer(mv, staged.renamed_from)
+
+    async def upload_bundle(self, body: Path, staging: Path, *, grant: Grant | None = None,
+                            stages: Stages | None = None) -> dict:
+        staged = await asyncio.to_thread(
+            stage_bundle, body, staging, max_extracted=self.core.limits.max_extracted_size
+        )
+        mv = await self._validate_and_commit(staged, grant, stages)
+        return self._upload_answer(mv, staged.renamed_from)
+
+    @staticmethod
+    def _upload_answer(mv: ModelVersion, renamed_from: str | None = None) -> dict:
+        answer = {
+            "name": mv.name, "version": mv.version, "format": mv.format,
+            "inputs": (mv.signature or {}).get("inputs"),
+            "outputs": (mv.signature or {}).get("outputs"),
+            "labels": mv.labels,
+        }
+        if renamed_from is not None:
+            answer["renamed_from"] = renamed_from
+            answer["note"] = (f"params.json names the model {renamed_from!r}; "
+                              f"stored as {mv.name!r}")
+        return answer
+
+    async def _validate_and_commit(self, staged: StagedUpload, grant: Grant | None,
+                                   stages: Stages | None) -> ModelVersion:
+        """Load the staged model in the worker; commit it only if TensorFlow can serve it
+        (the load's cold start goes to ``stages``, when given)."""
+        check_model_access(grant, staged.name)
+        meta = staged.meta()
+        meta["uid"] = uid = uuid.uuid4().hex
+        ref = ModelRef(key=f"{staged.name}@{uid}", path=str(staged.model_path),
+                       format=staged.format, params=staged.params, name=staged.name)
+        try:
+            signature, cold = await self.core.worker.loaded(ref)
+        except WorkerError as exc:
+            # the upload is at fault
+            if exc.kind in (ErrorKind.BAD_INPUT, ErrorKind.MODEL, ErrorKind.LOAD):
+                raise BadRequest(f"unreadable model: {exc.message}") from None
+            raise
+        if stages is not None and cold is not None:
+            stages.cold_start = cold
+        meta["signature"] = signature
+        return await asyncio.to_thread(self.core.repository.commit, staged.name,
+                                       staged.staging, meta)

@@ -32,15 +32,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..worker.wire import uninitialized
-from .batching import rows_independent
-from .codecs import check_json_values
-from .errors import BadRequest, ErrorKind, TFaaSError, WorkerError
-from .keys import Grant
-from .repository import ModelVersion
-from .service import TFaaS
-from .tensors import json_object
-from .timing import Stages
+from ...worker.wire import uninitialized
+from ..batching import rows_independent
+from ..codecs import check_json_values
+from ..errors import BadRequest, ErrorKind, TFaaSError, WorkerError
+from ..keys import Grant
+from ..repository import ModelVersion
+from ..service import TFaaS
+from ..tensors import json_object
+from ..timing import Stages
 from .v2 import (
     HEADER_LENGTH,
     InferAnswer,

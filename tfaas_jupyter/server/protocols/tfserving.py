@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .codecs import check_json_values
-from .errors import BadRequest, PayloadTooLarge, TFaaSError
-from .keys import Grant
-from .repository import ModelVersion
-from .service import TFaaS
-from .tensors import (
+from ..codecs import check_json_values
+from ..errors import BadRequest, PayloadTooLarge, TFaaSError
+from ..keys import Grant
+from ..repository import ModelVersion
+from ..service import TFaaS
+from ..tensors import (
     TF_DTYPES,
     array_from_json,
     by_input_name,
@@ -28,7 +28,7 @@ from .tensors import (
     numpy_dtype,
     signature_shape,
 )
-from .timing import Stages
+from ..timing import Stages
 
 SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"

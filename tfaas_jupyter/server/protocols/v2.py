@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .. import __version__
-from .codecs import MAX_VALUES_SETTING, check_json_values
-from .errors import BadRequest, PayloadTooLarge, TFaaSError
-from .keys import Grant
-from .repository import ModelVersion
-from .service import TFaaS
-from .tensors import (
+from ... import __version__
+from ..codecs import MAX_VALUES_SETTING, check_json_values
+from ..errors import BadRequest, PayloadTooLarge, TFaaSError
+from ..keys import Grant
+from ..repository import ModelVersion
+from ..service import TFaaS
+from ..tensors import (
     V2_DTYPES,
     array_from_json,
     by_input_name,
@@ -37,7 +37,7 @@ from .tensors import (
     v2_datatype,
     v2_datatype_of,
 )
-from .timing import Stages
+from ..timing import Stages
 
 #: The header of the binary tensor data extension.
 HEADER_LENGTH = "Inference-Header-Content-Length"
