@@ -182,8 +182,8 @@ def test_the_http_layer_imports_nothing_from_the_worker_supervision() -> None:
         f"{path.relative_to(ROOT)} imports {name}"
         for path in _sources(ROOT / "handlers")
         for name in _imports(path, "tfaas_jupyter.handlers")
-        if name.startswith("tfaas_jupyter.server.supervisor")
-        or name.startswith("tfaas_jupyter.server.workerproc")
+        if any(name == f"tfaas_jupyter.server.{m}" or name.startswith(f"tfaas_jupyter.server.{m}.")
+               for m in ("supervisor", "launch", "workerproc", "operations"))
     ]
     assert not bad, "\n".join(bad)
 
@@ -200,3 +200,11 @@ def test_each_protocol_is_an_adapter_beside_the_others() -> None:
         if name.startswith("tfaas_jupyter.server.protocols")
     ]
     assert not bad, "\n".join(bad)
+
+
+def test_no_server_module_is_longer_than_500_lines() -> None:
+    """Small modules with one job: the server side keeps each under 500 lines."""
+    long = [f"{p.relative_to(ROOT)}: {n} lines"
+            for p in _sources(PACKAGE / "server")
+            if (n := len(p.read_text("utf-8").splitlines())) > 500]
+    assert not long, "\n".join(long)

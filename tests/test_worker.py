@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tfmodels
 from conftest import load_example
 
-from tfaas_jupyter.server import supervisor
+from tfaas_jupyter.server import workerproc
 from tfaas_jupyter.server.errors import ErrorKind
+from tfaas_jupyter.server.launch import kernelspec_worker
 from tfaas_jupyter.server.modelref import ModelRef
 from tfaas_jupyter.server.supervisor import (
     ModelError,
@@ -33,7 +34,6 @@ from tfaas_jupyter.server.supervisor import (
     WorkerCrashed,
     WorkerTimeout,
     WorkerUnavailable,
-    kernelspec_worker,
 )
 from tfaas_jupyter.worker import wire
 
@@ -103,11 +103,11 @@ async def _wait_gone(pid: int, timeout: float = 20.0) -> bool:
 
 
 async def frame_channel(sock: socket.socket, on_closed: Any = None
-                        ) -> tuple[wire.FrameChannel, asyncio.Queue[Any]]:
+                        ) -> tuple[workerproc.FrameChannel, asyncio.Queue[Any]]:
     """The supervisor's side of a channel on ``sock``, and the queue its frames go to."""
     frames: asyncio.Queue[Any] = asyncio.Queue()
     _, channel = await asyncio.get_running_loop().create_connection(
-        lambda: wire.FrameChannel(lambda h, a: frames.put_nowait((h, a)),
+        lambda: workerproc.FrameChannel(lambda h, a: frames.put_nowait((h, a)),
                                   on_closed or (lambda error: None)),
         sock=sock)
     return channel, frames
@@ -125,7 +125,7 @@ async def test_wire_roundtrip_async_and_blocking() -> None:
     a, b = socket.socketpair()
     writer, frames = await frame_channel(a)
     chan = wire.BlockingChannel(b)
-    await wire.write_frame_async(writer, {"id": 1, "op": "x"}, arrays)
+    await workerproc.write_frame_async(writer, {"id": 1, "op": "x"}, arrays)
     got = await asyncio.to_thread(chan.read)
     assert got is not None
     header, out = got
@@ -165,7 +165,7 @@ async def test_wire_headers_and_big_arrays_both_ways() -> None:
 
     async def send_all() -> None:
         for header, arrays in sent:
-            await wire.write_frame_async(writer, header, arrays)
+            await workerproc.write_frame_async(writer, header, arrays)
 
     sending = asyncio.ensure_future(send_all())
     for header, arrays in sent:
@@ -220,7 +220,7 @@ async def test_frame_channel_hands_over_each_frame_as_it_arrives() -> None:
             np.testing.assert_array_equal(x, y)
     await writing
     reading = asyncio.ensure_future(asyncio.to_thread(chan.read))  # read while written
-    await wire.write_frame_async(channel, {"id": 11, "op": "ping"}, [big])
+    await workerproc.write_frame_async(channel, {"id": 11, "op": "ping"}, [big])
     back = await reading
     assert back is not None and back[0] == {"id": 11, "op": "ping"}
     np.testing.assert_array_equal(back[1][0], big)
@@ -740,12 +740,11 @@ class _Records(list):
 async def test_worker_stderr_is_logged_by_level(models) -> None:
     """TensorFlow's chatter on the worker's stderr goes to the log at DEBUG, other lines
     (real errors) at WARNING; the worker's stdout at DEBUG."""
-    import collections
     import logging
     from types import SimpleNamespace
 
     records = _Records()
-    w = ModelWorker(log=records.logger("tfaas-test-pump"))
+    log = records.logger("tfaas-test-pump")
     chatter = [
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
         "I0000 00:00:1764100000.123456   42 cpu_feature_guard.cc:210] This TensorFlow binary",
@@ -760,8 +759,8 @@ async def test_worker_stderr_is_logged_by_level(models) -> None:
     reader = asyncio.StreamReader()
     reader.feed_data("".join(line + "\n" for line in chatter + errors).encode())
     reader.feed_eof()
-    conn = SimpleNamespace(proc=SimpleNamespace(pid=7), stderr_tail=collections.deque())
-    await w._pump(conn, reader, logging.WARNING, tail=True)
+    conn = workerproc.WorkerProcess(SimpleNamespace(pid=7))  # type: ignore[arg-type]
+    await conn.pump(reader, logging.WARNING, True, log)
     assert [(r.levelno, r.getMessage()) for r in records] == [
         (logging.DEBUG, f"[worker 7] {line}") for line in chatter
     ] + [(logging.WARNING, f"[worker 7] {line}") for line in errors]
@@ -794,13 +793,13 @@ async def test_params_travel_with_loads_only(models, monkeypatch: pytest.MonkeyP
     worker says 'not loaded' and the supervisor loads and sends it once more, so no
     request fails for it."""
     sent: list[dict[str, Any]] = []
-    real_write = supervisor.write_frame_async
+    real_write = workerproc.write_frame_async
 
     async def recording_write(writer: Any, header: dict[str, Any], arrays: Any = ()) -> None:
         sent.append(header)
         await real_write(writer, header, arrays)
 
-    monkeypatch.setattr(supervisor, "write_frame_async", recording_write)
+    monkeypatch.setattr(workerproc, "write_frame_async", recording_write)
     b = models["graphdef"]
     xs = _inputs({"inputs": [{"shape": [None, tfmodels.N_IN]}]}, 2)
     w = ModelWorker(threads=1, cache_size=1)

@@ -167,7 +167,8 @@ class TFaaSApp(ExtensionApp):
         Python, unless it has no TensorFlow: then the ``python3`` kernel's Python and
         environment, as in SWAN, where the kernels (not the server) see TensorFlow.
         """
-        from .supervisor import WorkerUnavailable, kernelspec_worker
+        from .errors import WorkerUnavailable
+        from .launch import kernelspec_worker
 
         if self.worker_python:
             return self.worker_python, None, None

@@ -8,6 +8,9 @@ which HTTP status each kind gets.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 from ..worker.wire import ErrorKind
 
 __all__ = [
@@ -20,6 +23,12 @@ __all__ = [
     "Unavailable",
     "Unloadable",
     "WorkerError",
+    "of_model",
+    "WorkerUnavailable",
+    "WorkerCrashed",
+    "WorkerTimeout",
+    "ModelError",
+    "ModelTooBig",
 ]
 
 
@@ -96,3 +105,45 @@ class Unloadable(WorkerError):
             f"model {name!r} version {version} cannot be loaded: {reason}; "
             "delete it or upload a new version"
         )
+
+
+class WorkerUnavailable(WorkerError):
+    """The worker cannot be started (e.g. no TensorFlow in that interpreter)."""
+
+    kind = ErrorKind.UNAVAILABLE
+
+
+class WorkerCrashed(WorkerError):
+    """The worker process died while the request was in flight."""
+
+    kind = ErrorKind.UNAVAILABLE
+
+
+class WorkerTimeout(WorkerError):
+    """The request exceeded the timeout; the worker was killed and will be restarted."""
+
+    kind = ErrorKind.TIMEOUT
+
+
+class ModelError(WorkerError):
+    """The worker's error reply: the model could not be loaded or run, TensorFlow
+    refused the input, or the model ran out of memory (``kind`` says which)."""
+
+    kind = ErrorKind.MODEL
+
+
+class ModelTooBig(WorkerError):
+    """The model does not fit in the worker's memory limit, even alone (507)."""
+
+    kind = ErrorKind.OUT_OF_MEMORY
+
+
+@contextlib.contextmanager
+def of_model(name: str) -> Iterator[None]:
+    """Tag every :class:`TFaaSError` raised inside with the model ``name`` (for the
+    statistics and the log): the one place errors learn their model."""
+    try:
+        yield
+    except TFaaSError as exc:
+        exc.model = name
+        raise

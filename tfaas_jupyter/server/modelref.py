@@ -43,8 +43,3 @@ class ModelRef:
         """The reference of a repository model version."""
         return cls(key=mv.key, path=str(mv.model_path), format=mv.format, params=mv.params,
                    name=mv.name, version=mv.version)
-
-    def load_request(self) -> dict[str, Any]:
-        """The header members of the worker's ``load`` request."""
-        return {"key": self.key, "path": self.path, "format": self.format,
-                "params": dict(self.params)}

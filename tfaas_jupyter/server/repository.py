@@ -30,8 +30,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import functools
-import hashlib
 import json
 import logging
 import os
@@ -41,28 +39,36 @@ import stat
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..pids import pid_alive
 from .errors import NotFound, TFaaSError
-from .modelref import ModelRef
+from .modelfiles import (
+    HIGH_WATER,
+    LABELS_FILE,
+    META_FILE,
+    PARAMS_FILE,
+    ModelVersion,
+    fsync_dir,
+    fsync_tree,
+    infer_meta,
+    is_flat_model,
+    plain_member,
+    read_high_water,
+    read_labels,
+    tree_size,
+    write_high_water,
+)
 from .names import MODEL_NAME_PATTERN, check_model_name
 
 log = logging.getLogger(__name__)
 
-#: The model formats the worker loads.
-GRAPHDEF, SAVEDMODEL, KERAS, ONNX = "graphdef", "savedmodel", "keras", "onnx"
-
-META_FILE = "tfaas.json"
-PARAMS_FILE = "params.json"
-LABELS_FILE = "labels.txt"
 #: A model's version labels (label -> version), beside its version folders.
 VERSION_LABELS_FILE = "labels.json"
 _STAGING = ".staging"
 _TRASH = ".trash"
-_HIGH_WATER = ".last_version"
 _LOCK = ".lock"
 #: A staging or trash folder: ``<pid of the process that made it>-<random hex>``.
 _TAGGED = re.compile(r"([0-9]{1,10})-[0-9a-f]{32}")
@@ -71,68 +77,6 @@ _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 class RepositoryRefused(Exception):
     """The model folder may not be served (e.g. others may write into it)."""
-
-
-def plain_member(value: object) -> str | None:
-    """``value`` if it is a plain file name inside a folder (no ``/``, not ``..``)."""
-    if not isinstance(value, str) or not value or value in (".", ".."):
-        return None
-    if "/" in value or "\\" in value or "\0" in value:
-        return None
-    return value
-
-
-@dataclass
-class ModelVersion:
-    """One committed version of a model, as read from disk."""
-
-    name: str
-    version: int
-    path: Path
-    meta: dict[str, Any]
-    params: dict[str, Any]
-    labels: list[str] | None = None
-    signature: dict[str, Any] | None = field(default=None)
-    #: Why the worker could not load this version, once it tried (None: no failure seen).
-    load_error: str | None = None
-
-    @property
-    def format(self) -> str:
-        return self.meta["format"]
-
-    @property
-    def model_path(self) -> Path:
-        return self.path / self.meta["model"]
-
-    @property
-    def uid(self) -> str:
-        return self.meta["uid"]
-
-    @property
-    def key(self) -> str:
-        """The worker's cache key: unique for this version's content, prefixed by the name."""
-        return f"{self.name}@{self.uid}"
-
-    @functools.cached_property
-    def ref(self) -> ModelRef:
-        """This version as the model worker knows it (made once: every prediction
-        names its model by it)."""
-        return ModelRef.of(self)
-
-    def describe(self) -> dict[str, Any]:
-        """A JSON-able summary of this version (with its ``load_error`` once a load failed)."""
-        doc = {
-            "version": self.version,
-            "format": self.format,
-            "created": self.meta.get("created"),
-            "size": self.meta.get("size"),
-            "inputs": (self.signature or {}).get("inputs"),
-            "outputs": (self.signature or {}).get("outputs"),
-            "labels": self.labels,
-        }
-        if self.load_error is not None:
-            doc["load_error"] = self.load_error
-        return doc
 
 
 @dataclass
@@ -146,41 +90,6 @@ class _ModelEntry:
 #: writes drop the entry at once; this only bounds how late a model copied in by
 #: hand is seen, and keeps a stat() off every prediction.
 RECHECK_AFTER = 0.5
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _dirs, files in os.walk(root):
-        for fname in files:
-            with open(os.path.join(dirpath, fname), "rb") as fh:
-                os.fsync(fh.fileno())
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def read_labels(path: Path) -> list[str] | None:
-    """The labels file's non-empty lines (a symlink or anything but a file: none)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return None
-        text = fh.read().decode("utf-8", errors="replace")
-    labels = [line.strip() for line in text.splitlines()]
-    return [label for label in labels if label] or None
 
 
 class Repository:
@@ -221,7 +130,7 @@ class Repository:
             if not self._version_dirs(model_dir):
                 # A model folder with no committed version: a crashed first upload
                 # (or a delete of the last version) left it; nothing there serves.
-                if not any(p for p in model_dir.iterdir() if p.name != _HIGH_WATER):
+                if not any(p for p in model_dir.iterdir() if p.name != HIGH_WATER):
                     shutil.rmtree(model_dir, ignore_errors=True)
                     removed.append(model_dir.name)
         if removed:
@@ -313,7 +222,7 @@ class Repository:
             versions: dict[int, ModelVersion] = {}
             old = entry.versions if entry else {}
             numbers = self._version_dirs(model_dir)
-            if not numbers and _is_flat_model(model_dir):
+            if not numbers and is_flat_model(model_dir):
                 # The original TFaaS's layout, copied in: the folder itself is version 1.
                 found = self._read_version(name, 1, model_dir)
                 if found is not None:
@@ -427,19 +336,19 @@ class Repository:
         meta.setdefault("uid", uuid.uuid4().hex)
         meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         meta["name"] = name
-        meta.setdefault("size", _tree_size(staging))
+        meta.setdefault("size", tree_size(staging))
         with self._lock, _writing(self.root, f"store model {name!r}"), self._process_lock():
             model_dir = self.root / name
             model_dir.mkdir(exist_ok=True)
-            floor = 1 if _is_flat_model(model_dir) else 0  # a flat model counts as version 1
-            version = max([*self._version_dirs(model_dir), _read_high_water(model_dir), floor]) + 1
+            floor = 1 if is_flat_model(model_dir) else 0  # a flat model counts as version 1
+            version = max([*self._version_dirs(model_dir), read_high_water(model_dir), floor]) + 1
             meta["version"] = version
             (staging / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-            _fsync_tree(staging)
+            fsync_tree(staging)
             target = model_dir / str(version)
             os.rename(staging, target)
-            _write_high_water(model_dir, version)
-            _fsync_dir(model_dir)
+            write_high_water(model_dir, version)
+            fsync_dir(model_dir)
             self._index.pop(name, None)
         return self.get(name, version)
 
@@ -464,7 +373,7 @@ class Repository:
                     )
                 os.rename(self.root / name / str(version), doomed)
                 deleted = [version]
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             self._index.pop(name, None)
         shutil.rmtree(doomed, ignore_errors=True)
         return deleted
@@ -507,7 +416,7 @@ class Repository:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, model_dir / VERSION_LABELS_FILE)
-        _fsync_dir(model_dir)
+        fsync_dir(model_dir)
         self._index.pop(name, None)
 
     def set_label(self, name: str, label: str, version: int) -> dict[str, int]:
@@ -585,73 +494,3 @@ def _writing(root: Path, action: str) -> Iterator[None]:
                 f"cannot {action}: no space left in the model repository {root}", 507
             ) from None
         raise
-
-
-def _is_flat_model(folder: Path) -> bool:
-    """A model folder of the original TFaaS: params.json (or a SavedModel) right in it."""
-    return (folder / PARAMS_FILE).is_file() or (folder / "saved_model.pb").is_file()
-
-
-def infer_meta(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
-    """What a version folder without tfaas.json holds: one copied in by hand, or a
-    model folder of the original TFaaS. None when no model is found.
-
-    The uid is derived from the model file's size and time, so a model replaced in
-    place is a new model for the worker's cache.
-    """
-    onnx_files = sorted(path.glob("*.onnx"))
-    if (path / "saved_model.pb").is_file():
-        fmt, model = SAVEDMODEL, "."
-    elif len(onnx_files) == 1:  # converted beside it into saved_model/ on first load
-        fmt, model = ONNX, onnx_files[0].name
-    elif (path / "saved_model" / "saved_model.pb").is_file():
-        fmt, model = SAVEDMODEL, "saved_model"
-    else:
-        keras_files = sorted(path.glob("*.keras"))
-        named = params.get("model")
-        if len(keras_files) == 1:
-            fmt, model = KERAS, keras_files[0].name
-        elif isinstance(named, str) and named and Path(named).name == named and (
-            path / named
-        ).is_file():
-            fmt, model = GRAPHDEF, named
-        else:
-            return None
-    probe = path / model / "saved_model.pb" if fmt == SAVEDMODEL else path / model
-    st = probe.stat()
-    stamp = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()
-    return {
-        "format": fmt,
-        "model": model,
-        "labels": plain_member(params.get("labels")) or LABELS_FILE,
-        "uid": hashlib.sha256(stamp).hexdigest()[:32],
-        "created": time.strftime(
-            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime)
-        ),
-        "inferred": True,
-    }
-
-
-def _tree_size(root: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for fname in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, fname)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def _read_high_water(model_dir: Path) -> int:
-    try:
-        return int((model_dir / _HIGH_WATER).read_text().strip() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
-def _write_high_water(model_dir: Path, version: int) -> None:
-    """Version numbers are never reused, so a client's "version 3" always means one model."""
-    tmp = model_dir / (_HIGH_WATER + ".tmp")
-    tmp.write_text(str(version))
-    os.replace(tmp, model_dir / _HIGH_WATER)

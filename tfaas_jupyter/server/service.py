@@ -27,10 +27,10 @@ from .batching import Runner
 from .errors import (
     BadRequest,
     ErrorKind,
-    TFaaSError,
     Unavailable,
     Unloadable,
     WorkerError,
+    of_model,
 )
 from .keys import Grant, check_model_access
 from .names import check_model_name, check_version_or_label
@@ -122,14 +122,11 @@ class TFaaS:
         the statistics.
         """
         with self.admit():
-            try:
+            with of_model(mv.name):
                 signature = await self.signature(mv, stages)
                 arrays = shaping.typed_inputs(mv.name, signature, inputs)
                 n_rows = arrays[0].shape[0] if arrays and arrays[0].ndim else 0
                 return await self._run(mv, arrays, n_rows, stages)
-            except TFaaSError as exc:
-                exc.model = mv.name
-                raise
 
     async def predict_rows(
         self, name: str | None, version: Any, rows: np.ndarray, keys: Sequence[str] | None,
@@ -138,14 +135,11 @@ class TFaaS:
         """Run the model on 2-D ``rows`` of values (columns named ``keys``, if given);
         answers one ``[rows, values]`` array per output, in the model's own dtypes."""
         mv = self.resolve(name, version, grant=grant)
-        try:
+        with of_model(mv.name):
             signature = await self.signature(mv, stages)
             inputs = self.shaper.rows_to_inputs(mv.key, mv.name, mv.params, signature, rows,
                                                 keys)
             return mv, await self._run(mv, inputs, rows.shape[0], stages)
-        except TFaaSError as exc:
-            exc.model = mv.name
-            raise
 
     async def run(self, mv: ModelVersion, inputs: Sequence[np.ndarray],
                   stages: Stages | None = None) -> list[np.ndarray]:

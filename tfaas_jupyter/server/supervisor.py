@@ -1,36 +1,40 @@
-"""Supervise the model worker process from the Jupyter server (asyncio, no TensorFlow).
+"""The model worker's lifecycle policy, from the Jupyter server (asyncio, no TensorFlow).
 
-TensorFlow never runs in the server's Python: :class:`ModelWorker` starts
-``tfaas_jupyter/worker`` in a subprocess (possibly another interpreter, e.g. the LCG
-Python of a SWAN kernel), talks to it over a socketpair with the framing of
-:mod:`tfaas_jupyter.worker.wire`, restarts it lazily after a crash, and kills it when a
-request hangs. The worker starts on first use and stops after ``idle_timeout`` seconds
-without calls, so a server that serves no model runs no TensorFlow.
+:class:`ModelWorker` is the server's handle of the worker: it starts the worker on
+first use (:mod:`~tfaas_jupyter.server.launch` says how) and stops it after
+``idle_timeout`` seconds without calls, so a server that serves no model runs no
+TensorFlow; restarts it lazily after a crash, backing off repeated failed starts;
+kills it when a request hangs; and passes the memory budget on. One worker process
+and its channel are a :class:`~tfaas_jupyter.server.workerproc.WorkerProcess`; the
+frames are :mod:`tfaas_jupyter.worker.wire`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import itertools
-import json
 import logging
 import os
-import re
-import shutil
-import signal
-import socket
 import sys
 import time
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..worker.wire import ErrorKind, FrameChannel, ProtocolError, write_frame_async
-from .errors import WorkerError
+from ..worker import ops
+from ..worker.wire import ErrorKind, ProtocolError
+from .errors import (
+    ModelError,
+    ModelTooBig,
+    WorkerCrashed,
+    WorkerError,
+    WorkerTimeout,
+    WorkerUnavailable,
+)
+from .launch import exit_phrase, probe_versions, spawn, worker_environment
 from .modelref import ModelRef
-from .timing import ColdStart, ModelAnswer
+from .operations import WorkerOperations
+from .timing import ColdStart
+from .workerproc import WorkerProcess
 
 __all__ = [
     "WorkerError",
@@ -41,177 +45,10 @@ __all__ = [
     "ModelTooBig",
     "ModelRef",
     "ModelWorker",
-    "kernelspec_worker",
-    "WORKER_DIR",
-    "BOOTSTRAP",
 ]
 
-#: The worker package's directory, loaded by path in the worker's interpreter.
-WORKER_DIR = str(Path(__file__).resolve().parent.parent / "worker")
 
-#: Run with ``python -c``: import ``WORKER_DIR`` as the top-level package ``tfaas_worker``
-#: (tfaas_jupyter need not be installed there) and run its main. The missing-package check
-#: comes first so the error names TensorFlow rather than whatever import fails first.
-BOOTSTRAP = """\
-import sys, importlib.util as u
-if sys.path and sys.path[0] in ('', '.'):
-    del sys.path[0]
-d = sys.argv[1]
-miss = [m for m in ('tensorflow', 'numpy') if u.find_spec(m) is None]
-if miss:
-    sys.stderr.write('tfaas-worker-fatal: %s not installed for %s\\n'
-                     % (' and '.join({'tensorflow': 'TensorFlow'}.get(m, m) for m in miss)
-                        + (' is' if len(miss) == 1 else ' are'), sys.executable))
-    sys.exit(3)
-s = u.spec_from_file_location('tfaas_worker', d + '/__init__.py', submodule_search_locations=[d])
-m = u.module_from_spec(s)
-sys.modules['tfaas_worker'] = m
-s.loader.exec_module(m)
-import tfaas_worker.main
-sys.exit(tfaas_worker.main.main(sys.argv[2:]))
-"""
-
-FATAL_PREFIX = "tfaas-worker-fatal:"
-_SOCK_BUF = 4 << 20
-
-
-class WorkerUnavailable(WorkerError):
-    """The worker cannot be started (e.g. no TensorFlow in that interpreter)."""
-
-    kind = ErrorKind.UNAVAILABLE
-
-
-class WorkerCrashed(WorkerError):
-    """The worker process died while the request was in flight."""
-
-    kind = ErrorKind.UNAVAILABLE
-
-
-class WorkerTimeout(WorkerError):
-    """The request exceeded the timeout; the worker was killed and will be restarted."""
-
-    kind = ErrorKind.TIMEOUT
-
-
-class ModelError(WorkerError):
-    """The worker's error reply: the model could not be loaded or run, TensorFlow
-    refused the input, or the model ran out of memory (``kind`` says which)."""
-
-    kind = ErrorKind.MODEL
-
-
-class ModelTooBig(WorkerError):
-    """The model does not fit in the worker's memory limit, even alone (507)."""
-
-    kind = ErrorKind.OUT_OF_MEMORY
-
-
-#: Run with ``python -c`` in the worker's interpreter: the installed TensorFlow and
-#: Keras versions from package metadata, without importing either (a few ms).
-VERSIONS_PROBE = """\
-import json, importlib.metadata as m
-def v(*names):
-    for n in names:
-        try:
-            return m.version(n)
-        except Exception:
-            pass
-print(json.dumps({'tensorflow': v('tensorflow', 'tensorflow-cpu', 'tensorflow-gpu',
-                                  'tf-nightly', 'tensorflow-intel', 'tensorflow-macos'),
-                  'keras': v('keras')}))
-"""
-
-
-def _exit_phrase(rc: int | None) -> str:
-    """How a process ended, as a verb phrase ("exited with code 3", "was killed by ...")."""
-    if rc is None:
-        return "stopped responding"
-    if rc < 0:
-        try:
-            name = signal.Signals(-rc).name
-        except ValueError:
-            name = f"signal {-rc}"
-        msg = f"was killed by {name}"
-        if -rc == signal.SIGKILL:
-            msg += " (most likely the system ran out of memory: the model or batch may be too big)"
-        return msg
-    return f"exited with code {rc}"
-
-
-def _describe_exit(rc: int | None, pid: int | None) -> str:
-    who = f"The model worker (pid {pid})" if pid else "The model worker"
-    return f"{who} {_exit_phrase(rc)}"
-
-
-#: stderr lines that are TensorFlow's chatter (banners, INFO and W logs of its C++ and
-#: Python sides), not worth quoting in an error nor logging above DEBUG
-_NOISE = re.compile(
-    r"^(WARNING: All log messages before absl|[IW]\d{4} |To enable the following"
-    r"|\S+ \S+: [IW] tensorflow/|(INFO|WARNING):(tensorflow|absl):|oneDNN custom operations"
-    # no GPU here, as TensorFlow says at error level on every start of a CPU machine
-    r"|E\d{4} .*(failed call to cuInit|cuda_platform|cuda_diagnostics))"
-)
-
-
-class _Conn:
-    """One worker process and its channel (a new one after each restart)."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        #: the channel to the worker (set once connected): replies reach
-        #: :meth:`on_frame` as they arrive, frames go out with ``write_frame_async``
-        self.writer: FrameChannel | None = None
-        self.pending: dict[int, asyncio.Future[tuple[dict[str, Any], list[np.ndarray]]]] = {}
-        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=30)
-        self.tasks: list[asyncio.Task[Any]] = []
-        self.dead: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        #: Why we killed it ourselves (timeout, stop); None if it died on its own.
-        self.kill_reason: str | None = None
-
-    def on_frame(self, header: dict[str, Any], arrays: list[np.ndarray]) -> None:
-        """A reply: resolve its request's future (by id), in the channel's callback."""
-        fut = self.pending.pop(header.get("id"), None)  # type: ignore[arg-type]
-        if fut is not None and not fut.done():
-            fut.set_result((header, arrays))
-
-    @property
-    def alive(self) -> bool:
-        """Usable for new requests: not dead, and not being killed by us (a request
-        sent to a worker we just killed for a timeout would fail with it)."""
-        return (self.kill_reason is None and not self.dead.done()
-                and self.proc.returncode is None)
-
-    def fatal_line(self) -> str | None:
-        for line in reversed(self.stderr_tail):
-            if line.startswith(FATAL_PREFIX):
-                return line[len(FATAL_PREFIX):].strip()
-        return None
-
-    def kill(self, reason: str) -> None:
-        if self.kill_reason is None:
-            self.kill_reason = reason
-        if self.proc.returncode is None:
-            try:
-                self.proc.kill()
-            except ProcessLookupError:
-                pass
-
-
-#: Parts of a variable's name that say it holds a credential (upper-cased match).
-_SECRET_NAME_PARTS = ("TOKEN", "SECRET", "PASSWORD")
-
-
-def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The server's environment minus every credential: a model's graph can read its
-    process's environment, so the worker never gets Jupyter's or the hub's tokens."""
-    return {
-        k: v for k, v in environ.items()
-        if not k.upper().startswith("JPY_")
-        and not any(part in k.upper() for part in _SECRET_NAME_PARTS)
-    }
-
-
-class ModelWorker:
+class ModelWorker(WorkerOperations):
     """The server-side handle of the model worker process.
 
     Every call starts the worker lazily (concurrent callers share one start) and restarts
@@ -251,9 +88,8 @@ class ModelWorker:
         #: the first start, e.g. a kernelspec that does not exist): every start says so.
         self.unavailable = unavailable
         self.log = log or logging.getLogger("tfaas_jupyter.worker")
-        self._conn: _Conn | None = None
-        self._starting: asyncio.Future[_Conn] | None = None
-        self._ids = itertools.count(1)
+        self._conn: WorkerProcess | None = None
+        self._starting: asyncio.Future[WorkerProcess] | None = None
         self._state = "stopped"
         self._restarts = 0
         self._starts = 0
@@ -327,22 +163,12 @@ class ModelWorker:
             return
         old, self._conn, self._starting, self._loop = self._conn, None, None, loop
         self._polling = False  # a polling chain of the old loop never runs again
-        if old is not None and old.proc.returncode is None:
-            old.kill_reason = old.kill_reason or "event loop changed"
-            try:
-                os.kill(old.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            # asyncio's child watcher (a thread, or pidfd on the old loop) reaps it;
-            # reap here too in case that loop is gone.
-            try:
-                os.waitpid(old.proc.pid, os.WNOHANG)
-            except OSError:
-                pass
+        if old is not None:
+            old.abandon("event loop changed")
         if self._state in ("running", "starting"):
             self._state = "stopped"
 
-    async def _ensure(self) -> _Conn:
+    async def _ensure(self) -> WorkerProcess:
         self._adopt_loop()
         c = self._conn
         if c is not None and c.alive:
@@ -357,7 +183,7 @@ class ModelWorker:
         # shield: one caller being cancelled must not abort the start others wait for
         return await asyncio.shield(self._starting)
 
-    async def _start(self) -> _Conn:
+    async def _start(self) -> WorkerProcess:
         self._state = "starting"
         began = time.monotonic()
         try:
@@ -390,106 +216,43 @@ class ModelWorker:
                       self._last_start_seconds, conn.proc.pid, self.python)
         return conn
 
-    async def _spawn(self) -> _Conn:
-        parent, child = socket.socketpair()
-        for s in (parent, child):
-            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-                try:
-                    s.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF)
-                except OSError:
-                    pass
-        argv = [self.python, "-c", BOOTSTRAP, WORKER_DIR, "--fd", str(child.fileno()),
-                "--cache-size", str(self.cache_size), "--parent-pid", str(os.getpid()),
-                "--memory-limit", str(max(0, int(self.memory_limit)))]
+    async def _spawn(self) -> WorkerProcess:
+        options = ["--cache-size", str(self.cache_size), "--parent-pid", str(os.getpid()),
+                   "--memory-limit", str(max(0, int(self.memory_limit)))]
         if self.threads:
-            argv += ["--threads", str(self.threads)]
+            options += ["--threads", str(self.threads)]
         if self.busy_poll > 0:
-            argv += ["--poll-us", str(round(self.busy_poll * 1e6))]
+            options += ["--poll-us", str(round(self.busy_poll * 1e6))]
+        proc, parent = await spawn(self.python, self.env, options)
+        conn = WorkerProcess(proc)
+        await conn.connect(parent, lambda error: self._on_closed(conn, error), self.log)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(child.fileno(),),
-                env=self.env,
-                # Ctrl-C in the server's terminal must not hit the worker directly.
-                start_new_session=True,
-            )
-        except OSError as e:
-            parent.close()
-            raise WorkerUnavailable(
-                f"Cannot run the model worker's Python {self.python}: {e.strerror or e}"
-            ) from None
-        finally:
-            child.close()
-        conn = _Conn(proc)
-        try:
-            _, conn.writer = await asyncio.get_running_loop().create_connection(
-                lambda: FrameChannel(conn.on_frame, lambda error: self._on_closed(conn, error)),
-                sock=parent)
-        except BaseException:
-            parent.close()
-            proc.kill()
-            await proc.wait()
-            raise
-        conn.tasks = [
-            asyncio.ensure_future(self._pump(conn, proc.stderr, logging.WARNING, tail=True)),
-            asyncio.ensure_future(self._pump(conn, proc.stdout, logging.DEBUG, tail=False)),
-        ]
-        try:
-            await asyncio.wait_for(self._roundtrip(conn, {"op": "ping"}), self.start_timeout)
+            ping = ops.request_header(ops.Ping())
+            await asyncio.wait_for(self._roundtrip(conn, ping), self.start_timeout)
         except asyncio.TimeoutError:
             conn.kill("start timeout")
-            await self._reap(conn)
+            await conn.reap(self.log)
             raise WorkerUnavailable(
                 f"The model worker ({self.python}) did not answer within "
-                f"{self.start_timeout:g} s of starting{self._tail(conn)}"
+                f"{self.start_timeout:g} s of starting{conn.tail()}"
             ) from None
         except WorkerError:
-            await self._reap(conn)
+            await conn.reap(self.log)
             fatal = conn.fatal_line()
             rc = conn.proc.returncode
             if fatal:
                 msg = f"The model worker cannot start: {fatal}"
             else:
                 msg = (f"The model worker ({self.python}) failed to start "
-                       f"({_exit_phrase(rc)}){self._tail(conn)}")
+                       f"({exit_phrase(rc)}){conn.tail()}")
             raise WorkerUnavailable(msg) from None
         except BaseException:
             conn.kill("start cancelled")
-            await self._reap(conn)
+            await conn.reap(self.log)
             raise
         return conn
 
-    @staticmethod
-    def _tail(conn: _Conn) -> str:
-        lines = [ln for ln in conn.stderr_tail if ln.strip() and not _NOISE.match(ln)][-5:]
-        return (": " + " | ".join(lines)) if lines else ""
-
-    async def _pump(self, conn: _Conn, stream: asyncio.StreamReader | None, level: int,
-                    tail: bool) -> None:
-        """Forward the worker's stdout/stderr lines to the log (TF prints there): its
-        chatter at DEBUG, other lines at ``level`` (stderr: WARNING, stdout: DEBUG)."""
-        if stream is None:
-            return
-        pid = conn.proc.pid
-        while True:
-            try:
-                line = await stream.readline()
-            except ValueError:  # a line longer than the limit: skip the chunk
-                continue
-            except (OSError, asyncio.IncompleteReadError):
-                return
-            if not line:
-                return
-            text = line.decode(errors="replace").rstrip()
-            if tail:
-                conn.stderr_tail.append(text)
-            self.log.log(logging.DEBUG if _NOISE.match(text) else level,
-                         "[worker %s] %s", pid, text)
-
-    def _on_closed(self, conn: _Conn, error: BaseException | None) -> None:
+    def _on_closed(self, conn: WorkerProcess, error: BaseException | None) -> None:
         """The channel ended (EOF, or why): fail its pending requests once the process
         is gone (:meth:`_on_dead`)."""
         if isinstance(error, ProtocolError):
@@ -497,51 +260,18 @@ class ModelWorker:
             conn.kill("protocol error")
         conn.tasks.append(asyncio.ensure_future(self._on_dead(conn)))
 
-    async def _on_dead(self, conn: _Conn) -> None:
+    async def _on_dead(self, conn: WorkerProcess) -> None:
+        """The policy's side of a worker's end: its last error, and why it stopped."""
         if conn.dead.done():
             return
-        rc: int | None
-        try:
-            rc = await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 5.0)
-        except asyncio.TimeoutError:
-            conn.kill("channel closed")  # channel closed but process lingering
-            try:
-                rc = await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 10.0)
-            except asyncio.TimeoutError:  # never seen; do not hang the callers on it
-                rc = conn.proc.returncode
-        # let the stderr pump drain so the tail holds the last words
-        await asyncio.wait(conn.tasks[:2], timeout=1.0)
-        if conn.kill_reason is not None:
-            msg = f"The model worker (pid {conn.proc.pid}) was stopped ({conn.kill_reason})"
-        else:
-            msg = _describe_exit(rc, conn.proc.pid) + self._tail(conn)
+        msg = await conn.wait_ended()
+        if conn.kill_reason is None:
             self._last_error = msg
             if self._conn is conn:
                 self.log.error("%s", msg)
         if self._conn is conn:
             self._stopped_reason = conn.kill_reason or "crashed"
-        if not conn.dead.done():
-            conn.dead.set_result(msg)
-        for fut in list(conn.pending.values()):
-            if not fut.done():
-                fut.set_exception(WorkerCrashed(msg))
-        conn.pending.clear()
-        try:
-            conn.writer.close()
-        except Exception:
-            pass
-        if self._conn is conn:
             self._state = "stopped"
-
-    async def _reap(self, conn: _Conn) -> None:
-        """Wait for the process and the channel teardown (never leaves a zombie)."""
-        if conn.proc.returncode is None:
-            conn.kill(conn.kill_reason or "cleanup")
-        try:
-            await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 10.0)
-            await asyncio.wait_for(asyncio.shield(conn.dead), 20.0)
-        except asyncio.TimeoutError:
-            self.log.warning("model worker (pid %s) teardown is slow", conn.proc.pid)
 
     async def stop(self, reason: str = "server shutdown") -> None:
         """Stop the worker: close the channel (it exits on EOF), then kill. Idempotent."""
@@ -557,32 +287,7 @@ class ModelWorker:
         if conn is None:
             return
         self._stopped_reason = reason
-        await self._stop_conn(conn, reason)
-
-    async def _stop_conn(self, conn: _Conn, reason: str) -> None:
-        """End one worker process gracefully (EOF), killing it if it lingers."""
-        if conn.kill_reason is None:
-            conn.kill_reason = reason
-        if conn.proc.returncode is None:
-            try:
-                conn.writer.close()
-            except Exception:
-                pass
-            try:
-                await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 5.0)
-            except asyncio.TimeoutError:
-                conn.kill(reason)
-        try:
-            await asyncio.wait_for(asyncio.shield(conn.proc.wait()), 10.0)
-        except asyncio.TimeoutError:
-            self.log.warning("model worker (pid %s) did not exit", conn.proc.pid)
-        try:
-            await asyncio.wait_for(asyncio.shield(conn.dead), 10.0)
-        except asyncio.TimeoutError:
-            pass
-        for t in conn.tasks:
-            if not t.done():
-                t.cancel()
+        await conn.end(reason, self.log)
 
     def _cancel_idle_watch(self) -> None:
         task, self._idle_task = self._idle_task, None
@@ -592,7 +297,7 @@ class ModelWorker:
             except RuntimeError:  # its event loop is closed: it will never run again
                 pass
 
-    async def _stop_when_idle(self, conn: _Conn) -> None:
+    async def _stop_when_idle(self, conn: WorkerProcess) -> None:
         """Stop ``conn``'s worker once no call has used it for ``idle_timeout`` seconds.
 
         The check and the hand-over happen with no await in between, so a call either
@@ -611,30 +316,15 @@ class ModelWorker:
         self._stopped_reason = "idle"
         self.log.info("model worker (pid %s) stopped after %g s without requests",
                       conn.proc.pid, self.idle_timeout)
-        await self._stop_conn(conn, f"idle for {self.idle_timeout:g} s")
+        await conn.end(f"idle for {self.idle_timeout:g} s", self.log)
 
     # ------------------------------------------------------------------ requests
 
-    async def _roundtrip(self, conn: _Conn, header: dict[str, Any],
+    async def _roundtrip(self, conn: WorkerProcess, header: dict[str, Any],
                          arrays: Sequence[np.ndarray] = ()
                          ) -> tuple[dict[str, Any], list[np.ndarray]]:
-        rid = next(self._ids)
-        fut: asyncio.Future[tuple[dict[str, Any], list[np.ndarray]]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        if conn.dead.done():
-            raise WorkerCrashed(conn.dead.result())
-        conn.pending[rid] = fut
+        rid, fut = await conn.send(header, arrays)
         try:
-            try:
-                await write_frame_async(conn.writer, {**header, "id": rid}, arrays)
-            except (TypeError, ValueError) as e:
-                # nothing was written: an object-dtype array or a non-JSON param
-                raise ModelError(f"The request cannot be sent to the model worker: {e}",
-                                 ErrorKind.BAD_INPUT) from None
-            except (OSError, RuntimeError):
-                # the channel broke: the read loop reports why
-                await asyncio.shield(conn.dead)
             sent = time.perf_counter()
             if self.busy_poll and self._last_answer <= self.busy_poll:
                 self._poll_until = sent + self.busy_poll
@@ -647,7 +337,7 @@ class ModelWorker:
         finally:
             conn.pending.pop(rid, None)
 
-    def _poll_answers(self, conn: _Conn) -> None:
+    def _poll_answers(self, conn: WorkerProcess) -> None:
         """Keep the event loop polling its sockets, one turn after another, while an
         answer is awaited, for at most :attr:`busy_poll` seconds after the last send.
 
@@ -689,64 +379,6 @@ class ModelWorker:
             raise ModelError(str(reply["error"]), reply.get("kind") or ErrorKind.MODEL)
         return reply, out
 
-    async def load(self, model: ModelRef) -> dict[str, Any]:
-        """Make sure the worker holds ``model`` (loading it if needed, within the load
-        budget); returns its signature ``{"inputs": [...], "outputs": [...]}``."""
-        return (await self.loaded(model))[0]
-
-    async def loaded(self, model: ModelRef) -> tuple[dict[str, Any], ColdStart | None]:
-        """:meth:`load`, also answering the cold start the call went through: None when
-        the worker was running and held the model already."""
-        self._adopt_loop()
-        return await self._load(model)
-
-    async def _load(self, model: ModelRef) -> tuple[dict[str, Any], ColdStart | None]:
-        stopped = not self.running
-        began = time.monotonic()
-        if stopped:
-            await self._ensure()
-        started = time.monotonic()
-        reply, _ = await self._request({"op": "load", **model.load_request()},
-                                       timeout=self.request_timeout + self.load_timeout)
-        cold = None
-        if stopped or reply.get("loaded"):
-            cold = ColdStart(model.key, started - began if stopped else 0.0,
-                             time.monotonic() - started)
-            if stopped:
-                self._last_cold_start = cold
-        return {"inputs": reply["inputs"], "outputs": reply["outputs"]}, cold
-
-    async def predict(self, model: ModelRef, inputs: Sequence[np.ndarray]) -> ModelAnswer:
-        """Run ``model`` on one array per input (signature order, shaped ``[rows, ...]``).
-
-        Answers one read-only array per output, in output order, with the seconds the
-        worker spent in the model. The request names the model by its key only; when
-        the worker does not hold it (not started, evicted, or restarted) it is loaded,
-        the request sent once more and the answer carries that cold start.
-        """
-        self._adopt_loop()
-        header = {"op": "predict", "key": model.key}
-        cold = None
-        try:
-            reply, out = await self._request(header, inputs)
-        except ModelError as exc:
-            if exc.kind is not ErrorKind.NOT_LOADED:
-                raise
-            _, cold = await self._load(model)
-            reply, out = await self._request(header, inputs)
-        return ModelAnswer(out, reply.get("model_s") or 0.0, cold)
-
-    async def unload(self, prefix: str) -> None:
-        """Evict every cached model whose key starts with ``prefix``.
-
-        A no-op when the worker is not running (nothing is cached then).
-        """
-        self._adopt_loop()
-        c = self._conn
-        if c is None or not c.alive:
-            return
-        await self._request({"op": "unload", "prefix": prefix})
-
     @property
     def running(self) -> bool:
         """A worker process is up and usable from this event loop."""
@@ -787,19 +419,7 @@ class ModelWorker:
     async def _probe_versions(self) -> dict[str, str | None]:
         if self.unavailable:
             raise WorkerUnavailable(self.unavailable)
-        proc = await asyncio.create_subprocess_exec(
-            self.python, "-c", VERSIONS_PROBE, env=self.env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        doc = json.loads(out.decode().strip().splitlines()[-1])
-        return {"tensorflow": doc.get("tensorflow"), "keras": doc.get("keras")}
+        return await probe_versions(self.python, self.env)
 
     async def status(self, *, start: bool = False) -> dict[str, Any]:
         """Supervisor state merged with the worker's own status when it is running.
@@ -822,7 +442,7 @@ class ModelWorker:
         self._adopt_loop()
         if start or self.running:
             try:
-                reply, _ = await self._request({"op": "status"}, use=start)
+                reply, _ = await self._request(ops.request_header(ops.Status()), use=start)
                 reply.pop("id", None)
                 info.update(reply)
                 info["python_version"] = info.pop("python", None)
@@ -846,13 +466,6 @@ class ModelWorker:
         )
         return info
 
-    async def export(self, model: ModelRef, target: str) -> dict[str, Any]:
-        """Write the model as a SavedModel with ``serving_default`` at ``target``."""
-        reply, _ = await self._request(
-            {"op": "export", "target": target, **model.load_request()},
-            timeout=self.request_timeout + self.load_timeout,
-        )
-        return {"inputs": reply["inputs"], "outputs": reply["outputs"]}
 
 
 #: ``asyncio.timeout`` (Python 3.11+), else None.
@@ -883,31 +496,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def kernelspec_worker(name: str) -> tuple[str, dict[str, str]]:
-    """(python executable, env) of the Jupyter kernelspec ``name``.
-
-    For SWAN: the kernel's (LCG) Python has TensorFlow while the server's has not. The
-    executable is the spec's ``argv[0]`` (resolved on the spec's PATH if not absolute);
-    env is ``os.environ`` updated with the spec's ``env``.
-    """
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        spec = KernelSpecManager().get_kernel_spec(name)
-    except NoSuchKernel:
-        raise WorkerUnavailable(f"There is no Jupyter kernel named '{name}'") from None
-    if not spec.argv:
-        raise WorkerUnavailable(f"Kernel '{name}' has an empty argv")
-    env = dict(os.environ)
-    env.update({str(k): str(v) for k, v in (spec.env or {}).items()})
-    python = spec.argv[0]
-    if not os.path.isabs(python):
-        found = shutil.which(python, path=env.get("PATH"))
-        if found is None:
-            raise WorkerUnavailable(
-                f"Kernel '{name}' runs '{python}', which is not on its PATH"
-            )
-        python = found
-    return python, env

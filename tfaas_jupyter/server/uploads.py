@@ -20,10 +20,10 @@ from typing import Any
 from . import archives
 from .errors import BadRequest, ErrorKind, WorkerError
 from .keys import Grant, check_model_access
+from .modelfiles import GRAPHDEF, KERAS, LABELS_FILE, ONNX, PARAMS_FILE, SAVEDMODEL, ModelVersion
 from .modelref import ModelRef
 from .multipart import Form
 from .names import check_model_name
-from .repository import GRAPHDEF, KERAS, LABELS_FILE, ONNX, PARAMS_FILE, SAVEDMODEL, ModelVersion
 from .service import TFaaS
 from .timing import Stages
 

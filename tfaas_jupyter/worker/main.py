@@ -10,17 +10,14 @@ where ``N`` is the worker's end of a socketpair (see :mod:`.wire` for the framin
 stdout/stderr are not the channel: TensorFlow prints there, the supervisor forwards
 stderr to its log.
 
-Requests are ``{"id": int, "op": str, ...}``; each reply carries the request's ``id``
-and either the op's result or ``{"error": "<one line>", "kind": <wire.ErrorKind>}``.
-Replies may come out of order. The ops:
-
-* ``load`` (``key``, ``path``, ``format``, ``params``): load the model into the cache
-  under ``key`` unless it is there; answers its signature (``inputs``, ``outputs``).
-* ``predict`` (``key`` + one array per input): answers one array per output, or the
-  kind ``not_loaded`` when ``key`` is not in the cache (evicted, or a new worker): the
-  supervisor then sends ``load`` and the prediction once more. So the params travel
-  once per load, not with every prediction.
-* ``unload`` (``prefix``), ``status``, ``ping``.
+Requests are ``{"id": int, "op": str, ...}``, typed by :mod:`.ops` (one dataclass
+per operation and per answer) and dispatched once on their type (:meth:`Worker.handle`);
+each reply carries the request's ``id`` and either the op's answer or
+``{"error": "<one line>", "kind": <wire.ErrorKind>}``. Replies may come out of order.
+A ``predict`` names its model by key only, and answers ``not_loaded`` when the key is
+not in the cache (evicted, or a new worker): the supervisor then sends ``load`` and
+the prediction once more. So the params travel once per load, not with every
+prediction.
 """
 
 from __future__ import annotations
@@ -38,6 +35,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from . import ops
 from .lru import OverBudget, release_memory, rss_bytes
 
 #: Written on stderr (one line) when the worker cannot start; the supervisor shows it.
@@ -199,17 +197,43 @@ class Worker:
             raise NotLoaded(f"model {key} is not loaded")
         return p
 
-    def _model_args(self, h: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
-        from .loaders import InputError
+    def _predict(self, request: ops.Predict, arrays: list[Any]) -> tuple[Any, list[Any]]:
+        predictor = self.cached(request.key)
+        began = time.perf_counter()
+        out_arrays = predictor.predict(arrays)
+        # the time inside the model, for the request's Server-Timing header
+        return ops.Predicted(time.perf_counter() - began), out_arrays
 
-        try:
-            key, path, fmt = str(h["key"]), str(h["path"]), str(h["format"])
-        except KeyError as e:
-            raise InputError(f"request is missing '{e.args[0]}'") from None
-        params = h.get("params") or {}
-        if not isinstance(params, dict):
-            raise InputError("'params' must be an object")
-        return key, path, fmt, params
+    def _load(self, request: ops.Load, arrays: list[Any]) -> tuple[Any, list[Any]]:
+        with self._lock:
+            held = request.key in self._cache
+        # "loaded": this call loaded the model (a cold start), it was not cached
+        metadata = self.get_predictor(request.key, request.path, request.format,
+                                      request.params).metadata()
+        return ops.Loaded(metadata["inputs"], metadata["outputs"], not held), []
+
+    def _export(self, request: ops.Export, arrays: list[Any]) -> tuple[Any, list[Any]]:
+        from .export import export_savedmodel
+
+        predictor = self.get_predictor(request.key, request.path, request.format,
+                                       request.params)
+        exported = export_savedmodel(predictor, request.target)
+        return ops.Exported(exported["inputs"], exported["outputs"]), []
+
+    def _unload(self, request: ops.Unload, arrays: list[Any]) -> tuple[Any, list[Any]]:
+        return ops.Unloaded(self.unload(request.prefix)), []
+
+    def _status(self, request: ops.Status, arrays: list[Any]) -> tuple[Any, list[Any]]:
+        return self.status(), []
+
+    def _ping(self, request: ops.Ping, arrays: list[Any]) -> tuple[Any, list[Any]]:
+        return ops.Pong(), []
+
+    #: The one dispatch of the worker's operations, on the request's type.
+    _HANDLERS: dict[type, Any] = {
+        ops.Predict: _predict, ops.Load: _load, ops.Export: _export,
+        ops.Unload: _unload, ops.Status: _status, ops.Ping: _ping,
+    }
 
     def handle(self, header: dict[str, Any], arrays: list[Any]) -> None:
         """Run one request (on a lane or a pool thread) and write its reply."""
@@ -217,34 +241,14 @@ class Worker:
         from .wire import ErrorKind
 
         rid = header.get("id")
-        op = header.get("op")
         out_arrays: list[Any] = []
         try:
-            if op == "predict":
-                predictor = self.cached(str(header.get("key")))
-                began = time.perf_counter()
-                out_arrays = predictor.predict(arrays)
-                # the time inside the model, for the request's Server-Timing header
-                reply: dict[str, Any] = {"model_s": time.perf_counter() - began}
-            elif op == "load":
-                args = self._model_args(header)
-                with self._lock:
-                    held = args[0] in self._cache
-                # "loaded": this call loaded the model (a cold start), it was not cached
-                reply = {**self.get_predictor(*args).metadata(), "loaded": not held}
-            elif op == "export":
-                from .export import export_savedmodel
-
-                predictor = self.get_predictor(*self._model_args(header))
-                reply = export_savedmodel(predictor, str(header.get("target") or ""))
-            elif op == "unload":
-                reply = {"unloaded": self.unload(str(header.get("prefix", "")))}
-            elif op == "status":
-                reply = self.status()
-            elif op == "ping":
-                reply = {}
-            else:
-                raise InputError(f"unknown op '{op}'")
+            try:
+                request = ops.parse_request(header)
+            except ValueError as e:
+                raise InputError(str(e)) from None
+            answer, out_arrays = self._HANDLERS[type(request)](self, request, arrays)
+            reply: dict[str, Any] = answer if isinstance(answer, dict) else answer.header()
         except (ModelLoadError, InputError, OutOfMemory, NotLoaded, OverBudget) as e:
             reply = {"error": str(e), "kind": getattr(e.kind, "value", e.kind)}
             out_arrays = []
@@ -307,10 +311,10 @@ class Worker:
                         return
                     header, arrays = frame
                     op = header.get("op")
-                    if op == "ping":
+                    if op == ops.Op.PING:
                         self.channel.write({"id": header.get("id")})
                         continue
-                    if op != "predict":
+                    if op != ops.Op.PREDICT:
                         self.pool.submit(self.handle, header, arrays)
                         continue
                     with self._lanes_lock:

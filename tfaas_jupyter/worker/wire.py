@@ -36,7 +36,6 @@ and ``"op"``, replies carry the same ``"id"`` and either results or
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import functools
 import json
@@ -58,8 +57,6 @@ __all__ = [
     "as_bytes",
     "parse_header",
     "arrays_from_buffers",
-    "write_frame_async",
-    "FrameChannel",
     "BlockingChannel",
 ]
 
@@ -281,171 +278,6 @@ def arrays_from_buffers(sizes: Iterable[tuple[np.dtype, tuple[int, ...], int]],
     Arrays made from ``bytes`` are read-only; from a writable buffer they are writable.
     """
     return [np.ndarray(shape, dt, buffer=buf) for (dt, shape, _), buf in zip(sizes, buffers)]
-
-
-# --------------------------------------------------------------------------- asyncio side
-
-
-async def write_frame_async(
-    writer: FrameChannel, header: dict[str, Any],
-    arrays: Sequence[np.ndarray] = (),
-) -> None:
-    """Write one frame and wait for the transport to drain.
-
-    All the ``write`` calls happen synchronously before the first ``await``, so frames
-    written concurrently by several coroutines never interleave.
-    """
-    for part in frame_parts(header, arrays):
-        writer.write(part)
-    await writer.drain()
-
-
-class FrameChannel(asyncio.BufferedProtocol):
-    """The asyncio side of a channel: frames are parsed as their bytes arrive and each
-    is handed to ``on_frame(header, arrays)`` at once, in the event loop's callback
-    (no stream, no task, no extra turn of the loop); ``on_closed(error)`` is called
-    once when the connection ends (``None``, or why: an ``OSError`` or a
-    :class:`ProtocolError`, after which the transport is closed).
-
-    Small frames are read into one buffer; an array bigger than ``JOIN_LIMIT`` is
-    received straight into its own memory (copied once, from the socket). The arrays
-    handed over are read-only. Writing is ``write`` + ``drain`` (flow control), like a
-    ``StreamWriter``, so :func:`write_frame_async` takes either.
-    """
-
-    def __init__(self, on_frame: Any, on_closed: Any) -> None:
-        self._on_frame = on_frame
-        self._on_closed = on_closed
-        self.transport: asyncio.Transport | None = None
-        self._buf = bytearray(_READ_CHUNK)
-        self._start = 0  # unread bytes are _buf[_start:_end]
-        self._end = 0
-        self._header: dict[str, Any] | None = None  # of the frame being read
-        self._sizes: Sizes = []
-        self._buffers: list[bytes | np.ndarray] = []
-        self._big: np.ndarray | None = None  # a big array being received in place
-        self._big_got = 0
-        self._paused = False
-        self._drained: list[asyncio.Future[None]] = []
-        self._lost = False
-
-    # reading
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if self._big is not None:
-            return memoryview(self._big)[self._big_got:]
-        if len(self._buf) - self._end < 4096:
-            held = self._end - self._start
-            if self._start:  # move the unread bytes to the front
-                self._buf[:held] = self._buf[self._start:self._end]
-                self._start, self._end = 0, held
-            if len(self._buf) - held < 4096:  # a big header, or small arrays
-                self._buf.extend(bytes(len(self._buf)))
-        return memoryview(self._buf)[self._end:]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if self._big is not None:
-            self._big_got += nbytes
-        else:
-            self._end += nbytes
-        try:
-            self._parse()
-        except ProtocolError as e:
-            self._close(e)
-
-    def _parse(self) -> None:
-        buf = self._buf
-        while True:
-            if self._header is None:
-                held = self._end - self._start
-                if held < _LEN.size:
-                    break
-                (n,) = _LEN.unpack_from(buf, self._start)
-                if n > MAX_HEADER:
-                    raise ProtocolError(f"frame header length {n} is too large")
-                if held < _LEN.size + n:
-                    break
-                begin = self._start + _LEN.size
-                self._header, self._sizes = parse_header(bytes(buf[begin:begin + n]))
-                self._start = begin + n
-                self._buffers = []
-            while len(self._buffers) < len(self._sizes):
-                nbytes = self._sizes[len(self._buffers)][2]
-                if nbytes <= JOIN_LIMIT:
-                    if self._end - self._start < nbytes:
-                        return
-                    self._buffers.append(bytes(buf[self._start:self._start + nbytes]))
-                    self._start += nbytes
-                    continue
-                if self._big is None:
-                    self._big = uninitialized(nbytes)
-                    took = min(nbytes, self._end - self._start)
-                    self._big[:took] = buf[self._start:self._start + took]
-                    self._start += took
-                    self._big_got = took
-                if self._big_got < nbytes:
-                    return
-                self._buffers.append(self._big)
-                self._big = None
-            arrays = arrays_from_buffers(self._sizes, self._buffers)
-            for a in arrays:
-                a.flags.writeable = False
-            header, self._header, self._buffers = self._header, None, []
-            self._on_frame(header, arrays)
-        if self._start == self._end:
-            self._start = self._end = 0
-
-    def eof_received(self) -> bool:
-        return False  # close the transport: connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if exc is None and (self._header is not None or self._end > self._start):
-            exc = EOFError("channel closed in the middle of a frame")
-        self._close(exc)
-
-    def _close(self, error: BaseException | None) -> None:
-        if self._lost:
-            return
-        self._lost = True
-        for waiter in self._drained:
-            if not waiter.done():
-                waiter.set_exception(ConnectionResetError("the channel is closed"))
-        self._drained.clear()
-        if self.transport is not None:
-            self.transport.close()
-        self._on_closed(error)
-
-    # writing
-
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        for waiter in self._drained:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._drained.clear()
-
-    def write(self, data: bytes | memoryview) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
-
-    async def drain(self) -> None:
-        """Wait until the transport's buffer is below its high-water mark."""
-        if self._lost or self.transport is None or self.transport.is_closing():
-            raise ConnectionResetError("the channel is closed")
-        if self._paused:
-            waiter = asyncio.get_running_loop().create_future()
-            self._drained.append(waiter)
-            await waiter
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
 
 
 # --------------------------------------------------------------------------- blocking side

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from .. import codecs, shaping
-from ..errors import BadRequest, TFaaSError
+from ..errors import BadRequest, of_model
 from ..keys import Grant
 from ..multipart import FilePart, Form
 from ..repository import ModelVersion
@@ -48,11 +48,8 @@ async def predict_image(core: TFaaS, form: Form, grant: Grant | None = None,
         if part is None:
             raise BadRequest("unable to read image: the request has no file part named 'image'")
         mv = core.resolve(form.text("model"), form.text("version"), grant=grant)
-        try:
+        with of_model(mv.name):
             return mv.name, await _image_answer(core, mv, part, stages)
-        except TFaaSError as exc:
-            exc.model = mv.name
-            raise
 
 
 async def _image_answer(core: TFaaS, mv: ModelVersion, part: FilePart,

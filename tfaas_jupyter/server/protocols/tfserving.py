@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from ..codecs import check_json_values
-from ..errors import BadRequest, PayloadTooLarge, TFaaSError
+from ..errors import BadRequest, PayloadTooLarge, of_model
 from ..keys import Grant
 from ..repository import ModelVersion
 from ..service import TFaaS
@@ -188,7 +188,7 @@ async def predict(service: TFaaS, name: str, version: str | None, body: bytes,
                              "and 'inputs' (columnar format)")
         _check_signature_name(doc)
         mv = service.resolve(name, version, grant=grant)
-        try:
+        with of_model(mv.name):
             signature = await service.signature(mv, stages)
             specs = signature.get("inputs") or []
             if not specs:
@@ -209,7 +209,4 @@ async def predict(service: TFaaS, name: str, version: str | None, body: bytes,
             answer = (_row_answer(names, outputs, rows) if row_format
                       else _columnar_answer(names, outputs))
             return mv.name, rows, orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
-        except TFaaSError as exc:
-            exc.model = mv.name
-            raise
 

@@ -22,7 +22,7 @@ import orjson
 
 from ... import __version__
 from ..codecs import MAX_VALUES_SETTING, check_json_values
-from ..errors import BadRequest, PayloadTooLarge, TFaaSError
+from ..errors import BadRequest, PayloadTooLarge, of_model
 from ..keys import Grant
 from ..repository import ModelVersion
 from ..service import TFaaS
@@ -376,14 +376,11 @@ async def infer(service: TFaaS, name: str, version: str | None, body: bytes | by
 async def run_request(service: TFaaS, mv: ModelVersion, request: InferRequest,
                       stages: Stages | None = None) -> InferAnswer:
     """Run a decoded infer request on ``mv`` and encode its answer."""
-    try:
+    with of_model(mv.name):
         signature = await service.signature(mv, stages)
         arrays = model_inputs(mv, signature, request.inputs)
         outputs = await service.run(mv, arrays, stages)
         return encode_answer(mv, signature, outputs, request, _rows(arrays))
-    except TFaaSError as exc:
-        exc.model = mv.name
-        raise
 
 
 def _rows(arrays: list[np.ndarray]) -> int:

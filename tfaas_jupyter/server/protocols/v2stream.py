@@ -35,7 +35,7 @@ import numpy as np
 from ...worker.wire import uninitialized
 from ..batching import rows_independent
 from ..codecs import check_json_values
-from ..errors import BadRequest, ErrorKind, TFaaSError, WorkerError
+from ..errors import BadRequest, ErrorKind, WorkerError, of_model
 from ..keys import Grant
 from ..repository import ModelVersion
 from ..service import TFaaS
@@ -163,12 +163,9 @@ class StreamedInfer:
         request = self._decode(doc, binary)
         mv = self.service.resolve(self.name, self.version, grant=self._grant)
         self._admit()
-        try:
+        with of_model(mv.name):
             signature = await self.service.signature(mv, self._stages)
             (tensor,) = model_inputs(mv, signature, request.inputs)
-        except TFaaSError as exc:
-            exc.model = mv.name
-            raise
         self._binary, self._request = binary, request
         rows = int(tensor.shape[0]) if tensor.ndim else 0
         row_bytes = tensor.nbytes // rows if rows else 0
@@ -217,13 +214,10 @@ class StreamedInfer:
         rows = int(self._tensor.shape[0])
         if self._next_row < rows:
             self._send_piece(rows)
-        try:
+        with of_model(self._mv.name):
             parts = await asyncio.gather(*self._pieces)
             outputs = _concatenate(parts, self._mv.name)
             return encode_answer(self._mv, self._signature, outputs, request, rows)
-        except TFaaSError as exc:
-            exc.model = self._mv.name
-            raise
 
     # -- ends ----------------------------------------------------------------------------
 

@@ -1,0 +1,118 @@
+"""The operations of the model worker, as the server calls them: load, predict,
+unload, export. Each is one typed request (:mod:`tfaas_jupyter.worker.ops`) sent by
+the supervisor's :meth:`_request` (which starts the worker if needed and bounds the
+call's time) and one typed answer; a prediction's answer carries the model's time
+and any cold start as values (:class:`~tfaas_jupyter.server.timing.ModelAnswer`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..worker import ops
+from ..worker.wire import ErrorKind
+from .errors import ModelError
+from .modelref import ModelRef
+from .timing import ColdStart, ModelAnswer
+from .workerproc import WorkerProcess
+
+
+class WorkerOperations:
+    """The worker's operations, over the lifecycle of
+    :class:`~tfaas_jupyter.server.supervisor.ModelWorker` (which this is a base of)."""
+
+    request_timeout: float
+    load_timeout: float
+    _last_cold_start: ColdStart | None
+
+    # provided by the supervisor
+    running: bool
+    _conn: WorkerProcess | None
+
+    def _adopt_loop(self) -> None:
+        raise NotImplementedError
+
+    async def _ensure(self) -> Any:
+        raise NotImplementedError
+
+    async def _request(self, header: dict[str, Any], arrays: Sequence[np.ndarray] = (),
+                       timeout: float | None = None, *, use: bool = True,
+                       ) -> tuple[dict[str, Any], list[np.ndarray]]:
+        raise NotImplementedError
+
+    async def load(self, model: ModelRef) -> dict[str, Any]:
+        """Make sure the worker holds ``model`` (loading it if needed, within the load
+        budget); returns its signature ``{"inputs": [...], "outputs": [...]}``."""
+        return (await self.loaded(model))[0]
+
+    async def loaded(self, model: ModelRef) -> tuple[dict[str, Any], ColdStart | None]:
+        """:meth:`load`, also answering the cold start the call went through: None when
+        the worker was running and held the model already."""
+        self._adopt_loop()
+        return await self._load(model)
+
+    async def _load(self, model: ModelRef) -> tuple[dict[str, Any], ColdStart | None]:
+        stopped = not self.running
+        began = time.monotonic()
+        if stopped:
+            await self._ensure()
+        started = time.monotonic()
+        request = ops.Load(model.key, model.path, model.format, dict(model.params))
+        reply, _ = await self._request(ops.request_header(request),
+                                       timeout=self.request_timeout + self.load_timeout)
+        loaded = ops.Loaded.parse(reply)
+        if self._conn is not None:
+            self._conn.has_loaded = True
+        cold = None
+        if stopped or loaded.loaded:
+            cold = ColdStart(model.key, started - began if stopped else 0.0,
+                             time.monotonic() - started)
+            if stopped:
+                self._last_cold_start = cold
+        return {"inputs": loaded.inputs, "outputs": loaded.outputs}, cold
+
+    async def predict(self, model: ModelRef, inputs: Sequence[np.ndarray]) -> ModelAnswer:
+        """Run ``model`` on one array per input (signature order, shaped ``[rows, ...]``).
+
+        Answers one read-only array per output, in output order, with the seconds the
+        worker spent in the model. The request names the model by its key only; when
+        the worker does not hold it, it is loaded: first, when the worker is new (it
+        holds nothing yet); else after its ``not_loaded`` answer (evicted), and the
+        request is sent once more. The answer carries that load as its cold start.
+        """
+        self._adopt_loop()
+        header = ops.request_header(ops.Predict(model.key))
+        cold = None
+        conn = self._conn
+        if conn is None or not conn.alive or not conn.has_loaded:
+            _, cold = await self._load(model)
+        try:
+            reply, out = await self._request(header, inputs)
+        except ModelError as exc:
+            if exc.kind is not ErrorKind.NOT_LOADED:
+                raise
+            _, cold = await self._load(model)
+            reply, out = await self._request(header, inputs)
+        return ModelAnswer(out, ops.Predicted.parse(reply).model_s, cold)
+
+    async def unload(self, prefix: str) -> None:
+        """Evict every cached model whose key starts with ``prefix``.
+
+        A no-op when the worker is not running (nothing is cached then).
+        """
+        self._adopt_loop()
+        c = self._conn
+        if c is None or not c.alive:
+            return
+        await self._request(ops.request_header(ops.Unload(prefix)))
+
+    async def export(self, model: ModelRef, target: str) -> dict[str, Any]:
+        """Write the model as a SavedModel with ``serving_default`` at ``target``."""
+        request = ops.Export(model.key, model.path, model.format, dict(model.params), target)
+        reply, _ = await self._request(ops.request_header(request),
+                                       timeout=self.request_timeout + self.load_timeout)
+        exported = ops.Exported.parse(reply)
+        return {"inputs": exported.inputs, "outputs": exported.outputs}

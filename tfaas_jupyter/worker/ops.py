@@ -1,0 +1,174 @@
+"""The model worker's operations, typed: :class:`Op` names them, one dataclass per
+request and one per answer says what each carries.
+
+Both sides use these: the server builds a request and reads its answer
+(:mod:`tfaas_jupyter.server.operations`), the worker parses the request and
+dispatches it once on its type (:meth:`tfaas_worker.main.Worker.handle`). On the wire
+a request is its frame's header, ``{"op": ..., "id": ..., <fields>}``, plus the
+arrays of a prediction; an answer is the reply's header with the same ``id`` (or
+``{"error", "kind"}``), plus the arrays of a prediction's outputs.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, ClassVar, Mapping, Union
+
+
+class Op(str, enum.Enum):
+    """The operations of the model worker."""
+
+    #: Is the worker up (answered by the lane that reads it, however busy the rest).
+    PING = "ping"
+    #: Load a model into the cache unless it is there; answers its signature.
+    LOAD = "load"
+    #: Run a cached model on the request's arrays; ``not_loaded`` when it is not cached.
+    PREDICT = "predict"
+    #: Write a model as a SavedModel with ``serving_default``.
+    EXPORT = "export"
+    #: Evict the cached models whose key starts with a prefix.
+    UNLOAD = "unload"
+    #: The worker's own state: versions, threads, loaded models, memory.
+    STATUS = "status"
+
+
+class _Message:
+    """A request or an answer: its fields are its frame header's members."""
+
+    _names: ClassVar[tuple[str, ...]] = ()
+
+    def header(self) -> dict[str, Any]:
+        """The frame header's members of this message."""
+        return {name: getattr(self, name) for name in type(self)._names}
+
+    @classmethod
+    def parse(cls, header: Mapping[str, Any]) -> Any:
+        """The message a frame header carries; ``ValueError`` naming a missing or
+        mistyped member."""
+        values = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name in header:
+                values[f.name] = header[f.name]
+            elif f.default is MISSING:
+                raise ValueError(f"request is missing '{f.name}'")
+        return cls(**values)
+
+
+def _message(cls: type) -> type:
+    """A frozen dataclass with its field names kept for :meth:`_Message.header`."""
+    cls = dataclass(frozen=True)(cls)
+    cls._names = tuple(f.name for f in fields(cls))
+    return cls
+
+
+@_message
+class Ping(_Message):
+    op: ClassVar[Op] = Op.PING
+
+
+@_message
+class Load(_Message):
+    op: ClassVar[Op] = Op.LOAD
+    key: str
+    path: str
+    format: str
+    params: dict[str, Any]
+
+
+@_message
+class Predict(_Message):
+    """The model by its key only: its path and params travel with its load."""
+
+    op: ClassVar[Op] = Op.PREDICT
+    key: str
+
+
+@_message
+class Export(Load):
+    """A model as for its load, and the folder to write it to."""
+
+    op: ClassVar[Op] = Op.EXPORT
+    target: str
+
+
+@_message
+class Unload(_Message):
+    op: ClassVar[Op] = Op.UNLOAD
+    prefix: str
+
+
+@_message
+class Status(_Message):
+    op: ClassVar[Op] = Op.STATUS
+
+
+Request = Union[Ping, Load, Predict, Export, Unload, Status]
+
+#: The request class of each operation.
+REQUESTS: dict[Op, type] = {cls.op: cls for cls in (Ping, Load, Predict, Export, Unload, Status)}
+
+
+def request_header(request: Any) -> dict[str, Any]:
+    """The frame header of ``request`` (without its ``id``)."""
+    return {"op": request.op.value, **request.header()}
+
+
+def parse_request(header: Mapping[str, Any]) -> Any:
+    """The request a frame header carries; ``ValueError`` for an unknown operation or
+    a missing or mistyped member."""
+    try:
+        op = Op(header.get("op"))
+    except ValueError:
+        raise ValueError(f"unknown op '{header.get('op')}'") from None
+    request = REQUESTS[op].parse(header)
+    for name in request._names:
+        value = getattr(request, name)
+        if name == "params":
+            if not isinstance(value, dict):
+                raise ValueError("'params' must be an object")
+        elif not isinstance(value, str):
+            raise ValueError(f"'{name}' must be a string")
+    return request
+
+
+# -- answers ---------------------------------------------------------------------------
+
+
+@_message
+class Pong(_Message):
+    pass
+
+
+@_message
+class Loaded(_Message):
+    """A model's signature; ``loaded``: this call loaded it (it was not cached)."""
+
+    inputs: list[Any]
+    outputs: list[Any]
+    loaded: bool = False
+
+
+@_message
+class Predicted(_Message):
+    """The seconds inside the model (the outputs are the reply's arrays)."""
+
+    model_s: float
+
+
+@_message
+class Exported(_Message):
+    inputs: list[Any]
+    outputs: list[Any]
+
+
+@_message
+class Unloaded(_Message):
+    unloaded: list[str]
+
+
+#: The answer class of each operation (a status answers the worker's status document).
+ANSWERS: dict[Op, type | None] = {
+    Op.PING: Pong, Op.LOAD: Loaded, Op.PREDICT: Predicted, Op.EXPORT: Exported,
+    Op.UNLOAD: Unloaded, Op.STATUS: None,
+}
