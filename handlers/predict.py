@@ -7,7 +7,7 @@ from tornado import web
 
 from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.errors import BadRequest
-from tfaas_jupyter.server.multipart import FilePart, Form
+from tfaas_jupyter.server.multipart import FormStream
 from tfaas_jupyter.server.protocols import original
 
 from .base import TFaaSHandler
@@ -43,34 +43,46 @@ class ProtoHandler(TFaaSHandler):
         self.finish(body, set_content_type="application/octet-stream")
 
 
-def form_from_request(handler: TFaaSHandler) -> Form:
-    """The request's form as parsed by Tornado (small bodies held in memory)."""
-    form = Form()
-    for key, values in handler.request.body_arguments.items():
-        if values:
-            form.fields[key] = values[0].decode("utf-8", errors="replace")
-    for key, files in handler.request.files.items():
-        if files:
-            part = files[0]
-            form.files[key] = FilePart(
-                filename=part.get("filename") or "", path=None,
-                content_type=part.get("content_type"), data=part.get("body") or b"",
-            )
-    return form
-
-
+@web.stream_request_body
 class ImageHandler(TFaaSHandler):
-    """Multipart ``image`` (png or jpg) and ``model``: the top labels, as the original."""
+    """Multipart ``image`` (png or jpg) and ``model``: the top labels, as the original.
+
+    The form is parsed as its body arrives, by the server's one multipart parser
+    (:class:`~tfaas_jupyter.server.multipart.FormStream`, as for uploads), the image
+    held in memory (bounded by the server's ``max_body_size``).
+    """
 
     endpoint = "image"
     key_scope = keys.PREDICT
+    _form: FormStream | None = None
+    _form_error: Exception | None = None
+
+    async def prepare(self) -> None:
+        self._form = None
+        self._form_error = None
+        await super().prepare()
+        if self.request.method != "POST":
+            return
+        content_type = self.request.headers.get("Content-Type", "")
+        if "form-data" not in content_type:
+            raise BadRequest("expected a multipart/form-data body with 'image' and 'model'")
+        self._form = FormStream(content_type, None)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._form is None or self._form_error is not None:
+            return
+        try:
+            self._form.feed(chunk)
+        except Exception as exc:  # answered by post(), once the client sent its body
+            self._form_error = exc
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        if "form-data" not in self.request.headers.get("Content-Type", ""):
-            raise BadRequest("expected a multipart/form-data body with 'image' and 'model'")
-        name, body = await original.predict_image(self.service, form_from_request(self),
+        assert self._form is not None
+        if self._form_error is not None:
+            raise self._form_error
+        name, body = await original.predict_image(self.service, self._form.finish(),
                                                    self._grant, self.stages)
         self._model_name, self._rows = name, 1
         self.finish(body)

@@ -1,9 +1,10 @@
 """POST upload: the original's multipart form (with its base64 model), a single
 archive in the form, or a tarball bundle as the whole body.
 
-The body is streamed to a file in the repository's staging area as it arrives,
-never held in memory; a declared size over the limit gets 413 before any of it
-is read.
+The body is parsed as it arrives, never held in memory: a form's parts are written
+once each, to their files in the repository's staging area (the model decoded from
+base64 on the way), and a bundle to its file there. A declared size over the limit
+gets 413 before any of it is read.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tornado import web
 
 from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.errors import BadRequest, PayloadTooLarge
-from tfaas_jupyter.server.multipart import parse_multipart
+from tfaas_jupyter.server.multipart import FormStream, boundary_of
 
 from .base import TFaaSHandler
 
@@ -29,6 +30,8 @@ class UploadHandler(TFaaSHandler):
     # Defaults for requests that never reach prepare() (a method Tornado refuses first).
     _staging: Path | None = None
     _body: Any = None
+    _form: FormStream | None = None
+    _form_error: Exception | None = None
     _received = 0
     _too_large = False
     _post_owns_staging = False
@@ -38,6 +41,8 @@ class UploadHandler(TFaaSHandler):
         #: Set once post() runs: from then on post() alone removes the staging folder.
         self._post_owns_staging = False
         self._body = None
+        self._form = None
+        self._form_error = None
         self._received = 0
         self._too_large = False
         await super().prepare()
@@ -56,19 +61,36 @@ class UploadHandler(TFaaSHandler):
                 )
         # Let Tornado accept up to our own limit (the server's default may be lower).
         self.request.connection.set_max_body_size(limit + 1024 * 1024)
-        self._staging = self.service.repository.new_staging_dir()
-        self._body = open(self._staging / "request.body", "wb")
+        content_type = self.request.headers.get("Content-Type", "")
+        if "form-data" in content_type:
+            # the original client sends Content-Encoding: base64 and encodes the model part
+            encoding = self.request.headers.get("Content-Encoding", "").lower()
+            base64 = frozenset({"model"}) if "base64" in encoding else frozenset()
+            boundary_of(content_type)  # a form without a boundary: 400 before its body
+            self._staging = self.service.repository.new_staging_dir()
+            self._form = FormStream(content_type, self._staging, base64=base64)
+        else:
+            self._staging = self.service.repository.new_staging_dir()
+            self._body = open(self._staging / "request.body", "wb")
 
     def data_received(self, chunk: bytes) -> None:
-        if self._body is None or self._too_large:
+        if self._too_large or (self._body is None and self._form is None):
             return
         self._received += len(chunk)
         if self._received > self.service.limits.max_upload_size:
             self._too_large = True
-            self._body.close()
-            self._body = None
+            self._close_body()
             return
-        self._body.write(chunk)
+        if self._body is not None:
+            self._body.write(chunk)
+            return
+        assert self._form is not None
+        if self._form_error is None:
+            try:
+                self._form.feed(chunk)
+            except Exception as exc:  # answered by post(), once the client sent its body
+                self._form_error = exc
+                self._form.close()
 
     @web.authenticated
     @authorized
@@ -96,18 +118,15 @@ class UploadHandler(TFaaSHandler):
                 "empty upload: send a multipart form (name, model, params, labels) "
                 "or a tarball bundle"
             )
-        body = self._staging / "request.body"
-        content_type = self.request.headers.get("Content-Type", "")
-        encoding = self.request.headers.get("Content-Encoding", "").lower()
-        if "form-data" in content_type:
-            form = await asyncio.to_thread(parse_multipart, body, content_type, self._staging)
-            await asyncio.to_thread(body.unlink)
-            answer = await self.uploads.upload_form(
-                form, self._staging, base64_model="base64" in encoding,
-                grant=self._grant, stages=self.stages,
-            )
+        if self._form is not None:
+            if self._form_error is not None:
+                raise self._form_error
+            form = self._form.finish()
+            answer = await self.uploads.upload_form(form, self._staging, grant=self._grant,
+                                                    stages=self.stages)
         else:
-            answer = await self.uploads.upload_bundle(body, self._staging, grant=self._grant,
+            answer = await self.uploads.upload_bundle(self._staging / "request.body",
+                                                      self._staging, grant=self._grant,
                                                       stages=self.stages)
         self._model_name = answer["name"]
         self.write_json(answer)
@@ -126,6 +145,8 @@ class UploadHandler(TFaaSHandler):
         if getattr(self, "_body", None) is not None:
             self._body.close()
             self._body = None
+        if getattr(self, "_form", None) is not None:
+            self._form.close()
 
     def _abandon(self) -> None:
         """A body that never reached post() (refused, or the client left): remove its

@@ -116,7 +116,7 @@ def test_sigkill_mid_upload_loses_nothing(tmp_path: Path, seed_dir: Path) -> Non
             )
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:  # the upload is being written to staging
-                staged = list((model_dir / ".staging").glob("*/request.body"))
+                staged = list((model_dir / ".staging").glob("*/part*"))  # the model part
                 if staged and staged[0].stat().st_size > 1024 * 1024:
                     break
                 time.sleep(0.1)

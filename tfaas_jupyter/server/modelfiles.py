@@ -3,7 +3,8 @@
 The formats the worker loads, the files a version folder holds, the committed
 version as read from disk (:class:`ModelVersion`), and what a version folder without
 our ``tfaas.json`` holds (:func:`infer_meta`: one copied in by hand, or a model
-folder of the original TFaaS). The repository (:mod:`~tfaas_jupyter.server.repository`)
+folder of the original TFaaS), and whether a folder may be served at all
+(:func:`check_root_mode`). The repository (:mod:`~tfaas_jupyter.server.repository`)
 keeps the folders and their index.
 """
 
@@ -196,3 +197,22 @@ def write_high_water(model_dir: Path, version: int) -> None:
     tmp = model_dir / (HIGH_WATER + ".tmp")
     tmp.write_text(str(version))
     os.replace(tmp, model_dir / HIGH_WATER)
+
+
+class RepositoryRefused(Exception):
+    """The model folder may not be served (e.g. others may write into it)."""
+
+
+def check_root_mode(root: Path, *, group_shared: bool) -> None:
+    """Refuse a repository others may write into: they would choose the code it runs."""
+    mode = stat.S_IMODE(os.stat(root).st_mode)
+    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and not group_shared):
+        who = "anyone" if mode & stat.S_IWOTH else "its group"
+        allow = "" if mode & stat.S_IWOTH else (
+            "; set TFaaSApp.group_shared_model_dir=True to serve a group-shared folder"
+        )
+        raise RepositoryRefused(
+            f"refusing the model repository {root}: {who} may write into it "
+            f"(mode {mode:04o}), and an uploaded model runs as this server's user; "
+            f"chmod go-w it{allow}"
+        )

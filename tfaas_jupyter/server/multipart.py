@@ -1,19 +1,21 @@
-"""A multipart/form-data parser over a body spooled to disk.
+"""The server's one multipart/form-data parser: :class:`FormStream`, fed the body as
+it arrives.
 
-Tornado's own parser needs the whole body in memory and refuses any body sent
-with a ``Content-Encoding`` header, which the original TFaaS client always sets
-(``base64``) on uploads. This one reads the spooled body through ``mmap`` and
-writes each file part to its own file, so an upload of any size costs little
-memory.
+Tornado's own parser needs the whole body in memory and refuses any body sent with
+a ``Content-Encoding`` header, which the original TFaaS client always sets
+(``base64``) on uploads. This one keeps only a delimiter's length of the body at a
+time: each file part is written once, to its own file (the model decoded from base64
+on the way), or held in memory for a small form (``/image``).
 """
 
 from __future__ import annotations
 
-import mmap
+import binascii
 import re
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from .errors import BadRequest
 
@@ -104,48 +106,217 @@ def _parse_part_headers(raw: bytes) -> tuple[str, str | None, str | None]:
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def parse_multipart(body: Path, content_type: str, out_dir: Path) -> Form:
-    """Parse the multipart body in the file ``body``; file parts go to ``out_dir``."""
-    boundary = b"--" + boundary_of(content_type)
-    form = Form()
-    size = body.stat().st_size
-    if size == 0:
-        raise BadRequest("empty multipart body")
-    with open(body, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        pos = mm.find(boundary)
-        if pos < 0:
+#: A part whose first bytes are all base64 text (up to this many) is decoded on the way.
+_BASE64_SNIFF = 64 * 1024
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_WHITESPACE = b" \t\r\n\v\f"
+
+
+class _Base64Sink:
+    """Writes a part to ``out``, base64-decoded on the way when its first bytes are
+    base64 text; a part that is not (a binary model sent as it is) is written as it is.
+
+    The original client sends ``Content-Encoding: base64`` on every upload but encodes
+    only the parts it guesses are binary (a .pb), so each part decides for itself."""
+
+    def __init__(self, out: BinaryIO, name: str) -> None:
+        self.out = out
+        self.name = name
+        self._head = bytearray()
+        self._decoding: bool | None = None  # None: not decided yet
+        self._carry = b""
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._decoding is None:
+            self._head += data
+            if len(self._head) < _BASE64_SNIFF:
+                return
+            self._decide()
+            return
+        self._emit(data)
+
+    def _decide(self) -> None:
+        head, self._head = bytes(self._head), bytearray()
+        self._decoding = not head.translate(None, _BASE64_ALPHABET + _WHITESPACE)
+        self._emit(head)
+
+    def _emit(self, data: bytes | memoryview) -> None:
+        if not self._decoding:
+            self.out.write(data)
+            return
+        text = bytes(data)
+        if text.translate(None, _BASE64_ALPHABET + _WHITESPACE):
+            raise BadRequest(f"part {self.name!r} is not valid base64: it holds bytes that "
+                             "are not base64 text")
+        text = self._carry + text.translate(None, _WHITESPACE)
+        whole = len(text) - len(text) % 4
+        try:
+            self.out.write(binascii.a2b_base64(text[:whole]))
+        except binascii.Error as exc:
+            raise BadRequest(f"part {self.name!r} is not valid base64: {exc}") from None
+        self._carry = text[whole:]
+
+    def close(self) -> None:
+        if self._decoding is None:
+            self._decide()
+        if self._decoding and self._carry.strip(b"="):
+            raise BadRequest(f"part {self.name!r} is not valid base64: its length is not a "
+                             "multiple of 4")
+
+
+class FormStream:
+    """A multipart/form-data body parsed as its bytes arrive (:meth:`feed`, then
+    :meth:`finish`): each file part is written once, to its own file in ``folder``
+    (the parts named in ``base64`` decoded on the way, as the original client sends
+    its model), or kept in memory when ``folder`` is None; text fields are kept in memory
+    (at most 1 MiB each). The one multipart parser of the server: uploads stream
+    through it, ``/image`` feeds it its body whole.
+    """
+
+    def __init__(self, content_type: str, folder: Path | None, *,
+                 base64: frozenset[str] = frozenset()) -> None:
+        self._delimiter = b"--" + boundary_of(content_type)
+        #: the delimiter as it ends a part's data
+        self._closing = b"\r\n" + self._delimiter
+        self._folder = folder
+        self._base64 = base64
+        self._buf = bytearray()
+        self._state = "preamble"
+        self._parts = 0
+        self._index = 0
+        self._seen = 0
+        self.form = Form()
+        # the part being read
+        self._name = ""
+        self._filename: str | None = None
+        self._ptype: str | None = None
+        self._field: bytearray | None = None
+        self._file: BinaryIO | None = None
+        self._sink: Any = None
+        self._path: Path | None = None
+        self._data: bytearray | None = None
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        """The next bytes of the body."""
+        self._seen += len(chunk)
+        self._buf += chunk
+        while self._step():
+            pass
+
+    def finish(self) -> Form:
+        """The form, once the whole body has been fed; a 400 when it is incomplete."""
+        if self._seen == 0:
+            raise BadRequest("empty multipart body")
+        if self._state == "preamble":
             raise BadRequest("multipart body does not contain its boundary")
-        index = parts = 0
-        while True:
-            pos += len(boundary)
-            if mm[pos : pos + 2] == b"--":
-                break  # closing boundary
-            parts += 1
-            if parts > MAX_PARTS:
-                raise BadRequest(f"multipart body has more than {MAX_PARTS} parts")
-            if mm[pos : pos + 2] != b"\r\n":
+        if self._state == "headers":
+            raise BadRequest("truncated multipart body (part headers never end)")
+        if self._state != "done":
+            self.close()
+            raise BadRequest("truncated multipart body (no closing boundary)")
+        return self.form
+
+    def close(self) -> None:
+        """Close the part file being written (a body that ended early, or an error)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _step(self) -> bool:
+        """Parse what the buffer allows; whether to go on."""
+        buf = self._buf
+        if self._state == "preamble":
+            pos = buf.find(self._delimiter)
+            if pos < 0:
+                # keep what may be the start of the delimiter
+                del buf[:max(0, len(buf) - len(self._delimiter))]
+                return False
+            del buf[:pos + len(self._delimiter)]
+            self._state = "after-delimiter"
+            return True
+        if self._state == "after-delimiter":
+            if len(buf) < 2:
+                return False
+            if buf[:2] == b"--":
+                self._state = "done"
+                buf.clear()  # the epilogue is ignored
+                return False
+            if buf[:2] != b"\r\n":
                 raise BadRequest("malformed multipart body")
-            header_end = mm.find(b"\r\n\r\n", pos + 2)
-            if header_end < 0:
-                raise BadRequest("truncated multipart body (part headers never end)")
-            name, filename, ptype = _parse_part_headers(mm[pos + 2 : header_end])
-            start = header_end + 4
-            end = mm.find(b"\r\n" + boundary, start)
+            self._parts += 1
+            if self._parts > MAX_PARTS:
+                raise BadRequest(f"multipart body has more than {MAX_PARTS} parts")
+            del buf[:2]
+            self._state = "headers"
+            return True
+        if self._state == "headers":
+            end = buf.find(b"\r\n\r\n")
             if end < 0:
-                raise BadRequest("truncated multipart body (no closing boundary)")
-            if filename is None:
-                if end - start > _MAX_FIELD_BYTES:
-                    raise BadRequest(f"form field {name!r} is too large")
-                form.fields[name] = mm[start:end].decode("utf-8", errors="replace")
-            else:
-                index += 1
-                target = out_dir / f"part{index}-{_SAFE_CHARS.sub('_', name)[:40]}"
-                with open(target, "wb") as out:
-                    view = memoryview(mm)
-                    try:
-                        out.write(view[start:end])
-                    finally:
-                        view.release()
-                form.files[name] = FilePart(filename=filename, path=target, content_type=ptype)
-            pos = end + 2
-    return form
+                if len(buf) > _MAX_HEADER_BYTES:
+                    raise BadRequest("multipart part headers are too long")
+                return False
+            self._start_part(bytes(buf[:end]))
+            del buf[:end + 4]
+            self._state = "data"
+            return True
+        if self._state == "data":
+            end = buf.find(self._closing)
+            if end < 0:
+                keep = len(self._closing) - 1
+                if len(buf) > keep:
+                    self._part_data(memoryview(buf)[:len(buf) - keep])
+                    del buf[:len(buf) - keep]
+                return False
+            self._part_data(memoryview(buf)[:end])
+            del buf[:end + len(self._closing)]
+            self._end_part()
+            self._state = "after-delimiter"
+            return True
+        if self._state == "done":
+            buf.clear()
+        return False
+
+    def _start_part(self, raw: bytes) -> None:
+        self._name, self._filename, self._ptype = _parse_part_headers(raw)
+        if self._filename is None:
+            self._field = bytearray()
+        elif self._folder is None:
+            self._data = bytearray()
+        else:
+            self._index += 1
+            self._path = self._folder / f"part{self._index}-{_SAFE_CHARS.sub('_', self._name)[:40]}"
+            self._file = open(self._path, "wb")
+            self._sink = (_Base64Sink(self._file, self._name) if self._name in self._base64
+                          else self._file)
+
+    def _part_data(self, data: memoryview) -> None:
+        try:
+            if self._field is not None:
+                if len(self._field) + len(data) > _MAX_FIELD_BYTES:
+                    raise BadRequest(f"form field {self._name!r} is too large")
+                self._field += data
+            elif self._data is not None:
+                self._data += data
+            elif self._sink is not None:
+                self._sink.write(data)
+        finally:
+            data.release()
+
+    def _end_part(self) -> None:
+        if self._field is not None:
+            self.form.fields[self._name] = self._field.decode("utf-8", errors="replace")
+            self._field = None
+            return
+        filename = self._filename or ""
+        if self._data is not None:
+            self.form.files[self._name] = FilePart(filename=filename, path=None,
+                                                   content_type=self._ptype,
+                                                   data=bytes(self._data))
+            self._data = None
+            return
+        if isinstance(self._sink, _Base64Sink):
+            self._sink.close()
+        self.close()
+        self.form.files[self._name] = FilePart(filename=filename, path=self._path,
+                                               content_type=self._ptype)
+        self._sink = None

@@ -51,6 +51,7 @@ from .modelfiles import (
     META_FILE,
     PARAMS_FILE,
     ModelVersion,
+    check_root_mode,
     fsync_dir,
     fsync_tree,
     infer_meta,
@@ -61,6 +62,7 @@ from .modelfiles import (
     tree_size,
     write_high_water,
 )
+from .modelfiles import RepositoryRefused as RepositoryRefused  # raised when opening
 from .names import MODEL_NAME_PATTERN, check_model_name
 
 log = logging.getLogger(__name__)
@@ -73,10 +75,6 @@ _LOCK = ".lock"
 #: A staging or trash folder: ``<pid of the process that made it>-<random hex>``.
 _TAGGED = re.compile(r"([0-9]{1,10})-[0-9a-f]{32}")
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
-
-
-class RepositoryRefused(Exception):
-    """The model folder may not be served (e.g. others may write into it)."""
 
 
 @dataclass
@@ -346,10 +344,17 @@ class Repository:
             (staging / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
             fsync_tree(staging)
             target = model_dir / str(version)
+            entry = self._index.get(name)  # still good if only this commit changes the folder
+            current = entry is not None and entry.mtime_ns == os.stat(model_dir).st_mtime_ns
             os.rename(staging, target)
             write_high_water(model_dir, version)
             fsync_dir(model_dir)
-            self._index.pop(name, None)
+            added = self._read_version(name, version, target) if current else None
+            if entry is None or added is None:
+                self._index.pop(name, None)
+            else:  # the index gains the one version this commit adds
+                entry.versions[version] = added
+                entry.mtime_ns, entry.checked = os.stat(model_dir).st_mtime_ns, time.monotonic()
         return self.get(name, version)
 
     def delete(self, name: str, version: int | None = None) -> list[int]:
@@ -461,21 +466,6 @@ class Repository:
                         f"{', '.join(held)}: move or delete them first", 409,
                     )
             return self.delete(name, version)
-
-
-def check_root_mode(root: Path, *, group_shared: bool) -> None:
-    """Refuse a repository others may write into: they would choose the code it runs."""
-    mode = stat.S_IMODE(os.stat(root).st_mode)
-    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and not group_shared):
-        who = "anyone" if mode & stat.S_IWOTH else "its group"
-        allow = "" if mode & stat.S_IWOTH else (
-            "; set TFaaSApp.group_shared_model_dir=True to serve a group-shared folder"
-        )
-        raise RepositoryRefused(
-            f"refusing the model repository {root}: {who} may write into it "
-            f"(mode {mode:04o}), and an uploaded model runs as this server's user; "
-            f"chmod go-w it{allow}"
-        )
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ worker before the repository commits it (:class:`Uploads`, the upload service).
 from __future__ import annotations
 
 import asyncio
-import binascii
 import json
 import os
 import shutil
@@ -64,49 +63,9 @@ def parse_params(raw: bytes | str | None) -> dict[str, Any]:
     return params
 
 
-_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-_WHITESPACE = b" \t\r\n\v\f"
-_BASE64_CHUNK = 1 << 20
-
-
-def _maybe_base64_decode(part: Path) -> None:
-    """Decode a base64 model part in place, as the original client sends models.
-
-    The original client encodes only the parts whose guessed type is
-    application/octet-stream (a .pb file) yet always sends the
-    ``Content-Encoding: base64`` header, so a part that is not base64 text
-    (a .tar.gz or .keras) is kept as it is. Both passes read the part in 1 MiB
-    chunks, so the memory it costs does not grow with its size.
-    """
-    with open(part, "rb") as fh:
-        while chunk := fh.read(_BASE64_CHUNK):
-            if chunk.translate(None, _BASE64_ALPHABET + _WHITESPACE):
-                return  # not base64 text: a binary model sent as it is
-    decoded = part.with_name(part.name + ".decoded")
-    carry = b""
-    try:
-        with open(part, "rb") as src, open(decoded, "wb") as out:
-            while chunk := src.read(_BASE64_CHUNK):
-                text = carry + chunk.translate(None, _WHITESPACE)
-                whole = len(text) - len(text) % 4
-                out.write(binascii.a2b_base64(text[:whole]))
-                carry = text[whole:]
-            if carry.strip(b"="):
-                raise BadRequest("model part is not valid base64: its length is not a "
-                                 "multiple of 4")
-    except binascii.Error as exc:
-        decoded.unlink(missing_ok=True)
-        raise BadRequest(f"model part is not valid base64: {exc}") from None
-    except BadRequest:
-        decoded.unlink(missing_ok=True)
-        raise
-    os.replace(decoded, part)
-
-
-def stage_form(
-    form: Form, staging: Path, *, base64_model: bool, max_extracted: int
-) -> StagedUpload:
-    """Lay out a form upload (fields name, params, model, labels) in ``staging``."""
+def stage_form(form: Form, staging: Path, *, max_extracted: int) -> StagedUpload:
+    """Lay out a form upload (fields name, params, model, labels) in ``staging``; its
+    parts are already files there (a base64 model decoded on the way)."""
     params = parse_params(form.text("params"))
     name = form.text("name")
     if name is None or not name.strip():
@@ -123,8 +82,6 @@ def stage_form(
         model_part.path = staging / "part-model"
         model_part.path.write_bytes(model_part.read_bytes())
         model_part.data = None
-    if base64_model:
-        _maybe_base64_decode(model_part.path)
     labels_text = form.text("labels")
     return _stage_model_file(
         name, model_part.path, model_part.filename, params, labels_text, staging,
@@ -282,11 +239,10 @@ class Uploads:
     def __init__(self, core: TFaaS) -> None:
         self.core = core
 
-    async def upload_form(self, form: Form, staging: Path, *, base64_model: bool,
-                          grant: Grant | None = None, stages: Stages | None = None) -> dict:
+    async def upload_form(self, form: Form, staging: Path, *, grant: Grant | None = None,
+                          stages: Stages | None = None) -> dict:
         staged = await asyncio.to_thread(
-            stage_form, form, staging,
-            base64_model=base64_model, max_extracted=self.core.limits.max_extracted_size,
+            stage_form, form, staging, max_extracted=self.core.limits.max_extracted_size
         )
         mv = await self._validate_and_commit(staged, grant, stages)
         self.core.default_model = mv.name
