@@ -96,14 +96,14 @@ class IndexHandler(MethodsMixin, ExtensionHandlerMixin, JupyterHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        service = self.service
+        service = self.settings["tfaas_service"]
         # under a hub, the address its proxy answers on (the request's may be internal)
         public = public_server_url()
         local = f"{self.request.protocol}://{self.request.host}{self.base_url}"
         url = url_path_join(public or local, "tfaas/")
         rows = []
         calls = []
-        docs = self.catalogue.models(self._grant)
+        docs = self.settings["tfaas_catalogue"].models()  # a Jupyter login: every model
         for doc in docs:
             inputs = doc.get("inputs") or []
             shapes = ", ".join(str(i.get("shape")) for i in inputs) or "?"
