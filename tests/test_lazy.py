@@ -271,9 +271,15 @@ async def test_a_model_bigger_than_the_memory_limit_is_refused_with_507(
 
 
 @pytest.mark.parametrize("tfaas_config", [{"busy_poll_us": 250}])
-async def test_the_busy_poll_setting_reaches_the_worker(tfaas: TFaaSCaller) -> None:
+async def test_the_busy_poll_setting_reaches_the_worker(tfaas: TFaaSCaller,
+                                                      jp_serverapp) -> None:
     status = (await tfaas.call("GET", "status")).json()["worker"]
     assert status["busy_poll_us"] == 250
+    # the worker process itself was started polling for 250 us
+    worker = jp_serverapp.web_app.settings["tfaas_service"].worker
+    pid = (await worker.status(start=True))["pid"]
+    argv = psutil.Process(pid).cmdline()
+    assert argv[argv.index("--poll-us") + 1] == "250", argv
 
 
 def test_metrics_show_the_workers_memory_and_lifecycle() -> None:
