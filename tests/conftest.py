@@ -15,8 +15,9 @@ from traitlets.config import Config
 
 from tfaas_jupyter.client.forms import encode_multipart
 
-# ci_noskip: with CI=true a skip is a failure (see tests/ci_noskip.py)
-pytest_plugins = ("pytest_jupyter.jupyter_server", "ci_noskip")
+# ci_noskip: with CI=true a skip is a failure (see tests/ci_noskip.py); tiers: each test's
+# markers (unit, server, browser, hub, slow) from what it uses (see tests/tiers.py)
+pytest_plugins = ("pytest_jupyter.jupyter_server", "ci_noskip", "tiers")
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
