@@ -18,7 +18,7 @@ from __future__ import annotations
 import os as _os
 
 try:
-    from ._version import __version__
+    from ._version import __version__ as __version__
 except ImportError:  # a checkout that was never built: the build writes _version.py
     __version__ = "dev"
 
@@ -32,13 +32,13 @@ if not _os.path.isdir(_os.path.join(__path__[0], "handlers")) and _os.path.isfil
     __path__.append(_checkout)
 
 
-def _jupyter_server_extension_points() -> list[dict]:
+def _jupyter_server_extension_points() -> list[dict[str, object]]:
     from .server.app import TFaaSApp
 
     return [{"module": "tfaas_jupyter", "app": TFaaSApp}]
 
 
-def load_ipython_extension(ipython) -> None:
+def load_ipython_extension(ipython: object) -> None:
     """``%load_ext tfaas_jupyter``: register the ``%tfaas`` magics."""
     from .client.magics import load_ipython_extension as _load
 
