@@ -103,7 +103,8 @@ STAGES = ("decode", "queue", "worker", "model", "encode")
 
 #: ``jupyter server`` running this checkout's code whether or not (or however) the
 #: package is installed: ``handlers/`` is ``tfaas_jupyter.handlers`` once the
-#: checkout is on the package's path, as the setuptools package-dir mapping says.
+#: checkout is on the package's path, as the wheel installs it (pyproject.toml's hatch
+#: ``sources``).
 SERVER_MAIN = """\
 import sys
 root = sys.argv.pop(1)

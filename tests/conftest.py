@@ -4,19 +4,21 @@ real TensorFlow models built in the test session."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# the API caller lives in helpers.py; tests may still import it from here
+from helpers import Reply, TFaaSCaller  # noqa: F401
 from traitlets.config import Config
 
 from tfaas_jupyter.client.forms import encode_multipart
 
-# ci_noskip: with CI=true a skip is a failure (see tests/ci_noskip.py)
-pytest_plugins = ("pytest_jupyter.jupyter_server", "ci_noskip")
+# ci_noskip: with CI=true a skip is a failure (see tests/ci_noskip.py); tiers: each test's
+# markers (unit, server, browser, hub, slow) from what it uses (see tests/tiers.py)
+pytest_plugins = ("pytest_jupyter.jupyter_server", "ci_noskip", "tiers")
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -98,58 +100,6 @@ def seed_upload_body(seed_dir: Path) -> tuple[bytes, str]:
             "labels": ("labels.txt", (seed_dir / "labels.txt").read_bytes(), "text/plain"),
         },
     )
-
-
-@dataclass
-class Reply:
-    code: int
-    headers: Any
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class TFaaSCaller:
-    """Calls ``{base_url}tfaas/...`` of the test server with the token, errors included."""
-
-    fetch: Any
-
-    async def call(self, method: str, path: str, body: bytes | None = None,
-                   headers: dict[str, str] | None = None, **kwargs: Any) -> Reply:
-        parts = ["tfaas", *[p for p in path.split("/") if p]] if path else ["tfaas", ""]
-        response = await self.fetch(
-            *parts, method=method, body=body, headers=headers or {},
-            raise_error=False, allow_nonstandard_methods=True, **{"request_timeout": 180, **kwargs},
-        )
-        return Reply(response.code, response.headers, response.body)
-
-    async def upload(self, name: str | None, model: bytes, *, params: dict | None = None,
-                     labels: str | None = None, filename: str = "model.pb",
-                     headers: dict[str, str] | None = None) -> Reply:
-        fields = {"name": name} if name is not None else {}
-        files = {"model": (filename, model, "application/octet-stream")}
-        if params is not None:
-            files["params"] = ("params.json", json.dumps(params).encode(), "application/json")
-        if labels is not None:
-            files["labels"] = ("labels.txt", labels.encode(), "text/plain")
-        body, ctype = encode_multipart(fields, files)
-        return await self.call("POST", "upload", body,
-                               {"Content-Type": ctype, **(headers or {})})
-
-    async def upload_dir(self, directory: Path, name: str) -> Reply:
-        """Upload a folder written by tests/tfmodels.py or the seed script (form style)."""
-        params = json.loads((directory / "params.json").read_text())
-        labels = directory / "labels.txt"
-        return await self.upload(
-            name, (directory / params.get("model", "model.pb")).read_bytes(),
-            params={**params, "name": name},
-            labels=labels.read_text() if labels.exists() else None,
-        )
-
-    async def predict(self, doc: dict) -> Reply:
-        return await self.call("POST", "json", json.dumps(doc).encode())
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -183,3 +184,10 @@ def jupyter_server(
                 proc.kill()
                 proc.wait()
         log.close()
+
+
+def listed_lines(text: str, pattern: str) -> list[str]:
+    """The lines of a ``jupyter server extension list`` or ``jupyter labextension list``
+    output that ``pattern`` matches whole (colours removed, surrounding blanks ignored)."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return [line.strip() for line in plain.splitlines() if re.fullmatch(pattern, line.strip())]

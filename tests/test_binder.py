@@ -4,7 +4,9 @@ has the extension enabled and serves the demo model from the start."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import load_example
-from servers import jupyter_server
+from servers import jupyter_server, listed_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +37,7 @@ def test_the_binder_environment_serves_the_demo_model(tmp_path: Path) -> None:
     repo, venv, home = tmp_path / "repo", tmp_path / "venv", tmp_path / "home"
     repo.mkdir()
     _copy_checkout(repo)
+    version = json.loads((repo / "labextension" / "package.json").read_text())["version"]
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "VIRTUAL_ENV"))},
@@ -54,14 +57,17 @@ def test_the_binder_environment_serves_the_demo_model(tmp_path: Path) -> None:
     listing = subprocess.run([python, "-m", "jupyter", "server", "extension", "list"],
                              cwd=home, env=env, capture_output=True, text=True, check=True)
     text = listing.stdout + listing.stderr
-    assert "tfaas_jupyter" in text and "enabled" in text and "OK" in text, text
+    assert listed_lines(text, r"tfaas_jupyter enabled") == ["tfaas_jupyter enabled"], text
+    assert listed_lines(text, rf"tfaas_jupyter {re.escape(version)} OK"), text
     lab = subprocess.run([python, "-m", "jupyter", "lab", "--version"], cwd=home, env=env,
                          capture_output=True, text=True, check=True)
     assert int(lab.stdout.strip().split(".")[0]) >= 4, lab.stdout
     panel = subprocess.run([python, "-m", "jupyter", "labextension", "list"], cwd=home,
                            env=env, capture_output=True, text=True, check=True)
     text = panel.stdout + panel.stderr
-    assert "tfaas-jupyter" in text and "enabled" in text and "OK" in text, text
+    expected = rf"tfaas-jupyter v{re.escape(version)} enabled OK \(python, tfaas-jupyter\)"
+    assert len(listed_lines(text, expected)) == 1, text
+    assert len(listed_lines(text, r"tfaas-jupyter .*")) == 1, text
 
     seed = load_example("make_seed_model")
     with jupyter_server(home, model_dir=home / "data" / "tfaas" / "models", python=python,

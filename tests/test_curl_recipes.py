@@ -1,4 +1,4 @@
-"""README.md's "curl recipes", run as written with bash against the live server.
+"""The curl recipes of docs/clients/curl.md, run as written with bash against the live server.
 
 Only the variables of the first (setup) block are substituted: ``TFAAS`` (the tfaas
 base URL), ``JUPYTER_TOKEN``, ``SEED`` (a copy of the seed folder, plus the image
@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the page the recipes are on, and their section
+PAGE = ROOT / "docs" / "clients" / "curl.md"
 SECTION = "## curl recipes"
 pytestmark = pytest.mark.timeout(900)
 
@@ -40,7 +42,7 @@ def substitute_setup(setup: str, values: dict[str, str]) -> str:
 
 
 def test_recipes_are_well_formed() -> None:
-    blocks = recipe_blocks((ROOT / "README.md").read_text())
+    blocks = recipe_blocks(PAGE.read_text())
     assert len(blocks) >= 8
     for block in blocks[1:]:
         # a curl command may span lines ending in "\"
@@ -75,7 +77,7 @@ async def test_every_recipe_runs(jp_fetch, jp_http_port: int, jp_base_url: str, 
                                  recipe_seed: Path) -> None:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed (apt-get install curl)")
-    blocks = recipe_blocks((ROOT / "README.md").read_text())
+    blocks = recipe_blocks(PAGE.read_text())
     needs_protoc = any("protoc" in b for b in blocks)
     if needs_protoc and shutil.which("protoc") is None:
         pytest.skip("protoc is not installed (apt-get install protobuf-compiler)")

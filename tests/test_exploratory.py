@@ -26,6 +26,13 @@ def png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """Gray levels of RGB pixels: L = R * 299/1000 + G * 587/1000 + B * 114/1000,
+    rounded as PIL does (16-bit fixed point)."""
+    r, g, b = (np.asarray(rgb, dtype=np.int64)[..., i] for i in range(3))
+    return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16
+
+
 async def post_image(tfaas: TFaaSCaller, model: str, data: bytes, filename: str = "x.png"):
     body, ctype = encode_multipart({"model": model}, {"image": (filename, data, "image/png")})
     return await tfaas.call("POST", "image", body, {"Content-Type": ctype})
@@ -60,9 +67,27 @@ async def test_image_into_a_model_without_channel_axis(tfaas: TFaaSCaller, gray_
     expected = np.asarray(model(pixels[None].astype(np.float32)))[0]
     got = {item["label"]: item["probability"] for item in reply.json()["labels"]}
     np.testing.assert_allclose([got[k] for k in "abc"], expected, rtol=1e-5, atol=1e-7)
-    # an RGB image of another size is converted to gray and resized
-    reply = await post_image(tfaas, "gray", png(np.zeros((20, 12, 3))))
+    # an RGB image is converted to gray by the ITU-R 601-2 luma (computed here in
+    # integers, as PIL documents it): each channel weighs differently, so a mean, one
+    # channel or no conversion gives other answers (small levels: the softmax does not
+    # saturate, so the answers tell them apart)
+    rgb = np.random.default_rng(6).integers(0, 5, size=(8, 8, 3))
+    reply = await post_image(tfaas, "gray", png(rgb))
     assert reply.code == 200, reply.body
+    got = {item["label"]: item["probability"] for item in reply.json()["labels"]}
+    expected = np.asarray(model(luma(rgb)[None].astype(np.float32)))[0]
+    np.testing.assert_allclose([got[k] for k in "abc"], expected, rtol=1e-5, atol=1e-7)
+    wrong = np.asarray(model(rgb.mean(axis=2)[None].astype(np.float32)))[0]
+    assert not np.allclose(expected, wrong, rtol=1e-3, atol=1e-4)
+    # and resized when its size differs: one colour stays that colour's luma
+    colour = np.array([4, 0, 4])  # luma 2 (mean 2.67)
+    reply = await post_image(tfaas, "gray", png(np.broadcast_to(colour, (20, 12, 3))))
+    assert reply.code == 200, reply.body
+    got = {item["label"]: item["probability"] for item in reply.json()["labels"]}
+    plain = np.asarray(model(np.full((1, 8, 8), luma(colour), dtype=np.float32)))[0]
+    np.testing.assert_allclose([got[k] for k in "abc"], plain, rtol=1e-5, atol=1e-7)
+    wrong = np.asarray(model(np.full((1, 8, 8), colour.mean(), dtype=np.float32)))[0]
+    assert not np.allclose(plain, wrong, rtol=1e-3, atol=1e-4)
 
 
 async def test_failed_image_requests_count_against_their_model(

@@ -479,7 +479,7 @@ async def test_readme_grid_job_recipe_and_curl_recipes_through_a_key_url(
     jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp, tfaas: TFaaSCaller,
     recipe_seed: Path, tmp_path: Path,  # noqa: F811 - the imported fixture
 ) -> None:
-    """The README's Keys blocks as written; then the curl recipes with a key-bearing URL as
+    """The Keys page's blocks as written; then the curl recipes with a key-bearing URL as
     ``$TFAAS`` and no Authorization header (all but the status and no-token ones)."""
     import os
     import shutil
@@ -487,14 +487,15 @@ async def test_readme_grid_job_recipe_and_curl_recipes_through_a_key_url(
 
     if shutil.which("curl") is None or shutil.which("protoc") is None:
         pytest.skip("curl and protoc are needed (apt-get install curl protobuf-compiler)")
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    docs = Path(__file__).resolve().parents[1] / "docs" / "clients"
+    keys_page, curl_page = (docs / "keys.md").read_text(), (docs / "curl.md").read_text()
     tfaas_url = f"http://localhost:{jp_http_port}{jp_base_url}tfaas"
     token = jp_serverapp.identity_provider.token
     bindir = os.path.dirname(sys.executable)
     env = (f"export PATH='{bindir}':\"$PATH\"\nexport TFAAS='{tfaas_url}'\n"
            f"export JUPYTER_TOKEN='{token}'\n")
     assert (await tfaas.upload_dir(recipe_seed, "vk")).code == 200
-    blocks = _section_blocks(readme, "## Keys:")
+    blocks = _section_blocks(keys_page, "## Keys:")
     assert len(blocks) == 3
     for number, block in enumerate(blocks):
         code, out, err = await _bash(env + block, recipe_seed)
@@ -508,7 +509,7 @@ async def test_readme_grid_job_recipe_and_curl_recipes_through_a_key_url(
     key_env = (f"export TFAAS='{tfaas_url}/key/{key}'\nexport JUPYTER_TOKEN=\n"
                f"export PROTO='{Path(__file__).resolve().parents[1] / 'proto'}'\n")
     ran = 0
-    for block in _section_blocks(readme, "## curl recipes")[1:]:
+    for block in _section_blocks(curl_page, "## curl recipes")[1:]:
         if "/status" in block or "# no token" in block:
             continue
         script = block.replace('-H "Authorization: token $JUPYTER_TOKEN" ', "")

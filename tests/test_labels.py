@@ -31,12 +31,6 @@ def row(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(1, tfmodels.N_IN)).astype(np.float32)
 
 
-async def upload(tfaas: TFaaSCaller, built: tfmodels.Built) -> int:
-    reply = await tfaas.upload_dir(built.path.parent, "g")
-    assert reply.code == 200, reply.body
-    return reply.json()["version"]
-
-
 async def seed_predict(tfaas: TFaaSCaller, x: np.ndarray, version: Any = None) -> Any:
     doc: dict[str, Any] = {"model": "g", "values": x[0].tolist()}
     if version is not None:
@@ -49,7 +43,7 @@ async def test_labels_everywhere(
     jp_http_port: int, jp_base_url: str, jp_serverapp,
 ) -> None:
     for built in graphs:
-        await upload(tfaas, built)
+        await tfaas.uploaded(directory=built.path.parent, name="g")
     x = row(1)
     expected = [np.float32(b.reference([x])[0][0, 0]) for b in graphs]
 
@@ -131,7 +125,7 @@ async def test_storm_through_labels(tfaas: TFaaSCaller, graphs: list[tfmodels.Bu
     """Predictions through a label and through the latest version never fail while new
     versions are uploaded, the label is moved and old versions are deleted."""
     for built in graphs[:2]:
-        await upload(tfaas, built)
+        await tfaas.uploaded(directory=built.path.parent, name="g")
     await tfaas.call("PUT", "models/g/labels/stable", b'{"version": 1}')
     x = row(2)
     allowed = {np.float32(b.reference([x])[0][0, 0]) for b in graphs}
@@ -151,7 +145,7 @@ async def test_storm_through_labels(tfaas: TFaaSCaller, graphs: list[tfmodels.Bu
     async def operator() -> None:
         try:
             for built in graphs:  # versions 3, 4, 5
-                number = await upload(tfaas, built)
+                number = await tfaas.uploaded(directory=built.path.parent, name="g")
                 reply = await tfaas.call("PUT", "models/g/labels/stable",
                                          json.dumps({"version": number}).encode())
                 assert reply.code == 200, reply.body

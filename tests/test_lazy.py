@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import tfmodels
 from conftest import TFaaSCaller
+from helpers import metric_value, scrape
 from servers import ServerProcess, jupyter_server
 
 from tfaas_jupyter.client.magics import format_status
@@ -159,11 +160,11 @@ async def test_the_worker_stops_when_idle_and_comes_back_for_concurrent_requests
     cold = status["last_cold_start"]
     assert cold["model"] == "vk" and cold["seconds"] >= cold["load_seconds"] > 0
 
-    metrics = (await tfaas.call("GET", "metrics")).body.decode()
-    assert "tfaas_worker_starts_total 2" in metrics
-    assert 'tfaas_worker_state{state="running"} 1' in metrics
-    assert "tfaas_worker_last_cold_start_seconds " in metrics
-    assert "tfaas_worker_idle_timeout_seconds 2.0" in metrics
+    metrics = scrape((await tfaas.call("GET", "metrics")).body.decode())
+    assert metric_value(metrics, "tfaas_worker_starts_total") == 2
+    assert metric_value(metrics, "tfaas_worker_state", state="running") == 1
+    assert metric_value(metrics, "tfaas_worker_last_cold_start_seconds") == cold["seconds"]
+    assert metric_value(metrics, "tfaas_worker_idle_timeout_seconds") == 2.0
 
 
 # --------------------------------------------------------------------------- memory
@@ -270,9 +271,15 @@ async def test_a_model_bigger_than_the_memory_limit_is_refused_with_507(
 
 
 @pytest.mark.parametrize("tfaas_config", [{"busy_poll_us": 250}])
-async def test_the_busy_poll_setting_reaches_the_worker(tfaas: TFaaSCaller) -> None:
+async def test_the_busy_poll_setting_reaches_the_worker(tfaas: TFaaSCaller,
+                                                      jp_serverapp) -> None:
     status = (await tfaas.call("GET", "status")).json()["worker"]
     assert status["busy_poll_us"] == 250
+    # the worker process itself was started polling for 250 us
+    worker = jp_serverapp.web_app.settings["tfaas_service"].worker
+    pid = (await worker.status(start=True))["pid"]
+    argv = psutil.Process(pid).cmdline()
+    assert argv[argv.index("--poll-us") + 1] == "250", argv
 
 
 def test_metrics_show_the_workers_memory_and_lifecycle() -> None:
@@ -290,16 +297,17 @@ def test_metrics_show_the_workers_memory_and_lifecycle() -> None:
     worker = {"state": "running", "starts": 3, "idle_seconds": 1.5, "idle_timeout": 900,
               "rss": 700 * MiB, "memory_limit": 4096 * MiB, "model_sizes": {"m@u1": 12345},
               "last_cold_start": {"seconds": 4.25}, "loaded": ["m@u1"]}
-    lines = set(render(Service(), worker).splitlines())
-    for line in ('tfaas_worker_state{state="running"} 1',
-                 'tfaas_worker_state{state="stopped"} 0',
-                 "tfaas_worker_starts_total 3", "tfaas_worker_idle_seconds 1.5",
-                 "tfaas_worker_idle_timeout_seconds 900.0",
-                 "tfaas_worker_last_cold_start_seconds 4.25",
-                 f"tfaas_worker_resident_memory_bytes {700 * MiB}",
-                 f"tfaas_worker_memory_limit_bytes {4096 * MiB}",
-                 'tfaas_model_memory_bytes{model="m",key="m@u1"} 12345'):
-        assert line in lines, line
+    metrics = scrape(render(Service(), worker))
+    for name, labels, expected in (
+            ("tfaas_worker_state", {"state": "running"}, 1),
+            ("tfaas_worker_state", {"state": "stopped"}, 0),
+            ("tfaas_worker_starts_total", {}, 3), ("tfaas_worker_idle_seconds", {}, 1.5),
+            ("tfaas_worker_idle_timeout_seconds", {}, 900),
+            ("tfaas_worker_last_cold_start_seconds", {}, 4.25),
+            ("tfaas_worker_resident_memory_bytes", {}, 700 * MiB),
+            ("tfaas_worker_memory_limit_bytes", {}, 4096 * MiB),
+            ("tfaas_model_memory_bytes", {"model": "m", "key": "m@u1"}, 12345)):
+        assert metric_value(metrics, name, **labels) == expected, (name, labels)
 
 
 def _write(path: Path, text: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, TFaaSCaller, seed_upload_body
-from servers import jupyter_server
+from servers import jupyter_server, listed_lines
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -156,18 +158,25 @@ def test_generated_proto_module_is_reproducible(tmp_path: Path) -> None:
 
 
 def test_wheel_installs_and_enables_the_extension(tmp_path: Path) -> None:
+    version = json.loads((ROOT / "labextension" / "package.json").read_text())["version"]
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
-        check=True, timeout=300,
+        check=True, timeout=600,
     )
     (wheel,) = wheels.glob("tfaas_jupyter-*.whl")
+    assert wheel.name.startswith(f"tfaas_jupyter-{version}-"), wheel.name
     names = zipfile.ZipFile(wheel).namelist()
     assert "tfaas_jupyter/handlers/__init__.py" in names
     assert "tfaas_jupyter/worker/main.py" in names
+    assert not any(n.startswith("handlers/") for n in names), names
     assert any(n.endswith("etc/jupyter/jupyter_server_config.d/tfaas_jupyter.json") for n in names)
+    # the version, written once (labextension/package.json), reaches the Python side
+    assert f"__version__ = VERSION = {version!r}" in zipfile.ZipFile(wheel).read(
+        "tfaas_jupyter/_version.py").decode()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
     # the JupyterLab side panel, prebuilt: Lab finds it in share/jupyter/labextensions
-    share = "tfaas_jupyter-0.1.0.data/data/share/jupyter/labextensions/tfaas-jupyter/"
+    share = f"tfaas_jupyter-{version}.data/data/share/jupyter/labextensions/tfaas-jupyter/"
     assert share + "package.json" in names and share + "install.json" in names, names
     assert any(n.startswith(share + "static/remoteEntry.") for n in names), names
     built = json.loads(zipfile.ZipFile(wheel).read(share + "package.json"))
@@ -180,7 +189,8 @@ def test_wheel_installs_and_enables_the_extension(tmp_path: Path) -> None:
                       if n.startswith(share + "static/") and n.endswith(".js"))
     assert f'"models_empty":"{words["models_empty"]}"' in bundled
     # A fresh venv that borrows the test venv's packages (a path, not its .pth hooks)
-    # and gets the wheel installed as a user would: pip install, nothing else.
+    # and gets the wheel installed as a user would: pip install, nothing else, and no
+    # Node.js on its PATH (the panel comes prebuilt).
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     (site,) = venv.glob("lib/python*/site-packages")
@@ -193,15 +203,18 @@ def test_wheel_installs_and_enables_the_extension(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "PYTHONPATH"))}
     env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "cfg")
+    env["PATH"] = str(venv / "bin")
+    assert shutil.which("node", path=env["PATH"]) is None
+    assert shutil.which("jlpm", path=env["PATH"]) is None
     out = subprocess.run(
         [python, "-m", "jupyter_server.extension.serverextension", "list"],
         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
     )
     text = out.stdout + out.stderr
     assert str(venv / "etc" / "jupyter") in text, text
-    assert "tfaas_jupyter \x1b[32menabled" in text or "tfaas_jupyter enabled" in text, text
-    assert "Validating tfaas_jupyter" in text and "tfaas_jupyter 0.1.0" in text, text
-    assert "OK" in text.split("Validating tfaas_jupyter")[-1], text
+    assert listed_lines(text, r"tfaas_jupyter enabled") == ["tfaas_jupyter enabled"], text
+    assert listed_lines(text, rf"tfaas_jupyter {re.escape(version)} OK"), text
+    assert not listed_lines(text, r"tfaas_jupyter .*(disabled|X|problem).*"), text
     where = subprocess.run(
         [python, "-c", "import tfaas_jupyter.handlers as h; print(h.__file__)"],
         capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
@@ -220,8 +233,9 @@ def test_wheel_installs_and_enables_the_extension(tmp_path: Path) -> None:
     )
     text = labext.stdout + labext.stderr
     assert str(venv / "share" / "jupyter" / "labextensions") in text, text
-    line = next((ln for ln in text.splitlines() if "tfaas-jupyter" in ln), "")
-    assert "tfaas-jupyter v0.1.0" in line and "enabled" in line and "OK" in line, text
+    expected = rf"tfaas-jupyter v{re.escape(version)} enabled OK \(python, tfaas-jupyter\)"
+    assert len(listed_lines(text, expected)) == 1, text
+    assert len(listed_lines(text, r"tfaas-jupyter .*")) == 1, text
 
 
 async def test_worker_runs_with_a_kernelspec_python(

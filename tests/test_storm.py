@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TFaaSCaller
+from helpers import metric_value, scrape
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -36,8 +37,8 @@ async def test_beyond_max_concurrent_requests_is_503_busy(
             assert reply.headers["Retry-After"] == "1"
     assert service.in_flight == 0
     assert (await tfaas.predict(doc)).code == 200  # free again
-    metrics = (await tfaas.call("GET", "metrics")).body.decode()
-    assert f"tfaas_busy_total {codes.count(503)}" in metrics
+    metrics = scrape((await tfaas.call("GET", "metrics")).body.decode())
+    assert metric_value(metrics, "tfaas_busy_total") == codes.count(503)
 
 
 @pytest.mark.parametrize("tfaas_config", [{"cache_size": 2}])

@@ -15,17 +15,11 @@ export function tokenVariable(underHub: boolean): string {
 
 /** A POSIX shell word: single quotes, with each quote closed, escaped and reopened. */
 export function shellQuote(text: string): string {
-  return /^[A-Za-z0-9_\-.,:/=@+%]+$/.test(text)
-    ? text
-    : "'" + text.replace(/'/g, "'\\''") + "'";
+  return /^[A-Za-z0-9_\-.,:/=@+%]+$/.test(text) ? text : "'" + text.replace(/'/g, "'\\''") + "'";
 }
 
 /** `curl ... -d '{...}' https://hub/user/alice/tfaas/json`. */
-export function curlCommand(
-  jsonUrl: string,
-  request: IPredictRequest,
-  underHub: boolean
-): string {
+export function curlCommand(jsonUrl: string, request: IPredictRequest, underHub: boolean): string {
   return [
     'curl',
     '-sS',

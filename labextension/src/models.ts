@@ -64,9 +64,7 @@ const SERVER_KEYS = new Set([
 export function describeTensor(spec: ITensorSpec): string {
   const shape = Array.isArray(spec.shape)
     ? '[' +
-      spec.shape
-        .map(d => (typeof d === 'number' && d >= 0 ? String(d) : '?'))
-        .join(', ') +
+      spec.shape.map(d => (typeof d === 'number' && d >= 0 ? String(d) : '?')).join(', ') +
       ']'
     : '';
   return [spec.name, spec.dtype, shape].filter(part => part).join(' ');
@@ -115,8 +113,7 @@ export function modelView(doc: IModelDoc): IModelView {
     : typeof doc.version === 'number'
       ? [doc.version]
       : [];
-  const keys =
-    Array.isArray(doc.keys) && doc.keys.length > 0 ? doc.keys.map(String) : null;
+  const keys = Array.isArray(doc.keys) && doc.keys.length > 0 ? doc.keys.map(String) : null;
   const params: Array<[string, string]> = Object.keys(doc)
     .filter(key => !SERVER_KEYS.has(key) && doc[key] !== null && doc[key] !== undefined)
     .sort()

@@ -16,13 +16,7 @@ import { Widget } from '@lumino/widgets';
 import { TFaaSApi, TFaaSError } from './api';
 import { curlCommand } from './curl';
 import { IModelView, shapeModels, versionsText } from './models';
-import {
-  exampleRow,
-  formatValue,
-  parseValues,
-  predictRequest,
-  resultRows
-} from './predict';
+import { exampleRow, formatValue, parseValues, predictRequest, resultRows } from './predict';
 import { ISample, IStatusDoc, predictionCount, requestRate, statusView } from './status';
 import { ACCEPT, classifyFiles, nameFromFile, nameFromParams } from './upload';
 import { word } from './words';
@@ -112,7 +106,10 @@ export class TFaaSPanel extends Widget {
         this._progress.max = total || 1;
         this._progress.value = sent;
       })) as { name?: string; version?: number };
-      const uploaded = word('uploaded', { name: String(answer.name), version: String(answer.version) });
+      const uploaded = word('uploaded', {
+        name: String(answer.name),
+        version: String(answer.version)
+      });
       this._progressText.textContent = uploaded;
       this._nameInput.value = '';
       Notification.success(`${word('title')}: ${uploaded}`, { autoClose: 4000 });
@@ -323,9 +320,7 @@ export class TFaaSPanel extends Widget {
 
   private renderModels(views: IModelView[]): void {
     if (!views.length) {
-      this._list.replaceChildren(
-        el('li', { class: 'jp-tfaas-empty' }, word('models_empty'))
-      );
+      this._list.replaceChildren(el('li', { class: 'jp-tfaas-empty' }, word('models_empty')));
       return;
     }
     this._list.replaceChildren(...views.map(view => this.modelItem(view)));
@@ -423,7 +418,11 @@ export class TFaaSPanel extends Widget {
             'tr',
             { 'data-label': cell.label },
             el('th', {}, cell.label),
-            el('td', { class: 'jp-tfaas-number', 'data-value': String(cell.value) }, formatValue(cell.value)),
+            el(
+              'td',
+              { class: 'jp-tfaas-number', 'data-value': String(cell.value) },
+              formatValue(cell.value)
+            ),
             el('td', { class: 'jp-tfaas-bar-cell' }, bar)
           );
         })
@@ -439,15 +438,7 @@ export class TFaaSPanel extends Widget {
       word('refresh')
     );
     refresh.addEventListener('click', () => void this.refresh());
-    const statusCells = (
-      [
-        'worker',
-        'tensorflow',
-        'loaded',
-        'rate',
-        'p99'
-      ] as const
-    ).map(key =>
+    const statusCells = (['worker', 'tensorflow', 'loaded', 'rate', 'p99'] as const).map(key =>
       el(
         'div',
         { class: 'jp-tfaas-status-cell' },
@@ -490,11 +481,7 @@ export class TFaaSPanel extends Widget {
     const drop = el(
       'div',
       { class: 'jp-tfaas-drop', 'data-tfaas': 'drop' },
-      el(
-        'div',
-        { class: 'jp-tfaas-muted' },
-        `${word('upload_hint')}: ${word('upload_drop')}.`
-      ),
+      el('div', { class: 'jp-tfaas-muted' }, `${word('upload_hint')}: ${word('upload_drop')}.`),
       el('div', { class: 'jp-tfaas-row' }, this._nameInput, choose),
       this._fileInput,
       this._progress,
@@ -564,7 +551,11 @@ export class TFaaSPanel extends Widget {
       },
       word('openapi')
     );
-    this._result = el('div', { class: 'jp-tfaas-result', 'data-tfaas': 'result', 'aria-live': 'polite' });
+    this._result = el('div', {
+      class: 'jp-tfaas-result',
+      'data-tfaas': 'result',
+      'aria-live': 'polite'
+    });
     this._curlText = el('code', { class: 'jp-tfaas-curl', 'data-tfaas': 'curl-text' });
     this._tryit = el(
       'section',

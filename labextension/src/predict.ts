@@ -95,19 +95,14 @@ function flatten(value: unknown): number[] {
  * output list for one row, or one list per row; the labels name the outputs when
  * there are exactly as many as outputs, else they are `output_0..n`.
  */
-export function resultRows(
-  answer: unknown,
-  rowCount: number,
-  labels: string[]
-): IOutputCell[][] {
+export function resultRows(answer: unknown, rowCount: number, labels: string[]): IOutputCell[][] {
   if (!Array.isArray(answer)) {
     throw new Error('the server did not answer a list of outputs');
   }
   const rows = rowCount === 1 ? [answer] : answer;
   return rows.map(row => {
     const values = flatten(row);
-    const names =
-      labels.length === values.length ? labels : values.map((_, i) => `output_${i}`);
+    const names = labels.length === values.length ? labels : values.map((_, i) => `output_${i}`);
     return values.map((value, i) => ({ label: names[i], value }));
   });
 }

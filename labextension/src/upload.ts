@@ -68,11 +68,7 @@ export function nameFromFile(filename: string): string {
   if (suffix) {
     stem = stem.slice(0, -suffix.length);
   }
-  return (
-    stem
-      .replace(/[^A-Za-z0-9_.-]+/g, '-')
-      .replace(/^[-.]+|[-.]+$/g, '') || 'model'
-  );
+  return stem.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '') || 'model';
 }
 
 /** The `name` a params.json gives the model, if it is readable and gives one. */

@@ -76,12 +76,7 @@ describe('tensors', () => {
   });
 
   it('multiplies the dimensions after the batch axis over every input', () => {
-    expect(
-      inputWidth([
-        { shape: [null, 2, 3] },
-        { shape: [null, 4] }
-      ])
-    ).toBe(10);
+    expect(inputWidth([{ shape: [null, 2, 3] }, { shape: [null, 4] }])).toBe(10);
     expect(inputWidth([{ shape: [null, null] }])).toBeNull();
     expect(inputWidth([])).toBeNull();
   });

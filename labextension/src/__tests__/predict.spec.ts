@@ -28,7 +28,9 @@ describe('try-it form', () => {
     expect(() => parseValues('[1, 2')).toThrow('not JSON');
     expect(() => parseValues('[1, "a"]')).toThrow('row of numbers');
     expect(() => parseValues('[[1], 2]')).toThrow('row of numbers');
-    expect(() => predictRequest(model, [[1, 2]])).toThrow('iris takes 4 values per row; row 1 has 2');
+    expect(() => predictRequest(model, [[1, 2]])).toThrow(
+      'iris takes 4 values per row; row 1 has 2'
+    );
   });
 
   it('builds the request for one row or many', () => {
@@ -37,7 +39,12 @@ describe('try-it form', () => {
       version: 3,
       values: [1, 2, 3, 4]
     });
-    expect(predictRequest(model, [[1, 2, 3, 4], [0, 0, 0, 0]]).values).toEqual([
+    expect(
+      predictRequest(model, [
+        [1, 2, 3, 4],
+        [0, 0, 0, 0]
+      ]).values
+    ).toEqual([
       [1, 2, 3, 4],
       [0, 0, 0, 0]
     ]);

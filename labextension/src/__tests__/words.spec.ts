@@ -43,8 +43,6 @@ describe('the shared vocabulary', () => {
   it('names worker states in its words', () => {
     expect(workerText('stopped')).toBe(WORDS.worker_stopped);
     expect(workerText('elsewhere')).toBe('elsewhere');
-    expect(statusView({ worker: { state: 'starting' } }, null).worker).toBe(
-      WORDS.worker_starting
-    );
+    expect(statusView({ worker: { state: 'starting' } }, null).worker).toBe(WORDS.worker_starting);
   });
 });
