@@ -38,6 +38,7 @@ from .present import (
     predictions_frame,
     specs_text,
 )
+from .quiet import quiet_tensorflow
 
 __all__ = [
     "HELP",
@@ -485,5 +486,7 @@ def _version(text: str) -> int | str:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext tfaas_jupyter``: register ``%tfaas``."""
+    """``%load_ext tfaas_jupyter``: register ``%tfaas``, and keep TensorFlow's C++
+    chatter out of the cells that import it (:mod:`.quiet`)."""
+    quiet_tensorflow()
     ipython.register_magics(TFaaSMagics)

@@ -17,7 +17,6 @@ import itertools
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -29,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..tfnoise import TF_NOISE
 from ..worker.wire import ErrorKind, FrameChannel, ProtocolError, write_frame_async
 from .errors import WorkerError
 from .modelref import ModelRef
@@ -179,12 +179,7 @@ def _describe_exit(rc: int | None, pid: int | None) -> str:
 
 #: stderr lines that are TensorFlow's chatter (banners, INFO and W logs of its C++ and
 #: Python sides), not worth quoting in an error nor logging above DEBUG
-_NOISE = re.compile(
-    r"^(WARNING: All log messages before absl|[IW]\d{4} |To enable the following"
-    r"|\S+ \S+: [IW] tensorflow/|(INFO|WARNING):(tensorflow|absl):|oneDNN custom operations"
-    # no GPU here, as TensorFlow says at error level on every start of a CPU machine
-    r"|E\d{4} .*(failed call to cuInit|cuda_platform|cuda_diagnostics))"
-)
+_NOISE = TF_NOISE
 
 
 class _Conn:
