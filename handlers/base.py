@@ -261,6 +261,7 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
             cold = COLD_START.get()
             if cold is not None:
                 self.add_header("Server-Timing", cold.server_timing())
+                self._cold_start = True
         return super().finish(chunk, **kwargs)
 
     def write_json(self, doc: Any, status: int = 200) -> None:
@@ -275,6 +276,7 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
         settings_service.stats.record(
             self.request.method or "", self.endpoint, self.get_status(),
             time.perf_counter() - started, self._model_name, self._rows,
+            cold=getattr(self, "_cold_start", False),
         )
 
 

@@ -132,7 +132,9 @@ export class TFaaSPanel extends Widget {
   async remove(name: string): Promise<boolean> {
     const model = this._models.get(name);
     const versions = model
-      ? ` (${word('field_versions').toLowerCase()} ${versionsText(model)})`
+      ? model.versions.length === 1
+        ? ` (${word('delete_version', { version: versionsText(model) })})`
+        : ` (${word('delete_versions', { versions: versionsText(model) })})`
       : '';
     const result = await showDialog({
       title: word('delete_title'),
@@ -445,7 +447,8 @@ export class TFaaSPanel extends Widget {
         'tensorflow',
         'loaded',
         'rate',
-        'p99'
+        'p99',
+        'cold'
       ] as const
     ).map(key =>
       el(
@@ -481,6 +484,7 @@ export class TFaaSPanel extends Widget {
       type: 'text',
       class: 'jp-tfaas-input',
       placeholder: word('upload_name'),
+      title: word('upload_name_label'),
       'data-tfaas': 'name',
       'aria-label': word('upload_name_label')
     });

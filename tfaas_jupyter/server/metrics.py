@@ -95,9 +95,19 @@ def render(
     out.family("tfaas_model_rows_total", "counter", "Input rows predicted per model.")
     for name, m in models:
         out.sample("tfaas_model_rows_total", m.rows, model=name)
-    out.family("tfaas_model_request_duration_seconds", "histogram", "Request latency per model.")
+    out.family("tfaas_model_request_duration_seconds", "histogram",
+               "Latency of warm requests per model (those that waited for a cold start "
+               "are counted apart).")
     for name, m in models:
         out.histogram("tfaas_model_request_duration_seconds", m.latency, model=name)
+    out.family("tfaas_model_cold_starts_total", "counter",
+               "Requests per model that waited for a cold start (worker start or model load).")
+    for name, m in models:
+        out.sample("tfaas_model_cold_starts_total", m.cold_starts, model=name)
+    out.family("tfaas_model_cold_start_seconds_total", "counter",
+               "Seconds of the requests per model that waited for a cold start.")
+    for name, m in models:
+        out.sample("tfaas_model_cold_start_seconds_total", m.cold_seconds, model=name)
 
     _batch_metrics(out, service, batching)
     _model_gauges(out, service, worker)
