@@ -33,6 +33,11 @@ def test_cold_requests_stay_out_of_the_warm_figures() -> None:
                     "1 cold start, 6.50 s")
     strip = status_strip({"models": {"vk": doc}}, None)
     assert strip["p99"] == "≤ 5.00 ms" and strip["cold"] == "1, mean 6.50 s"
+    stats.record("POST", "json", 200, 0.09, "vk", 1)  # the 0.1 bucket: 100 ms, no point
+    assert status_strip({"models": {"vk": stats.models["vk"].as_dict()}}, None)["p99"] == \
+        "≤ 100 ms"
+    assert model_status_line("one", {"requests": 1, "rows": 1, "errors": 1}) == \
+        "one: 1 request, 1 row, 1 error"
 
 
 def test_only_cold_requests_have_no_warm_mean() -> None:

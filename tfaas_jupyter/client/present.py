@@ -260,9 +260,10 @@ def format_value(value: float) -> str:
 
 def format_ms(ms: float) -> str:
     """``12.3 ms``, ``1.20 s``: a latency to three significant digits."""
+    # JavaScript's toPrecision(3), as the panel: 1.20 keeps its zero, 100 no point
     if ms >= 1000:
-        return f"{ms / 1000:#.3g} s"
-    return f"{ms:#.3g} ms"
+        return f"{ms / 1000:#.3g}".rstrip(".") + " s"
+    return f"{ms:#.3g}".rstrip(".") + " ms"
 
 
 def worker_text(state: str) -> str:
@@ -310,11 +311,16 @@ def prediction_count(status: dict[str, Any]) -> int:
                if isinstance(entry, dict) and isinstance(entry.get("requests"), int))
 
 
+def _counted(n: int, noun: str) -> str:
+    """``1 request``, ``2 requests``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def model_status_line(name: str, entry: dict[str, Any]) -> str:
     """One model's figures: ``vk: 12 requests, 12 rows, 0 errors; warm mean 1.20 ms,
     p99 ≤ 2.50 ms; 1 cold start, 6.70 s``."""
-    line = (f"{name}: {entry.get('requests', 0)} requests, {entry.get('rows', 0)} rows, "
-            f"{entry.get('errors', 0)} errors")
+    line = f"{name}: " + ", ".join(
+        _counted(int(entry.get(key) or 0), key[:-1]) for key in ("requests", "rows", "errors"))
     mean, p99 = entry.get("mean_latency_ms"), entry.get("p99_latency_ms")
     if isinstance(mean, (int, float)):
         line += f"; warm mean {format_ms(float(mean))}"
@@ -322,7 +328,7 @@ def model_status_line(name: str, entry: dict[str, Any]) -> str:
             line += f", p99 ≤ {format_ms(float(p99))}"
     cold = int(entry.get("cold_starts") or 0)
     if cold:
-        line += (f"; {cold} cold start{'' if cold == 1 else 's'}, "
+        line += (f"; {_counted(cold, 'cold start')}, "
                  f"{'mean ' if cold > 1 else ''}"
                  f"{format_ms(float(entry.get('cold_start_mean_ms') or 0))}")
     return line
