@@ -77,6 +77,16 @@ async def test_the_pages_and_the_magics_examples_run_as_printed(
         answer = json.loads(await run_in_shell(predict[0], tmp_path, env))
         np.testing.assert_allclose(answer, want[name], rtol=1e-5, err_msg=name)
 
+    # vk's upload line, run where its files are, stores version 2; ids' delete line deletes
+    upload = next(line for line in calls["vk"] if "tfaas/upload" in line)
+    assert json.loads(await run_in_shell(upload, seed_dir, env))["version"] == 2
+    delete = next(line for line in calls["ids"] if "-X DELETE" in line)
+    await run_in_shell(delete, tmp_path, env)
+    models = json.loads((await tfaas.call("GET", "models")).body)
+    assert [(m["name"], m["versions"]) for m in models] == [("vk", [1, 2])]
+    with TFaaSClient(root + "tfaas", token=token, timeout=240) as client:
+        await asyncio.to_thread(client.upload, "ids", built["int64_ids"].path)
+
     # %tfaas curl: the line as printed, in a shell with the token in $JUPYTER_TOKEN
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "tfaas_jupyter")
