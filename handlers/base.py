@@ -285,6 +285,7 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
         settings_service.stats.record(
             self.request.method or "", self.endpoint, self.get_status(),
             time.perf_counter() - started, self._model_name, self._rows,
+            cold=getattr(getattr(self, "stages", None), "cold_start", None) is not None,
         )
 
 

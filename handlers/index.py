@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
+import shlex
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -14,6 +14,7 @@ from tornado import web
 from tornado.escape import xhtml_escape
 
 from tfaas_jupyter import __version__
+from tfaas_jupyter.examplerow import example_request
 from tfaas_jupyter.hub import public_server_url
 
 from .base import AUTH_RESOURCE, MethodsMixin
@@ -62,22 +63,13 @@ def takes_images(doc: dict[str, Any]) -> bool:
     return len(shape) == 4 and shape[3] in (1, 3)
 
 
-def _example_values(doc: dict[str, Any]) -> str:
-    """A row of zeros as wide as the model's one input (at most 8 shown)."""
-    inputs = doc.get("inputs") or []
-    dims = (inputs[0].get("shape") or [None])[1:] if len(inputs) == 1 else [None]
-    if not all(isinstance(d, int) and d > 0 for d in dims):
-        return "[1.0, 2.0]"
-    width = max(1, math.prod(dims))
-    return "[" + ", ".join(["0.0"] * min(width, 8)) + (", ...]" if width > 8 else "]")
-
-
 def model_calls(doc: dict[str, Any], url: str) -> list[str]:
     """The curl lines that fit one model: predict (JSON; an image for image models),
     upload a new version in its format, delete."""
     name = doc["name"]
-    body = json.dumps({"model": name})[:-1] + f', "values": {_example_values(doc)}}}'
-    lines = [f"{_AUTH} -X POST {url}json \\\n     -d '{body}'"]
+    # a real row of the model's width, so the line works pasted into a shell
+    body = json.dumps(example_request(name, doc), separators=(",", ":"))
+    lines = [f"{_AUTH} -X POST {url}json \\\n     -d {shlex.quote(body)}"]
     if takes_images(doc):
         lines.append(f"{_AUTH} {url}image -F image=@file.png -F model={name}")
     parts = _UPLOAD_PARTS.get(str(doc.get("format")), "-F model=@MODEL_FILE")

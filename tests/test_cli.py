@@ -61,7 +61,7 @@ async def test_original_flags_workflow(tfaas_cli, seed_dir: Path) -> None:
     assert r.code == 0, r.err
     assert r.json()["name"] == "vk" and "Traceback" not in r.err
 
-    r = await tfaas_cli("--models")
+    r = await tfaas_cli("--models", "--json")
     assert r.code == 0, r.err
     assert [m["name"] for m in r.json()] == ["vk"]
 

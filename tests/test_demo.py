@@ -27,6 +27,7 @@ import nbformat
 import numpy as np
 import pytest
 from servers import jupyter_server
+from test_lab import launch, sync_api
 from test_notebook import KernelWS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,10 @@ def test_the_demo_notebook_runs_twice_in_the_demo_environment(
     cells = [c.source for c in nb.cells if c.cell_type == "code"]
     assert "close(" not in cells[-1]  # the widget stays visible at the end
     python = demo_venv / "bin" / "python"
-    with jupyter_server(tmp_path / "jupyter", python=str(python), timeout=300) as server:
+    # as a user's server: nothing set to quiet TensorFlow (an empty value counts as unset)
+    quiet_unset = {"TF_CPP_MIN_LOG_LEVEL": "", "GRPC_VERBOSITY": ""}
+    with jupyter_server(tmp_path / "jupyter", python=str(python), timeout=300,
+                        env=quiet_unset) as server:
         kernel = KernelWS(server, path="tfaas-demo.ipynb")
         try:
             where = kernel.run("import sys; print(sys.executable)").stdout.strip()
@@ -75,6 +79,7 @@ def test_the_demo_notebook_runs_twice_in_the_demo_environment(
                     run, upload)
                 assert upload.stdout.count("\n") == 1 and upload.stderr == "", (run, upload)
                 for out in outputs:
+                    assert out.stderr == "", (run, out)  # no red block on Run All
                     assert "Assets written" not in out.stdout + out.stderr
                     assert "Traceback" not in out.stdout + out.stderr
                 browser = outputs[cells.index(next(c for c in cells if "%tfaas browser" in c))]
@@ -160,6 +165,27 @@ def test_scripts_demo_starts_lab_with_the_notebook_and_vk(
         # the seed's last bias puts the talk's input at a logit of 0.85
         np.testing.assert_allclose(json.loads(out.stdout), [1 / (1 + np.exp(-0.85))],
                                    atol=1e-3)
+        # the script's own requests (is vk there? upload it) are no user errors
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/tfaas/status",
+                                         headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            assert json.loads(answer.read())["errors"] == 0
+
+        # Lab opens the notebook clean (not modified once its kernel runs), without
+        # asking about Jupyter's news
+        with sync_api.sync_playwright() as pw:
+            browser = launch(pw)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(lab.group(1), wait_until="domcontentloaded", timeout=180_000)
+            page.locator(".jp-Notebook").wait_for(timeout=180_000)
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]").wait_for(
+                timeout=180_000)
+            page.wait_for_timeout(8000)  # Lab asks about the news a moment after start
+            page.screenshot(path=str(tmp_path / "demo-lab.png"))
+            assert page.locator(".lm-TabBar-tab.jp-mod-dirty").count() == 0
+            toasts = " ".join(page.locator(".Toastify__toast").all_inner_texts())
+            assert "news" not in toasts, toasts
+            browser.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)

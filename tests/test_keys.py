@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Reply, TFaaSCaller, seed_upload_body
+from conftest import Reply, TFaaSCaller, seed_predict, seed_upload_body
 from test_cpp_client import cpp_example  # noqa: F401 - a fixture
 from test_curl_recipes import recipe_seed  # noqa: F401 - a fixture
 from tornado.httpclient import AsyncHTTPClient
@@ -393,15 +393,23 @@ async def test_magic_cli_and_client_use_keys(
         assert key_path.read_text().strip() == key
         frame = await asyncio.to_thread(magic, "key list")
         assert list(frame.index) == ["grid", "pipeline"]  # no key 'again' was made
-        assert frame.loc["pipeline", "scopes"] == ["manage", "predict"]
+        assert frame.loc["pipeline", "scopes"] == "manage, predict"
+        assert frame.loc["pipeline", "models"] == "all models"
+        assert frame.loc["grid", "models"] == "vk"
+        assert set(frame["last used"]) == {"never"} and "NaN" not in frame.to_string()
+        assert "jupyter --data-dir" in capsys.readouterr().out
         assert key not in frame.to_string() and url not in frame.to_string()
     finally:
         discovery.disconnect()
 
-    doc = seed_row(seed_dir)
+    # the lines send the example request written beside the key: a row of vk's width
+    example = keys_dir / "grid.example.json"
+    assert f"is in {example}" in printed
+    doc = json.loads(example.read_text())
+    assert doc == {"model": "vk", "values": [0.0] * 42}
     expected = (await tfaas.predict(doc)).json()
-    (tmp_path / "input.json").write_text(json.dumps(doc))
-    # the printed lines work as printed, the key read from its file
+    np.testing.assert_allclose(expected, seed_predict(doc["values"]), rtol=1e-5)
+    # the printed lines work as printed (from any folder), the key read from its file
     curl_line = next(line.strip() for line in printed.splitlines()
                      if line.strip().startswith("curl "))
     code, out, err = await _bash(curl_line, tmp_path)
@@ -432,7 +440,7 @@ async def test_magic_cli_and_client_use_keys(
                             "JUPYTERHUB_API_TOKEN", "TFAAS_URL")}
     for extra, env in (([f"--token-file={key_file}"], {}), ([], {"TFAAS_TOKEN": key})):
         proc = await asyncio.create_subprocess_exec(
-            *command, f"--url={root}tfaas", f"--predict={tmp_path / 'input.json'}", "--json",
+            *command, f"--url={root}tfaas", f"--predict={example}", "--json",
             *extra, env={**environ, **env},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out_b, err_b = await asyncio.wait_for(proc.communicate(), timeout=300)

@@ -77,7 +77,7 @@ async def test_path_upload_predict_versions_delete(
     assert cell.iloc[0, 0] == pytest.approx(frame.iloc[0, 0], rel=1e-6)
 
     models = await call(shell, "models")
-    assert list(models.index) == ["vk"] and models.loc["vk", "versions"] == [1, 2]
+    assert list(models.index) == ["vk"] and models.loc["vk", "versions"] == "1, 2"
     await call(shell, "status")
     out = capsys.readouterr().out
     assert "models on disk: vk" in out and "vk:" in out
@@ -288,3 +288,12 @@ def test_a_missing_optional_package_is_one_line(
     # the helper names only our optional packages
     assert missing_extra("x", "keras.src") and "[tf]" in missing_extra("x", "keras.src")
     assert missing_extra("x", "tfaas_jupyter.nothing") is None
+
+
+def test_question_mark_shows_the_full_help(shell: InteractiveShell) -> None:
+    """``%tfaas?`` (IPython's pinfo) shows the whole help as plain text, no RST markup."""
+    info = shell.object_inspect_text("%tfaas")
+    assert HELP.strip() in info
+    assert "``" not in info
+    for line in ("%tfaas key create NAME", "%tfaas curl NAME", "%tfaas status"):
+        assert line in info

@@ -103,7 +103,8 @@ class FakeServer:
         loaded = sorted(self.store)
         return {"worker": self.worker, "tensorflow": "2.21.0" if loaded else None,
                 "models_loaded": loaded,
-                "models": {n: {"requests": self.requests, "p99_latency_ms": 2.5}
+                "models": {n: {"requests": self.requests, "p99_latency_ms": 2.5,
+                                "cold_starts": 1, "cold_start_mean_ms": 6700.0}
                            for n in loaded}}
 
     def predict(self, name: str, values: Any, keys: Any = None) -> list[Any]:

@@ -364,4 +364,4 @@ def test_classify_upload_and_result() -> None:
     # six significant digits, as the panel (JavaScript's toPrecision(6))
     assert re.findall(r'class="jp-tfaas-number" data-value="([^"]*)">([^<]*)<', shown) == [
         ("0.2", "0.200000"), ("0.8", "0.800000"), ("-4.0", "-4"), ("3.0", "3")]
-    assert status_html(None).count("…") == 5
+    assert status_html(None).count("…") == 6  # worker, TF, loaded, rate, p99, cold starts

@@ -129,7 +129,9 @@ export class TFaaSPanel extends Widget {
   async remove(name: string): Promise<boolean> {
     const model = this._models.get(name);
     const versions = model
-      ? ` (${word('field_versions').toLowerCase()} ${versionsText(model)})`
+      ? model.versions.length === 1
+        ? ` (${word('delete_version', { version: versionsText(model) })})`
+        : ` (${word('delete_versions', { versions: versionsText(model) })})`
       : '';
     const result = await showDialog({
       title: word('delete_title'),
@@ -438,7 +440,16 @@ export class TFaaSPanel extends Widget {
       word('refresh')
     );
     refresh.addEventListener('click', () => void this.refresh());
-    const statusCells = (['worker', 'tensorflow', 'loaded', 'rate', 'p99'] as const).map(key =>
+    const statusCells = (
+      [
+        'worker',
+        'tensorflow',
+        'loaded',
+        'rate',
+        'p99',
+        'cold'
+      ] as const
+    ).map(key =>
       el(
         'div',
         { class: 'jp-tfaas-status-cell' },
@@ -472,6 +483,7 @@ export class TFaaSPanel extends Widget {
       type: 'text',
       class: 'jp-tfaas-input',
       placeholder: word('upload_name'),
+      title: word('upload_name_label'),
       'data-tfaas': 'name',
       'aria-label': word('upload_name_label')
     });

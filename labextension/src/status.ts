@@ -14,7 +14,15 @@ export interface IStatusDoc {
   tensorflow?: string | null;
   models_loaded?: string[] | null;
   models_on_disk?: string[] | null;
-  models?: Record<string, { requests?: number; p99_latency_ms?: number | null }> | null;
+  models?: Record<
+    string,
+    {
+      requests?: number;
+      p99_latency_ms?: number | null;
+      cold_starts?: number;
+      cold_start_mean_ms?: number | null;
+    }
+  > | null;
   [key: string]: unknown;
 }
 
@@ -31,6 +39,7 @@ export interface IStatusView {
   loaded: string;
   rate: string;
   p99: string;
+  cold: string;
 }
 
 /** Predictions served so far: the sum over every model's `requests`. */
@@ -54,6 +63,20 @@ export function worstP99(status: IStatusDoc): number | null {
     }
   }
   return worst;
+}
+
+/** Cold starts over the models: how many, and their mean time (milliseconds). */
+export function coldStarts(status: IStatusDoc): { count: number; meanMs: number | null } {
+  let count = 0;
+  let total = 0;
+  for (const stats of Object.values(status.models || {})) {
+    const n = stats && typeof stats.cold_starts === 'number' ? stats.cold_starts : 0;
+    if (n > 0) {
+      count += n;
+      total += n * (stats.cold_start_mean_ms || 0);
+    }
+  }
+  return { count, meanMs: count ? total / count : null };
 }
 
 /** Requests per second between two samples; null without an earlier one. */
@@ -82,6 +105,7 @@ export function statusView(status: IStatusDoc, rate: number | null): IStatusView
   const problem = worker.error || (state === 'failed' ? worker.last_error : '');
   const loaded = status.models_loaded || [];
   const p99 = worstP99(status);
+  const cold = coldStarts(status);
   const none = word('status_no_value');
   return {
     worker: problem
@@ -93,6 +117,10 @@ export function statusView(status: IStatusDoc, rate: number | null): IStatusView
       rate === null
         ? none
         : word('status_rate_value', { rate: rate < 10 ? rate.toFixed(2) : rate.toFixed(0) }),
-    p99: p99 === null ? none : word('status_p99_value', { latency: formatMs(p99) })
+    p99: p99 === null ? none : word('status_p99_value', { latency: formatMs(p99) }),
+    cold:
+      cold.meanMs === null
+        ? none
+        : word('status_cold_value', { count: cold.count, latency: formatMs(cold.meanMs) })
   };
 }

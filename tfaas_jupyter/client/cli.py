@@ -3,7 +3,9 @@
 The original's commands work unchanged (``--url``, ``--upload=upload.json``,
 ``--bundle``, ``--models``, ``--delete``, ``--predict=input.json``, ``--image``
 with ``--model``, ``--verbose``, ``--key``/``--cert``/``--capath``); ours add
-``--token``, ``--json``, ``--status``, ``--params`` and ``--version``.
+``--token``, ``--json``, ``--status``, ``--params`` and ``--version``. ``--models`` and
+``--status`` print a table and a summary for people, their JSON with ``--json``;
+``--predict`` also reads a bare row, a list of rows, a ``.npy`` or a ``.csv`` file.
 
 Any failure prints one line on stderr and exits 1 (usage errors exit 2), never a
 traceback.
@@ -20,9 +22,17 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .api import TFaaSClient, TFaaSClientError, version_ref
+from .inputfiles import InputFileError, read_input
+from .present import format_status, model_rows, text_table
 from .urls import redact_key
 
 EXIT_FAILURE = 1
+#: The columns of ``--models`` (``--json`` for everything).
+MODEL_TABLE = ("name", "versions", "format", "inputs", "labels")
+#: Said after a refusal for want of a (valid) token.
+TOKEN_HINT = ("give a Jupyter token or a TFaaS key: --token-file FILE (its first line), "
+              "the TFAAS_TOKEN environment variable, or as --url the Lab address with its "
+              "?token=... (as Jupyter prints it at start)")
 
 
 class CliError(Exception):
@@ -64,8 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="upload a tarball whose top folder is the model (SavedModel)")
     p.add_argument("--models", action="store_true", help="list the models")
     p.add_argument("--delete", metavar="NAME", help="delete a model (or --version of it)")
-    p.add_argument("--predict", metavar="input.json",
-                   help='predict for {"keys": [...], "values": [...], "model": "..."}')
+    p.add_argument("--predict", metavar="INPUT",
+                   help='predict for a JSON file ({"keys": [...], "values": [...], "model": '
+                        '"..."}, a row [...] or a list of rows), a .npy or a .csv file (a '
+                        "header line names the keys); --model names the model when the file "
+                        "does not")
     p.add_argument("--image", metavar="FILE", help="classify an image (png/jpg) with --model")
     p.add_argument("--model", help="the model for --image; overrides input.json's model")
     p.add_argument("--verbose", action="store_true", help="print what is sent (on stderr)")
@@ -79,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "a command line is visible to other users)")
     p.add_argument("--token-file", default=None, metavar="FILE",
                    help="read the token or TFaaS key from FILE (first line)")
-    p.add_argument("--json", action="store_true", help="machine-readable output (one JSON line)")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (one JSON line; --models and --status "
+                        "print tables and a summary without it)")
     p.add_argument("--status", action="store_true", help="the server's status")
     p.add_argument("--params", metavar="NAME", help="a model's params.json")
     p.add_argument("--export", metavar="DIR",
@@ -231,19 +246,26 @@ def run(args: argparse.Namespace) -> int:
             _print(args, {"exported": str(target), "models_config": str(target / "models.config")})
         elif args.models:
             did = True
-            _print(args, client.models())
+            models = client.models()
+            if args.json:
+                _print(args, models)
+            elif models:
+                print(text_table(model_rows(models), MODEL_TABLE))
+            else:
+                print("no models yet")
         elif args.predict:
             did = True
-            doc = _read_json(args.predict, "input")
-            if not isinstance(doc, dict):
-                raise CliError(f"input file {args.predict} must hold a JSON object")
+            try:
+                doc = read_input(args.predict)
+            except InputFileError as exc:
+                raise CliError(str(exc)) from None
             if args.model:
                 doc["model"] = args.model
             if args.version is not None:
                 doc["version"] = args.version
             if args.verbose:
                 print(f"tfaas: predict with model {doc.get('model')!r}, "
-                      f"{len(doc.get('values') or [])} values", file=sys.stderr)
+                      f"{len(doc.get('values', []))} values", file=sys.stderr)
             # As the original: the server's list printed bare, on one line.
             _print(args, client.predict_raw(doc), compact=True)
         elif args.image:
@@ -259,7 +281,11 @@ def run(args: argparse.Namespace) -> int:
             _print(args, client.params(args.params, _number(args.version, "--params")))
         elif args.status:
             did = True
-            _print(args, client.status())
+            status = client.status()
+            if args.json:
+                _print(args, status)
+            else:
+                print(format_status(status, redact_key(client.url)))
     if not did:
         raise CliError("nothing to do: give one of --upload, --bundle, --models, --delete, "
                        "--predict, --image, --params, --status (see --help)")
@@ -292,11 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(args: argparse.Namespace, message: str, status: int | None) -> None:
+    hint = TOKEN_HINT if status in (401, 403) else None
     if getattr(args, "json", False):
-        print(json.dumps({"error": message, "status": status}), file=sys.stderr)
+        print(json.dumps({"error": message, "status": status,
+                          **({"hint": hint} if hint else {})}), file=sys.stderr)
     else:
         where = f" (HTTP {status})" if status else ""
-        print(f"tfaas: error: {message}{where}", file=sys.stderr)
+        print(f"tfaas: error: {message}{where}" + (f"; {hint}" if hint else ""),
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -10,25 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..examplerow import example_request
 from ..hub import HUB_TOKEN_VAR, public_server_url
 from .discovery import ServerInfo
-from .present import input_width
 
 __all__ = ["curl_command", "example_request"]
-
-
-def example_request(name: str, model: dict[str, Any] | None) -> dict[str, Any]:
-    """A valid /json request for ``model``: its keys (if params list them) and one row of
-    zeros of the right width."""
-    model = model or {}
-    keys = model.get("keys")
-    doc: dict[str, Any] = {"model": name}
-    if isinstance(keys, list) and keys:
-        doc["keys"] = [str(k) for k in keys]
-        doc["values"] = [0.0] * len(keys)
-    else:
-        doc["values"] = [0.0] * (input_width(model) or 1)
-    return doc
 
 
 def curl_command(server: ServerInfo, name: str, model: dict[str, Any] | None = None,

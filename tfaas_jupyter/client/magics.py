@@ -31,13 +31,16 @@ from .api import TFaaSClient, TFaaSClientError
 from .curl import curl_command, example_request
 from .discovery import DiscoveryError, ServerInfo
 from .present import (
+    KEYS_NOTE,
     format_status,
+    keys_frame,
     missing_extra,
     models_frame,
     output_labels,
     predictions_frame,
     specs_text,
 )
+from .quiet import quiet_tensorflow
 
 __all__ = [
     "HELP",
@@ -91,9 +94,11 @@ use %tfaas connect, or set TFAAS_URL and TFAAS_TOKEN.
 
 
 def key_instructions(created: dict[str, Any], path: Path, server: ServerInfo | None, *,
-                     as_url: bool = False) -> str:
+                     as_url: bool = False, example: Path | None = None,
+                     model: str | None = None) -> str:
     """What ``%tfaas key create`` prints: where the key is and how to use it, never the
-    key (a notebook saves its output)."""
+    key (a notebook saves its output). The lines run as printed: ``example`` is the file
+    holding a request for ``model`` that they send (none: no model to call yet)."""
     covers = ", ".join(created.get("models") or []) or "all models"
     what = "key-bearing URL" if as_url else "key"
     lines = [f"key {created['name']} ({', '.join(created['scopes'])}; {covers}): its {what} "
@@ -104,12 +109,19 @@ def key_instructions(created: dict[str, Any], path: Path, server: ServerInfo | N
                   f'  python2 tfaas_client.py --url="$(cat {quoted})" --models']
         return "\n".join(lines)
     url = (server.public_url or server.url) if server else "URL/"
+    if example is None or model is None:
+        lines.append("Upload a model; then %tfaas key create prints how to call it with "
+                     "this key (or see %tfaas curl NAME).")
+        return "\n".join(lines)
+    body = shlex.quote(str(example))
     lines += [
-        "Use it with:",
-        f"  tfaas --url={shlex.quote(url + 'tfaas')} --token-file={quoted} --predict=input.json",
-        f'  TFAAS_TOKEN="$(cat {quoted})" build/tfaas_example {shlex.quote(url)} MODEL',
+        f"An example request for {model} (a row of its width) is in {example}. Use the key "
+        "with:",
+        f"  tfaas --url={shlex.quote(url + 'tfaas')} --token-file={quoted} --predict={body}",
+        f'  TFAAS_TOKEN="$(cat {quoted})" build/tfaas_example {shlex.quote(url)} '
+        f"{shlex.quote(model)}",
         f"  curl -sS -H @<(printf 'Authorization: Bearer %s\\n' \"$(cat {quoted})\") "
-        f"-d @input.json {shlex.quote(url + 'tfaas/json')}",
+        f"-d @{body} {shlex.quote(url + 'tfaas/json')}",
     ]
     return "\n".join(lines)
 
@@ -215,7 +227,6 @@ class TFaaSMagics(Magics):
 
     @line_cell_magic
     def tfaas(self, line: str = "", cell: str | None = None) -> Any:
-        """TensorFlow as a Service from this notebook: ``%tfaas help`` lists the commands."""
         line = line.strip()
         command, _, rest = line.partition(" ")
         command = command.strip()
@@ -412,12 +423,11 @@ class TFaaSMagics(Magics):
         client = self.client()
         if args.action == "list":
             keys = client.keys()
+            print(KEYS_NOTE)
             try:
-                import pandas as pd
+                return keys_frame(keys)
             except ImportError:
                 return keys
-            return pd.DataFrame(keys, columns=["name", "models", "scopes", "created",
-                                               "last_used"]).set_index("name")
         if not args.name:
             raise UsageError(f"tfaas key {args.action}: give the key's NAME")
         if args.action == "revoke":
@@ -432,8 +442,31 @@ class TFaaSMagics(Magics):
         except OSError as exc:
             client.revoke_key(args.name)
             raise UsageError(f"tfaas key create: {exc}; the key was revoked") from None
-        print(key_instructions(created, path, self._server, as_url=args.url))
+        example = model = None
+        if not args.url:
+            model, example = self._write_example(client, path, args.name, args.model)
+        print(key_instructions(created, path, self._server, as_url=args.url,
+                               example=example, model=model))
         return None
+
+    @staticmethod
+    def _write_example(client: TFaaSClient, key_file: Path, name: str,
+                       models: list[str] | None) -> tuple[str | None, Path | None]:
+        """Write, beside the key, an example request for the key's first model (or the
+        server's first one), which the printed lines send: (model, file)."""
+        model = (models or [None])[0]
+        if model is None:
+            listed = client.models()
+            model = listed[0].get("name") if listed else None
+        if model is None:
+            return None, None
+        try:
+            doc = client.model(model)
+        except TFaaSClientError:
+            doc = None
+        example = key_file.parent / f"{name}.example.json"
+        example.write_text(json.dumps(example_request(model, doc)) + "\n", encoding="utf-8")
+        return model, example
 
     def _cmd_connect(self, rest: str) -> None:
         args = _parser(
@@ -484,6 +517,13 @@ def _version(text: str) -> int | str:
     return number
 
 
+# ``%tfaas?`` shows the magic's docstring as plain text: make it the full help, the
+# same text as ``%tfaas help`` (IPython reads it from the function, not the class).
+TFaaSMagics.tfaas.__doc__ = HELP
+
+
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext tfaas_jupyter``: register ``%tfaas``."""
+    """``%load_ext tfaas_jupyter``: register ``%tfaas``, and keep TensorFlow's C++
+    chatter out of the cells that import it (:mod:`.quiet`)."""
+    quiet_tensorflow()
     ipython.register_magics(TFaaSMagics)

@@ -12,16 +12,25 @@ numpy only; pandas is imported where a DataFrame is made, and a kernel without i
 from __future__ import annotations
 
 import json
+import math
+from datetime import datetime, timezone
 from typing import Any, Sequence
 
 import numpy as np
 
+from ..examplerow import input_width
 from .vocabulary import WORDS, word
 
 __all__ = [
     "STATUS_STRIP",
     "OPTIONAL_EXTRAS",
     "format_ms",
+    "format_time",
+    "text_table",
+    "KEYS_NOTE",
+    "keys_frame",
+    "keys_rows",
+    "model_rows",
     "format_status",
     "format_value",
     "input_width",
@@ -34,7 +43,7 @@ __all__ = [
     "spec_text",
     "specs_text",
     "status_headline",
-    "status_rows",
+    "model_status_line",
     "status_strip",
     "worker_text",
 ]
@@ -61,6 +70,47 @@ def missing_extra(what: str, module: str) -> str | None:
             f"pip install 'tfaas-jupyter[{extra}]' (then restart the kernel)")
 
 
+# -- times and cells ---------------------------------------------------------------------
+
+
+def format_time(value: Any, missing: str = "never") -> str:
+    """A time as a local date and time to the minute (``2026-12-07 10:41``): seconds
+    since the epoch, or an ISO 8601 string (``2026-12-07T09:41:00Z``, UTC when it says
+    no zone); ``missing`` for none."""
+    when: datetime | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if math.isfinite(value) and value > 0:
+            when = datetime.fromtimestamp(value, timezone.utc)
+    elif isinstance(value, str) and value.strip():
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+    if when is None:
+        return missing
+    return when.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def _listed(values: Any, empty: str = "") -> str:
+    """A list as ``a, b`` (``empty`` when there is none)."""
+    if not values:
+        return empty
+    if isinstance(values, (list, tuple)):
+        return ", ".join(map(str, values))
+    return str(values)
+
+
+def text_table(rows: Sequence[dict[str, str]], columns: Sequence[str]) -> str:
+    """Rows of text cells as a plain table: a header, then one line per row, each column
+    as wide as its widest cell (the last one unpadded)."""
+    cells = [list(columns)] + [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+                     for line in cells)
+
+
 # -- models --------------------------------------------------------------------------
 
 
@@ -71,20 +121,6 @@ def output_labels(model: dict[str, Any] | None, width: int) -> list[str]:
     if len(labels) == width and len(set(map(str, labels))) == width:
         return [str(label) for label in labels]
     return [f"output_{i}" for i in range(width)]
-
-
-def input_width(model: dict[str, Any] | None) -> int | None:
-    """How many values one row of ``model`` takes (all inputs flattened), or None when a
-    dimension is unknown."""
-    total = 0
-    for spec in (model or {}).get("inputs") or []:
-        size = 1
-        for dim in list(spec.get("shape") or [])[1:]:
-            if dim is None or dim < 0:
-                return None
-            size *= int(dim)
-        total += size
-    return total or None
 
 
 def spec_text(spec: dict[str, Any]) -> str:
@@ -136,25 +172,65 @@ def predictions_frame(outputs: Any, model: dict[str, Any] | None = None, index: 
     return pd.DataFrame(array, columns=columns, index=index)
 
 
-def models_frame(models: list[dict[str, Any]]):
-    """/models as a DataFrame, one row per model (pandas needed)."""
-    import pandas as pd
+#: The columns of a model listing, for people (``%tfaas models``, ``tfaas --models``).
+MODEL_COLUMNS = ("name", "version", "versions", "format", "inputs", "outputs", "labels",
+                 "created")
 
+
+def model_rows(models: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """/models as text cells, one dict per model, in :data:`MODEL_COLUMNS`: lists as
+    ``a, b``, times local, and an empty cell (never None) where a model has nothing."""
     rows = []
     for m in models:
-        labels = m.get("label_names") or []
+        labels = list(m.get("label_names") or [])
         rows.append({
-            "name": m.get("name"),
-            "version": m.get("version"),
-            "versions": m.get("versions"),
-            "format": m.get("format"),
+            "name": str(m.get("name") or ""),
+            "version": "" if m.get("version") is None else str(m.get("version")),
+            "versions": _listed(m.get("versions")),
+            "format": str(m.get("format") or ""),
             "inputs": specs_text(m.get("inputs")),
             "outputs": specs_text(m.get("outputs")),
-            "keys": len(m.get("keys") or []) or None,
-            "labels": ", ".join(map(str, labels[:8])) + (" ..." if len(labels) > 8 else ""),
-            "created": m.get("created"),
+            "labels": _listed(labels[:8]) + (" ..." if len(labels) > 8 else ""),
+            "created": format_time(m.get("created"), missing=""),
         })
-    return pd.DataFrame(rows).set_index("name")
+    return rows
+
+
+def models_frame(models: list[dict[str, Any]]):
+    """/models as a DataFrame, one row per model, as :func:`model_rows` writes it
+    (pandas needed)."""
+    import pandas as pd
+
+    return pd.DataFrame(model_rows(models), columns=list(MODEL_COLUMNS)).set_index("name")
+
+
+# -- keys ----------------------------------------------------------------------------
+
+#: Where keys live, said with every key listing: keys are the user's, not a server's.
+KEYS_NOTE = ("Keys belong to the server's user: they are kept (as hashes) in tfaas/keys.json "
+             "of that user's Jupyter data folder (jupyter --data-dir), so every Jupyter "
+             "server of this user lists and accepts them.")
+
+KEY_COLUMNS = ("name", "models", "scopes", "created", "last used")
+
+
+def keys_rows(keys: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """/keys as text cells: ``all models`` for a key without a model list, times local,
+    ``never`` for a key not used yet."""
+    return [{
+        "name": str(k.get("name") or ""),
+        "models": _listed(k.get("models"), "all models"),
+        "scopes": _listed(k.get("scopes")),
+        "created": format_time(k.get("created"), missing=""),
+        "last used": format_time(k.get("last_used")),
+    } for k in keys]
+
+
+def keys_frame(keys: list[dict[str, Any]]):
+    """/keys as a DataFrame indexed by name (pandas needed)."""
+    import pandas as pd
+
+    return pd.DataFrame(keys_rows(keys), columns=list(KEY_COLUMNS)).set_index("name")
 
 
 # -- status --------------------------------------------------------------------------
@@ -184,9 +260,10 @@ def format_value(value: float) -> str:
 
 def format_ms(ms: float) -> str:
     """``12.3 ms``, ``1.20 s``: a latency to three significant digits."""
+    # JavaScript's toPrecision(3), as the panel: 1.20 keeps its zero, 100 no point
     if ms >= 1000:
-        return f"{ms / 1000:#.3g} s"
-    return f"{ms:#.3g} ms"
+        return f"{ms / 1000:#.3g}".rstrip(".") + " s"
+    return f"{ms:#.3g}".rstrip(".") + " ms"
 
 
 def worker_text(state: str) -> str:
@@ -195,13 +272,14 @@ def worker_text(state: str) -> str:
 
 
 #: The status strip's cells, in order; each is labelled by the word ``status_KEY``.
-STATUS_STRIP = ("worker", "tensorflow", "loaded", "rate", "p99")
+STATUS_STRIP = ("worker", "tensorflow", "loaded", "rate", "p99", "cold")
 
 
 def status_strip(status: dict[str, Any], rate: float | None) -> dict[str, str]:
     """The status strip the panel shows (labextension/src/status.ts, ``statusView``):
     worker state, TensorFlow version, loaded models, the request rate since the last
-    poll (None before a second one) and the worst p99 latency, in the shared words."""
+    poll (None before a second one), the worst p99 latency of warm requests and the
+    cold starts (how many, their mean time), in the shared words."""
     worker = status.get("worker") or {}
     state = str(worker.get("state") or "unknown")
     problem = worker.get("error") or (worker.get("last_error") if state == "failed" else "")
@@ -209,6 +287,9 @@ def status_strip(status: dict[str, Any], rate: float | None) -> dict[str, str]:
     p99s = [float(entry["p99_latency_ms"]) for entry in (status.get("models") or {}).values()
             if isinstance(entry, dict)
             and isinstance(entry.get("p99_latency_ms"), (int, float))]
+    colds = [(int(entry.get("cold_starts") or 0), float(entry.get("cold_start_mean_ms") or 0))
+             for entry in (status.get("models") or {}).values() if isinstance(entry, dict)]
+    cold_count = sum(n for n, _ in colds)
     none = word("status_no_value")
     return {
         "worker": (word("worker_problem", state=worker_text(state), problem=problem)
@@ -218,6 +299,8 @@ def status_strip(status: dict[str, Any], rate: float | None) -> dict[str, str]:
         "rate": none if rate is None else word(
             "status_rate_value", rate=f"{rate:.2f}" if rate < 10 else f"{rate:.0f}"),
         "p99": word("status_p99_value", latency=format_ms(max(p99s))) if p99s else none,
+        "cold": word("status_cold_value", count=cold_count, latency=format_ms(
+            sum(n * ms for n, ms in colds) / cold_count)) if cold_count else none,
     }
 
 
@@ -228,21 +311,33 @@ def prediction_count(status: dict[str, Any]) -> int:
                if isinstance(entry, dict) and isinstance(entry.get("requests"), int))
 
 
-def status_rows(status: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """Per model: requests, rows, errors, mean latency (ms), as text."""
-    rows = []
-    for name, entry in (status.get("models") or {}).items():
-        latency = entry.get("mean_latency_ms")
-        rows.append((str(name), str(entry.get("requests", 0)), str(entry.get("rows", 0)),
-                     str(entry.get("errors", 0)),
-                     "" if latency is None else f"{float(latency):.1f}"))
-    return rows
+def _counted(n: int, noun: str) -> str:
+    """``1 request``, ``2 requests``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def model_status_line(name: str, entry: dict[str, Any]) -> str:
+    """One model's figures: ``vk: 12 requests, 12 rows, 0 errors; warm mean 1.20 ms,
+    p99 ≤ 2.50 ms; 1 cold start, 6.70 s``."""
+    line = f"{name}: " + ", ".join(
+        _counted(int(entry.get(key) or 0), key[:-1]) for key in ("requests", "rows", "errors"))
+    mean, p99 = entry.get("mean_latency_ms"), entry.get("p99_latency_ms")
+    if isinstance(mean, (int, float)):
+        line += f"; warm mean {format_ms(float(mean))}"
+        if isinstance(p99, (int, float)):
+            line += f", p99 ≤ {format_ms(float(p99))}"
+    cold = int(entry.get("cold_starts") or 0)
+    if cold:
+        line += (f"; {_counted(cold, 'cold start')}, "
+                 f"{'mean ' if cold > 1 else ''}"
+                 f"{format_ms(float(entry.get('cold_start_mean_ms') or 0))}")
+    return line
 
 
 def format_status(status: dict[str, Any], where: str | None = None) -> str:
-    """The status as a few lines of text: where, worker, models, per-model counts."""
+    """The status as a few lines of text: where, worker, models, per-model figures."""
     lines = [f"tfaas {status.get('version', '?')} at {where or '?'}", *status_headline(status)]
-    for name, requests, rows, errors, latency in status_rows(status):
-        lines.append(f"  {name}: {requests} requests, {rows} rows, {errors} errors"
-                     + (f", mean {latency} ms" if latency else ""))
+    for name, entry in (status.get("models") or {}).items():
+        if isinstance(entry, dict):
+            lines.append("  " + model_status_line(str(name), entry))
     return "\n".join(lines)

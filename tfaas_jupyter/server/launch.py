@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 from pathlib import Path
 from typing import Mapping
 
+from ..tfnoise import TF_NOISE
 from .errors import WorkerUnavailable
 
 #: The worker package's directory, loaded by path in the worker's interpreter.
@@ -90,14 +90,9 @@ def describe_exit(rc: int | None, pid: int | None) -> str:
     return f"{who} {exit_phrase(rc)}"
 
 
-#: stderr lines that are TensorFlow's chatter (banners, INFO and W logs of its C++ and
-#: Python sides), not worth quoting in an error nor logging above DEBUG
-NOISE = re.compile(
-    r"^(WARNING: All log messages before absl|[IW]\d{4} |To enable the following"
-    r"|\S+ \S+: [IW] tensorflow/|(INFO|WARNING):(tensorflow|absl):|oneDNN custom operations"
-    # no GPU here, as TensorFlow says at error level on every start of a CPU machine
-    r"|E\d{4} .*(failed call to cuInit|cuda_platform|cuda_diagnostics))"
-)
+#: stderr lines that are TensorFlow's chatter, not worth quoting in an error nor logging
+#: above DEBUG (shared with the kernel's quiet import)
+NOISE = TF_NOISE
 
 
 #: Parts of a variable's name that say it holds a credential (upper-cased match).

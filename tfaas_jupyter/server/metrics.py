@@ -91,8 +91,22 @@ class ServiceCollector(Collector):
             for model, entry in models:
                 family.add_metric([model], getattr(entry, field))
             yield family
-        yield _histogram("tfaas_model_request_duration_seconds", "Request latency per model.",
+        yield _histogram("tfaas_model_request_duration_seconds",
+                         "Latency of warm requests per model (those that waited for a cold "
+                         "start are counted apart).",
                          "model", ((model, entry.latency) for model, entry in models))
+        for name, help_text, field in (
+            ("tfaas_model_cold_starts_total",
+             "Requests per model that waited for a cold start (worker start or model load).",
+             "cold_starts"),
+            ("tfaas_model_cold_start_seconds_total",
+             "Seconds of the requests per model that waited for a cold start.",
+             "cold_seconds"),
+        ):
+            family = CounterMetricFamily(name, help_text, labels=["model"])
+            for model, entry in models:
+                family.add_metric([model], getattr(entry, field))
+            yield family
 
     def _batches(self) -> Iterator[Metric]:
         """Batch sizes per model version: from the batcher when there is one, else one

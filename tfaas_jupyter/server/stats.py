@@ -58,23 +58,51 @@ class Histogram:
 
 @dataclass
 class ModelStats:
+    """One model's figures. A request that waited for a cold start (the worker's start
+    or the model's load) is counted and timed apart: the latency figures (``seconds``,
+    ``latency``) are those of warm requests only, so one cold start of seconds does
+    not hide what every later call costs."""
+
     requests: int = 0
     errors: int = 0
     rows: int = 0
+    #: warm requests: their total seconds and latency histogram
     seconds: float = 0.0
     latency: Histogram = field(default_factory=Histogram)
+    #: requests that waited for a cold start, and their total and longest seconds
+    cold_starts: int = 0
+    cold_seconds: float = 0.0
+    cold_max: float = 0.0
     by_endpoint: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
+    @property
+    def warm_requests(self) -> int:
+        return self.requests - self.cold_starts
+
+    def observe(self, seconds: float, *, cold: bool) -> None:
+        if cold:
+            self.cold_starts += 1
+            self.cold_seconds += seconds
+            self.cold_max = max(self.cold_max, seconds)
+        else:
+            self.seconds += seconds
+            self.latency.observe(seconds)
+
     def as_dict(self) -> dict:
-        mean_ms = 1000 * self.seconds / self.requests if self.requests else None
+        warm = self.warm_requests
         p99 = self.latency.quantile(0.99)
         return {
             "requests": self.requests,
             "errors": self.errors,
             "rows": self.rows,
-            "mean_latency_ms": mean_ms,
+            # of warm requests (cold starts are apart, below)
+            "mean_latency_ms": 1000 * self.seconds / warm if warm else None,
             # an upper bound: the histogram's bucket holding the 99th percentile
             "p99_latency_ms": None if p99 is None else 1000 * p99,
+            "cold_starts": self.cold_starts,
+            "cold_start_mean_ms": (1000 * self.cold_seconds / self.cold_starts
+                                   if self.cold_starts else None),
+            "cold_start_max_ms": 1000 * self.cold_max if self.cold_starts else None,
         }
 
 
@@ -100,7 +128,9 @@ class Stats:
         seconds: float,
         model: str | None = None,
         rows: int = 0,
+        cold: bool = False,
     ) -> None:
+        """One answered request; ``cold`` when it waited for a cold start."""
         self.by_method[method] += 1
         self.by_endpoint[endpoint] += 1
         self.by_code[(endpoint, method, status)] += 1
@@ -114,8 +144,7 @@ class Stats:
             entry = self.models[model]
             entry.requests += 1
             entry.rows += rows
-            entry.seconds += seconds
-            entry.latency.observe(seconds)
+            entry.observe(seconds, cold=cold)
             entry.by_endpoint[endpoint] += 1
             if failed:
                 entry.errors += 1

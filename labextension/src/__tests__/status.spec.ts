@@ -1,12 +1,12 @@
-import { predictionCount, requestRate, statusView, worstP99 } from '../status';
+import { coldStarts, predictionCount, requestRate, statusView, worstP99 } from '../status';
 
 const status = {
   worker: { state: 'running', pid: 12 },
   tensorflow: '2.21.0',
   models_loaded: ['vk', 'img'],
   models: {
-    vk: { requests: 30, p99_latency_ms: 2.5 },
-    img: { requests: 12, p99_latency_ms: 25 },
+    vk: { requests: 30, p99_latency_ms: 2.5, cold_starts: 1, cold_start_mean_ms: 6000 },
+    img: { requests: 12, p99_latency_ms: 25, cold_starts: 3, cold_start_mean_ms: 2000 },
     idle: { requests: 0, p99_latency_ms: null }
   }
 };
@@ -16,6 +16,11 @@ describe('status strip', () => {
     expect(predictionCount(status)).toBe(42);
     expect(worstP99(status)).toBe(25);
     expect(worstP99({ models: {} })).toBeNull();
+  });
+
+  it('counts cold starts apart, with their mean weighted by count', () => {
+    expect(coldStarts(status)).toEqual({ count: 4, meanMs: 3000 });
+    expect(coldStarts({ models: {} })).toEqual({ count: 0, meanMs: null });
   });
 
   it('computes the request rate between two polls', () => {
@@ -31,7 +36,8 @@ describe('status strip', () => {
       tensorflow: '2.21.0',
       loaded: 'vk, img',
       rate: '10 req/s',
-      p99: '≤ 25.0 ms'
+      p99: '≤ 25.0 ms',
+      cold: '4, mean 3.00 s'
     });
     expect(statusView(status, 0.5).rate).toBe('0.50 req/s');
     expect(statusView({ models: { a: { p99_latency_ms: 2500 } } }, null)).toEqual({
@@ -39,7 +45,8 @@ describe('status strip', () => {
       tensorflow: 'not loaded yet',
       loaded: 'none',
       rate: '–',
-      p99: '≤ 2.50 s'
+      p99: '≤ 2.50 s',
+      cold: '–'
     });
   });
 

@@ -29,7 +29,7 @@ describe('the shared vocabulary', () => {
     for (const key of used) {
       expect(WORDS).toHaveProperty(key);
     }
-    for (const key of ['worker', 'tensorflow', 'loaded', 'rate', 'p99']) {
+    for (const key of ['worker', 'tensorflow', 'loaded', 'rate', 'p99', 'cold']) {
       expect(WORDS).toHaveProperty(`status_${key}`);
     }
   });
