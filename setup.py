@@ -29,7 +29,7 @@ STAMP = OUTPUT / ".sources-sha256"
 SHARE = "share/jupyter/labextensions/tfaas-jupyter"
 #: what the build reads (node_modules and lib/ are its own products)
 INPUTS = ("package.json", "yarn.lock", ".yarnrc.yml", "tsconfig.json", "install.json")
-INPUT_DIRS = ("src", "style")
+INPUT_DIRS = ("src", "style", "schema")
 #: what the build imports from the Python package: the words the widget shows too, and
 #: the file endings its upload accepts
 SHARED_INPUTS = ("tfaas_jupyter/client/vocabulary.json",
@@ -80,7 +80,9 @@ def shipped_files() -> list[tuple[str, list[str]]]:
     """``data_files`` entries: the built folder and install.json under SHARE."""
     entries = {SHARE: [str((OUTPUT / "package.json").relative_to(ROOT)),
                        str((SOURCE / "install.json").relative_to(ROOT))]}
-    for path in sorted((OUTPUT / "static").rglob("*")):
+    # the bundle, and the settings schema (schema/ as Lab reads it from schemas/)
+    built = [*(OUTPUT / "static").rglob("*"), *(OUTPUT / "schemas").rglob("*")]
+    for path in sorted(built):
         if path.is_file():
             target = f"{SHARE}/{path.parent.relative_to(OUTPUT).as_posix()}"
             entries.setdefault(target, []).append(str(path.relative_to(ROOT)))
