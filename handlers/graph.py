@@ -79,18 +79,17 @@ class GraphPageHandler(_ViewerHandler):
         self.finish(page)
 
     async def _model_file_url(self) -> tuple[str | None, str | None]:
+        """The model file's URL relative to the page (Netron resolves it against the
+        page's folder, ``{base_url}tfaas/graph/``), and its file name."""
         name = self.get_query_argument("model", None)
         path = self.get_query_argument("path", None)
-        tfaas = url_path_join(self.base_url, "tfaas")
         if name and path:
             raise BadRequest("give either 'model' or 'path', not both")
         if name:
             service = self.settings["tfaas_service"]
             mv = service.resolve(name, check_version(self.get_query_argument("version", None)))
             _, identifier = model_file(mv)
-            file_url = url_path_join(tfaas, "models", url_escape(mv.name), "versions",
-                                     str(mv.version), "file")
-            return file_url, identifier
+            return f"../models/{url_escape(mv.name)}/versions/{mv.version}/file", identifier
         if path:
             return await self._contents_file(path)
         return None, None
@@ -112,7 +111,7 @@ class GraphPageHandler(_ViewerHandler):
         elif not path.lower().endswith(GRAPH_FILE_ENDINGS):
             raise BadRequest(
                 f"{path!r} is not a model file ({', '.join(GRAPH_FILE_ENDINGS)})")
-        return url_path_join(self.base_url, "files", url_escape(path)), posixpath.basename(path)
+        return f"../../files/{url_escape(path)}", posixpath.basename(path)
 
 
 class GraphAssetHandler(_ViewerHandler):
