@@ -9,6 +9,7 @@ own files are served beside the page (``graph/index.js``, ...) from the installe
 from __future__ import annotations
 
 import posixpath
+from urllib.parse import urlencode
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
@@ -28,7 +29,7 @@ from tfaas_jupyter.server.graphview import (
 )
 from tfaas_jupyter.server.names import check_version
 
-from .base import AUTH_RESOURCE, MethodsMixin, TFaaSHandler
+from .base import AUTH_RESOURCE, MethodsMixin, TFaaSHandler, allow_unauthenticated
 
 _CHUNK = 1 << 20
 
@@ -89,7 +90,8 @@ class GraphPageHandler(_ViewerHandler):
             service = self.settings["tfaas_service"]
             mv = service.resolve(name, check_version(self.get_query_argument("version", None)))
             _, identifier = model_file(mv)
-            return f"../models/{url_escape(mv.name)}/versions/{mv.version}/file", identifier
+            return (f"../models/{url_escape(mv.name)}/versions/{mv.version}/file"
+                    f"{self._xsrf_query()}", identifier)
         if path:
             return await self._contents_file(path)
         return None, None
@@ -111,14 +113,21 @@ class GraphPageHandler(_ViewerHandler):
         elif not path.lower().endswith(GRAPH_FILE_ENDINGS):
             raise BadRequest(
                 f"{path!r} is not a model file ({', '.join(GRAPH_FILE_ENDINGS)})")
-        return f"../../files/{url_escape(path)}", posixpath.basename(path)
+        return f"../../files/{url_escape(path)}{self._xsrf_query()}", posixpath.basename(path)
+
+    def _xsrf_query(self) -> str:
+        """``?_xsrf=...``: Netron fetches the model with XMLHttpRequest, which JupyterHub
+        accepts with a login cookie only together with the XSRF token."""
+        token = self.xsrf_token
+        return "?" + urlencode({"_xsrf": token.decode() if isinstance(token, bytes) else token})
 
 
 class GraphAssetHandler(_ViewerHandler):
-    """One file of the viewer, from the installed package."""
+    """One file of the viewer, from the installed package: public files, like Lab's
+    own static files (the viewer's scripts import each other with fetches that
+    JupyterHub does not authenticate by cookie); the page and the model need a login."""
 
-    @web.authenticated
-    @authorized
+    @allow_unauthenticated
     async def get(self, asset: str) -> None:
         try:
             path, kind = viewer_asset(asset)
