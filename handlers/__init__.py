@@ -12,12 +12,14 @@ from jupyter_server.utils import url_path_join
 from tornado.httputil import HTTPServerRequest
 from tornado.routing import PathMatches, Rule
 
+from tfaas_jupyter.server.graphview import ASSET_PATTERN
 from tfaas_jupyter.server.keys import KEY_NAME_PATTERN
 from tfaas_jupyter.server.names import MODEL_NAME_PATTERN
 from tfaas_jupyter.server.protocols.v2stream import worth_streaming
 
 from .base import UnknownEndpointHandler
 from .export import ExportHandler
+from .graph import GraphAssetHandler, GraphPageHandler, ModelFileHandler
 from .index import IndexHandler
 from .keys import KeyHandler, KeysHandler
 from .labels import LabelHandler
@@ -31,7 +33,7 @@ from .tfserving import (
     TFServingPredictHandler,
     TFServingStatusHandler,
 )
-from .upload import UploadHandler
+from .upload import ContentsUploadHandler, UploadHandler
 from .v2 import (
     V2HealthHandler,
     V2InferHandler,
@@ -76,6 +78,8 @@ def _api_table() -> list[tuple[str, type]]:
         (rf"/models/{_NAME}/labels/{_LABEL}", LabelHandler),
         (rf"/models/{_NAME}/openapi\.json", ModelOpenAPIHandler),
         (rf"/models/{_NAME}/versions/{_VERSION}/openapi\.json", ModelOpenAPIHandler),
+        (rf"/models/{_NAME}/file", ModelFileHandler),
+        (rf"/models/{_NAME}/versions/{_VERSION}/file", ModelFileHandler),
         (r"/params", ParamsHandler),
         (rf"/params/{_NAME}", ParamsHandler),
         (rf"/params/{_NAME}/{_VERSION}", ParamsHandler),
@@ -105,8 +109,13 @@ def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
     """The route table: (pattern, handler) pairs under ``prefix``."""
     table = [
         (r"/?", IndexHandler),
+        # the graph view: Netron's page (the trailing slash: its files are relative)
+        (r"/graph/", GraphPageHandler),
+        (rf"/graph/(?P<asset>{ASSET_PATTERN})", GraphAssetHandler),
         *_api_table(),
         (r"/keys", KeysHandler),
+        # the file browser's "Serve with TFaaS": a file of the server's own contents
+        (r"/upload/contents", ContentsUploadHandler),
         (rf"/keys/(?P<key_name>{KEY_NAME_PATTERN})", KeyHandler),
     ]
     return [(f"/{prefix}{pattern}", handler) for pattern, handler in table]

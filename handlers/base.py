@@ -4,6 +4,7 @@ as ``{"error": ...}``, stats."""
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import time
 from typing import Any, ClassVar
@@ -18,7 +19,7 @@ from tornado.web import RequestHandler
 from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.catalogue import Catalogue
 from tfaas_jupyter.server.codecs import encode_json
-from tfaas_jupyter.server.errors import NotFound, TFaaSError
+from tfaas_jupyter.server.errors import BadRequest, NotFound, TFaaSError
 from tfaas_jupyter.server.service import TFaaS
 from tfaas_jupyter.server.timing import Stages
 from tfaas_jupyter.server.uploads import Uploads
@@ -272,6 +273,17 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
             for timing in stages.server_timing(time.perf_counter()):
                 self.add_header("Server-Timing", timing)
         return super().finish(chunk, **kwargs)
+
+    def json_object(self, shape: str) -> dict[str, Any]:
+        """The request's body as a JSON object (an empty body is ``{}``), or a 400
+        saying the ``shape`` expected."""
+        try:
+            doc = json.loads(self.request.body or b"{}")
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise BadRequest(f"expected a JSON object {shape}")
+        return doc
 
     def write_json(self, doc: Any, status: int = 200) -> None:
         self.set_status(status)

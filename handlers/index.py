@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from typing import Any
+from urllib.parse import urlencode
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
@@ -100,6 +101,8 @@ class IndexHandler(MethodsMixin, ExtensionHandlerMixin, JupyterHandler):
             inputs = doc.get("inputs") or []
             shapes = ", ".join(str(i.get("shape")) for i in inputs) or "?"
             described = xhtml_escape(f"{url}models/{doc['name']}/openapi.json")
+            graph = xhtml_escape(url_path_join(self.base_url, "tfaas", "graph/")
+                                 + "?" + urlencode({"model": doc["name"]}))
             rows.append(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>".format(
                     *(
@@ -110,7 +113,8 @@ class IndexHandler(MethodsMixin, ExtensionHandlerMixin, JupyterHandler):
                         )
                     )
                 )
-                + f'<td><a href="{described}">openapi.json</a></td></tr>'
+                + f'<td><a href="{described}">openapi.json</a> '
+                f'<a data-tfaas="graph" href="{graph}">graph</a></td></tr>'
             )
             calls.append(f"<h3>{xhtml_escape(doc['name'])}</h3>\n<pre>"
                          + "\n".join(xhtml_escape(line) for line in model_calls(doc, url))

@@ -3,13 +3,9 @@ no key can reach these routes, whatever its scopes)."""
 
 from __future__ import annotations
 
-import json
-
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.utils import url_path_join
 from tornado import web
-
-from tfaas_jupyter.server.errors import BadRequest
 
 from .base import TFaaSHandler
 
@@ -29,13 +25,8 @@ class KeysHandler(TFaaSHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        try:
-            doc = json.loads(self.request.body or b"{}")
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict):
-            raise BadRequest('expected a JSON object {"name": ..., "models"?: [...], '
-                             '"scopes"?: ["predict", "manage"]}')
+        doc = self.json_object('{"name": ..., "models"?: [...], '
+                               '"scopes"?: ["predict", "manage"]}')
         key, record = self.key_store.create(doc.get("name"), doc.get("models"), doc.get("scopes"))
         url = f"{self.request.protocol}://{self.request.host}" + url_path_join(
             self.base_url, "tfaas", "key", key

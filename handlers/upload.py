@@ -17,6 +17,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from tfaas_jupyter.server import keys
+from tfaas_jupyter.server.contents_upload import contents_form, contents_path
 from tfaas_jupyter.server.errors import BadRequest, PayloadTooLarge
 from tfaas_jupyter.server.multipart import FormStream, boundary_of
 
@@ -159,3 +160,32 @@ class UploadHandler(TFaaSHandler):
         asyncio.get_running_loop().run_in_executor(
             None, self.service.repository.discard, staging
         )
+
+
+class ContentsUploadHandler(TFaaSHandler):
+    """POST ``{"path": ..., "name": ...}``: serve a model file or SavedModel folder of
+    the server's contents (the file browser's "Serve with TFaaS"), read on the server."""
+
+    endpoint = "upload"
+    key_scope = None  # the contents are the Jupyter user's: Jupyter authentication only
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        shape = '{"path": "...", "name": "..."}'
+        doc = self.json_object(shape)
+        if not isinstance(doc.get("path"), str) or not isinstance(doc.get("name"), str):
+            raise BadRequest(f"expected a JSON object {shape}")
+        manager = self.contents_manager
+        source = contents_path(manager.root_dir, doc["path"],
+                               allow_hidden=bool(getattr(manager, "allow_hidden", False)))
+        service = self.service
+        staging = await asyncio.to_thread(service.repository.new_staging_dir)
+        try:
+            form = await asyncio.to_thread(contents_form, source, doc["name"].strip(),
+                                           staging, max_size=service.limits.max_upload_size)
+            answer = await service.upload_form(form, staging, base64_model=False)
+        finally:
+            await asyncio.to_thread(service.repository.discard, staging)
+        self._model_name = answer["name"]
+        self.write_json(answer)

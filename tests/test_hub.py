@@ -191,6 +191,15 @@ def jupyterhub(root: Path) -> Iterator[Hub]:
             _kill_process_group_leftovers(proc.pid)
 
 
+def hub_login(page: Any, hub: Hub, user: str) -> None:
+    """Log ``user`` in through the hub's login form, as a person does."""
+    page.goto(hub.url + "hub/login", timeout=120_000)
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_load_state()
+
+
 def _kill_process_group_leftovers(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -308,11 +317,7 @@ def test_a_real_jupyterhub(tmp_path: Path, seed_dir: Path) -> None:
                                          args=["--no-sandbox", "--disable-gpu",
                                                "--disable-dev-shm-usage"])
             page = browser.new_page(viewport={"width": 1100, "height": 900})
-            page.goto(hub.url + "hub/login", timeout=120_000)
-            page.fill("input[name=username]", "alice")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("input[type=submit], button[type=submit]")
-            page.wait_for_load_state()
+            hub_login(page, hub, "alice")
             open_panel(page, hub.url + "user/alice/lab")
             assert "/user/alice/lab" in page.url
             panel = page.locator("#tfaas-sidebar")

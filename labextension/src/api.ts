@@ -44,6 +44,16 @@ export class TFaaSApi {
     return this.call('DELETE', ['delete', name]);
   }
 
+  /** Serve a file or SavedModel folder of the server's contents, read on the server. */
+  async uploadContents(path: string, name: string): Promise<unknown> {
+    return this.call('POST', ['upload', 'contents'], JSON.stringify({ path, name }));
+  }
+
+  /** A TFaaS key: `{name, key, url, ...}` (the secret is in this answer only). */
+  async createKey(name: string, scopes: string[] = ['predict']): Promise<unknown> {
+    return this.call('POST', ['keys'], JSON.stringify({ name, scopes }));
+  }
+
   /** `POST tfaas/upload` of a multipart form; `onProgress` gets (sent, total) bytes. */
   async upload(
     form: FormData,

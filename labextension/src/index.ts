@@ -1,5 +1,6 @@
 /**
- * tfaas-jupyter's JupyterLab plugin: the TFaaS side panel and its commands.
+ * tfaas-jupyter's JupyterLab plugin: the TFaaS side panel, its commands (palette, main
+ * menu, file browser), its status-bar item, the graph view and the API explorer.
  */
 
 import {
@@ -9,57 +10,105 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { FileBrowser, IDefaultFileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { IStatusBar } from '@jupyterlab/statusbar';
+import { ITranslator } from '@jupyterlab/translation';
+import { Signal } from '@lumino/signaling';
 
+import { addCommands, CommandIDs, ICommandContext, openGraph } from './commands';
+import { openExplorer } from './explorer';
 import { tfaasIcon } from './icon';
 import { TFaaSPanel } from './panel';
-import { word } from './words';
+import { TFaaSSettings } from './settings';
+import { TFaaSStatusItem } from './statusbar';
+import { Vocabulary } from './translate';
 
-namespace CommandIDs {
-  export const open = 'tfaas:open';
-  export const refresh = 'tfaas:refresh';
-  export const upload = 'tfaas:upload';
-}
+const PLUGIN_ID = 'tfaas-jupyter:plugin';
 
 const plugin: JupyterFrontEndPlugin<void> = {
-  id: 'tfaas-jupyter:plugin',
+  id: PLUGIN_ID,
   description: 'TensorFlow as a Service: models, status, upload and predictions in a side panel.',
   autoStart: true,
   requires: [ILabShell],
-  optional: [ICommandPalette, ILayoutRestorer],
+  optional: [
+    ICommandPalette,
+    ILayoutRestorer,
+    ISettingRegistry,
+    IStatusBar,
+    ITranslator,
+    IFileBrowserFactory,
+    IDefaultFileBrowser
+  ],
   activate: (
     app: JupyterFrontEnd,
     shell: ILabShell,
     palette: ICommandPalette | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    registry: ISettingRegistry | null,
+    statusBar: IStatusBar | null,
+    translator: ITranslator | null,
+    files: IFileBrowserFactory | null,
+    defaultBrowser: FileBrowser | null
   ) => {
+    const words = new Vocabulary(translator);
+    const settings = new TFaaSSettings();
     const panel = new TFaaSPanel();
     panel.title.icon = tfaasIcon;
     shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, 'tfaas-sidebar');
 
-    const open = () => shell.activateById(panel.id);
-    app.commands.addCommand(CommandIDs.open, {
-      label: word('command_open'),
-      caption: word('command_open_caption'),
-      icon: tfaasIcon,
-      execute: open
-    });
-    app.commands.addCommand(CommandIDs.refresh, {
-      label: word('command_refresh'),
-      execute: async () => {
-        open();
-        await panel.refresh();
+    const ctx: ICommandContext = {
+      app,
+      panel,
+      api: panel.api,
+      words,
+      settings,
+      open: () => shell.activateById(panel.id),
+      openExplorer: model => openExplorer(app, panel.api, words, model),
+      palette,
+      files,
+      defaultBrowser
+    };
+    addCommands(ctx);
+    panel.onGraph = name => openGraph(ctx, { model: name });
+    panel.onOpenAPI = name => ctx.openExplorer(name);
+
+    let statusItem: TFaaSStatusItem | null = null;
+    const statusShown = new Signal<unknown, void>(settings);
+    if (statusBar) {
+      const item = new TFaaSStatusItem(panel.api, words, () =>
+        void app.commands.execute(CommandIDs.open)
+      );
+      statusItem = item;
+      statusBar.registerStatusItem(`${PLUGIN_ID}:status`, {
+        item,
+        align: 'left',
+        rank: 50,
+        isActive: () => settings.current.showStatusItem,
+        activeStateChanged: statusShown
+      });
+    }
+    const apply = () => {
+      const current = settings.current;
+      panel.refreshMs = current.refreshInterval * 1000;
+      panel.confirmDelete = current.confirmDelete;
+      if (statusItem) {
+        statusItem.interval = current.refreshInterval;
+        if (current.showStatusItem) {
+          statusItem.start();
+        } else {
+          statusItem.stop();
+        }
       }
-    });
-    app.commands.addCommand(CommandIDs.upload, {
-      label: word('command_upload'),
-      execute: () => {
-        open();
-        panel.pickFiles();
-      }
-    });
-    for (const command of [CommandIDs.open, CommandIDs.refresh, CommandIDs.upload]) {
-      palette?.addItem({ command, category: word('title_long') });
+      statusShown.emit();
+    };
+    settings.changed.connect(apply);
+    apply();
+    if (registry) {
+      void settings.follow(registry, PLUGIN_ID).catch(error => {
+        console.warn('tfaas-jupyter: settings not loaded, using the defaults', error);
+      });
     }
   }
 };

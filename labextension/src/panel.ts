@@ -66,6 +66,15 @@ export class TFaaSPanel extends Widget {
     return this._selected;
   }
 
+  /** What the Graph button does with the selected model (set by the plugin). */
+  onGraph: ((name: string) => void) | null = null;
+  /** What the OpenAPI button does instead of following its link (the API explorer). */
+  onOpenAPI: ((name: string) => void) | null = null;
+  /** Ask before a delete (the `confirmDelete` setting). */
+  confirmDelete = true;
+  /** How often the visible panel polls (ms; the `refreshInterval` setting). */
+  refreshMs = REFRESH_MS;
+
   /** Reload the models and the status now. */
   async refresh(): Promise<void> {
     await Promise.all([this.refreshModels(), this.refreshStatus()]);
@@ -133,15 +142,15 @@ export class TFaaSPanel extends Widget {
         ? ` (${word('delete_version', { version: versionsText(model) })})`
         : ` (${word('delete_versions', { versions: versionsText(model) })})`
       : '';
-    const result = await showDialog({
+    const result = !this.confirmDelete || (await showDialog({
       title: word('delete_title'),
       body: word('delete_ask', { what: `${name}${versions}` }),
       buttons: [
         Dialog.cancelButton({ label: word('cancel') }),
         Dialog.warnButton({ label: word('delete') })
       ]
-    });
-    if (!result.button.accept) {
+    })).button.accept;
+    if (!result) {
       return false;
     }
     try {
@@ -236,7 +245,7 @@ export class TFaaSPanel extends Widget {
     super.onAfterShow(msg);
     void this.refresh();
     this.stopTimer();
-    this._timer = window.setInterval(() => void this.refresh(), REFRESH_MS);
+    this._timer = window.setInterval(() => void this.refresh(), this.refreshMs);
   }
 
   protected onBeforeHide(msg: Message): void {
@@ -563,11 +572,19 @@ export class TFaaSPanel extends Widget {
       },
       word('openapi')
     );
-    this._result = el('div', {
-      class: 'jp-tfaas-result',
-      'data-tfaas': 'result',
-      'aria-live': 'polite'
+    const graph = el(
+      'button',
+      { class: 'jp-tfaas-button', 'data-tfaas': 'graph', title: word('graph_tip') },
+      word('graph')
+    );
+    graph.addEventListener('click', () => this._selected && this.onGraph?.(this._selected));
+    this._openapi.addEventListener('click', event => {
+      if (this.onOpenAPI && this._selected) {
+        event.preventDefault();
+        this.onOpenAPI(this._selected);
+      }
     });
+    this._result = el('div', { class: 'jp-tfaas-result', 'data-tfaas': 'result', 'aria-live': 'polite' });
     this._curlText = el('code', { class: 'jp-tfaas-curl', 'data-tfaas': 'curl-text' });
     this._tryit = el(
       'section',
@@ -575,7 +592,7 @@ export class TFaaSPanel extends Widget {
       this._tryTitle,
       el('label', { class: 'jp-tfaas-muted' }, `${word('values')} (${word('values_hint')})`),
       this._values,
-      el('div', { class: 'jp-tfaas-row' }, predict, curl, this._openapi),
+      el('div', { class: 'jp-tfaas-row' }, predict, curl, this._openapi, graph),
       this._result,
       this._curlText
     );

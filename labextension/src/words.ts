@@ -17,6 +17,11 @@ export function word(key: string, values: Record<string, string | number> = {}):
   if (text === undefined) {
     throw new Error(`no word ${key} in the vocabulary`);
   }
+  return fill(text, values);
+}
+
+/** `text` with its `{placeholders}` filled from `values` (unknown ones left as they are). */
+export function fill(text: string, values: Record<string, string | number> = {}): string {
   return text.replace(/\{(\w+)\}/g, (whole, name: string) =>
     name in values ? String(values[name]) : whole
   );

@@ -41,6 +41,7 @@ from .present import (
     specs_text,
 )
 from .quiet import quiet_tensorflow
+from .urls import graph_path
 
 __all__ = [
     "HELP",
@@ -82,6 +83,7 @@ HELP = """\
   %tfaas key list                        the keys (never their secrets)
   %tfaas key revoke NAME                 revoke a key at once
   %tfaas browser                         a model browser widget (upload, delete, try it)
+  %tfaas graph NAME [--version N]        the model's graph (Netron, served by the server)
   %tfaas connect URL [--token T]         use another server (no URL: find this kernel's)
   %tfaas help                            this text
 
@@ -498,6 +500,19 @@ class TFaaSMagics(Magics):
         assert server is not None
         return ModelBrowser(client, curl=lambda name, model, request: curl_command(
             server, name, model, request=request))
+
+    def _cmd_graph(self, rest: str) -> Any:
+        """The model's graph view in an IFrame: a path under the server's base URL, so
+        the browser asks the server it shows the notebook from (a hub's proxy too)."""
+        args = _parser(
+            "graph", (["name"], {}), (["--version"], {"default": None}),
+            (["--height"], {"type": int, "default": 600}),
+        ).parse_args(shlex.split(rest))
+        from IPython.display import IFrame
+
+        server = self.server()
+        return IFrame(graph_path(server.base_url, args.name, args.version),
+                      width="100%", height=args.height)
 
     def _cmd_server(self, rest: str) -> None:
         """Where discovery points (undocumented: a debugging aid)."""

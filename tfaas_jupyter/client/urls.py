@@ -171,3 +171,14 @@ def choose_token(explicit: str | None, address: ServerAddress | None = None,
 def redact_key(text: str) -> str:
     """``text`` with any TFaaS key replaced by ``[secret]`` (for reprs and messages)."""
     return _KEY_RE.sub("[secret]", text)
+
+
+def graph_path(base_url: str, name: str, version: str | int | None = None) -> str:
+    """The graph view of model ``name`` (its latest version, or ``version``) as a path
+    under the server's ``base_url`` (a path, or a URL whose path is taken): what a
+    browser showing that server's pages asks for, behind a hub's proxy too."""
+    query: dict[str, str] = {"model": name}
+    if version is not None:
+        query["version"] = str(version)
+    path = urllib.parse.urlsplit(base_url).path.rstrip("/")
+    return f"{path}/tfaas/graph/?{urllib.parse.urlencode(query)}"

@@ -49,6 +49,7 @@ from .present import (
     version_labels_text,
 )
 from .uploadfiles import ACCEPT, model_suffix, role_of, suffixes_text
+from .urls import graph_path
 from .vocabulary import word
 
 __all__ = ["ModelBrowser", "classify_upload", "empty_models_html", "model_html",
@@ -156,6 +157,15 @@ def model_html(detail: dict[str, Any], selected: bool = False) -> str:
             f'<span class="jp-tfaas-badge">v{_escape(detail.get("version", "?"))}</span>'
             f'<span class="jp-tfaas-badge">{_escape(detail.get("format") or "?")}</span>'
             f'</div><dl class="jp-tfaas-details">{"".join(rows)}</dl></li>')
+
+
+def graph_link_html(tfaas_url: str, name: str) -> str:
+    """A link to the model's graph view: a path under the server's base URL (the
+    browser's own server, behind a hub's proxy too), opened in a new tab."""
+    href = graph_path(tfaas_url[: -len("tfaas/")], name)
+    return (f'<a class="jp-tfaas-button" data-tfaas="graph" target="_blank" rel="noopener" '
+            f'href="{_escape(href)}" title="{_escape(word("graph_tip"))}">'
+            f'{_escape(word("graph"))}</a>')
 
 
 def result_html(rows: np.ndarray, labels: Sequence[str]) -> str:
@@ -303,6 +313,7 @@ class ModelBrowser:
         self.try_message = w.HTML()
         self.result_html = w.HTML()
         self.curl_html = w.HTML()
+        self.graph_html = w.HTML()
 
         self.refresh_button.on_click(lambda _: self._guard(self.refresh, self.message))
         self.predict_button.on_click(lambda _: self._guard(self.predict, self.try_message))
@@ -331,7 +342,7 @@ class ModelBrowser:
             w.HTML(f'<label class="jp-tfaas-muted">'
                    f'{_escape(word("values"))} ({_escape(word("values_hint"))})</label>'),
             self.inputs_box,
-            row(self.predict_button, self.curl_button),
+            row(self.predict_button, self.curl_button, self.graph_html),
             self.try_message,
             self.result_html,
             self.curl_html,
@@ -477,6 +488,7 @@ class ModelBrowser:
         self.try_title.value = heading_html(
             word("try_model", name=name, version=detail.get("version", "?")))
         self.tryit.layout.display = "flex"
+        self.graph_html.value = graph_link_html(self.client.url, name)
         keys = detail.get("keys")
         self._build_inputs([str(k) for k in keys] if isinstance(keys, list) else [],
                            input_width(detail))
