@@ -84,7 +84,8 @@ class V2InferHandler(TFaaSHandler):
     async def post(self, name: str, version: str | None = None) -> None:
         self._model_name = name
         self._answer(await v2.infer(self.service, name, version, self.request.body,
-                                    self.request.headers.get(v2.HEADER_LENGTH)))
+                                    self.request.headers.get(v2.HEADER_LENGTH),
+                                    self.settings.get("tfaas_shm")))
 
     def _answer(self, answer: v2.InferAnswer) -> None:
         self._rows = answer.rows

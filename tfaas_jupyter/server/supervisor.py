@@ -32,6 +32,7 @@ import numpy as np
 from ..worker.wire import ErrorKind, FrameChannel, ProtocolError, write_frame_async
 from .errors import WorkerError
 from .modelref import ModelRef
+from .shm import worker_frame
 from .timing import MODEL_SECONDS
 
 __all__ = [
@@ -756,14 +757,16 @@ class ModelWorker:
         self._adopt_loop()
         if not self.running:  # a new worker holds no model: load it first (a cold start)
             await self.load(model)
-        header = {"op": "predict", "key": model.key}
+        # inputs read from a client's shared memory region go as where to find them
+        regions, arrays = worker_frame(list(inputs))
+        header = {"op": "predict", "key": model.key, **regions}
         try:
-            reply, out = await self._request(header, inputs)
+            reply, out = await self._request(header, arrays)
         except ModelError as exc:
             if exc.kind is not ErrorKind.NOT_LOADED:
                 raise
             await self.load(model)
-            reply, out = await self._request(header, inputs)
+            reply, out = await self._request(header, arrays)
         MODEL_SECONDS.set(reply.get("model_s") or 0.0)
         return out
 

@@ -67,6 +67,18 @@ def _fatal(msg: str, code: int = 3) -> None:
     os._exit(code)
 
 
+def _region_inputs(refs: Any, arrays: list[Any]) -> list[Any]:
+    """A prediction's inputs with those in shared memory mapped (a region that cannot
+    be read is the request's bad input, never the worker's end)."""
+    from .loaders import InputError
+    from .regions import RegionError, region_inputs
+
+    try:
+        return region_inputs(refs, arrays)
+    except RegionError as exc:
+        raise InputError(str(exc)) from None
+
+
 class Worker:
     """Request dispatch and the bounded cache of loaded predictors."""
 
@@ -222,6 +234,8 @@ class Worker:
         try:
             if op == "predict":
                 predictor = self.cached(str(header.get("key")))
+                if "regions" in header:  # inputs read in place from shared memory
+                    arrays = _region_inputs(header["regions"], arrays)
                 began = time.perf_counter()
                 out_arrays = predictor.predict(arrays)
                 # the time inside the model, for the request's Server-Timing header
