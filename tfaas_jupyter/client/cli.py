@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", action="store_true", help="list the models")
     p.add_argument("--delete", metavar="NAME", help="delete a model (or --version of it)")
     p.add_argument("--predict", metavar="input.json",
-                   help='predict for {"keys": [...], "values": [...], "model": "..."}')
+                   help='predict for {"keys": [...], "values": [...], "model": "..."}, '
+                        "or for the rows of a numpy .npy file (with --model)")
     p.add_argument("--image", metavar="FILE", help="classify an image (png/jpg) with --model")
     p.add_argument("--model", help="the model for --image; overrides input.json's model")
     p.add_argument("--verbose", action="store_true", help="print what is sent (on stderr)")
@@ -129,6 +130,21 @@ def _upload_path(value: Any, key: str, upload_json: Path) -> Path:
     if beside.exists():
         return beside
     raise CliError(f"{key} file not found: {path} (named in {upload_json})")
+
+
+def _predict_npy(client: TFaaSClient, args: argparse.Namespace) -> list[Any]:
+    """``--predict=rows.npy --model=NAME``: a numpy array's rows (binary tensors, or
+    shared memory on the same machine: :meth:`TFaaSClient.predict`); the outputs as
+    one JSON list of rows."""
+    import numpy as np
+
+    if not args.model:
+        raise CliError("--predict with a .npy file needs --model=NAME")
+    try:
+        rows = np.load(Path(args.predict).expanduser(), allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read {args.predict}: {exc}") from None
+    return client.predict(args.model, rows, version=args.version).tolist()
 
 
 def _progress(args: argparse.Namespace) -> Callable[[int, int], None] | None:
@@ -232,6 +248,9 @@ def run(args: argparse.Namespace) -> int:
         elif args.models:
             did = True
             _print(args, client.models())
+        elif args.predict and str(args.predict).endswith(".npy"):
+            did = True
+            _print(args, _predict_npy(client, args), compact=True)
         elif args.predict:
             did = True
             doc = _read_json(args.predict, "input")
