@@ -320,3 +320,40 @@ def test_a_client_killed_with_its_region_registered(server: ServerProcess, unlin
         assert worker is None or server.worker_pid() == worker
     finally:
         Path("/dev/shm" + key).unlink(missing_ok=True)
+
+
+# -- in place: the worker's frame carries where the rows are, not the rows --------------
+
+
+def test_the_worker_frame_names_the_region_instead_of_its_bytes(region_file) -> None:
+    from tfaas_jupyter.server.shm import SharedMemoryRegions, worker_frame
+    from tfaas_jupyter.worker.regions import region_inputs
+
+    name = unique("tfaas-frame")
+    rows = np.random.default_rng(9).normal(size=(100, SEED_IN)).astype(np.float32)
+    path = region_file(name, 64 + rows.nbytes)
+    with open(path, "r+b") as f:
+        f.seek(64)
+        f.write(rows.tobytes())
+    regions = SharedMemoryRegions()
+    regions.register("r", {"key": f"/{name}", "offset": 64, "byte_size": rows.nbytes})
+    try:
+        params = {"shared_memory_region": "r", "shared_memory_offset": 0,
+                  "shared_memory_byte_size": rows.nbytes}
+        tensor = regions.input_array(params, "input 'x'", np.dtype("<f4"), [100, SEED_IN])
+        other = np.ones((3, 2), np.int64)
+        header, sent = worker_frame([tensor[10:], other])
+        ref, none = header["regions"]
+        assert none is None and len(sent) == 1 and sent[0] is other  # only `other` is sent
+        assert ref["offset"] == 64 + 10 * SEED_IN * 4 and ref["shape"] == [90, SEED_IN]
+        mapped, again = region_inputs(header["regions"], sent)
+        np.testing.assert_array_equal(mapped, rows[10:])
+        assert again is other and not mapped.flags.writeable
+        # an array made from the view (stacked by the batcher) lies elsewhere: sent
+        stacked = np.concatenate([tensor, tensor])
+        assert worker_frame([stacked]) == ({}, [stacked])
+        # the object replaced under the same descriptor number: refused, not misread
+        with pytest.raises(Exception, match="replaced"):
+            region_inputs([{**ref, "ino": ref["ino"] + 1}], [])
+    finally:
+        regions.close()
