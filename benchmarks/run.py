@@ -424,6 +424,46 @@ def bulk_v2_binary(server: Server, input_name: str, rows: int) -> Result:
         headers={"Inference-Header-Content-Length": str(len(header))})
 
 
+def client_predict(server: Server, rows: int, json_rows: int, repeats: int = 3
+                   ) -> list[Result]:
+    """``TFaaSClient.predict`` on a float32 array of seed rows, each way it can go: JSON
+    (as the client sent everything before binary tensors; ``json_rows`` rows, the most
+    one JSON request may carry), binary tensors and shared memory (``rows`` rows);
+    the median and the best of ``repeats`` calls."""
+    import numpy as np
+
+    from tfaas_jupyter.client.api import TFaaSClient
+
+    data = np.random.default_rng(0).random((rows, 42), dtype=np.float32)
+    results = []
+    for label, n, shared, min_values in (("JSON", json_rows, False, 10**15),
+                                         ("binary tensors", rows, False, None),
+                                         ("shared memory", rows, None, None)):
+        client = TFaaSClient(f"http://127.0.0.1:{server.port}/tfaas/", token=server.token,
+                             timeout=600)
+        client.shared_memory = shared
+        if min_values is not None:
+            client.binary_min_values = min_values
+        part = data[:n]
+        client.predict("vk", part[:10_000], progress=False)  # warm (and the memory probe)
+        if shared is None and not client._shm_works:
+            sys.exit("the client found no shared memory with the server")
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            out = client.predict("vk", part, progress=False)
+            times.append(time.perf_counter() - started)
+            if out.shape != (n, 1):
+                sys.exit(f"client predict ({label}) answered shape {out.shape}")
+        client.close()
+        median = statistics.median(times)
+        results.append(Result(name=f"client predict, {label}, {n} rows", rps=1 / median,
+                              p50_ms=median * 1e3, p99_ms=max(times) * 1e3,
+                              rows_per_request=n,
+                              extra={"best_rows_per_s": n / min(times)}))
+    return results
+
+
 def bulk_v2_json(server: Server, input_name: str, rows: int) -> Result:
     import random
 
@@ -865,7 +905,8 @@ def gap(args: argparse.Namespace) -> int:
 def bulk_only(args: argparse.Namespace) -> int:
     """``--bulk``: the bulk figures alone (one server, the seed model): one 10,000-row
     ``/tfaas/json`` request, the same over V2 JSON and TF Serving, one 100,000-row V2
-    binary request, beside the model's own rate in process; best of ``--repeat`` rounds."""
+    binary request, and ``TFaaSClient.predict`` on ``--client-rows`` rows each way it
+    can send them, beside the model's own rate in process; best of ``--repeat`` rounds."""
     work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
     print(f"scratch: {work}", flush=True)
     seed, in_process = build_seed(work)
@@ -891,6 +932,16 @@ def bulk_only(args: argparse.Namespace) -> int:
                       flush=True)
                 if r.name not in best or r.rows_per_s > best[r.name].rows_per_s:
                     best[r.name] = r
+        clients: dict[str, Result] = {}
+        if args.client_rows:
+            for _ in range(args.repeat):
+                settle(server)
+                for r in client_predict(server, args.client_rows, args.client_json_rows):
+                    print(f"  {r.name:<42} {r.rows_per_s:9.0f} rows/s (median of 3; best "
+                          f"{r.extra['best_rows_per_s']:.0f}), {r.p50_ms:.0f} ms per call, "
+                          f"{r.rows_per_s / seed_rate:.2f}x in process", flush=True)
+                    if r.name not in clients or r.rows_per_s > clients[r.name].rows_per_s:
+                        clients[r.name] = r
     finally:
         server.stop()
     json_bulk, *_, binary = best.values()
@@ -899,6 +950,17 @@ def bulk_only(args: argparse.Namespace) -> int:
         ("V2 binary bulk >= 5x JSON bulk rows/s", binary.rows_per_s / json_bulk.rows_per_s, 5.0),
         ("V2 binary bulk >= 0.15x in-process rows/s", binary.rows_per_s / seed_rate, 0.15),
     ]
+    if clients:
+        by_json, by_binary, by_shm = clients.values()
+        best.update(clients)
+        targets += [
+            ("client binary tensors >= 0.6x in-process rows/s",
+             by_binary.rows_per_s / seed_rate, 0.6),
+            ("client shared memory >= 0.85x in-process rows/s",
+             by_shm.rows_per_s / seed_rate, 0.85),
+            ("client shared memory >= 10x client JSON rows/s",
+             by_shm.rows_per_s / by_json.rows_per_s, 10.0),
+        ]
     print(f"\ntargets (best of {args.repeat} rounds, each the median of 5 requests)")
     for name, value, bound in targets:
         print(f"  {'MET ' if value >= bound else 'MISS'} {name}: {value:.3g} (bound {bound:g})")
@@ -934,6 +996,11 @@ def main() -> int:
     ap.add_argument("--bulk-rows", type=int, default=10_000)
     ap.add_argument("--binary-rows", type=int, default=100_000,
                     help="rows of the one V2 binary bulk request")
+    ap.add_argument("--client-rows", type=int, default=1_000_000,
+                    help="with --bulk: rows of TFaaSClient.predict's binary and shared memory "
+                    "calls (0: none)")
+    ap.add_argument("--client-json-rows", type=int, default=20_000,
+                    help="with --bulk: rows of TFaaSClient.predict's JSON call")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("--server-arg", action="append", default=[],

@@ -16,6 +16,7 @@ from tfaas_jupyter.server.graphview import ASSET_PATTERN
 from tfaas_jupyter.server.keys import KEY_NAME_PATTERN
 from tfaas_jupyter.server.names import MODEL_NAME_PATTERN
 from tfaas_jupyter.server.protocols.v2stream import worth_streaming
+from tfaas_jupyter.server.shm import REGION_NAME
 
 from .base import UnknownEndpointHandler
 from .export import ExportHandler
@@ -27,6 +28,11 @@ from .metrics import MetricsHandler
 from .models import DeleteHandler, ModelHandler, ModelsHandler, ParamsHandler
 from .openapi import ModelOpenAPIHandler, OpenAPIHandler
 from .predict import ImageHandler, JsonHandler, ProtoHandler
+from .shm import (
+    SharedMemoryRegisterHandler,
+    SharedMemoryStatusHandler,
+    SharedMemoryUnregisterHandler,
+)
 from .status import StatusHandler
 from .tfserving import (
     TFServingMetadataHandler,
@@ -49,6 +55,7 @@ _VERSION = r"(?P<version>[0-9]{1,9})"
 _VERSION_OR_LABEL = r"(?P<version>[A-Za-z0-9_][A-Za-z0-9_\-]{0,99})"
 _V2_MODEL = f"/v2/models/{_NAME}"
 _V2_VERSION = f"{_V2_MODEL}/versions/{_VERSION_OR_LABEL}"
+_SHM_REGION = f"/v2/systemsharedmemory/region/(?P<region>{REGION_NAME.pattern})"
 _LABEL = r"(?P<label>[A-Za-z0-9_][A-Za-z0-9_\-]{0,99})"
 #: TF Serving's model paths: the latest version, a version number, a version label
 _TFS_MODELS = (
@@ -97,6 +104,12 @@ def _api_table() -> list[tuple[str, type]]:
         (rf"{_V2_VERSION}/ready", V2ModelReadyHandler),
         (rf"{_V2_MODEL}/infer", V2InferHandler),
         (rf"{_V2_VERSION}/infer", V2InferHandler),
+        # Triton's system shared memory extension
+        (r"/v2/systemsharedmemory/status", SharedMemoryStatusHandler),
+        (rf"{_SHM_REGION}/status", SharedMemoryStatusHandler),
+        (rf"{_SHM_REGION}/register", SharedMemoryRegisterHandler),
+        (rf"{_SHM_REGION}/unregister", SharedMemoryUnregisterHandler),
+        (r"/v2/systemsharedmemory/unregister", SharedMemoryUnregisterHandler),
         # TensorFlow Serving REST
         *[(path, TFServingStatusHandler) for path in _TFS_MODELS],
         *[(f"{path}/metadata", TFServingMetadataHandler) for path in _TFS_MODELS],

@@ -86,7 +86,8 @@ class V2InferHandler(TFaaSHandler):
         self._model_name = name
         self._answer(await v2.infer(self.service, name, version, self.request.body,
                                     self.request.headers.get(v2.HEADER_LENGTH),
-                                    self._grant, self.stages))
+                                    self._grant, self.stages,
+                                    self.settings.get("tfaas_shm")))
 
     def _answer(self, answer: v2.InferAnswer) -> None:
         self._rows = answer.rows

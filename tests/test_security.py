@@ -25,7 +25,7 @@ from tornado.web import RequestHandler
 pytestmark = pytest.mark.timeout(600)
 
 _SAMPLES = {"name": "vk", "version": "1", "label": "stable", "key_name": "grid-job",
-            "tfaas_key": "tfk_" + "W" * 43}
+            "tfaas_key": "tfk_" + "W" * 43, "region": "rows"}
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 

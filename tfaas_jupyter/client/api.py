@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, Union
 
@@ -40,7 +41,10 @@ import numpy as np
 import orjson
 
 from .. import __version__
+from ..v2binary import HEADER_LENGTH, binary_request, split_answer
 from .forms import encode_multipart
+from .shm import Region, may_share_memory
+from .tensors import input_tensors, output_rows
 from .urls import choose_token, parse_address, redact_key
 
 __all__ = ["TFaaSClient", "TFaaSClientError"]
@@ -48,6 +52,10 @@ __all__ = ["TFaaSClient", "TFaaSClientError"]
 PathLike = Union[str, "os.PathLike[str]"]
 #: ``progress(sent_bytes, total_bytes)``, called as an upload is sent.
 Progress = Callable[[int, int], None]
+#: A request body: bytes, or buffers sent one after the other from their own memory.
+Body = Union[bytes, Sequence[Union[bytes, memoryview]]]
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 256 * 1024
 _RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
@@ -122,6 +130,20 @@ class TFaaSClient:
         self._ssl_context = ssl_context
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        #: :meth:`predict` sends arrays of at least this many values as binary tensors
+        #: (smaller ones as JSON, as fast there and without the model's metadata request).
+        self.binary_min_values = 4096
+        #: About this many bytes of rows per binary request, and at most this many rows.
+        self.chunk_bytes = 8 << 20
+        self.max_chunk_rows = 50_000
+        #: How many chunks are on their way at once.
+        self.in_flight = 4
+        #: Whether :meth:`predict` may pass rows through shared memory: None finds out
+        #: (same machine and user, probed once), False never.
+        self.shared_memory: bool | None = None
+        #: Rows of at least this many bytes go through shared memory when it works.
+        self.shm_min_bytes = 1 << 20
+        self._shm_works: bool | None = None
 
     def __repr__(self) -> str:
         return f"TFaaSClient({redact_key(self.url)!r})"
@@ -170,17 +192,20 @@ class TFaaSClient:
         self,
         method: str,
         path: str,
-        body: bytes | None = None,
+        body: Body | None = None,
         headers: dict[str, str] | None = None,
         *,
         progress: Progress | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """Send one request to ``{url}{path}``; answer (status, headers, body) of a
-        2xx reply, raise :class:`TFaaSClientError` for anything else."""
+        2xx reply, raise :class:`TFaaSClientError` for anything else. A body given as
+        a list of buffers is sent from their memory, one after the other."""
         all_headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
         if self.token:
             all_headers["Authorization"] = f"token {self.token}"
         all_headers.update(headers or {})
+        if isinstance(body, (list, tuple)):
+            all_headers["Content-Length"] = str(sum(len(part) for part in body))
         target = self._base_path + path.lstrip("/")
         started = time.perf_counter()
         for attempt in (1, 2):
@@ -397,6 +422,8 @@ class TFaaSClient:
         data: Any,
         keys: Sequence[str] | None = None,
         version: int | str | None = None,
+        *,
+        progress: bool | None = None,
     ) -> np.ndarray:
         """Predictions of model ``name`` (None: the server's default model) for ``data``.
 
@@ -416,11 +443,26 @@ class TFaaSClient:
         (``.astype(np.float32)`` gives back the model's float32 values). A model whose
         outputs mix integers and floats answers float64 here; :meth:`predict_raw`
         gives each value as the server wrote it.
+
+        How the rows travel is chosen here, never changing the answer: a numeric array of
+        at least :attr:`binary_min_values` values for a named model goes as binary
+        tensors of the Open Inference Protocol (``v2/models/NAME/infer``), cut into
+        chunks of about :attr:`chunk_bytes` of which :attr:`in_flight` are sent at once,
+        each on its own connection, whenever the model's inputs take the rows exactly as
+        the ``/json`` route would; anything else goes as JSON to ``/json``. A notebook
+        shows a progress bar while several chunks are on their way (``progress=False``:
+        never, ``True``: also outside a notebook). The debug log
+        (``logging.getLogger("tfaas_jupyter.client.api")``) says which way was taken.
         """
         values, n_rows, found_keys, single = _rows_of(data)
-        doc: dict[str, Any] = {"values": values[0] if single else values}
         if keys is None:
             keys = found_keys
+        if name and isinstance(values, np.ndarray) and values.size >= self.binary_min_values:
+            result = self._predict_tensors(name, version, values, keys, progress)
+            if result is not None:
+                return result.reshape(-1) if single else result
+        log.debug("predict %s: %d rows as JSON to /json", name, n_rows)
+        doc: dict[str, Any] = {"values": values[0] if single else values}
         if keys is not None:
             doc["keys"] = [str(k) for k in keys]
         if name:
@@ -434,6 +476,187 @@ class TFaaSClient:
             raise TFaaSClientError(f"the server's answer has shape {result.shape}, not one "
                                    f"row of outputs for each of the {n_rows} rows", None)
         return result
+
+    def infer(self, name: str, inputs: Sequence[tuple[str, np.ndarray]],
+              version: int | str | None = None) -> dict[str, np.ndarray]:
+        """One Open Inference Protocol request with ``inputs`` ((name, array) pairs, each
+        already of its input's dtype and shape) as binary tensors; answers the outputs
+        by name, as read-only views of the answer's bytes (nothing is copied)."""
+        return self._infer(name, [(n, np.asarray(a)) for n, a in inputs], version)
+
+    def _infer(self, name: str, inputs: Sequence[tuple[str, np.ndarray]],
+               version: int | str | None,
+               regions: Sequence[dict[str, Any] | None] | None = None,
+               ) -> dict[str, np.ndarray]:
+        """:meth:`infer`; ``regions[i]``: input ``i``'s shared memory parameters
+        (its bytes are in a registered region, not in the request)."""
+        header, parts = binary_request(inputs, input_parameters=regions)
+        _, headers, body = self.request(
+            "POST", self._v2_path(name, version) + "/infer", [header, *parts],
+            {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))},
+        )
+        length = headers.get(HEADER_LENGTH.lower())
+        try:
+            _, outputs = split_answer(body, int(length) if length is not None else None)
+        except ValueError as exc:
+            raise TFaaSClientError(f"cannot read the infer answer: {exc}", None, body) from None
+        return outputs
+
+    @staticmethod
+    def _v2_path(name: str, version: int | str | None) -> str:
+        path = f"v2/models/{_quote(name)}"
+        if version is not None:
+            path += f"/versions/{_quote(str(version_ref(version)))}"
+        return path
+
+    def _predict_tensors(self, name: str, version: int | str | None, rows: np.ndarray,
+                         keys: Sequence[str] | None,
+                         progress: bool | None) -> np.ndarray | None:
+        """:meth:`predict`'s rows as binary tensors, or None when they go as JSON."""
+        try:
+            metadata = self._json("GET", self._v2_path(name, version))
+            model_keys = None
+            if keys is not None:
+                ref = None if version is None else version_ref(version)
+                if isinstance(ref, str):  # params.json of a label: the /json route maps it
+                    log.debug("predict %s: keys with version label %r: JSON", name, ref)
+                    return None
+                model_keys = (self.params(name, ref) or {}).get("keys")
+        except TFaaSClientError as exc:
+            if exc.status == 404:  # no V2 here (the original server), or no such model
+                return None
+            raise
+        tensors = input_tensors(metadata, rows, keys, model_keys)
+        if tensors is None:
+            log.debug("predict %s: the model's inputs do not take these rows as binary "
+                      "tensors exactly: JSON", name)
+            return None
+        n_rows = rows.shape[0]
+        started = time.perf_counter()
+        outputs, way = self._infer_chunks(name, version, tensors, n_rows, progress)
+        log.debug("predict %s: %d rows %s in %.3f s", name, n_rows, way,
+                  time.perf_counter() - started)
+        try:
+            return output_rows(outputs, n_rows)
+        except ValueError as exc:
+            raise TFaaSClientError(f"the server's answer: {exc}", None) from None
+
+    def _infer_chunks(self, name: str, version: int | str | None,
+                      tensors: list[tuple[str, np.ndarray]], n_rows: int,
+                      progress: bool | None) -> tuple[list[np.ndarray], str]:
+        """The outputs for ``tensors``, sent in chunks of rows, :attr:`in_flight` at a
+        time (each request on its own kept-alive connection), through a shared memory
+        region when the server shares this machine's memory; and which way they went."""
+        row_bytes = max(1, sum(a[:1].nbytes for _, a in tensors))
+        per = max(1, min(self.max_chunk_rows, self.chunk_bytes // row_bytes))
+        starts = list(range(0, n_rows, per))
+        region = None
+        if row_bytes * n_rows >= self.shm_min_bytes and self._shared_memory_works():
+            region = self._shared_region(tensors)
+        offsets = list(np.cumsum([0] + [a.nbytes for _, a in tensors[:-1]]))
+
+        def one(start: int) -> list[np.ndarray]:
+            part = [(n, a[start:start + per]) for n, a in tensors]
+            where = None
+            if region is not None:
+                where = [{"shared_memory_region": region.name,
+                          "shared_memory_offset": int(offset) + start * a[:1].nbytes,
+                          "shared_memory_byte_size": a.nbytes}
+                         for offset, (_, a) in zip(offsets, part)]
+            return list(self._infer(name, part, version, where).values())
+
+        way = "through shared memory" if region is not None else "as binary tensors"
+        try:
+            if len(starts) == 1:
+                return one(0), way
+            return self._pipelined(one, starts, per, n_rows, progress), way
+        finally:
+            if region is not None:
+                self._drop_region(region)
+
+    def _pipelined(self, one: Callable[[int], list[np.ndarray]], starts: list[int], per: int,
+                   n_rows: int, progress: bool | None) -> list[np.ndarray]:
+        """``one(start)`` for each chunk, :attr:`in_flight` at a time; the outputs of
+        the chunks joined in order."""
+        results: dict[int, list[np.ndarray]] = {}
+        bar = _progress_bar(n_rows, progress)
+        try:
+            with ThreadPoolExecutor(min(self.in_flight, len(starts))) as pool:
+                futures = {pool.submit(one, start): start for start in starts}
+                for future in as_completed(futures):
+                    start = futures[future]
+                    results[start] = future.result()
+                    if bar is not None:
+                        bar.update(min(per, n_rows - start))
+        finally:
+            if bar is not None:
+                bar.close()
+        ordered = [results[start] for start in starts]
+        return [np.concatenate([part[i] for part in ordered]) for i in range(len(ordered[0]))]
+
+    # -- shared memory ---------------------------------------------------------------
+
+    def _shared_memory_works(self) -> bool:
+        """Whether rows may go through shared memory: found out once per client."""
+        if self.shared_memory is False:
+            return False
+        if self._shm_works is None:
+            self._shm_works = self._probe_shared_memory()
+        return self._shm_works
+
+    def _probe_shared_memory(self) -> bool:
+        if not may_share_memory(self._host):
+            log.debug("predict: the server %s is not on this machine: binary tensors",
+                      self._host)
+            return False
+        try:
+            with Region(64, "tfaas-probe") as region:
+                self._register(region)
+                self._unregister(region)
+        except (OSError, TFaaSClientError) as exc:
+            log.debug("predict: no shared memory with the server (%s): binary tensors", exc)
+            return False
+        log.debug("predict: the server shares memory with this process")
+        return True
+
+    def _register(self, region: Region) -> None:
+        self._json("POST", f"v2/systemsharedmemory/region/{_quote(region.name)}/register",
+                   orjson.dumps(region.register_doc()), {"Content-Type": "application/json"})
+
+    def _unregister(self, region: Region) -> None:
+        self._json("POST", f"v2/systemsharedmemory/region/{_quote(region.name)}/unregister")
+
+    def _shared_region(self, tensors: list[tuple[str, np.ndarray]]) -> Region | None:
+        """A registered region holding ``tensors`` one after the other, or None (then
+        binary tensors) when it cannot be made."""
+        try:
+            region = Region(sum(a.nbytes for _, a in tensors))
+        except OSError as exc:
+            log.debug("predict: no shared memory object (%s): binary tensors", exc)
+            return None
+        try:
+            offset = 0
+            for _, array in tensors:
+                target = np.frombuffer(region.memory, dtype=array.dtype, count=array.size,
+                                       offset=offset)
+                target[:] = array.reshape(-1)
+                del target
+                offset += array.nbytes
+            self._register(region)
+        except BaseException:
+            region.close()
+            raise
+        log.debug("predict: %d bytes of rows through shared memory region %s", offset,
+                  region.name)
+        return region
+
+    def _drop_region(self, region: Region) -> None:
+        try:
+            self._unregister(region)
+        except TFaaSClientError as exc:  # the server gone: it holds nothing of ours then
+            log.debug("predict: unregistering %s: %s", region.name, exc)
+        finally:
+            region.close()
 
     def predict_proto(
         self, name: str | None, values: Sequence[float] | np.ndarray,
@@ -492,6 +715,17 @@ def version_ref(version: int | str) -> int | str:
     if isinstance(version, str) and not version.strip().isdigit():
         return version.strip()
     return int(version)
+
+
+def _progress_bar(total: int, wanted: bool | None) -> Any:
+    """A tqdm bar counting rows: in a notebook (or when ``wanted``), if tqdm is there."""
+    if wanted is False or (wanted is None and "ipykernel" not in sys.modules):
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="rows", unit_scale=True, desc="predict", leave=False)
 
 
 def _quote(name: str) -> str:

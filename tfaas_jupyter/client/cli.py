@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from .api import TFaaSClient, TFaaSClientError, version_ref
 from .inputfiles import InputFileError, read_input
 from .present import format_status, model_rows, text_table
@@ -266,8 +268,15 @@ def run(args: argparse.Namespace) -> int:
             if args.verbose:
                 print(f"tfaas: predict with model {doc.get('model')!r}, "
                       f"{len(doc.get('values', []))} values", file=sys.stderr)
-            # As the original: the server's list printed bare, on one line.
-            _print(args, client.predict_raw(doc), compact=True)
+            values = doc.get("values")
+            if isinstance(values, np.ndarray) and values.ndim == 2 and doc.get("model"):
+                # a .npy file's rows: binary tensors, or shared memory on the same machine
+                # (TFaaSClient.predict); the outputs as one JSON list of rows
+                _print(args, client.predict(doc["model"], values,
+                                            version=doc.get("version")).tolist(), compact=True)
+            else:
+                # As the original: the server's list printed bare, on one line.
+                _print(args, client.predict_raw(doc), compact=True)
         elif args.image:
             did = True
             if not args.model:

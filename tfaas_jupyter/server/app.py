@@ -16,6 +16,7 @@ from .catalogue import Catalogue
 from .keys import KeyStore
 from .repository import Repository, RepositoryRefused
 from .service import Limits, TFaaS
+from .shm import SharedMemoryRegions
 from .uploads import Uploads
 
 MiB = 1024 * 1024
@@ -67,6 +68,14 @@ class TFaaSApp(ExtensionApp):
     )
     max_rows_per_request = Int(
         100_000, config=True, help="Most rows one prediction request may carry (413 beyond)."
+    )
+    allow_client_shm = Bool(
+        True, config=True,
+        help="Whether clients may register system shared memory regions (Triton's "
+        "extension, v2/systemsharedmemory) for V2 infer requests. Only the owner's "
+        "token or a key with the manage scope may register one, and only an object of "
+        "the server's own user in /dev/shm that no other user may write "
+        "(docs/shared-memory.md). Triton's own default is off (--allow-client-shm).",
     )
     max_request_values = Int(
         1_000_000, config=True,
@@ -228,11 +237,13 @@ class TFaaSApp(ExtensionApp):
             max_in_flight=self.max_in_flight,
         )
         self.service = TFaaS(repository, self.worker, runner, limits)
+        self.shared_memory = SharedMemoryRegions(enabled=self.allow_client_shm)
         self.settings.update({
             "tfaas_service": self.service,
             "tfaas_catalogue": Catalogue(self.service),
             "tfaas_uploads": Uploads(self.service),
             "tfaas_keys": KeyStore(self.keys_file),
+            "tfaas_shm": self.shared_memory,
         })
         self.log.info("tfaas: serving models from %s", repository.root)
 
@@ -260,6 +271,9 @@ class TFaaSApp(ExtensionApp):
         worker = getattr(self, "worker", None)
         if worker is not None:
             await worker.stop()
+        shared_memory = getattr(self, "shared_memory", None)
+        if shared_memory is not None:
+            shared_memory.close()
 
 
 def _has_tensorflow() -> bool:

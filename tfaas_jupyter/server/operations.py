@@ -16,6 +16,7 @@ from ..worker import ops
 from ..worker.wire import ErrorKind
 from .errors import ModelError
 from .modelref import ModelRef
+from .shm import worker_frame
 from .timing import ColdStart, ModelAnswer
 from .workerproc import WorkerProcess
 
@@ -84,7 +85,9 @@ class WorkerOperations:
         request is sent once more. The answer carries that load as its cold start.
         """
         self._adopt_loop()
-        header = ops.request_header(ops.Predict(model.key))
+        # inputs read from a client's shared memory region go as where to find them
+        frame, inputs = worker_frame(list(inputs))
+        header = ops.request_header(ops.Predict(model.key, frame.get("regions")))
         cold = None
         conn = self._conn
         if conn is None or not conn.alive or not conn.has_loaded:

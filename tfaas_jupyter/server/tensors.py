@@ -7,26 +7,15 @@ no float overflowing to infinity).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Sequence
 
 import numpy as np
 import orjson
 
+# the datatype table is shared with the client; re-exported for the protocol modules
+from ..v2binary import V2_DTYPES, v2_datatype, v2_datatype_of  # noqa: F401
 from .errors import BadRequest
 from .shaping import mismatch
-
-#: V2 datatype name -> numpy dtype (little-endian, as the binary extension sends them).
-V2_DTYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"), "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
-    "BYTES": np.dtype(object),
-}
-_NUMPY_TO_V2 = {dt.name: name for name, dt in V2_DTYPES.items() if name != "BYTES"}
 
 #: numpy dtype name -> TensorFlow DataType enum name (TF Serving's metadata).
 TF_DTYPES = {
@@ -35,21 +24,6 @@ TF_DTYPES = {
     "int64": "DT_INT64", "float16": "DT_HALF", "float32": "DT_FLOAT", "float64": "DT_DOUBLE",
     "bfloat16": "DT_BFLOAT16", "object": "DT_STRING", "bytes": "DT_STRING", "str": "DT_STRING",
 }
-
-
-def v2_datatype(numpy_name: str | None) -> str:
-    """The V2 datatype name of a signature dtype (``float32`` -> ``FP32``)."""
-    name = numpy_name or "float32"
-    if name in ("object", "bytes", "str", "string"):
-        return "BYTES"
-    return _NUMPY_TO_V2.get(name, name.upper())
-
-
-@functools.lru_cache(maxsize=64)
-def v2_datatype_of(dtype: np.dtype) -> str:
-    """The V2 datatype name of an array's dtype, remembered: numpy builds
-    ``dtype.name`` anew at each access (a few µs, on every answer's every output)."""
-    return v2_datatype(dtype.name)
 
 
 def numpy_dtype(numpy_name: str | None) -> np.dtype | None:

@@ -65,6 +65,18 @@ def _fatal(msg: str, code: int = 3) -> None:
     os._exit(code)
 
 
+def _region_inputs(refs: Any, arrays: list[Any]) -> list[Any]:
+    """A prediction's inputs with those in shared memory mapped (a region that cannot
+    be read is the request's bad input, never the worker's end)."""
+    from .loaders import InputError
+    from .regions import RegionError, region_inputs
+
+    try:
+        return region_inputs(refs, arrays)
+    except RegionError as exc:
+        raise InputError(str(exc)) from None
+
+
 class Worker:
     """Request dispatch and the bounded cache of loaded predictors."""
 
@@ -199,6 +211,8 @@ class Worker:
 
     def _predict(self, request: ops.Predict, arrays: list[Any]) -> tuple[Any, list[Any]]:
         predictor = self.cached(request.key)
+        if request.regions is not None:  # inputs read in place from shared memory
+            arrays = _region_inputs(request.regions, arrays)
         began = time.perf_counter()
         out_arrays = predictor.predict(arrays)
         # the time inside the model, for the request's Server-Timing header

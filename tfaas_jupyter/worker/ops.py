@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, ClassVar, Mapping, Union
+from typing import Any, ClassVar, Mapping, Optional, Union
 
 
 class Op(str, enum.Enum):
@@ -78,10 +78,13 @@ class Load(_Message):
 
 @_message
 class Predict(_Message):
-    """The model by its key only: its path and params travel with its load."""
+    """The model by its key only: its path and params travel with its load.
+    ``regions``: where inputs read in place from a client's shared memory region lie
+    (an entry per input, None for those the frame carries; None when all travel)."""
 
     op: ClassVar[Op] = Op.PREDICT
     key: str
+    regions: Optional[list[Any]] = None
 
 
 @_message
@@ -111,7 +114,8 @@ REQUESTS: dict[Op, type] = {cls.op: cls for cls in (Ping, Load, Predict, Export,
 
 def request_header(request: Any) -> dict[str, Any]:
     """The frame header of ``request`` (without its ``id``)."""
-    return {"op": request.op.value, **request.header()}
+    return {"op": request.op.value,
+            **{k: v for k, v in request.header().items() if v is not None}}
 
 
 def parse_request(header: Mapping[str, Any]) -> Any:
@@ -127,6 +131,9 @@ def parse_request(header: Mapping[str, Any]) -> Any:
         if name == "params":
             if not isinstance(value, dict):
                 raise ValueError("'params' must be an object")
+        elif name == "regions":
+            if value is not None and not isinstance(value, list):
+                raise ValueError("'regions' must be a list")
         elif not isinstance(value, str):
             raise ValueError(f"'{name}' must be a string")
     return request

@@ -21,11 +21,13 @@ import numpy as np
 import orjson
 
 from ... import __version__
+from ...v2binary import HEADER_LENGTH, little_endian_bytes
 from ..codecs import MAX_VALUES_SETTING, check_json_values
 from ..errors import BadRequest, PayloadTooLarge, of_model
 from ..keys import Grant
 from ..repository import ModelVersion
 from ..service import TFaaS
+from ..shm import SharedMemoryRegions, region_parameters
 from ..tensors import (
     V2_DTYPES,
     array_from_json,
@@ -39,9 +41,7 @@ from ..tensors import (
 )
 from ..timing import Stages
 
-#: The header of the binary tensor data extension.
-HEADER_LENGTH = "Inference-Header-Content-Length"
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "system_shared_memory"]
 _MAX_RANK = 32
 _LENGTH = struct.Struct("<I")
 
@@ -61,6 +61,9 @@ class InferRequest:
     outputs: list[tuple[str, bool]] | None
     binary_output: bool = False
     id: str | None = None
+    #: outputs to write into a shared memory region: name -> their parameters
+    output_regions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    regions: SharedMemoryRegions | None = None
 
 
 @dataclass
@@ -179,7 +182,8 @@ def _binary_bytes(chunk: memoryview, what: str, max_values: int | None) -> np.nd
 
 
 def _decode_input(doc: Any, index: int, binary: memoryview, offset: int,
-                  max_rows: int | None, max_values: int | None) -> tuple[InferInput, int]:
+                  max_rows: int | None, max_values: int | None,
+                  regions: SharedMemoryRegions | None = None) -> tuple[InferInput, int]:
     if not isinstance(doc, dict):
         raise BadRequest(f"inputs[{index}] must be an object with name, shape, datatype, data")
     name = doc.get("name")
@@ -198,8 +202,15 @@ def _decode_input(doc: Any, index: int, binary: memoryview, offset: int,
             f"{what} has {shape[0]} rows; the limit is {max_rows} rows per request"
         )
     count = math.prod(shape)
-    size = _parameters(doc, what).get("binary_data_size")
-    if size is not None:
+    params = _parameters(doc, what)
+    size = params.get("binary_data_size")
+    if region_parameters(params):
+        if "data" in doc or size is not None:
+            raise BadRequest(f"{what} names a shared memory region and also carries data")
+        if regions is None:
+            raise BadRequest(f"{what}: shared memory regions are not available here")
+        array = regions.input_array(params, what, dtype, shape)
+    elif size is not None:
         if "data" in doc:
             raise BadRequest(f"{what} has both 'data' and binary_data_size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -242,7 +253,7 @@ def _flag(params: dict[str, Any], key: str, what: str) -> bool:
 
 def decode_infer_request(
     body: bytes | bytearray, header_length: str | None, *, max_rows: int | None = None,
-    max_values: int | None = None,
+    max_values: int | None = None, regions: SharedMemoryRegions | None = None,
 ) -> InferRequest:
     """Parse an infer request (JSON alone, or JSON + binary tensors); the JSON is
     counted before it is decoded (:func:`codecs.check_json_values`)."""
@@ -251,12 +262,14 @@ def decode_infer_request(
     check_json_values(body, max_values, length)
     json_part, binary = (view, view[:0]) if length is None else (view[:length], view[length:])
     return decode_infer_parts(json_object(json_part, "the inference request", "'inputs'"),
-                              binary, max_rows=max_rows, max_values=max_values)
+                              binary, max_rows=max_rows, max_values=max_values,
+                              regions=regions)
 
 
 def decode_infer_parts(doc: dict[str, Any], binary: memoryview, *,
                        max_rows: int | None = None,
-                       max_values: int | None = None) -> InferRequest:
+                       max_values: int | None = None,
+                       regions: SharedMemoryRegions | None = None) -> InferRequest:
     """An infer request from its parsed JSON and the binary tensor bytes after it (empty
     without the binary extension). Binary inputs are views of ``binary``: for a numeric
     input nothing is read from it here, so it may still be arriving."""
@@ -265,7 +278,8 @@ def decode_infer_parts(doc: dict[str, Any], binary: memoryview, *,
         raise BadRequest("the inference request needs 'inputs': a list of tensors")
     inputs, offset = [], 0
     for index, item in enumerate(raw_inputs):
-        tensor, offset = _decode_input(item, index, binary, offset, max_rows, max_values)
+        tensor, offset = _decode_input(item, index, binary, offset, max_rows, max_values,
+                                       regions)
         inputs.append(tensor)
     if offset != len(binary):
         raise BadRequest(
@@ -277,6 +291,7 @@ def decode_infer_parts(doc: dict[str, Any], binary: memoryview, *,
         raise BadRequest("an input is sent twice")
     params = _parameters(doc, "the request")
     outputs = None
+    output_regions: dict[str, dict[str, Any]] = {}
     if doc.get("outputs") is not None:
         if not isinstance(doc["outputs"], list):
             raise BadRequest("'outputs' must be a list of {name, parameters}")
@@ -285,12 +300,18 @@ def decode_infer_parts(doc: dict[str, Any], binary: memoryview, *,
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 raise BadRequest("each requested output needs a 'name'")
             what = f"output {item['name']!r}"
-            outputs.append((item["name"], _flag(_parameters(item, what), "binary_data", what)))
+            out_params = _parameters(item, what)
+            if region_parameters(out_params):
+                if regions is None:
+                    raise BadRequest(f"{what}: shared memory regions are not available here")
+                output_regions[item["name"]] = out_params
+            outputs.append((item["name"], _flag(out_params, "binary_data", what)))
     request_id = doc.get("id")
     return InferRequest(
         inputs=inputs, outputs=outputs,
         binary_output=_flag(params, "binary_data_output", "the request"),
         id=request_id if isinstance(request_id, str) else None,
+        output_regions=output_regions, regions=regions,
     )
 
 
@@ -345,9 +366,18 @@ def encode_answer(mv: ModelVersion, signature: dict[str, Any], outputs: list[np.
         out: dict[str, Any] = {
             "name": name, "datatype": v2_datatype_of(array.dtype), "shape": list(array.shape),
         }
-        if binary and array.dtype.kind != "O":
-            little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-            raw = memoryview(little.reshape(-1).view(np.uint8))
+        if name in request.output_regions and request.regions is not None:
+            region = request.output_regions[name]
+            written = request.regions.write_output(region, f"output {name!r}",
+                                                   little_endian_bytes(array))
+            out["parameters"] = {
+                "shared_memory_region": region["shared_memory_region"],
+                "shared_memory_byte_size": written,
+            }
+            if "shared_memory_offset" in region:
+                out["parameters"]["shared_memory_offset"] = region["shared_memory_offset"]
+        elif binary and array.dtype.kind != "O":
+            raw = little_endian_bytes(array)
             out["parameters"] = {"binary_data_size": len(raw)}
             binary_parts.append(raw)
         else:
@@ -364,11 +394,13 @@ def encode_answer(mv: ModelVersion, signature: dict[str, Any], outputs: list[np.
 
 async def infer(service: TFaaS, name: str, version: str | None, body: bytes | bytearray,
                 header_length: str | None, grant: Grant | None = None,
-                stages: Stages | None = None) -> InferAnswer:
-    """Run one inference request on a model version (latest when ``version`` is None)."""
+                stages: Stages | None = None,
+                regions: SharedMemoryRegions | None = None) -> InferAnswer:
+    """Run one inference request on a model version (latest when ``version`` is None);
+    ``regions``: the shared memory regions its tensors may name."""
     with service.admit():
         request = decode_infer_request(body, header_length, max_rows=service.limits.max_rows,
-                                       max_values=service.limits.max_values)
+                                       max_values=service.limits.max_values, regions=regions)
         return await run_request(service, service.resolve(name, version, grant=grant), request,
                                  stages)
 
