@@ -32,10 +32,10 @@ RULES: dict[str, tuple[Path, set[str], set[str]]] = {
     "handlers": (ROOT / "handlers", {"tensorflow", "keras", "IPython", "ipywidgets"},
                  {"client", "worker"}),
     # server.shaping (pure numpy) is the one server module it uses: the same cut of rows
-    # into inputs as the server's
+    # into inputs as the server's; the drivers run beside the client, in the kernel
     "scoring": (PACKAGE / "scoring", {"tornado", "jupyter_server", "IPython", "ipywidgets",
                                       "keras"},
-                {"client", "handlers", "worker.main", "worker.loaders", "server.app",
+                {"handlers", "worker.main", "worker.loaders", "server.app",
                  "server.service", "server.supervisor", "server.repository"}),
 }
 

@@ -254,3 +254,44 @@ async def test_spark_engine_adds_score_columns_and_writes_parquet(
     assert meta["tfaas.model"] == "vk" and meta["tfaas.version"] == "1"
     total = sum(len(pd.read_parquet(f)) for f in files)
     assert total == len(x)
+
+
+async def test_service_engine_awkward_data_and_the_magic(
+    client: CountingClient, tfaas: TFaaSCaller, seed_dir: Path, jp_http_port: int,
+    jp_base_url: str, jp_serverapp,
+) -> None:
+    import awkward as ak
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from tfaas_jupyter.client import discovery
+
+    await upload_seed(tfaas, seed_dir)
+    x = events(2048, seed=4)
+    expected = await served(client, x)
+
+    # the server scores (no model fetched), in float32 as the model answers
+    by_service = await call(client.score, "vk", x, engine="service", progress=False)
+    assert client.fetches == 0
+    check_scores(by_service, expected)
+    frame = pd.DataFrame(x, columns=SEED.KEYS)
+    answer = await call(client.score, "vk", frame, engine="service", progress=False)
+    assert list(answer.columns) == ["signal"]
+    check_scores(answer["signal"].to_numpy(), expected[:, 0])
+
+    records = ak.zip({k: x[:, j] for j, k in enumerate(SEED.KEYS)})
+    scored = await call(client.score, "vk", records, progress=False)
+    assert scored.fields == ["signal"]
+    check_scores(ak.to_numpy(scored["signal"]), expected[:, 0])
+    assert client.fetches == 1
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "tfaas_jupyter")
+    try:
+        token = jp_serverapp.identity_provider.token
+        await call(shell.run_line_magic, "tfaas",
+                   f"connect http://localhost:{jp_http_port}{jp_base_url} --token {token}")
+        shell.user_ns["events_frame"] = frame
+        magic = await call(shell.run_line_magic, "tfaas", "score vk:1 events_frame")
+        check_scores(magic["signal"].to_numpy(), expected[:, 0])
+    finally:
+        discovery.disconnect()

@@ -75,6 +75,14 @@ def score(client: TFaaSClient, model: str, data: Any, *, engine: str | None = No
         raise ValueError("batch_rows must be a positive number of rows")
     if output is not None:
         output = str(Path(output).expanduser())
+    if engine == "service":
+        if output is not None:
+            raise ValueError("engine 'service' answers the scores; write them yourself")
+        from .service import score_service
+
+        name, ref = model_and_version(model, version)
+        return score_service(client, name, ref, data, kind, batch_rows=batch_rows,
+                             progress=progress)
     shipped = fetch_model(client, model, version)
     if engine == "local":
         from .local import score_local
@@ -86,9 +94,7 @@ def score(client: TFaaSClient, model: str, data: Any, *, engine: str | None = No
 
         return score_dask(shipped, data, kind, cluster=cluster, output=output,
                           batch_rows=batch_rows, progress=progress)
-    if engine == "spark":
-        from .spark_engine import score_spark
+    from .spark_engine import score_spark
 
-        return score_spark(shipped, data, kind, session=cluster, output=output,
-                           batch_rows=batch_rows, progress=progress)
-    raise NotImplementedError(f"engine {engine!r} is not available yet")
+    return score_spark(shipped, data, kind, session=cluster, output=output,
+                       batch_rows=batch_rows, progress=progress)
