@@ -295,3 +295,32 @@ async def test_service_engine_awkward_data_and_the_magic(
         check_scores(magic["signal"].to_numpy(), expected[:, 0])
     finally:
         discovery.disconnect()
+
+
+async def test_failures_name_the_partition_and_a_worker_without_tensorflow(
+    client: CountingClient, tfaas: TFaaSCaller, seed_dir: Path, dask_client: Any,
+    tmp_path: Path,
+) -> None:
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    from tfaas_jupyter.scoring.runtime import ScoringError
+
+    await upload_seed(tfaas, seed_dir)
+    x = events(3000, seed=5)
+    bad = da.from_array(x[:, :41], chunks=(1000, 41))  # one column short
+    lazy = await call(client.score, "vk", bad, cluster=dask_client)
+    with pytest.raises(ScoringError, match=r"partition \d failed on .*\(pid \d+\): model 'vk' "
+                                           r"expects 42 values per row, got 41"):
+        await call(dask_client.compute(lazy).result)
+
+    # a worker process where `import tensorflow` fails, as on a node without it
+    preload = tmp_path / "no_tensorflow.py"
+    preload.write_text("import sys\nsys.modules['tensorflow'] = None\n")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None, host="127.0.0.1",
+                      preload=[str(preload)]) as cluster, \
+            Client(cluster) as no_tf:
+        with pytest.raises(ScoringError, match=r"worker \S+ \(pid \d+\) cannot score: the "
+                                               r"Python package 'tensorflow' is not installed"):
+            await call(client.score, "vk", x, engine="dask", cluster=no_tf, progress=False)
