@@ -3,7 +3,7 @@
 The model goes to every worker once (``Client.scatter(..., broadcast=True)``: one
 arrival per worker process, whatever the number of partitions) and each task gets it
 from its worker's memory. The collections stay lazy; eager data (numpy, pandas,
-awkward, Parquet, ROOT files read here) is computed with the cluster and answered
+awkward) is computed with the cluster and answered
 eagerly, its tasks cancelled when the kernel is interrupted.
 """
 
@@ -70,6 +70,7 @@ def score_dask(shipped: ShippedModel, data: Any, kind: str, *, cluster: Any,
     """Scores of ``data`` on the cluster: lazy for Dask data, computed for eager data."""
     import dask.array as da
     import dask.dataframe as dd
+    import pandas as pd
 
     client = _client(cluster)
     model = client.scatter(shipped, broadcast=True, hash=False)
@@ -87,13 +88,17 @@ def score_dask(shipped: ShippedModel, data: Any, kind: str, *, cluster: Any,
         import dask_awkward as dak
 
         data, kind = dak.from_awkward(data, npartitions=_partitions(client)), "dask-awkward"
-    elif kind == "root":
-        import uproot
+    elif kind == "root":  # one partition per file, read by the worker that scores it
+        import dask
 
         branches = list(data.branches or shipped.input_keys or [])
-        data = uproot.dask(data.specs(), filter_name=branches, step_size=data.step_size,
-                           **data.options)
-        kind = "dask-awkward"
+        if not branches:
+            raise ValueError("give RootFiles(..., branches=[...]): the model lists no keys")
+        meta = pd.DataFrame({b: np.empty(0, np.float64) for b in branches})
+        data = dd.from_delayed([dask.delayed(runtime.read_root)(path, tree, branches)
+                                for path, tree in data.specs().items()],
+                               meta=meta, verify_meta=False)
+        kind = "dask-dataframe"
 
     if kind == "dask-awkward":
         fields = pick_columns(record_fields(data), shipped)

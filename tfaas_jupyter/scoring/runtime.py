@@ -163,6 +163,16 @@ def score_frame(frame: Any, model: ShippedModel, columns: list[str], batch_rows:
     return pd.DataFrame(scores, columns=model.score_names, index=frame.index)
 
 
+def read_root(path: str, tree: str, branches: list[str]) -> Any:
+    """One ROOT file's ``branches`` as a pandas frame, read by the worker (uproot)."""
+    import pandas as pd
+    import uproot
+
+    with uproot.open(path) as file:
+        arrays = file[tree].arrays(branches, library="np")
+    return pd.DataFrame({b: arrays[b] for b in branches})
+
+
 def empty_scores(model: ShippedModel) -> Any:
     """A pandas frame with the model's score columns and no rows (Dask's ``meta``)."""
     import pandas as pd
