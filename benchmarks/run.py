@@ -42,7 +42,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -902,24 +902,35 @@ def gap(args: argparse.Namespace) -> int:
     return 0
 
 
-def bulk_only(args: argparse.Namespace) -> int:
-    """``--bulk``: the bulk figures alone (one server, the seed model): one 10,000-row
-    ``/tfaas/json`` request, the same over V2 JSON and TF Serving, one 100,000-row V2
-    binary request, and ``TFaaSClient.predict`` on ``--client-rows`` rows each way it
-    can send them, beside the model's own rate in process; best of ``--repeat`` rounds."""
+def scratch_and_seed() -> tuple[Path, Path, float]:
+    """A scratch directory, the seed model in it and the model's rows/s in process."""
     work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
     print(f"scratch: {work}", flush=True)
     seed, in_process = build_seed(work)
     seed_rate = in_process["seed_rows_per_s"]
     print(f"seed model, 100,000 rows (in process): {seed_rate:.0f} rows/s", flush=True)
-    server = Server(work / "bulk", args.server_arg)
+    return work, seed, seed_rate
+
+
+def seed_server(work: Path, seed: Path, extra: list[str]) -> tuple[Server, str]:
+    """A started server holding the seed model as "vk", and the model's input name."""
+    server = Server(work, extra)
     server.start()
+    params = json.loads((seed / "params.json").read_text())
+    server.upload("vk", seed / params.get("model", "model.pb"), params)
+    _, reply = server.request("GET", "/tfaas/v2/models/vk")
+    return server, json.loads(reply)["inputs"][0]["name"]
+
+
+def bulk_only(args: argparse.Namespace) -> int:
+    """``--bulk``: the bulk figures alone (one server, the seed model): one 10,000-row
+    ``/tfaas/json`` request, the same over V2 JSON and TF Serving, one 100,000-row V2
+    binary request, and ``TFaaSClient.predict`` on ``--client-rows`` rows each way it
+    can send them, beside the model's own rate in process; best of ``--repeat`` rounds."""
+    work, seed, seed_rate = scratch_and_seed()
+    server, vk_input = seed_server(work / "bulk", seed, args.server_arg)
     best: dict[str, Result] = {}
     try:
-        params = json.loads((seed / "params.json").read_text())
-        server.upload("vk", seed / params.get("model", "model.pb"), params)
-        status, reply = server.request("GET", "/tfaas/v2/models/vk")
-        vk_input = json.loads(reply)["inputs"][0]["name"]
         for _ in range(args.repeat):
             for measure in (lambda: bulk(server, args.bulk_rows),
                             lambda: bulk_v2_json(server, vk_input, args.bulk_rows),
@@ -975,6 +986,85 @@ def bulk_only(args: argparse.Namespace) -> int:
     return 0
 
 
+def score_only(args: argparse.Namespace) -> int:
+    """``--score``: ``TFaaSClient.score`` over ``--score-rows`` rows of the seed model on
+    the engines local, dask (a LocalCluster of 2 worker processes), spark (``local[2]``)
+    and service, beside the model in process and the server's V2 binary bulk rate."""
+    import numpy as np
+
+    from tfaas_jupyter.client import TFaaSClient
+
+    work, seed, seed_rate = scratch_and_seed()
+    n = args.score_rows
+    rows = np.random.default_rng(0).random((n, 42), dtype=np.float32)
+    server, vk_input = seed_server(work / "score", seed, args.server_arg)
+    rates: dict[str, float] = {}
+    try:
+        binary = bulk_v2_binary(server, vk_input, args.binary_rows).rows_per_s
+        print(f"  V2 binary bulk: {binary:.0f} rows/s", flush=True)
+        client = TFaaSClient(f"http://127.0.0.1:{server.port}/tfaas/", token=server.token,
+                             timeout=3600)
+
+        def timed(name: str, run: Callable[[], Any]) -> None:
+            run()  # warm: the model loaded (in process, on the workers), the engine up
+            started = time.perf_counter()
+            run()
+            rates[name] = n / (time.perf_counter() - started)
+            print(f"  {name:<8} {rates[name]:10.0f} rows/s", flush=True)
+
+        timed("local", lambda: client.score("vk", rows, progress=False))
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                          dashboard_address=None, host="127.0.0.1") as cluster, \
+                Client(cluster) as dask_client:
+            timed("dask", lambda: client.score("vk", rows, engine="dask", cluster=dask_client,
+                                               progress=False))
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+        from pyspark.sql import SparkSession
+
+        spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+                 .config("spark.driver.host", "127.0.0.1")
+                 .config("spark.driver.bindAddress", "127.0.0.1").getOrCreate())
+        spark.sparkContext.setLogLevel("ERROR")
+        try:
+            import pandas as pd
+
+            frame = spark.createDataFrame(pd.DataFrame(rows, columns=[f"x{i}" for i in range(42)]))
+            frame = frame.repartition(2).cache()
+            frame.count()
+
+            def spark_scores() -> Any:
+                scored = client.score("vk", frame, cluster=spark)
+                return scored.select(scored.columns[-1]).toPandas()
+
+            timed("spark", spark_scores)
+        finally:
+            spark.stop()
+        timed("service", lambda: client.score("vk", rows, engine="service",
+                                              batch_rows=20_000, progress=False))
+    finally:
+        server.stop()
+    targets = [
+        ("local >= 0.9x the model in process", rates["local"] / seed_rate, 0.9),
+        ("dask (2 workers) >= 0.7x the model in process", rates["dask"] / seed_rate, 0.7),
+        ("spark (local[2]) >= 0.7x the model in process", rates["spark"] / seed_rate, 0.7),
+        ("service >= 0.8x the V2 binary bulk rate", rates["service"] / binary, 0.8),
+    ]
+    print(f"\ntargets ({n:,} rows each)")
+    for name, value, bound in targets:
+        print(f"  {'MET ' if value >= bound else 'MISS'} {name}: {value:.3g} (bound {bound:g})")
+    if args.json:
+        args.json.write_text(json.dumps(
+            {"rows": n, "rows_per_s": rates, "seed_rows_per_s_in_process": seed_rate,
+             "v2_binary_rows_per_s": binary,
+             "targets": [{"name": t, "value": v, "bound": b} for t, v, b in targets]},
+            indent=1))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 # -- the run ---------------------------------------------------------------------------
 
 
@@ -1020,6 +1110,10 @@ def main() -> int:
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="with --breakdown: py-spy record (pip install '.[bench]') the server "
                     "and the worker during the last round's /tfaas/json runs, into DIR")
+    ap.add_argument("--score", action="store_true",
+                    help="TFaaSClient.score on the engines local, dask, spark and service")
+    ap.add_argument("--score-rows", type=int, default=10_000_000,
+                    help="rows scored by each engine with --score")
     ap.add_argument("--build-models", nargs=2, type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--build-seed", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -1039,6 +1133,8 @@ def main() -> int:
         return breakdown(args) if args.breakdown else gap(args)
     if args.bulk:
         return bulk_only(args)
+    if args.score:
+        return score_only(args)
 
     work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
     print(f"scratch: {work}", flush=True)

@@ -1,4 +1,5 @@
-"""``GET export[?model=NAME]``: the models as TF Serving and KServe load them (.tar.gz)."""
+"""``GET export[?model=NAME[&version=V]]``: the models as TF Serving and KServe load
+them (.tar.gz)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tornado import web
 
 from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.export import export_archive
-from tfaas_jupyter.server.names import check_model_name
+from tfaas_jupyter.server.names import check_model_name, check_version_or_label
 
 from .base import TFaaSHandler
 
@@ -31,10 +32,11 @@ class ExportHandler(TFaaSHandler):
         if model is not None:  # ?model= names one model; empty is no name at all
             model = check_model_name(model)
         self._model_name = model
+        version = check_version_or_label(self.get_query_argument("version", None) or None)
         repository = self.service.repository
         staging: Path | None = await asyncio.to_thread(repository.new_staging_dir)
         try:
-            archive = await export_archive(self.service, model, staging, self._grant)
+            archive = await export_archive(self.service, model, staging, self._grant, version)
             self.set_header("Content-Type", "application/gzip")
             name = f"tfaas-export-{model}.tar.gz" if model else "tfaas-export.tar.gz"
             self.set_header("Content-Disposition", f'attachment; filename="{name}"')

@@ -117,3 +117,24 @@ def check_answer_schema(doc: Any, path: str, method: str = "get") -> None:
     validator = Draft202012Validator({**schema["schema"], "components": spec["components"]})
     errors = sorted(validator.iter_errors(doc), key=str)
     assert not errors, f"{path}: {errors[0].message} at {list(errors[0].path)}"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One Spark session (local[2]) for the whole test session: it is slow to start."""
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    # Spark's Python workers run this interpreter (the test environment), not python3
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    session = (SparkSession.builder.master("local[2]").appName("tfaas-tests")
+               .config("spark.ui.enabled", "false")
+               .config("spark.driver.host", "127.0.0.1")
+               .config("spark.driver.bindAddress", "127.0.0.1")
+               .config("spark.sql.shuffle.partitions", "4")
+               .config("spark.ui.showConsoleProgress", "false")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

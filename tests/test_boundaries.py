@@ -2,7 +2,9 @@
 
 The server side runs in the Jupyter server (SWAN: no TensorFlow there), the worker is the
 only code that imports TensorFlow, and the client side runs in a notebook kernel, a script
-or a grid job with neither Tornado nor jupyter_server. Checked twice: statically (every
+or a grid job with neither Tornado nor jupyter_server. The scoring side runs in the kernel
+(its drivers) and on Dask/Spark workers (``scoring/runtime.py``, which imports TensorFlow
+lazily, on a worker, and is the only scoring module that may). Checked twice: statically (every
 import statement of every file, lazy ones included) and by importing each side in a fresh
 interpreter and looking at ``sys.modules``.
 """
@@ -29,7 +31,16 @@ RULES: dict[str, tuple[Path, set[str], set[str]]] = {
                {"server", "worker", "handlers"}),
     "handlers": (ROOT / "handlers", {"tensorflow", "keras", "IPython", "ipywidgets"},
                  {"client", "worker"}),
+    # server.shaping (pure numpy) is the one server module it uses: the same cut of rows
+    # into inputs as the server's; the drivers run beside the client, in the kernel
+    "scoring": (PACKAGE / "scoring", {"tornado", "jupyter_server", "IPython", "ipywidgets",
+                                      "keras"},
+                {"handlers", "worker.main", "worker.loaders", "server.app",
+                 "server.service", "server.supervisor", "server.repository"}),
 }
+
+#: The one scoring module that runs on an engine's workers and may import TensorFlow.
+SCORING_RUNTIME = PACKAGE / "scoring" / "runtime.py"
 
 
 def _package_of(path: Path) -> str:
@@ -80,6 +91,23 @@ def test_each_side_imports_only_what_its_process_has(side: str) -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_only_the_scoring_runtime_imports_tensorflow_and_only_lazily() -> None:
+    bad = []
+    for path in sorted((PACKAGE / "scoring").glob("*.py")):
+        tree = ast.parse(path.read_text("utf-8"))
+        top_level = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if not any(n.split(".")[0] == "tensorflow" for n in names):
+                continue
+            if path != SCORING_RUNTIME:
+                bad.append(f"{path.relative_to(ROOT)} imports tensorflow")
+            elif id(node) in top_level:
+                bad.append(f"{path.relative_to(ROOT)} imports tensorflow at import time")
+    assert not bad, "\n".join(bad)
+
+
 def _loaded_after(code: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
@@ -93,12 +121,17 @@ def _tops(modules: set[str]) -> set[str]:
     return {m.split(".")[0] for m in modules}
 
 
-def test_the_client_imports_neither_tornado_nor_jupyter_server_nor_tensorflow() -> None:
-    loaded = _tops(_loaded_after(
-        "from tfaas_jupyter.client import TFaaSClient\n"
-        "import tfaas_jupyter.client.cli, tfaas_jupyter.client.discovery\n"
-        "import tfaas_jupyter.client.magics"
-    ))
+@pytest.mark.parametrize("code", [
+    "from tfaas_jupyter.client import TFaaSClient\n"
+    "import tfaas_jupyter.client.cli, tfaas_jupyter.client.discovery\n"
+    "import tfaas_jupyter.client.magics",
+    # the scoring drivers, and the worker-side runtime until a worker first scores
+    "import tfaas_jupyter.scoring.score, tfaas_jupyter.scoring.local\n"
+    "import tfaas_jupyter.scoring.dask_engine, tfaas_jupyter.scoring.spark_engine\n"
+    "import tfaas_jupyter.scoring.runtime",
+], ids=["client", "scoring"])
+def test_the_client_imports_neither_tornado_nor_jupyter_server_nor_tensorflow(code: str) -> None:
+    loaded = _tops(_loaded_after(code))
     assert not loaded & {"tornado", "jupyter_server", "tensorflow", "keras"}, loaded
 
 
@@ -116,7 +149,7 @@ def test_no_import_cycles_between_modules() -> None:
     """The package's own import graph (lazy imports included) has no cycle."""
     graph: dict[str, set[str]] = {}
     files = {**{p: "tfaas_jupyter" for p in [PACKAGE / "__init__.py"]}}
-    for sub in ("server", "worker", "client"):
+    for sub in ("server", "worker", "client", "scoring"):
         files.update({p: _package_of(p) for p in (PACKAGE / sub).rglob("*.py")})
     files.update({p: "tfaas_jupyter.handlers" for p in (ROOT / "handlers").glob("*.py")})
     modules = {}

@@ -22,7 +22,8 @@ from servers import ServerProcess, jupyter_server
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-NOTEBOOKS = ["quickstart.ipynb", "from-root.ipynb", "images.ipynb", "pytorch-onnx.ipynb"]
+NOTEBOOKS = ["quickstart.ipynb", "from-root.ipynb", "images.ipynb", "pytorch-onnx.ipynb",
+             "root-to-cluster.ipynb"]
 #: run elsewhere (tests/test_notebook.py)
 ELSEWHERE = {"tfaas-demo.ipynb"}
 #: what a notebook prints only when a step that may skip for users has run

@@ -320,11 +320,16 @@ class TFaaSClient:
         path = f"delete/{_quote(name)}" + (f"/{int(version)}" if version is not None else "")
         return self._json("DELETE", path)
 
-    def export(self, directory: PathLike, model: str | None = None) -> Path:
-        """Unpack the server's export (every model, or ``model``) into ``directory``:
-        ``models/NAME/VERSION/`` SavedModels, ``models.config`` for TF Serving and
-        ``kserve/NAME.yaml`` manifests. Answers the directory."""
-        query = f"?model={urllib.parse.quote(model)}" if model else ""
+    def export(self, directory: PathLike, model: str | None = None,
+               version: int | str | None = None) -> Path:
+        """Unpack the server's export (every model, or ``model``; every version, or
+        ``version``, a number or a label) into ``directory``: ``models/NAME/VERSION/``
+        SavedModels, ``models.config`` for TF Serving and ``kserve/NAME.yaml`` manifests.
+        Answers the directory."""
+        query = {"model": model} if model else {}
+        if version is not None:
+            query["version"] = str(version_ref(version))
+        query = f"?{urllib.parse.urlencode(query)}" if query else ""
         _, _, data = self.request("GET", "export" + query,
                                   headers={"Accept": "application/gzip"})
         target = Path(directory).expanduser()
@@ -338,6 +343,32 @@ class TFaaSClient:
                     raise TFaaSClientError(f"unsafe path in the export: {member.name!r}")
             tar.extractall(target)
         return target
+
+    def score(self, model: str, data: Any, *, engine: str | None = None,
+              cluster: Any = None, output: PathLike | None = None,
+              batch_rows: int | None = None, progress: bool = True,
+              version: int | str | None = None) -> Any:
+        """Score a whole dataset with one model version, on the engine the data lives on.
+
+        ``model`` is a name (the latest version), ``"name:label"`` or ``"name:3"`` (or
+        give ``version=``). ``data`` is a 2-D numpy array, a pandas DataFrame (columns
+        picked by the model's keys), a Dask Array or DataFrame, an awkward or
+        dask-awkward array of records, a Spark DataFrame,
+        :class:`~tfaas_jupyter.scoring.RootFiles` or Parquet paths. ``engine`` is
+        ``"local"`` (this process), ``"dask"`` (``cluster`` is a ``distributed.Client``,
+        default the current one), ``"spark"`` (``cluster`` is a SparkSession) or
+        ``"service"`` (rows sent to this server); by default what the data is.
+
+        The model is fetched from the server once (as its exported SavedModel), shipped
+        to each worker once and loaded once per worker process; no worker calls the
+        server. Answers scores of the data's kind (Dask and Spark lazy), or with
+        ``output=`` writes Parquet files there (with the model's name, version and
+        content hash in their metadata) and answers the path.
+        """
+        from ..scoring.score import score
+
+        return score(self, model, data, engine=engine, cluster=cluster, output=output,
+                     batch_rows=batch_rows, progress=progress, version=version)
 
     def status(self) -> dict[str, Any]:
         """The server's status: machine figures, worker, TensorFlow, models, counts."""

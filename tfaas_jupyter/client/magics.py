@@ -73,6 +73,9 @@ HELP = """\
                                          or a list of rows (N: a version or a label)
   %tfaas delete NAME [--version N]       delete a model (or one version)
   %tfaas export DIR [--model NAME]       the models as TF Serving and KServe load them
+  %tfaas score NAME DATA [--engine local|dask|spark|service] [--cluster VAR]
+         [--output PATH] [--version N]   score a whole dataset (a variable, or Parquet
+                                         paths) with the model, on that engine
   %tfaas curl NAME [--show-token]        a curl line doing a prediction from a shell
                                          (--show-token: reading the token from a 0600
                                          file, so the notebook never holds it)
@@ -389,6 +392,34 @@ class TFaaSMagics(Magics):
         target = self.client().export(args.directory, args.model)
         print(f"exported to {target}: models/ (SavedModels), models.config (TF Serving), "
               "kserve/ (InferenceService manifests)")
+
+    def _cmd_score(self, rest: str) -> Any:
+        args = _parser(
+            "score",
+            (["name"], {"help": "the model: NAME, NAME:LABEL or NAME:VERSION"}),
+            (["data"], {"help": "a variable of this notebook, or a Parquet path"}),
+            (["--engine", "-e"], {"choices": ["local", "dask", "spark", "service"]}),
+            (["--cluster", "-c"], {"help": "a distributed.Client or SparkSession variable"}),
+            (["--output", "-o"], {"help": "write Parquet files there"}),
+            (["--version", "-v"], {"type": _version}),
+            (["--batch-rows"], {"type": int}),
+        ).parse_args(shlex.split(rest))
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        if args.data in namespace:
+            data = namespace[args.data]
+        elif Path(args.data).expanduser().exists():
+            data = str(Path(args.data).expanduser())
+        else:
+            raise UsageError(f"tfaas score: {args.data!r} is neither a variable of this "
+                             "notebook nor a path")
+        cluster = None
+        if args.cluster:
+            if args.cluster not in namespace:
+                raise UsageError(f"tfaas score: no variable {args.cluster!r} in this notebook")
+            cluster = namespace[args.cluster]
+        return self.client().score(args.name, data, engine=args.engine, cluster=cluster,
+                                   output=args.output, batch_rows=args.batch_rows,
+                                   version=args.version)
 
     def _cmd_curl(self, rest: str) -> None:
         args = _parser(

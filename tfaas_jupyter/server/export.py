@@ -5,6 +5,8 @@
     models/NAME/VERSION/     a SavedModel with serving_default, for every version
         saved_model.pb, variables/
         assets/params.json   the model's params.json, and labels.txt when it has one
+        assets/signature.json  the served inputs and outputs, in order, with their keys
+        assets/tfaas-version.json  the version it is (name, number, the server's key)
     models.config            TF Serving's ModelServerConfig (text format): base paths,
                              every version served, the version labels
     kserve/NAME.yaml         a KServe InferenceService per model (storageUri to fill)
@@ -94,11 +96,20 @@ def inference_service(name: str) -> str:
     )
 
 
+#: Which server version an exported SavedModel is (its name, number and cache key): two
+#: exports of one version differ in bytes (TensorFlow names functions anew), so whoever
+#: caches loaded exports (the scoring workers) keys them by this.
+SOURCE_FILE = "tfaas-version.json"
+
+
 def _assets(mv: ModelVersion, target: Path) -> None:
-    """params.json and labels.txt beside the SavedModel, in its assets folder."""
+    """params.json, labels.txt and the version's identity beside the SavedModel, in its
+    assets folder."""
     assets = target / "assets"
     assets.mkdir(exist_ok=True)
     (assets / "params.json").write_text(json.dumps(mv.params, indent=1), encoding="utf-8")
+    source = {"name": mv.name, "version": mv.version, "key": mv.key}
+    (assets / SOURCE_FILE).write_text(json.dumps(source), encoding="utf-8")
     labels = mv.path / str(mv.meta.get("labels") or LABELS_FILE)
     if labels.is_file():
         shutil.copyfile(labels, assets / "labels.txt")
@@ -111,9 +122,13 @@ def _pack(tree: Path, archive: Path) -> None:
 
 
 async def export_archive(service: TFaaS, model: str | None, staging: Path,
-                         grant: Grant | None = None) -> Path:
+                         grant: Grant | None = None,
+                         version: int | str | None = None) -> Path:
     """Write the export of one model (or all) under ``staging``; answer the archive.
+    ``version`` (a number or a label, with ``model`` only) exports that one version.
     A key's request exports the models its key (``grant``) covers only."""
+    if version is not None and not model:
+        raise TFaaSError("a version is exported with its model: give model= too", 400)
     if model:
         names = [check_model_name(model)]
         check_model_access(grant, names[0])
@@ -125,6 +140,8 @@ async def export_archive(service: TFaaS, model: str | None, staging: Path,
     described: dict[str, tuple[list[int], dict[str, int]]] = {}
     for name in names:
         versions = service.repository.versions(name)
+        if version is not None:
+            versions = [service.repository.resolve(name, version)]
         for mv in versions:
             target = tree / "models" / name / str(mv.version)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,8 @@ from html import escape
 from pathlib import Path
 
 from .errors import NotFound, TFaaSError
-from .repository import GRAPHDEF, KERAS, ONNX, SAVEDMODEL, ModelVersion
+from .modelfiles import GRAPHDEF, KERAS, ONNX, SAVEDMODEL
+from .repository import ModelVersion
 
 #: The cookie Netron checks before asking for consent (its name is Netron's).
 CONSENT_COOKIE = "consent"

@@ -8,7 +8,9 @@ are the served ones, made valid signature keys (letters, digits, ``_``).
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
@@ -63,4 +65,23 @@ def export_savedmodel(predictor: Predictor, target: str) -> dict[str, Any]:
                             signatures={"serving_default": function.get_concrete_function()})
     except Exception as e:  # TF raises many types when a graph cannot be serialized
         raise ExportError(f"cannot export the model as a SavedModel: {_one_line(e)}") from e
+    write_signature(predictor, Path(target), in_keys, out_keys)
     return {"inputs": in_keys, "outputs": out_keys}
+
+
+def write_signature(predictor: Predictor, target: Path, in_keys: list[str],
+                    out_keys: list[str]) -> None:
+    """``assets/signature.json``: the served inputs and outputs in the server's order, each
+    with its signature key, dtype and shape (a SavedModel's signature keeps no order, and
+    the rows of ``/json`` are cut into inputs in this one)."""
+    doc = {
+        "inputs": [{**info, "key": key} for info, key in zip(predictor.inputs, in_keys)],
+        "outputs": [{**info, "key": key} for info, key in zip(predictor.outputs, out_keys)],
+    }
+    assets = target / "assets"
+    assets.mkdir(exist_ok=True)
+    (assets / SIGNATURE_FILE).write_text(json.dumps(doc, indent=1), encoding="utf-8")
+
+
+#: The exported SavedModel's served signature, in its assets folder.
+SIGNATURE_FILE = "signature.json"
