@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tfmodels
 from conftest import load_example
 
-from tfaas_jupyter.server import workerproc
+from tfaas_jupyter.server import launch, workerproc
 from tfaas_jupyter.server.errors import ErrorKind
 from tfaas_jupyter.server.launch import kernelspec_worker
 from tfaas_jupyter.server.modelref import ModelRef
@@ -780,7 +780,12 @@ async def test_worker_stderr_is_logged_by_level(models) -> None:
     finally:
         await real.stop()
     forwarded = [r for r in records if r.getMessage().startswith("[worker ")]
-    assert any("oneDNN" in r.getMessage() for r in forwarded), [r.getMessage() for r in records]
+    # which chatter TensorFlow prints depends on the CPU and the build (oneDNN's notice on
+    # Intel CPUs, CUDA's stubs in a CUDA build, absl's pre-init line everywhere): some
+    # came, and all of it at DEBUG
+    chatter_lines = [r for r in forwarded
+                     if launch.NOISE.match(r.getMessage().split("] ", 1)[1])]
+    assert chatter_lines, [r.getMessage() for r in records]
     loud = [r.getMessage() for r in forwarded if r.levelno > logging.DEBUG]
     assert not loud, loud
 
