@@ -184,7 +184,7 @@ class ContentsUploadHandler(TFaaSHandler):
         try:
             form = await asyncio.to_thread(contents_form, source, doc["name"].strip(),
                                            staging, max_size=service.limits.max_upload_size)
-            answer = await service.upload_form(form, staging, base64_model=False)
+            answer = await self.uploads.upload_form(form, staging, grant=self._grant)
         finally:
             await asyncio.to_thread(service.repository.discard, staging)
         self._model_name = answer["name"]

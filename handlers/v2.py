@@ -12,6 +12,7 @@ from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.errors import PayloadTooLarge
 from tfaas_jupyter.server.protocols import v2
 from tfaas_jupyter.server.protocols.v2stream import StreamedInfer
+from tfaas_jupyter.v2binary import HEADER_LENGTH
 
 from .base import TFaaSHandler
 
@@ -85,14 +86,14 @@ class V2InferHandler(TFaaSHandler):
     async def post(self, name: str, version: str | None = None) -> None:
         self._model_name = name
         self._answer(await v2.infer(self.service, name, version, self.request.body,
-                                    self.request.headers.get(v2.HEADER_LENGTH),
+                                    self.request.headers.get(HEADER_LENGTH),
                                     self._grant, self.stages,
                                     self.settings.get("tfaas_shm")))
 
     def _answer(self, answer: v2.InferAnswer) -> None:
         self._rows = answer.rows
         if answer.binary:  # (APIHandler.finish sets the Content-Type, JSON by default)
-            self.set_header(v2.HEADER_LENGTH, str(len(answer.header)))
+            self.set_header(HEADER_LENGTH, str(len(answer.header)))
             self.finish(b"".join([answer.header, *answer.binary]),
                         set_content_type="application/octet-stream")
         else:
@@ -134,7 +135,7 @@ class V2StreamedInferHandler(V2InferHandler):
             raise PayloadTooLarge(f"the body ({content_length} bytes) is larger than the "
                                   f"server's max_body_size ({max_body} bytes)")
         self._stream = StreamedInfer(
-            self.service, name, version, header_length=headers[v2.HEADER_LENGTH],
+            self.service, name, version, header_length=headers[HEADER_LENGTH],
             content_length=content_length, grant=self._grant, stages=self.stages,
         )
         await self._read_body(self._stream, content_length)

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 from .. import __version__
 from .errors import BadRequest, NotFound
 from .keys import Grant, check_model_access, may_see_model
+from .modelfiles import ModelVersion
 from .names import check_model_name, check_version
-from .repository import ModelVersion
 from .service import TFaaS
 from .sysinfo import machine_status
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from .errors import TFaaSError
 from .keys import Grant, check_model_access, may_see_model
+from .modelfiles import LABELS_FILE, ModelVersion
 from .names import check_model_name
-from .repository import LABELS_FILE, ModelVersion
 from .service import TFaaS
 
 #: Where models.config says the models are (TF Serving's container convention).

@@ -25,8 +25,7 @@ from html import escape
 from pathlib import Path
 
 from .errors import NotFound, TFaaSError
-from .modelfiles import GRAPHDEF, KERAS, ONNX, SAVEDMODEL
-from .repository import ModelVersion
+from .modelfiles import GRAPHDEF, KERAS, ONNX, SAVEDMODEL, ModelVersion
 
 #: The cookie Netron checks before asking for consent (its name is Netron's).
 CONSENT_COOKIE = "consent"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .repository import ModelVersion
+from .modelfiles import ModelVersion
 from .service import Limits
 
 #: Numbers at or beyond this round to infinity as float32: the JSON codec refuses them.

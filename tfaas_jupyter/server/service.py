@@ -33,8 +33,9 @@ from .errors import (
     of_model,
 )
 from .keys import Grant, check_model_access
+from .modelfiles import ModelVersion
 from .names import check_model_name, check_version_or_label
-from .repository import ModelVersion, Repository
+from .repository import Repository
 from .stats import Stats
 from .timing import Stages
 

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, ClassVar, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, TypeVar, Union
+
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+else:  # the worker's interpreter (a kernel's) need not have typing_extensions
+
+    def dataclass_transform(**_: Any) -> Any:
+        return lambda decorated: decorated
 
 
 class Op(str, enum.Enum):
@@ -55,11 +62,15 @@ class _Message:
         return cls(**values)
 
 
-def _message(cls: type) -> type:
+_M = TypeVar("_M", bound=type)
+
+
+@dataclass_transform(frozen_default=True)
+def _message(cls: _M) -> _M:
     """A frozen dataclass with its field names kept for :meth:`_Message.header`."""
-    cls = dataclass(frozen=True)(cls)
-    cls._names = tuple(f.name for f in fields(cls))
-    return cls
+    made: Any = dataclass(frozen=True)(cls)
+    made._names = tuple(f.name for f in fields(made))
+    return made  # type: ignore[no-any-return]
 
 
 @_message
@@ -109,7 +120,7 @@ class Status(_Message):
 Request = Union[Ping, Load, Predict, Export, Unload, Status]
 
 #: The request class of each operation.
-REQUESTS: dict[Op, type] = {cls.op: cls for cls in (Ping, Load, Predict, Export, Unload, Status)}
+REQUESTS: dict[Op, Any] = {cls.op: cls for cls in (Ping, Load, Predict, Export, Unload, Status)}
 
 
 def request_header(request: Any) -> dict[str, Any]:

@@ -9,8 +9,8 @@ import asyncio
 from .. import codecs, shaping
 from ..errors import BadRequest, of_model
 from ..keys import Grant
+from ..modelfiles import ModelVersion
 from ..multipart import FilePart, Form
-from ..repository import ModelVersion
 from ..service import TFaaS
 from ..timing import Stages
 

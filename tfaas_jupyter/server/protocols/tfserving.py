@@ -17,7 +17,7 @@ import orjson
 from ..codecs import check_json_values
 from ..errors import BadRequest, PayloadTooLarge, of_model
 from ..keys import Grant
-from ..repository import ModelVersion
+from ..modelfiles import ModelVersion
 from ..service import TFaaS
 from ..tensors import (
     TF_DTYPES,

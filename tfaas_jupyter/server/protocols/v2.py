@@ -21,23 +21,26 @@ import numpy as np
 import orjson
 
 from ... import __version__
-from ...v2binary import HEADER_LENGTH, little_endian_bytes
+from ...v2binary import (
+    HEADER_LENGTH,
+    V2_DTYPES,
+    little_endian_bytes,
+    v2_datatype,
+    v2_datatype_of,
+)
 from ..codecs import MAX_VALUES_SETTING, check_json_values
 from ..errors import BadRequest, PayloadTooLarge, of_model
 from ..keys import Grant
-from ..repository import ModelVersion
+from ..modelfiles import ModelVersion
 from ..service import TFaaS
 from ..shm import SharedMemoryRegions, region_parameters
 from ..tensors import (
-    V2_DTYPES,
     array_from_json,
     by_input_name,
     bytes_elements,
     json_data,
     json_object,
     signature_shape,
-    v2_datatype,
-    v2_datatype_of,
 )
 from ..timing import Stages
 

@@ -32,17 +32,17 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ...v2binary import HEADER_LENGTH
 from ...worker.wire import uninitialized
 from ..batching import rows_independent
 from ..codecs import check_json_values
 from ..errors import BadRequest, ErrorKind, WorkerError, of_model
 from ..keys import Grant
-from ..repository import ModelVersion
+from ..modelfiles import ModelVersion
 from ..service import TFaaS
 from ..tensors import json_object
 from ..timing import Stages
 from .v2 import (
-    HEADER_LENGTH,
     InferAnswer,
     InferRequest,
     decode_infer_parts,
