@@ -217,3 +217,27 @@ async def test_same_machine_and_user_goes_through_shared_memory(
     assert "rows as binary tensors" in caplog.text
     # (chunks of other sizes: float32 sums may differ in the last bit at their edges)
     np.testing.assert_allclose(again, got, rtol=1e-6, atol=1e-7)
+
+
+async def test_cli_predicts_the_rows_of_a_npy_file(tfaas: TFaaSCaller, client: TFaaSClient,
+                                                   seed_dir: Path, tmp_path: Path) -> None:
+    """``tfaas --predict=rows.npy --model=vk``: one JSON list of output rows, as
+    predict answers them; without --model, one line saying so."""
+    import subprocess
+    import sys
+
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    rows = seed_rows(6000, seed=8)
+    np.save(tmp_path / "rows.npy", rows)
+    env = {**os.environ, "TFAAS_TOKEN": client.token or ""}
+    argv = [sys.executable, "-m", "tfaas_jupyter.client.cli", f"--url={client.url}",
+            f"--predict={tmp_path / 'rows.npy'}"]
+    done = await call(subprocess.run, [*argv, "--model=vk"], capture_output=True, text=True,
+                      env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    got = np.asarray(json.loads(done.stdout))
+    expected = await call(client.predict, "vk", rows)
+    np.testing.assert_array_equal(got, expected)
+    done = await call(subprocess.run, argv, capture_output=True, text=True, env=env,
+                      timeout=300)
+    assert done.returncode == 1 and "--model" in done.stderr and "Traceback" not in done.stderr
