@@ -135,9 +135,9 @@ def try_json(explorer, request: dict):
     operation.locator(".try-out__btn").click()
     operation.locator("textarea.body-param__text").fill(json.dumps(request))
     operation.locator(".execute").click()
-    status = operation.locator(".live-responses-table .response-col_status").first
+    status = operation.locator(".live-responses-table tbody .response-col_status").first
     expect(status).to_have_text("200", timeout=120_000)
-    shown = operation.locator(".live-responses-table .response-col_description pre").first
+    shown = operation.locator(".live-responses-table tbody .response-col_description pre").first
     return json.loads(shown.inner_text())
 
 
