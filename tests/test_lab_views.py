@@ -257,6 +257,7 @@ def test_every_command_is_in_the_palette_and_runs(lab, ui) -> None:
     before = page.locator('[data-tfaas="graph-view"]').count()
     palette(page, WORDS["command_graph"])
     expect(page.locator('[data-tfaas="graph-view"]')).to_have_count(before + 1)
+    assert drawn_nodes(graph_frame(page)) >= 2  # (and done taking the focus)
     palette(page, WORDS["command_openapi"])
     expect(page.locator('[data-tfaas="explorer"] .swagger-ui').last).to_be_visible(
         timeout=60_000)
