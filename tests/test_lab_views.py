@@ -314,8 +314,6 @@ def test_try_a_request_in_the_api_explorer(lab, ui) -> None:
     answer = try_json(explorer, {"model": "fromdisk", "values": rows})
     reference = lab["keras"].reference([np.asarray(rows, dtype=np.float32)])[0]
     assert np.allclose(answer, reference, rtol=1e-5), answer
-    if os.environ.get("TFAAS_UPDATE_SCREENSHOT"):
-        explorer.screenshot(path=str(DOCS / "lab-explorer-light.png"))
 
 
 def test_screenshots_in_the_dark_theme(lab, ui) -> None:
@@ -340,8 +338,4 @@ def test_screenshots_in_the_dark_theme(lab, ui) -> None:
     assert sum(channels) > 3 * 128, color  # light text on the dark status bar
     if update:
         panel.screenshot(path=str(DOCS / "lab-panel-dark.png"))
-        page.locator('[data-tfaas="graph-view"]').last.screenshot(
-            path=str(DOCS / "lab-graph-dark.png"))
-        page.locator('[data-tfaas="explorer"]').last.screenshot(
-            path=str(DOCS / "lab-explorer-dark.png"))
     assert not ui["errors"], ui["errors"]
