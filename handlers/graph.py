@@ -113,7 +113,10 @@ class GraphPageHandler(_ViewerHandler):
         elif not path.lower().endswith(GRAPH_FILE_ENDINGS):
             raise BadRequest(
                 f"{path!r} is not a model file ({', '.join(GRAPH_FILE_ENDINGS)})")
-        return f"../../files/{url_escape(path)}{self._xsrf_query()}", posixpath.basename(path)
+        name = posixpath.basename(path)
+        # Netron opens only URLs ending like a model file: the name again, last
+        query = f"{self._xsrf_query()}&{urlencode({'name': name})}"
+        return f"../../files/{url_escape(path)}{query}", name
 
     def _xsrf_query(self) -> str:
         """``?_xsrf=...``: Netron fetches the model with XMLHttpRequest, which JupyterHub
