@@ -5,13 +5,7 @@
  */
 
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import {
-  Clipboard,
-  Dialog,
-  ICommandPalette,
-  InputDialog,
-  showDialog
-} from '@jupyterlab/apputils';
+import { Clipboard, Dialog, ICommandPalette, InputDialog, showDialog } from '@jupyterlab/apputils';
 import { FileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { Contents } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
@@ -120,7 +114,10 @@ async function createKey(ctx: ICommandContext): Promise<void> {
   const result = await showDialog({
     title: words.word('key_created', { name: created.name }),
     body: new Widget({ node: body }),
-    buttons: [Dialog.cancelButton({ label: words.word('cancel') }), Dialog.okButton({ label: 'Copy' })]
+    buttons: [
+      Dialog.cancelButton({ label: words.word('cancel') }),
+      Dialog.okButton({ label: 'Copy' })
+    ]
   });
   if (result.button.accept) {
     Clipboard.copyToSystem(created.key);

@@ -13,9 +13,7 @@ import { IFrame } from '@jupyterlab/ui-components';
 import { tfaasIcon } from './icon';
 
 /** What a graph view shows: a served model (latest or one version), or a file. */
-export type GraphTarget =
-  | { model: string; version?: number | string | null }
-  | { path: string };
+export type GraphTarget = { model: string; version?: number | string | null } | { path: string };
 
 /** The viewer page's URL for `target`, under the server's base URL. */
 export function graphUrl(target: GraphTarget, baseUrl: string): string {
@@ -47,7 +45,9 @@ export function graphWidget(
   settings: ServerConnection.ISettings = ServerConnection.makeSettings()
 ): MainAreaWidget<IFrame> {
   // scripts and the server's own cookies (its login), nothing else: no popups, no forms
-  const content = new IFrame({ sandbox: ['allow-scripts', 'allow-same-origin', 'allow-downloads'] });
+  const content = new IFrame({
+    sandbox: ['allow-scripts', 'allow-same-origin', 'allow-downloads']
+  });
   content.url = graphUrl(target, settings.baseUrl);
   content.node.dataset.tfaas = 'graph-view';
   const widget = new MainAreaWidget({ content });

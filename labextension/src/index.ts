@@ -77,8 +77,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     let statusItem: TFaaSStatusItem | null = null;
     const statusShown = new Signal<unknown, void>(settings);
     if (statusBar) {
-      const item = new TFaaSStatusItem(panel.api, words, () =>
-        void app.commands.execute(CommandIDs.open)
+      const item = new TFaaSStatusItem(
+        panel.api,
+        words,
+        () => void app.commands.execute(CommandIDs.open)
       );
       statusItem = item;
       statusBar.registerStatusItem(`${PLUGIN_ID}:status`, {

@@ -142,14 +142,18 @@ export class TFaaSPanel extends Widget {
         ? ` (${word('delete_version', { version: versionsText(model) })})`
         : ` (${word('delete_versions', { versions: versionsText(model) })})`
       : '';
-    const result = !this.confirmDelete || (await showDialog({
-      title: word('delete_title'),
-      body: word('delete_ask', { what: `${name}${versions}` }),
-      buttons: [
-        Dialog.cancelButton({ label: word('cancel') }),
-        Dialog.warnButton({ label: word('delete') })
-      ]
-    })).button.accept;
+    const result =
+      !this.confirmDelete ||
+      (
+        await showDialog({
+          title: word('delete_title'),
+          body: word('delete_ask', { what: `${name}${versions}` }),
+          buttons: [
+            Dialog.cancelButton({ label: word('cancel') }),
+            Dialog.warnButton({ label: word('delete') })
+          ]
+        })
+      ).button.accept;
     if (!result) {
       return false;
     }
@@ -449,22 +453,14 @@ export class TFaaSPanel extends Widget {
       word('refresh')
     );
     refresh.addEventListener('click', () => void this.refresh());
-    const statusCells = (
-      [
-        'worker',
-        'tensorflow',
-        'loaded',
-        'rate',
-        'p99',
-        'cold'
-      ] as const
-    ).map(key =>
-      el(
-        'div',
-        { class: 'jp-tfaas-status-cell' },
-        el('span', { class: 'jp-tfaas-muted' }, word(`status_${key}`)),
-        el('span', { 'data-status': key }, word('status_pending'))
-      )
+    const statusCells = (['worker', 'tensorflow', 'loaded', 'rate', 'p99', 'cold'] as const).map(
+      key =>
+        el(
+          'div',
+          { class: 'jp-tfaas-status-cell' },
+          el('span', { class: 'jp-tfaas-muted' }, word(`status_${key}`)),
+          el('span', { 'data-status': key }, word('status_pending'))
+        )
     );
     this._status = el('div', { class: 'jp-tfaas-status', 'data-tfaas': 'status' }, ...statusCells);
 
@@ -584,7 +580,11 @@ export class TFaaSPanel extends Widget {
         this.onOpenAPI(this._selected);
       }
     });
-    this._result = el('div', { class: 'jp-tfaas-result', 'data-tfaas': 'result', 'aria-live': 'polite' });
+    this._result = el('div', {
+      class: 'jp-tfaas-result',
+      'data-tfaas': 'result',
+      'aria-live': 'polite'
+    });
     this._curlText = el('code', { class: 'jp-tfaas-curl', 'data-tfaas': 'curl-text' });
     this._tryit = el(
       'section',
