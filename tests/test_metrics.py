@@ -27,6 +27,8 @@ FAMILIES = {
     "tfaas_model_errors": ("counter", ["model"]),
     "tfaas_model_rows": ("counter", ["model"]),
     "tfaas_model_request_duration_seconds": ("histogram", ["model"]),
+    "tfaas_model_cold_starts": ("counter", ["model"]),
+    "tfaas_model_cold_start_seconds": ("counter", ["model"]),
     "tfaas_worker_calls": ("counter", ["model", "version"]),
     "tfaas_batch_rows": ("counter", ["model", "version"]),
     "tfaas_batch_requests_per_call": ("histogram", ["model", "version"]),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TFaaSCaller
-from test_metrics import parse, value
+from helpers import metric_value, scrape
 
 from tfaas_jupyter.client.present import format_status, model_status_line, status_strip
 from tfaas_jupyter.server.stats import Stats
@@ -67,9 +67,9 @@ async def test_a_fresh_server_reports_its_cold_start_apart(
     text = format_status(status, "here")
     assert "vk: 6 requests" in text and "1 cold start," in text and "warm mean" in text
 
-    samples = parse((await tfaas.call("GET", "metrics")).body.decode())
-    assert value(samples, "tfaas_model_cold_starts_total", model="vk") == 1
-    assert value(samples, "tfaas_model_request_duration_seconds_count", model="vk") == 5
-    seconds = value(samples, "tfaas_model_cold_start_seconds_total", model="vk")
+    samples = scrape((await tfaas.call("GET", "metrics")).body.decode())
+    assert metric_value(samples, "tfaas_model_cold_starts_total", model="vk") == 1
+    assert metric_value(samples, "tfaas_model_request_duration_seconds_count", model="vk") == 5
+    seconds = metric_value(samples, "tfaas_model_cold_start_seconds_total", model="vk")
     assert seconds == pytest.approx(vk["cold_start_mean_ms"] / 1000, rel=1e-6)
     assert json.loads(body)["model"] == "vk"
