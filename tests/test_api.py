@@ -361,8 +361,8 @@ async def test_the_page_shows_the_calls_that_fit_each_model(
     assert "-F name=vk -F params=@params.json -F model=@model.pb -F labels=@labels.txt" in vk
     assert "-F name=saved -F model=@saved_model.tar.gz\n" in saved and "params" not in saved
     assert "-F name=cnn -F model=@model.keras\n" in cnn and "model.pb" not in cnn
-    assert "&quot;model&quot;: &quot;saved&quot;, &quot;values&quot;: [0.0, 0.0, 0.0, " \
-        "0.0, 0.0, 0.0]" in saved  # as many values as the model takes
+    assert "&quot;model&quot;:&quot;saved&quot;,&quot;values&quot;:[0.0,0.0,0.0," \
+        "0.0,0.0,0.0]" in saved  # as many values as the model takes
     for name, section in sections.items():
         assert f"tfaas/delete/{name}" in section
 
