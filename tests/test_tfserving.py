@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tfmodels
 from conftest import Reply, TFaaSCaller, check_answer_schema
+from helpers import metric_value, scrape
 from tornado.httpclient import AsyncHTTPClient
 
 pytestmark = pytest.mark.timeout(600)
@@ -193,6 +194,8 @@ async def test_bad_requests(tfaas: TFaaSCaller, v1, tfs_models) -> None:
         assert words in reply.json()["error"], (path, doc, reply.body)
     reply = await v1("POST", "models/typed:predict", {"inputs": one})
     assert reply.code == 200, reply.body
-    metrics = (await tfaas.call("GET", "metrics")).body.decode()
-    assert 'endpoint="v1",method="POST",code="400"' in metrics
-    assert 'endpoint="v1",method="GET",code="404"' in metrics
+    metrics = scrape((await tfaas.call("GET", "metrics")).body.decode())
+    assert metric_value(metrics, "tfaas_requests_total", endpoint="v1", method="POST",
+                        code="400") >= 1
+    assert metric_value(metrics, "tfaas_requests_total", endpoint="v1", method="GET",
+                        code="404") >= 1

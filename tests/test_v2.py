@@ -16,6 +16,7 @@ import pytest
 import tfmodels
 import tritonclient.http as httpclient
 from conftest import TFaaSCaller, check_answer_schema
+from helpers import metric_value, scrape
 from servers import jupyter_server
 
 from tfaas_jupyter.client.forms import encode_multipart
@@ -257,9 +258,11 @@ async def test_v2_bad_requests(tfaas: TFaaSCaller, typed: tfmodels.Built) -> Non
         assert words in reply.json()["error"], (inputs, reply.body)
     # and the server keeps serving, counting the errors under the v2 endpoint
     assert (await tfaas.call("GET", "v2/models/typed/ready")).code == 200
-    metrics = (await tfaas.call("GET", "metrics")).body.decode()
-    assert 'endpoint="v2",method="POST",code="400"' in metrics
-    assert 'endpoint="v2",method="GET",code="200"' in metrics
+    metrics = scrape((await tfaas.call("GET", "metrics")).body.decode())
+    assert metric_value(metrics, "tfaas_requests_total", endpoint="v2", method="POST",
+                        code="400") >= 1
+    assert metric_value(metrics, "tfaas_requests_total", endpoint="v2", method="GET",
+                        code="200") >= 1
 
 
 async def test_v2_binary_edges(tfaas: TFaaSCaller, typed: tfmodels.Built) -> None:
