@@ -27,7 +27,7 @@ from tfaas_jupyter.server.graphview import (
     viewer_asset,
     viewer_page,
 )
-from tfaas_jupyter.server.names import check_version
+from tfaas_jupyter.server.names import check_model_name, check_version
 
 from .base import AUTH_RESOURCE, MethodsMixin, TFaaSHandler, allow_unauthenticated
 
@@ -48,11 +48,11 @@ class _ViewerHandler(MethodsMixin, ExtensionHandlerMixin, JupyterHandler):
     def write_error(self, status_code: int, **kwargs: object) -> None:
         exc_info = kwargs.get("exc_info")
         error = exc_info[1] if isinstance(exc_info, tuple) else None
-        if isinstance(error, TFaaSError):
-            self.set_header("Content-Type", "application/json")
-            self.finish({"error": error.message})
-            return
-        super().write_error(status_code, **kwargs)
+        if status_code == 405:
+            self.set_allow_header()
+        message = error.message if isinstance(error, TFaaSError) else self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish({"error": message})
 
     def _send(self, status: int, message: str) -> None:
         self.set_status(status)
@@ -84,9 +84,10 @@ class GraphPageHandler(_ViewerHandler):
         page's folder, ``{base_url}tfaas/graph/``), and its file name."""
         name = self.get_query_argument("model", None)
         path = self.get_query_argument("path", None)
-        if name and path:
+        if name is not None and path:
             raise BadRequest("give either 'model' or 'path', not both")
-        if name:
+        if name is not None:
+            name = check_model_name(name)
             service = self.settings["tfaas_service"]
             mv = service.resolve(name, check_version(self.get_query_argument("version", None)))
             _, identifier = model_file(mv)
@@ -140,6 +141,10 @@ class GraphAssetHandler(_ViewerHandler):
         self.set_header("Content-Type", kind)
         self.set_header("Cache-Control", "private, max-age=3600")
         self.finish(path.read_bytes())
+
+    @allow_unauthenticated
+    async def head(self, asset: str) -> None:  # public as GET is (headers only)
+        await self.get(asset)
 
 
 class ModelFileHandler(TFaaSHandler):

@@ -63,6 +63,8 @@ class TFaaSCaller:
     async def call(self, method: str, path: str, body: bytes | None = None,
                    headers: dict[str, str] | None = None, **kwargs: Any) -> Reply:
         parts = ["tfaas", *[p for p in path.split("/") if p]] if path else ["tfaas", ""]
+        if path.endswith("/") and path.strip("/"):
+            parts[-1] += "/"  # a route with its trailing slash (the graph page's)
         response = await self.fetch(
             *parts, method=method, body=body, headers=headers or {},
             raise_error=False, allow_nonstandard_methods=True, **{"request_timeout": 180, **kwargs},

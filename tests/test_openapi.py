@@ -195,7 +195,8 @@ async def test_real_responses_match_the_schemas(
 
 def concrete(path: str) -> str:
     return (path.replace("{name}", "vk").replace("{version}", "1").replace("{label}", "stable")
-            .replace("{key_name}", "grid-job").replace("{region}", "rows").lstrip("/"))
+            .replace("{key_name}", "grid-job").replace("{region}", "rows")
+            .replace("{asset}", "view.js").lstrip("/"))
 
 
 async def test_every_route_answers_head_options_and_405_with_allow(

@@ -25,7 +25,11 @@ from tornado.web import RequestHandler
 pytestmark = pytest.mark.timeout(600)
 
 _SAMPLES = {"name": "vk", "version": "1", "label": "stable", "key_name": "grid-job",
-            "tfaas_key": "tfk_" + "W" * 43, "region": "rows"}
+            "tfaas_key": "tfk_" + "W" * 43, "region": "rows", "asset": "view.js"}
+#: Routes that answer without a login: the graph viewer's own files, from the installed
+#: netron package (open source, the same for everyone, like Lab's static files); the
+#: viewer's page and the model file it reads need a login.
+_PUBLIC = {"tfaas/graph/view.js"}
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -89,8 +93,11 @@ async def test_every_route_and_method_refuses_unauthenticated_clients(
                 # CORS preflight: Jupyter's answer, with no content and no wildcard.
                 assert reply.code in (200, 204, 403, 405), (where, reply.code)
                 assert reply.code >= 400 or not reply.body, where
+            elif path in _PUBLIC and method in ("GET", "HEAD"):
+                assert reply.code == 200, (where, reply.code)
             elif reply.code == 302:
-                assert method in ("GET", "HEAD") and path == "tfaas/", where
+                # the pages (tfaas/ and the graph view) send a browser to the login page
+                assert method in ("GET", "HEAD") and path in ("tfaas/", "tfaas/graph/"), where
                 assert "/login" in reply.headers["Location"], where
             else:
                 assert reply.code == 403, (where, reply.code, reply.body[:300])
