@@ -41,7 +41,7 @@ def test_the_page_in_a_browser(tmp_path: Path, seed_dir: Path) -> None:
         assert "<title>TFaaS in Jupyter</title>" in dom
         assert "<td>vk</td>" in dom and "vk test model" in dom and "graphdef" in dom
         # the examples are for this server and this model, and work as shown
-        assert f"{srv.tfaas}json" in dom and '"model": "vk"' in dom.replace("&quot;", '"')
+        assert f"{srv.tfaas}json" in dom and '"model":"vk"' in dom.replace("&quot;", '"')
         assert (tmp_path / "page.png").stat().st_size > 1000
         # no login: Jupyter's login page, nothing of the models
         dom = render(srv.tfaas, tmp_path / "no-login")
