@@ -350,7 +350,9 @@ class Repository:
             write_high_water(model_dir, version)
             fsync_dir(model_dir)
             added = self._read_version(name, version, target) if current else None
-            if entry is None or added is None:
+            # a flat folder (the original's layout) stops being version 1 once a numbered
+            # version sits beside it: the model is read anew
+            if entry is None or added is None or floor:
                 self._index.pop(name, None)
             else:  # the index gains the one version this commit adds
                 entry.versions[version] = added
