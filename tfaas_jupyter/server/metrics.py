@@ -86,16 +86,6 @@ class ServiceCollector(Collector):
             ("tfaas_model_requests_total", "Requests per model.", "requests"),
             ("tfaas_model_errors_total", "Failed requests per model.", "errors"),
             ("tfaas_model_rows_total", "Input rows predicted per model.", "rows"),
-        ):
-            family = CounterMetricFamily(name, help_text, labels=["model"])
-            for model, entry in models:
-                family.add_metric([model], getattr(entry, field))
-            yield family
-        yield _histogram("tfaas_model_request_duration_seconds",
-                         "Latency of warm requests per model (those that waited for a cold "
-                         "start are counted apart).",
-                         "model", ((model, entry.latency) for model, entry in models))
-        for name, help_text, field in (
             ("tfaas_model_cold_starts_total",
              "Requests per model that waited for a cold start (worker start or model load).",
              "cold_starts"),
@@ -107,6 +97,10 @@ class ServiceCollector(Collector):
             for model, entry in models:
                 family.add_metric([model], getattr(entry, field))
             yield family
+        yield _histogram("tfaas_model_request_duration_seconds",
+                         "Latency of warm requests per model (those that waited for a cold "
+                         "start are counted apart).",
+                         "model", ((model, entry.latency) for model, entry in models))
 
     def _batches(self) -> Iterator[Metric]:
         """Batch sizes per model version: from the batcher when there is one, else one
