@@ -231,8 +231,16 @@ def test_the_built_panel_carries_the_shared_words() -> None:
     assert bundles, f"{BUILT} is missing: pip install -e . builds it"
     # webpack inlines the JSON as JSON.parse('...'): quotes escaped for that string
     text = "\n".join(path.read_text(encoding="utf-8") for path in bundles).replace("\\'", "'")
+
+    def forms(value: str) -> set[str]:
+        """The value as JSON, and as webpack writes it (non-ASCII as \\xNN or \\uNNNN)."""
+        plain = json.dumps(value, ensure_ascii=False)
+        return {plain, "".join(c if ord(c) < 128 else
+                               (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+                               for c in plain)}
+
     missing = [key for key, value in WORDS.items()
-               if f"{json.dumps(key)}:{json.dumps(value, ensure_ascii=False)}" not in text]
+               if not any(f"{json.dumps(key)}:{form}" in text for form in forms(value))]
     assert not missing, missing
     panel = (ROOT / "labextension" / "src" / "words.ts").read_text()
     assert "from '../../tfaas_jupyter/client/vocabulary.json'" in panel
