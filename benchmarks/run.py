@@ -922,6 +922,13 @@ def seed_server(work: Path, seed: Path, extra: list[str]) -> tuple[Server, str]:
     return server, json.loads(reply)["inputs"][0]["name"]
 
 
+def print_targets(heading: str, targets: list[tuple[str, float, float]]) -> None:
+    """Each target (name, value, lower bound) as MET or MISS under ``targets (heading)``."""
+    print(f"\ntargets ({heading})")
+    for name, value, bound in targets:
+        print(f"  {'MET ' if value >= bound else 'MISS'} {name}: {value:.3g} (bound {bound:g})")
+
+
 def bulk_only(args: argparse.Namespace) -> int:
     """``--bulk``: the bulk figures alone (one server, the seed model): one 10,000-row
     ``/tfaas/json`` request, the same over V2 JSON and TF Serving, one 100,000-row V2
@@ -972,9 +979,7 @@ def bulk_only(args: argparse.Namespace) -> int:
             ("client shared memory >= 10x client JSON rows/s",
              by_shm.rows_per_s / by_json.rows_per_s, 10.0),
         ]
-    print(f"\ntargets (best of {args.repeat} rounds, each the median of 5 requests)")
-    for name, value, bound in targets:
-        print(f"  {'MET ' if value >= bound else 'MISS'} {name}: {value:.3g} (bound {bound:g})")
+    print_targets(f"best of {args.repeat} rounds, each the median of 5 requests", targets)
     if args.json:
         args.json.write_text(json.dumps(
             {"results": [{**asdict(r), "rows_per_s": r.rows_per_s} for r in best.values()],
@@ -1051,9 +1056,7 @@ def score_only(args: argparse.Namespace) -> int:
         ("spark (local[2]) >= 0.7x the model in process", rates["spark"] / seed_rate, 0.7),
         ("service >= 0.8x the V2 binary bulk rate", rates["service"] / binary, 0.8),
     ]
-    print(f"\ntargets ({n:,} rows each)")
-    for name, value, bound in targets:
-        print(f"  {'MET ' if value >= bound else 'MISS'} {name}: {value:.3g} (bound {bound:g})")
+    print_targets(f"{n:,} rows each", targets)
     if args.json:
         args.json.write_text(json.dumps(
             {"rows": n, "rows_per_s": rates, "seed_rows_per_s_in_process": seed_rate,
