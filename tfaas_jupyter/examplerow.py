@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["example_request", "example_row", "input_width"]
+__all__ = ["example_request", "example_row", "input_width", "tensor_width"]
 
 _INTEGER_DTYPES = ("int", "uint")
 
 
-def _width(spec: dict[str, Any]) -> int | None:
+def tensor_width(spec: dict[str, Any]) -> int | None:
+    """Values per row of one tensor (None: a dimension is not fixed)."""
     size = 1
     for dim in list(spec.get("shape") or [])[1:]:
         if not isinstance(dim, int) or dim < 0:
@@ -30,7 +31,7 @@ def _width(spec: dict[str, Any]) -> int | None:
 def input_width(model: dict[str, Any] | None) -> int | None:
     """How many values one row of ``model`` takes (all inputs flattened), or None when a
     dimension is unknown."""
-    widths = [_width(spec) for spec in (model or {}).get("inputs") or []]
+    widths = [tensor_width(spec) for spec in (model or {}).get("inputs") or []]
     if not widths or None in widths:
         return None
     return sum(w or 0 for w in widths) or None
@@ -41,7 +42,7 @@ def _zeros(model: dict[str, Any], width: int) -> list[int | float]:
     inputs = model.get("inputs") or []
     for spec in inputs:
         zero: int | float = 0 if str(spec.get("dtype") or "").startswith(_INTEGER_DTYPES) else 0.0
-        row += [zero] * (_width(spec) or 0)
+        row += [zero] * (tensor_width(spec) or 0)
     return row if len(row) == width else [0.0] * width
 
 

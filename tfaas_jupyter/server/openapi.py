@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
 import numpy as np
 
+from ..examplerow import example_request, tensor_width
 from .modelfiles import ModelVersion
 from .service import Limits
 
@@ -81,17 +81,9 @@ def _value_schema(dtype_name: Any) -> dict[str, Any]:
             "exclusiveMaximum": FLOAT32_LIMIT}
 
 
-def _width(spec: dict[str, Any]) -> int | None:
-    """Values per row of one tensor (None: not fixed)."""
-    dims = list(spec.get("shape") or [])[1:]
-    if any(d is None or d < 0 for d in dims):
-        return None
-    return math.prod(dims)
-
-
 def _row_schema(inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """One row of values for these inputs (None: a flat row cannot feed them)."""
-    widths = [_width(s) for s in inputs]
+    widths = [tensor_width(s) for s in inputs]
     if None in widths:
         if len(inputs) == 1 and len(inputs[0].get("shape") or []) == 2:
             return {"type": "array", "minItems": 1, "items": _value_schema(inputs[0].get("dtype"))}
@@ -111,7 +103,7 @@ def _row_schema(inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _output_schema(outputs: list[dict[str, Any]]) -> dict[str, Any]:
-    widths = [_width(s) for s in outputs]
+    widths = [tensor_width(s) for s in outputs]
     row: dict[str, Any] = {"type": "array", "items": {"$ref": "#/components/schemas/Output"}}
     if outputs and None not in widths:
         row["minItems"] = row["maxItems"] = sum(w or 0 for w in widths)
@@ -156,12 +148,6 @@ def _keys_schema(keys: list[str] | None) -> dict[str, Any]:
     }
 
 
-def _example_row(row: dict[str, Any]) -> list[Any]:
-    count = row.get("minItems", 1)
-    items = row.get("prefixItems") or [row.get("items", {})] * count
-    return [0 if s.get("type") == "integer" else 0.5 for s in items]
-
-
 def model_spec(
     tfaas_url: str, mv: ModelVersion, signature: dict[str, Any], limits: Limits, *,
     latest: bool, is_default: bool,
@@ -197,11 +183,10 @@ def model_spec(
                 ]},
             },
         }
-        example: dict[str, Any] = {"model": mv.name, "values": _example_row(row)}
+        # the example every printed example shows (the tfaas/ page, %tfaas curl)
+        example = example_request(mv.name, {**mv.params, "inputs": inputs})
         if not latest:
             example["version"] = mv.version
-        if keys and len(keys) == len(example["values"]):
-            example["keys"] = keys
         for i, path in enumerate(JSON_ROUTES):
             paths[path] = {"post": {
                 "operationId": "predictJson" + ("" if i == 0 else str(i + 1)),
