@@ -118,26 +118,35 @@ def _api_table() -> list[tuple[str, type]]:
     ]
 
 
-def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
-    """The route table: (pattern, handler) pairs under ``prefix``."""
-    table = [
+def _login_only_table() -> list[tuple[str, type]]:
+    """The routes for a Jupyter login only: a TFaaS key gets 403 there, header or URL."""
+    return [
         (r"/?", IndexHandler),
         # the graph view: Netron's page (the trailing slash: its files are relative)
         (r"/graph/", GraphPageHandler),
-        (rf"/graph/(?P<asset>{ASSET_PATTERN})", GraphAssetHandler),
-        *_api_table(),
         (r"/keys", KeysHandler),
         # the file browser's "Serve with TFaaS": a file of the server's own contents
         (r"/upload/contents", ContentsUploadHandler),
         (rf"/keys/(?P<key_name>{KEY_NAME_PATTERN})", KeyHandler),
+    ]
+
+
+def routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
+    """The route table: (pattern, handler) pairs under ``prefix``."""
+    table = [
+        *_login_only_table(),
+        (rf"/graph/(?P<asset>{ASSET_PATTERN})", GraphAssetHandler),
+        *_api_table(),
     ]
     return [(f"/{prefix}{pattern}", handler) for pattern, handler in table]
 
 
 def key_url_routes(prefix: str = "tfaas") -> list[tuple[str, type]]:
     """Every API endpoint again under ``key/<KEY>/``, for tools that only take a base URL:
-    the key there counts exactly as in an ``Authorization`` header (scopes, models)."""
-    return [(f"/{prefix}/key/{_KEY}{pattern}", handler) for pattern, handler in _api_table()]
+    the key there counts exactly as in an ``Authorization`` header (scopes, models); the
+    routes for a Jupyter login only are there too, to refuse the key (403, not 404)."""
+    return [(f"/{prefix}/key/{_KEY}{pattern}", handler)
+            for pattern, handler in [*_api_table(), *_login_only_table()]]
 
 
 class _StreamedBody(PathMatches):

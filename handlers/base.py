@@ -106,7 +106,48 @@ class MethodsMixin:
         super().write_error(status_code, **kwargs)  # type: ignore[misc]
 
 
-class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
+class KeyCredentialMixin:
+    """Finds the TFaaS key a request presents (:meth:`_presented_key`), and takes a key
+    in the URL out of the request's path and URI at once: Jupyter's request log,
+    Tornado's error log and our messages only ever see "[secret]"."""
+
+    _url_key: str | None = None
+
+    def initialize(self: Any, *args: Any, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)  # type: ignore[misc]
+        self._url_key = None
+        match = KEY_URL_SEGMENT.search(self.request.path)
+        if match:
+            self._url_key = match.group(1)
+            self.request.path = KEY_URL_SEGMENT.sub(KEY_URL_SCRUBBED, self.request.path, 1)
+            self.request.uri = KEY_URL_SEGMENT.sub(KEY_URL_SCRUBBED, self.request.uri, 1)
+
+    def _presented_key(self: Any) -> str | None:
+        """The TFaaS key this request presents, if any (URL first, then the header)."""
+        if self._url_key is not None:
+            return self._url_key
+        scheme, _, credential = self.request.headers.get("Authorization", "").partition(" ")
+        credential = credential.strip()
+        if scheme.lower() in _AUTH_SCHEMES and keys.looks_like_key(credential):
+            return credential
+        # ?token=tfk_... is a key too: Jupyter's identity provider never sees a key
+        query_token = self.get_query_argument("token", "")
+        return query_token if keys.looks_like_key(query_token) else None
+
+
+class LoginOnlyPageMixin(KeyCredentialMixin):
+    """A page for a Jupyter login only (the tfaas/ page, the graph view): a request
+    presenting a TFaaS key gets 403, whatever the key's scopes, as the key's other
+    refused routes do (not Jupyter's redirect to its login page)."""
+
+    async def prepare(self: Any) -> Any:
+        if self._presented_key() is not None:
+            raise web.HTTPError(403, "a TFaaS key cannot open this page: it is for a "
+                                "Jupyter login only")
+        return await super().prepare()  # type: ignore[misc]
+
+
+class TFaaSHandler(KeyCredentialMixin, MethodsMixin, ExtensionHandlerMixin, APIHandler):
     """An API handler whose errors are the original TFaaS's JSON ``{"error": "..."}``.
 
     Every request must be authenticated, whatever ``allow_unauthenticated_access``
@@ -156,26 +197,6 @@ class TFaaSHandler(MethodsMixin, ExtensionHandlerMixin, APIHandler):
         #: Where this request's time went (its ``Server-Timing``), filled in by the calls
         #: it is handed to.
         self.stages: Stages | None = None
-        self._url_key: str | None = None
-        # A key in the URL is taken out of the request's path and URI at once: Jupyter's
-        # request log, Tornado's error log and our messages only ever see "[secret]".
-        match = KEY_URL_SEGMENT.search(self.request.path)
-        if match:
-            self._url_key = match.group(1)
-            self.request.path = KEY_URL_SEGMENT.sub(KEY_URL_SCRUBBED, self.request.path, 1)
-            self.request.uri = KEY_URL_SEGMENT.sub(KEY_URL_SCRUBBED, self.request.uri, 1)
-
-    def _presented_key(self) -> str | None:
-        """The TFaaS key this request presents, if any (URL first, then the header)."""
-        if self._url_key is not None:
-            return self._url_key
-        scheme, _, credential = self.request.headers.get("Authorization", "").partition(" ")
-        credential = credential.strip()
-        if scheme.lower() in _AUTH_SCHEMES and keys.looks_like_key(credential):
-            return credential
-        # ?token=tfk_... is a key too: Jupyter's identity provider never sees a key
-        query_token = self.get_query_argument("token", "")
-        return query_token if keys.looks_like_key(query_token) else None
 
     async def prepare(self) -> None:
         self._started = time.perf_counter()

@@ -29,7 +29,13 @@ from tfaas_jupyter.server.graphview import (
 )
 from tfaas_jupyter.server.names import check_model_name, check_version
 
-from .base import AUTH_RESOURCE, MethodsMixin, TFaaSHandler, allow_unauthenticated
+from .base import (
+    AUTH_RESOURCE,
+    LoginOnlyPageMixin,
+    MethodsMixin,
+    TFaaSHandler,
+    allow_unauthenticated,
+)
 
 _CHUNK = 1 << 20
 
@@ -60,7 +66,7 @@ class _ViewerHandler(MethodsMixin, ExtensionHandlerMixin, JupyterHandler):
         self.finish({"error": message})
 
 
-class GraphPageHandler(_ViewerHandler):
+class GraphPageHandler(LoginOnlyPageMixin, _ViewerHandler):
     """The viewer page, naming the model file it opens."""
 
     @web.authenticated

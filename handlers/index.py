@@ -18,7 +18,7 @@ from tfaas_jupyter import __version__
 from tfaas_jupyter.examplerow import example_request
 from tfaas_jupyter.hub import public_server_url
 
-from .base import AUTH_RESOURCE, MethodsMixin
+from .base import AUTH_RESOURCE, LoginOnlyPageMixin, MethodsMixin
 
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>TFaaS in Jupyter</title>
@@ -81,8 +81,9 @@ def model_calls(doc: dict[str, Any], url: str) -> list[str]:
     return lines
 
 
-class IndexHandler(MethodsMixin, ExtensionHandlerMixin, JupyterHandler):
-    """The human page; a browser without a login is sent to Jupyter's login page."""
+class IndexHandler(LoginOnlyPageMixin, MethodsMixin, ExtensionHandlerMixin, JupyterHandler):
+    """The human page; a browser without a login is sent to Jupyter's login page, a
+    TFaaS key refused (403)."""
 
     auth_resource = AUTH_RESOURCE
 

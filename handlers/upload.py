@@ -18,7 +18,9 @@ from tornado import web
 
 from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.contents_upload import contents_form, contents_path
+from tfaas_jupyter.server.diskspace import disk_full_error, is_disk_full
 from tfaas_jupyter.server.errors import BadRequest, PayloadTooLarge
+from tfaas_jupyter.server.modelfiles import tree_size
 from tfaas_jupyter.server.multipart import FormStream, boundary_of
 
 from .base import TFaaSHandler
@@ -35,6 +37,7 @@ class UploadHandler(TFaaSHandler):
     _form_error: Exception | None = None
     _received = 0
     _too_large = False
+    _disk_full = False
     _post_owns_staging = False
 
     async def prepare(self) -> None:
@@ -46,6 +49,9 @@ class UploadHandler(TFaaSHandler):
         self._form_error = None
         self._received = 0
         self._too_large = False
+        #: The disk filled while the body arrived: the rest is read and dropped, and
+        #: post() answers 507 (the connection is never reset).
+        self._disk_full = False
         await super().prepare()
         if self.request.method != "POST":
             return
@@ -75,7 +81,7 @@ class UploadHandler(TFaaSHandler):
             self._body = open(self._staging / "request.body", "wb")
 
     def data_received(self, chunk: bytes) -> None:
-        if self._too_large or (self._body is None and self._form is None):
+        if self._too_large or self._disk_full or (self._body is None and self._form is None):
             return
         self._received += len(chunk)
         if self._received > self.service.limits.max_upload_size:
@@ -83,15 +89,38 @@ class UploadHandler(TFaaSHandler):
             self._close_body()
             return
         if self._body is not None:
-            self._body.write(chunk)
+            try:
+                self._body.write(chunk)
+            except OSError as exc:
+                self._stop_writing(exc)
             return
         assert self._form is not None
         if self._form_error is None:
             try:
                 self._form.feed(chunk)
+            except OSError as exc:
+                self._stop_writing(exc)
             except Exception as exc:  # answered by post(), once the client sent its body
                 self._form_error = exc
                 self._form.close()
+
+    def _stop_writing(self, exc: OSError) -> None:
+        """A write of the body failed: a full disk is answered 507 by post(), once the
+        client has sent its body; anything else is the error post() raises."""
+        if is_disk_full(exc):
+            self._disk_full = True
+        elif self._form_error is None:
+            self._form_error = exc
+        self._close_body()
+
+    def _disk_full_error(self, staging: Path) -> Exception:
+        """The 507 of a body that did not fit: it needs its whole length (its
+        Content-Length, else at least what arrived); what it wrote is being removed."""
+        declared = self.request.headers.get("Content-Length", "")
+        needed = int(declared) if declared.isdigit() else self._received
+        return disk_full_error(self.service.repository.root, "store the upload",
+                               needed=needed, freed=tree_size(staging),
+                               at_least=not declared.isdigit())
 
     @web.authenticated
     @authorized
@@ -110,6 +139,8 @@ class UploadHandler(TFaaSHandler):
         self._close_body()
         if self._staging is None:
             raise BadRequest("the upload was abandoned by the client")
+        if self._disk_full:
+            raise await asyncio.to_thread(self._disk_full_error, self._staging)
         if self._too_large:
             raise PayloadTooLarge(
                 f"upload exceeds the limit of {self.service.limits.max_upload_size} bytes"
@@ -143,11 +174,19 @@ class UploadHandler(TFaaSHandler):
         super().on_connection_close()
 
     def _close_body(self) -> None:
-        if getattr(self, "_body", None) is not None:
-            self._body.close()
-            self._body = None
-        if getattr(self, "_form", None) is not None:
-            self._form.close()
+        """Close the file being written; never raises (closing flushes, and on a full
+        disk that fails too: the upload is then answered 507)."""
+        for closing in (getattr(self, "_body", None), getattr(self, "_form", None)):
+            if closing is None:
+                continue
+            try:
+                closing.close()
+            except OSError as exc:
+                if is_disk_full(exc):
+                    self._disk_full = True
+                elif self._form_error is None:
+                    self._form_error = exc
+        self._body = None
 
     def _abandon(self) -> None:
         """A body that never reached post() (refused, or the client left): remove its

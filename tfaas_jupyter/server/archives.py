@@ -67,7 +67,8 @@ class _Budget:
         self.used += n
         if self.used > self.limit:
             raise PayloadTooLarge(
-                f"archive expands to more than the limit of {self.limit} bytes"
+                f"archive expands to more than the limit of {self.limit} bytes "
+                "(max_extracted_size)"
             )
 
 
@@ -207,8 +208,26 @@ def _extract_tar(archive: Path, target: Path, budget: _Budget) -> None:
                 raise BadRequest(f"archive member {member.name!r} appears twice") from None
 
 
-def _extract_zip(archive: Path, target: Path, budget: _Budget) -> None:
+def check_zip_expansion(archive: Path, max_size: int) -> None:
+    """Refuse (413, naming ``max_extracted_size``) a zip whose central directory says it
+    expands beyond ``max_size`` bytes, before a byte is inflated: zipfile never inflates
+    a member beyond the size its directory gives, so that sum bounds the output (a
+    ``.keras`` file the worker would open, a SavedModel zip we would extract)."""
     check_zip_directory(archive)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            total = sum(info.file_size for info in zf.infolist())
+    except zipfile.BadZipFile as exc:
+        raise BadRequest(f"unreadable archive: {exc}") from None
+    if total > max_size:
+        raise PayloadTooLarge(
+            f"archive expands to {total} bytes, more than the limit of {max_size} bytes "
+            "(max_extracted_size)"
+        )
+
+
+def _extract_zip(archive: Path, target: Path, budget: _Budget) -> None:
+    check_zip_expansion(archive, budget.limit)
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
@@ -261,4 +280,4 @@ def is_keras_zip(path: Path) -> bool:
     return "config.json" in names and "metadata.json" in names
 
 
-__all__ = ["extract", "gunzip_to", "is_keras_zip", "sniff"]
+__all__ = ["check_zip_expansion", "extract", "gunzip_to", "is_keras_zip", "sniff"]

@@ -12,6 +12,8 @@ integers, float64 with all its digits, float32 as the original server wrote them
 from __future__ import annotations
 
 import io
+import json
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -21,6 +23,7 @@ from google.protobuf.message import DecodeError
 
 from ..tfaas_pb2 import Predictions, Row
 from .errors import BadRequest, PayloadTooLarge
+from .names import VERSION_RULE
 
 _F32 = np.dtype("<f4")
 
@@ -139,6 +142,13 @@ def decode_json_request(body: bytes, *, max_rows: int | None = None,
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        field = _huge_number_field(body) if "number" in str(exc) else None
+        if field == "version":
+            raise BadRequest(f"'version' must be {VERSION_RULE}: it holds a number "
+                             "too large to read") from None
+        if field is not None:
+            raise BadRequest(f"unable to unmarshal Row: {field!r} holds a number too large "
+                             "to read (beyond the range of a float64)") from None
         raise BadRequest(f"unable to unmarshal Row: invalid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise BadRequest("unable to unmarshal Row: expected a JSON object")
@@ -162,6 +172,29 @@ def decode_json_request(body: bytes, *, max_rows: int | None = None,
         model=model or None, values=rows, keys=keys or None,
         version=doc.get("version"), single_row=single,
     )
+
+
+def _huge_number_field(body: bytes) -> str | None:
+    """The top-level field of a JSON object holding a number orjson refuses as beyond a
+    float64 (an integer of 310 digits): read again by the standard library, every
+    number as a float (the huge one as infinity). None when there is none."""
+    try:
+        doc = json.loads(body, parse_int=float, parse_float=float)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    for key, value in doc.items():
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, float) and math.isinf(item):
+                return str(key)
+            if isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                stack.extend(item.values())
+    return None
 
 
 def _exact_in(dtype: np.dtype, common: np.dtype) -> bool:
@@ -369,6 +402,46 @@ def _float32_predictions(flat: np.ndarray, labels: Sequence[str] | None) -> byte
 # -- images --------------------------------------------------------------------
 
 
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _open_image(data: bytes) -> Any:
+    """A png or jpg opened by its own Pillow plugin: its header read, nothing decoded.
+
+    The plugin classes are used directly so that only the png and jpeg parsers ever
+    see a request's bytes, and Pillow's own decompression-bomb check (its
+    ``MAX_IMAGE_PIXELS``, a process-wide setting) never answers in place of
+    ``max_image_pixels``."""
+    from PIL import JpegImagePlugin, PngImagePlugin
+
+    if not data:
+        raise BadRequest("Invalid image: the image part is empty")
+    if data.startswith(_PNG_MAGIC):
+        opener: Any = PngImagePlugin.PngImageFile
+    elif data.startswith(_JPEG_MAGIC):
+        opener = JpegImagePlugin.JpegImageFile
+    else:
+        raise BadRequest("Invalid image: expected png or jpg")
+    try:
+        return opener(io.BytesIO(data))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadRequest(f"Invalid image: {exc}") from None
+
+
+def image_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
+    """(height, width) of a png or jpg from its header alone, refused (400 naming
+    ``max_image_pixels``) when it has more pixels than that."""
+    with _open_image(data) as img:
+        width, height = img.size
+    if width * height > max_pixels:
+        raise BadRequest(
+            f"image of {width}x{height} pixels exceeds max_image_pixels "
+            f"({max_pixels} pixels)"
+        )
+    return height, width
+
+
 def decode_image(
     data: bytes,
     *,
@@ -380,32 +453,21 @@ def decode_image(
 
     As the original, pixels are not normalised. Beyond the original, the image is
     resized to ``size`` (height, width) when the model's input has a fixed size.
+    The size is checked (:func:`image_size`) before anything is decoded.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    if not data:
-        raise BadRequest("Invalid image: the image part is empty")
+    image_size(data, max_pixels=max_pixels)
     try:
-        # only the png and jpeg decoders are ever tried on a request's bytes
-        with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as img:
-            if img.format not in ("PNG", "JPEG"):
-                raise BadRequest(f"Invalid image: expected png or jpg, got {img.format}")
+        with _open_image(data) as img:
             width, height = img.size
-            if width * height > max_pixels:
-                raise PayloadTooLarge(
-                    f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels"
-                )
             img.load()
             img = img.convert("L" if channels == 1 else "RGB")
             if size is not None and (height, width) != size:
                 img = img.resize((size[1], size[0]), Image.BILINEAR)
             array = np.asarray(img, dtype=np.float32)
-    except UnidentifiedImageError:
-        raise BadRequest("Invalid image: expected png or jpg") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadRequest(f"Invalid image: {exc}") from None
-    except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge(f"image too large: {exc}") from None
     if array.ndim == 2:
         array = array[:, :, None]
     return array[None, ...]

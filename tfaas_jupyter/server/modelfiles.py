@@ -10,11 +10,14 @@ keeps the folders and their index.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
+import re
 import stat
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,9 +197,29 @@ def read_high_water(model_dir: Path) -> int:
 
 def write_high_water(model_dir: Path, version: int) -> None:
     """Version numbers are never reused, so a client's "version 3" always means one model."""
-    tmp = model_dir / (HIGH_WATER + ".tmp")
-    tmp.write_text(str(version))
-    os.replace(tmp, model_dir / HIGH_WATER)
+    replace_file(model_dir / HIGH_WATER, str(version))
+
+
+#: A file being replaced: ``<name>.<pid of the writer>-<random hex>.tmp`` beside it.
+TEMPORARY = re.compile(r".+\.([0-9]{1,10})-[0-9a-f]{32}\.tmp")
+
+
+def replace_file(path: Path, text: str, *, sync: bool = False) -> None:
+    """Replace ``path`` with ``text`` atomically: written to a temporary file beside it
+    (named for :data:`TEMPORARY`, so that recovery knows whose it is), then renamed
+    over it. A failed write (a full disk) removes the temporary file: none is left."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class RepositoryRefused(Exception):

@@ -25,20 +25,26 @@ def check_model_name(name: object) -> str:
     return name
 
 
+#: What a version number is (the routes' pattern too: 1 to 9 digits).
+VERSION_RULE = "a positive integer of at most 9 digits"
+_MAX_VERSION = 999_999_999
+
+
 def check_version(version: object) -> int | None:
     """Parse an optional model version: a positive integer, or None for the latest."""
     if version is None or version == "":
         return None
     if isinstance(version, bool):
-        raise BadRequest("model version must be a positive integer")
+        raise BadRequest(f"model version must be {VERSION_RULE}")
     if isinstance(version, int):
         number = version
     elif isinstance(version, str) and version.isascii() and version.isdigit() and len(version) < 10:
         number = int(version)
     else:
-        raise BadRequest(f"model version must be a positive integer, not {version!r}")
-    if number < 1:
-        raise BadRequest("model version must be a positive integer")
+        shown = repr(version) if len(repr(version)) <= 40 else repr(version)[:40] + "..."
+        raise BadRequest(f"model version must be {VERSION_RULE}, not {shown}")
+    if not 1 <= number <= _MAX_VERSION:
+        raise BadRequest(f"model version must be {VERSION_RULE}")
     return number
 
 

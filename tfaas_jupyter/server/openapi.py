@@ -128,10 +128,10 @@ def _version_schema(version: int, latest: bool) -> dict[str, Any]:
     return {"anyOf": [number, text]}
 
 
-def _model_schema(name: str, is_default: bool) -> dict[str, Any]:
-    if is_default:  # absent, null or empty: the default model, which this is
-        return {"anyOf": [{"const": name}, {"type": "null"}, {"const": ""}]}
-    return {"const": name}
+def _model_schema(name: str) -> dict[str, Any]:
+    """``model``: this model's name, always (the default model changes with the next
+    upload or a restart, so a request leaning on it may reach another model)."""
+    return {"type": "string", "enum": [name]}
 
 
 def _keys_schema(keys: list[str] | None) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def _keys_schema(keys: list[str] | None) -> dict[str, Any]:
 
 def model_spec(
     tfaas_url: str, mv: ModelVersion, signature: dict[str, Any], limits: Limits, *,
-    latest: bool, is_default: bool,
+    latest: bool,
 ) -> dict[str, Any]:
     """The prediction routes of one model version, described from its signature."""
     base = load_spec()
@@ -166,14 +166,14 @@ def model_spec(
     row = _row_schema(inputs)
     out_row = _output_schema(outputs)
     if row is not None:
-        required = ["values"] + ([] if is_default else ["model"]) + ([] if latest else ["version"])
+        required = ["values", "model"] + ([] if latest else ["version"])
         schemas["Row"] = row
         schemas["OutputRow"] = out_row
         schemas["PredictRequest"] = {
             "type": "object",
             "required": required,
             "properties": {
-                "model": _model_schema(mv.name, is_default),
+                "model": _model_schema(mv.name),
                 "version": _version_schema(mv.version, latest),
                 "keys": _keys_schema(keys),
                 "values": {"anyOf": [
@@ -227,12 +227,12 @@ def model_spec(
                 "summary": f"Classify a png or jpg image with {title} (resized to "
                 f"{inputs[0]['shape'][1]}x{inputs[0]['shape'][2]})",
                 "requestBody": {"required": True, "content": {"multipart/form-data": {
-                    "schema": {"type": "object", "required": ["image"] + (
-                        [] if is_default else ["model"]) + ([] if latest else ["version"]),
+                    "schema": {"type": "object", "required": ["image", "model"] + (
+                        [] if latest else ["version"]),
                         "properties": {
                         "image": {"type": "string", "format": "binary",
                                   "description": "a png or jpg image"},
-                        "model": {"enum": [mv.name, ""] if is_default else [mv.name]},
+                        "model": _model_schema(mv.name),
                         "version": {"type": "string", "maxLength": 9,
                                     "pattern": f"^0*{mv.version}$" if not latest
                                     else f"^(0*{mv.version})?$"},

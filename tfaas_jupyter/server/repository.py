@@ -44,12 +44,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..pids import pid_alive
+from .diskspace import disk_full_error, is_disk_full
 from .errors import NotFound, TFaaSError
 from .modelfiles import (
     HIGH_WATER,
     LABELS_FILE,
     META_FILE,
     PARAMS_FILE,
+    TEMPORARY,
     ModelVersion,
     check_root_mode,
     fsync_dir,
@@ -59,6 +61,7 @@ from .modelfiles import (
     plain_member,
     read_high_water,
     read_labels,
+    replace_file,
     tree_size,
     write_high_water,
 )
@@ -116,8 +119,8 @@ class Repository:
                 continue
             for leftover in os.scandir(folder):
                 tagged = _TAGGED.fullmatch(leftover.name)
-                if not tagged or pid_alive(tagged.group(1)):
-                    continue
+                if tagged and pid_alive(tagged.group(1)):
+                    continue  # a live server's (an untagged entry is nobody's)
                 if leftover.is_dir(follow_symlinks=False):
                     shutil.rmtree(leftover.path, ignore_errors=True)
                 else:
@@ -125,6 +128,7 @@ class Repository:
                         os.unlink(leftover.path)
                 removed.append(f"{special}/{leftover.name}")
         for model_dir in self._model_dirs():
+            removed.extend(_remove_temporary_files(model_dir))
             if not self._version_dirs(model_dir):
                 # A model folder with no committed version: a crashed first upload
                 # (or a delete of the last version) left it; nothing there serves.
@@ -335,7 +339,9 @@ class Repository:
         meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         meta["name"] = name
         meta.setdefault("size", tree_size(staging))
-        with self._lock, _writing(self.root, f"store model {name!r}"), self._process_lock():
+        needed = len(json.dumps(meta, indent=1)) + 1024  # tfaas.json and the high-water mark
+        with self._lock, _writing(self.root, f"store model {name!r}", needed), \
+                self._process_lock():
             model_dir = self.root / name
             model_dir.mkdir(exist_ok=True)
             floor = 1 if is_flat_model(model_dir) else 0  # a flat model counts as version 1
@@ -389,10 +395,8 @@ class Repository:
         """Record a signature learnt from the worker for a version stored without one."""
         mv.signature = signature
         mv.meta["signature"] = signature
-        tmp = mv.path / (META_FILE + ".tmp")
         try:
-            tmp.write_text(json.dumps(mv.meta, indent=1), encoding="utf-8")
-            os.replace(tmp, mv.path / META_FILE)
+            replace_file(mv.path / META_FILE, json.dumps(mv.meta, indent=1))
         except OSError as exc:  # read-only repository: keep it in memory only
             log.info("tfaas: could not record signature of %s: %s", mv.key, exc)
 
@@ -417,12 +421,8 @@ class Repository:
 
     def _write_labels(self, name: str, labels: dict[str, int]) -> None:
         model_dir = self.root / name
-        tmp = model_dir / (VERSION_LABELS_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(dict(sorted(labels.items())), fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, model_dir / VERSION_LABELS_FILE)
+        replace_file(model_dir / VERSION_LABELS_FILE,
+                     json.dumps(dict(sorted(labels.items())), indent=1), sync=True)
         fsync_dir(model_dir)
         self._index.pop(name, None)
 
@@ -470,9 +470,30 @@ class Repository:
             return self.delete(name, version)
 
 
+def _remove_temporary_files(model_dir: Path) -> list[str]:
+    """The temporary files of replacements that never finished (``labels.json``,
+    ``tfaas.json``, the high-water mark) in a model folder and its version folders:
+    those of processes that are gone, and the untagged ones earlier releases wrote."""
+    removed = []
+    ours = {f"{name}.tmp" for name in (VERSION_LABELS_FILE, META_FILE, HIGH_WATER)}
+    for folder in (model_dir, *[p for p in model_dir.iterdir()
+                                if p.name.isdigit() and p.is_dir() and not p.is_symlink()]):
+        for tmp in folder.glob("*.tmp"):
+            tagged = TEMPORARY.fullmatch(tmp.name)
+            if tagged is None and tmp.name not in ours:
+                continue  # not a file of ours (a model's own)
+            if (tagged and pid_alive(tagged.group(1))) or tmp.is_symlink() or not tmp.is_file():
+                continue
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(str(tmp.relative_to(model_dir.parent)))
+    return removed
+
+
 @contextlib.contextmanager
-def _writing(root: Path, action: str) -> Iterator[None]:
-    """Turn a filesystem refusal to write into an API error that says so (not a 500)."""
+def _writing(root: Path, action: str, needed: int = 1) -> Iterator[None]:
+    """Turn a filesystem refusal to write into an API error that says so (not a 500);
+    a full disk is a 507 naming ``needed`` bytes and the free space."""
     try:
         yield
     except OSError as exc:
@@ -481,8 +502,6 @@ def _writing(root: Path, action: str) -> Iterator[None]:
             raise TFaaSError(
                 f"cannot {action}: the model repository {root} {what} ({exc.strerror})", 403
             ) from None
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise TFaaSError(
-                f"cannot {action}: no space left in the model repository {root}", 507
-            ) from None
+        if is_disk_full(exc):
+            raise disk_full_error(root, action, needed=needed) from None
         raise

@@ -251,6 +251,8 @@ class ImageLayout:
     name: str
     #: [N, C, H, W] (an ONNX/PyTorch model's input, marked ``"layout": "NCHW"``)
     channels_first: bool = False
+    #: the input's shape, seen channels last (None or -1: any size)
+    shape: tuple[Any, ...] = ()
 
 
 def image_layout(model: str, signature: Mapping[str, Any],
@@ -287,7 +289,26 @@ def image_layout(model: str, signature: Mapping[str, Any],
     elif len(shape) == 3 and fixed(shape[1]) and fixed(shape[2]) and shape[2] % channels == 0:
         size = (int(shape[1]), int(shape[2]) // channels)  # rows of W * channels values
     return ImageLayout(channels, size, len(shape), numpy_dtype(spec.get("dtype")),
-                       str(spec.get("name")), channels_first)
+                       str(spec.get("name")), channels_first, tuple(shape))
+
+
+def check_image_fits(model: str, layout: ImageLayout, height: int, width: int) -> None:
+    """Refuse (400), before it is decoded, an image of ``height`` x ``width`` pixels that
+    would not make the input of ``model`` (:func:`image_input`'s shape, after the resize
+    to ``layout.size``): a model over 8 numbers is never sent a decoded photograph."""
+    h, w = layout.size or (height, width)
+    c = layout.channels
+    produced = {4: (1, h, w, c), 3: (1, h, w * c), 2: (1, h * w * c)}.get(layout.rank)
+    expected = list(layout.shape)
+    if produced is None or any(
+        isinstance(want, int) and not isinstance(want, bool) and want > 0 and want != got
+        for want, got in zip(expected[1:], produced[1:])
+    ):
+        raise BadRequest(
+            f"model {model!r} does not take this image: its input {layout.name!r} has "
+            f"shape {expected}, and a {width}x{height} image with {c} channel(s) gives "
+            f"{list(produced) if produced else [1, h, w, c]}"
+        )
 
 
 def image_input(image: np.ndarray, layout: ImageLayout) -> np.ndarray:

@@ -8,18 +8,29 @@ worker before the repository commits it (:class:`Uploads`, the upload service).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import archives
+from .diskspace import disk_full_error, is_disk_full
 from .errors import BadRequest, ErrorKind, WorkerError
 from .keys import Grant, check_model_access
-from .modelfiles import GRAPHDEF, KERAS, LABELS_FILE, ONNX, PARAMS_FILE, SAVEDMODEL, ModelVersion
+from .modelfiles import (
+    GRAPHDEF,
+    KERAS,
+    LABELS_FILE,
+    ONNX,
+    PARAMS_FILE,
+    SAVEDMODEL,
+    ModelVersion,
+    tree_size,
+)
 from .modelref import ModelRef
 from .multipart import Form
 from .names import check_model_name
@@ -241,20 +252,35 @@ class Uploads:
 
     async def upload_form(self, form: Form, staging: Path, *, grant: Grant | None = None,
                           stages: Stages | None = None) -> dict:
-        staged = await asyncio.to_thread(
-            stage_form, form, staging, max_extracted=self.core.limits.max_extracted_size
-        )
+        with self._disk_full_as_507(staging):
+            staged = await asyncio.to_thread(
+                stage_form, form, staging, max_extracted=self.core.limits.max_extracted_size
+            )
         mv = await self._validate_and_commit(staged, grant, stages)
         self.core.default_model = mv.name
         return self._upload_answer(mv, staged.renamed_from)
 
     async def upload_bundle(self, body: Path, staging: Path, *, grant: Grant | None = None,
                             stages: Stages | None = None) -> dict:
-        staged = await asyncio.to_thread(
-            stage_bundle, body, staging, max_extracted=self.core.limits.max_extracted_size
-        )
+        with self._disk_full_as_507(staging):
+            staged = await asyncio.to_thread(
+                stage_bundle, body, staging, max_extracted=self.core.limits.max_extracted_size
+            )
         mv = await self._validate_and_commit(staged, grant, stages)
         return self._upload_answer(mv, staged.renamed_from)
+
+    @contextlib.contextmanager
+    def _disk_full_as_507(self, staging: Path) -> Iterator[None]:
+        """A full disk while the upload is unpacked into ``staging``: 507 naming what it
+        held then (it needs more) and the free space once that is removed."""
+        try:
+            yield
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            held = tree_size(staging)
+            raise disk_full_error(self.core.repository.root, "unpack the upload",
+                                  needed=held, freed=held, at_least=True) from None
 
     @staticmethod
     def _upload_answer(mv: ModelVersion, renamed_from: str | None = None) -> dict:
@@ -275,6 +301,9 @@ class Uploads:
         """Load the staged model in the worker; commit it only if TensorFlow can serve it
         (the load's cold start goes to ``stages``, when given)."""
         check_model_access(grant, staged.name)
+        if staged.format == KERAS:  # the worker inflates it: bounded like an archive
+            await asyncio.to_thread(archives.check_zip_expansion, staged.model_path,
+                                    self.core.limits.max_extracted_size)
         meta = staged.meta()
         meta["uid"] = uid = uuid.uuid4().hex
         ref = ModelRef(key=f"{staged.name}@{uid}", path=str(staged.model_path),

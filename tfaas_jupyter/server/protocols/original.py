@@ -56,6 +56,8 @@ async def _image_answer(core: TFaaS, mv: ModelVersion, part: FilePart,
                         stages: Stages | None) -> bytes:
     layout = shaping.image_layout(mv.name, await core.signature(mv, stages), mv.params)
     data = await asyncio.to_thread(part.read_bytes)
+    height, width = codecs.image_size(data, max_pixels=core.limits.max_image_pixels)
+    shaping.check_image_fits(mv.name, layout, height, width)
     image = await asyncio.to_thread(
         codecs.decode_image, data, channels=layout.channels, size=layout.size,
         max_pixels=core.limits.max_image_pixels,
