@@ -188,16 +188,17 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def read_high_water(model_dir: Path) -> int:
+def read_high_water(folder: Path, file: str = HIGH_WATER) -> int:
+    """The version number kept in ``folder/file`` (0: none)."""
     try:
-        return int((model_dir / HIGH_WATER).read_text().strip() or 0)
+        return int((folder / file).read_text().strip() or 0)
     except (OSError, ValueError):
         return 0
 
 
-def write_high_water(model_dir: Path, version: int) -> None:
+def write_high_water(folder: Path, version: int, file: str = HIGH_WATER) -> None:
     """Version numbers are never reused, so a client's "version 3" always means one model."""
-    replace_file(model_dir / HIGH_WATER, str(version))
+    replace_file(folder / file, str(version), sync=True)
 
 
 #: A file being replaced: ``<name>.<pid of the writer>-<random hex>.tmp`` beside it.

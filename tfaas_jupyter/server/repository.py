@@ -9,6 +9,8 @@ Layout::
           model.pb | saved_model/ | model.keras
           tfaas.json        what we know of the version: format, signature, uid
         labels.json         version labels of the model: {"stable": 3}
+      .versions/<name>      the highest version number <name> ever had (kept when the
+                            model is deleted, so a number is never reused)
       .staging/<pid>-<id>/  uploads being written (by server process <pid>)
       .trash/<pid>-<id>/    models and versions being deleted
       .lock                 taken (flock) by a process committing or deleting
@@ -23,6 +25,12 @@ real folders (a symlink there is removed, never followed), recovery removes only
 folders tagged with the pid of a process that is gone (so several servers of one
 user share a repository), and every file a version names (``model``, ``labels``)
 must be a plain file name inside the version folder.
+
+Several servers may share one folder: each looks at a model's folder (one ``stat``)
+before every use of its index entry, so a version committed by another server is
+seen on the next request that names it, and a version deleted or replaced there is
+never answered from; a version is known by the ``uid`` written at its commit, not by
+its number alone (:meth:`Repository._entry`).
 """
 
 from __future__ import annotations
@@ -80,17 +88,22 @@ _TAGGED = re.compile(r"([0-9]{1,10})-[0-9a-f]{32}")
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
+#: What a model folder's ``stat`` says of its contents: a folder re-created under
+#: the same name (another inode, or a later change time) or a version added, removed
+#: or replaced in it (a rename into or out of it) gives another stamp.
+FolderStamp = tuple[int, int, int, int]
+#: The high-water marks of version numbers, one file per model name ever committed.
+_VERSIONS = ".versions"
+
+
+def folder_stamp(st: os.stat_result) -> FolderStamp:
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
 @dataclass
 class _ModelEntry:
-    mtime_ns: int
+    stamp: FolderStamp
     versions: dict[int, ModelVersion]
-    checked: float = 0.0  # time.monotonic() of the last look at the folder
-
-
-#: Seconds an index entry is trusted without looking at its folder again. Our own
-#: writes drop the entry at once; this only bounds how late a model copied in by
-#: hand is seen, and keeps a stat() off every prediction.
-RECHECK_AFTER = 0.5
 
 
 class Repository:
@@ -127,12 +140,16 @@ class Repository:
                     with contextlib.suppress(OSError):
                         os.unlink(leftover.path)
                 removed.append(f"{special}/{leftover.name}")
+        marks = self._special_dir(_VERSIONS, create=False)
+        if marks is not None:
+            removed.extend(_remove_temporary_files(marks))
         for model_dir in self._model_dirs():
             removed.extend(_remove_temporary_files(model_dir))
             if not self._version_dirs(model_dir):
                 # A model folder with no committed version: a crashed first upload
                 # (or a delete of the last version) left it; nothing there serves.
                 if not any(p for p in model_dir.iterdir() if p.name != HIGH_WATER):
+                    self._keep_high_water(model_dir)
                     shutil.rmtree(model_dir, ignore_errors=True)
                     removed.append(model_dir.name)
         if removed:
@@ -205,20 +222,24 @@ class Repository:
         )
 
     def _entry(self, name: str) -> _ModelEntry:
-        """The index entry of ``name``, rescanned when its folder changed on disk."""
+        """The index entry of ``name``, read anew when its folder changed on disk.
+
+        One ``stat`` of the model's folder per call (every request), so that a server
+        sharing the folder with others never answers from a version another one
+        deleted or replaced, and sees a version it committed at once. A version read
+        before is kept (with what was learnt of it: its signature, a load error) only
+        while its folder holds the same commit (``uid``): a number alone does not name
+        a version, since a deleted model's folder may be made again.
+        """
         entry = self._index.get(name)
-        now = time.monotonic()
-        if entry is not None and now - entry.checked < RECHECK_AFTER:
-            return entry
         model_dir = self.root / name
         try:
-            mtime = os.stat(model_dir).st_mtime_ns
-        except FileNotFoundError:
+            stamp = folder_stamp(os.stat(model_dir))
+        except (FileNotFoundError, NotADirectoryError):
             with self._lock:
                 self._index.pop(name, None)
             raise NotFound(f"model {name!r} not found") from None
-        if entry is not None and entry.mtime_ns == mtime:
-            entry.checked = now
+        if entry is not None and entry.stamp == stamp:
             return entry
         with self._lock:
             versions: dict[int, ModelVersion] = {}
@@ -230,14 +251,13 @@ class Repository:
                 if found is not None:
                     versions[1] = found
             for number in numbers:
-                known = old.get(number)
-                if known is not None and known.path.is_dir():
-                    versions[number] = known
-                    continue
                 found = self._read_version(name, number, model_dir / str(number))
-                if found is not None:
-                    versions[number] = found
-            entry = _ModelEntry(mtime, versions, now)
+                if found is None:
+                    continue
+                known = old.get(number)
+                versions[number] = known if known is not None and known.uid == found.uid \
+                    else found
+            entry = _ModelEntry(stamp, versions)
             self._index[name] = entry
             return entry
 
@@ -345,15 +365,16 @@ class Repository:
             model_dir = self.root / name
             model_dir.mkdir(exist_ok=True)
             floor = 1 if is_flat_model(model_dir) else 0  # a flat model counts as version 1
-            version = max([*self._version_dirs(model_dir), read_high_water(model_dir), floor]) + 1
+            version = max([*self._version_dirs(model_dir), read_high_water(model_dir),
+                           self._high_water(name), floor]) + 1
             meta["version"] = version
             (staging / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
             fsync_tree(staging)
             target = model_dir / str(version)
             entry = self._index.get(name)  # still good if only this commit changes the folder
-            current = entry is not None and entry.mtime_ns == os.stat(model_dir).st_mtime_ns
+            current = entry is not None and entry.stamp == folder_stamp(os.stat(model_dir))
             os.rename(staging, target)
-            write_high_water(model_dir, version)
+            self._write_high_water(name, version)
             fsync_dir(model_dir)
             added = self._read_version(name, version, target) if current else None
             # a flat folder (the original's layout) stops being version 1 once a numbered
@@ -362,8 +383,27 @@ class Repository:
                 self._index.pop(name, None)
             else:  # the index gains the one version this commit adds
                 entry.versions[version] = added
-                entry.mtime_ns, entry.checked = os.stat(model_dir).st_mtime_ns, time.monotonic()
+                entry.stamp = folder_stamp(os.stat(model_dir))
         return self.get(name, version)
+
+    def _high_water(self, name: str) -> int:
+        """The highest version number ``name`` ever had (0: none), kept outside its
+        folder so that deleting the whole model does not forget it."""
+        folder = self._special_dir(_VERSIONS, create=False)
+        return read_high_water(folder, name) if folder is not None else 0
+
+    def _keep_high_water(self, model_dir: Path) -> None:
+        """Carry the mark a model folder of an older release kept inside it over to
+        ``.versions`` before the folder goes."""
+        with contextlib.suppress(OSError):
+            kept = read_high_water(model_dir)
+            if kept > self._high_water(model_dir.name):
+                self._write_high_water(model_dir.name, kept)
+
+    def _write_high_water(self, name: str, version: int) -> None:
+        folder = self._special_dir(_VERSIONS)
+        assert folder is not None
+        write_high_water(folder, version, name)
 
     def delete(self, name: str, version: int | None = None) -> list[int]:
         """Delete a model (all versions) or one version; return the deleted version numbers."""
