@@ -259,17 +259,6 @@ async def test_models_are_evicted_when_the_worker_passes_its_memory_limit(
         await tight.stop()
 
 
-@pytest.mark.parametrize("tfaas_config", [{"worker_memory_limit": 1 * MiB}])
-async def test_a_model_bigger_than_the_memory_limit_is_refused_with_507(
-    tfaas: TFaaSCaller, seed_dir: Path
-) -> None:
-    reply = await tfaas.upload_dir(seed_dir, "vk")
-    assert reply.code == 507, reply.body
-    error = reply.json()["error"]
-    assert "1 MiB" in error and "worker_memory_limit" in error and "takes about" in error
-    assert (await tfaas.call("GET", "models")).json() == []
-
-
 @pytest.mark.parametrize("tfaas_config", [{"busy_poll_us": 250}])
 async def test_the_busy_poll_setting_reaches_the_worker(tfaas: TFaaSCaller,
                                                       jp_serverapp) -> None:

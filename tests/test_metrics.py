@@ -44,6 +44,7 @@ FAMILIES = {
     "tfaas_worker_last_cold_start_seconds": ("gauge", []),
     "tfaas_worker_resident_memory_bytes": ("gauge", []),
     "tfaas_worker_memory_limit_bytes": ("gauge", []),
+    "tfaas_worker_unanswered_seconds": ("gauge", []),
     "tfaas_model_memory_bytes": ("gauge", ["key", "model"]),
 }
 

@@ -471,7 +471,9 @@ async def test_sigkill_mid_request_then_recovers(models) -> None:
         with pytest.raises(WorkerCrashed) as ei:
             await task
         assert ei.value.status == 503
-        assert "SIGKILL" in ei.value.message and "memory" in ei.value.message
+        # killed by a person, not by the kernel's out-of-memory killer: no such claim
+        assert "SIGKILL (signal 9)" in ei.value.message, ei.value.message
+        assert "memory" not in ei.value.message
         assert w.last_error and "SIGKILL" in w.last_error
         out = await predict(w, "k/1", str(b.path), b.fmt, b.params, xs)
         np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
@@ -812,7 +814,8 @@ async def test_params_travel_with_loads_only(models, monkeypatch: pytest.MonkeyP
         for _ in range(3):
             out = await predict(w, "p/1", str(b.path), b.fmt, b.params, xs)
             np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
-        ops = [h["op"] for h in sent if h["op"] != "ping"]
+        # heartbeats and the figures fetched after a load are monitoring, not requests
+        ops = [h["op"] for h in sent if h["op"] not in ("ping", "status")]
         # the first prediction starts the worker, which holds nothing: load, then predict
         assert ops == ["load", "predict", "predict", "predict"]
         for h in sent:
@@ -825,7 +828,8 @@ async def test_params_travel_with_loads_only(models, monkeypatch: pytest.MonkeyP
         await predict(w, "other/1", str(b.path), b.fmt, b.params, xs)
         out = await predict(w, "p/1", str(b.path), b.fmt, b.params, xs)
         np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
-        assert [h["op"] for h in sent] == ["predict", "load", "predict"] * 2
+        assert [h["op"] for h in sent if h["op"] not in ("ping", "status")] == [
+            "predict", "load", "predict"] * 2
 
         sent.clear()  # a new worker process holds nothing
         pid = w.pid
@@ -838,7 +842,7 @@ async def test_params_travel_with_loads_only(models, monkeypatch: pytest.MonkeyP
             await asyncio.sleep(0.1)
         out = await predict(w, "p/1", str(b.path), b.fmt, b.params, xs)
         np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
-        assert [h["op"] for h in sent if h["op"] != "ping"] == ["load", "predict"]
+        assert [h["op"] for h in sent if h["op"] not in ("ping", "status")] == ["load", "predict"]
         assert w.pid != pid
     finally:
         await w.stop()

@@ -101,6 +101,13 @@ class TFaaSApp(ExtensionApp):
         help="Seconds more a worker call may take when it first loads its model "
         "(upload validation, the first prediction after a start or an eviction).",
     )
+    worker_heartbeat_timeout = Float(
+        10.0, config=True,
+        help="Seconds the model worker may leave a heartbeat unanswered before it is "
+        "taken for hung, killed and replaced (0: no heartbeat; a hang then lasts "
+        "request_timeout). Heartbeats go every second and are answered even while "
+        "predictions and loads run, so a slow model is never taken for a hung worker.",
+    )
     worker_python = Unicode(
         "", config=True,
         help="Python interpreter of the model worker (it needs TensorFlow). "
@@ -214,6 +221,7 @@ class TFaaSApp(ExtensionApp):
             idle_timeout=max(self.worker_idle_timeout, 0.0),
             memory_limit=max(self.worker_memory_limit, 0),
             busy_poll=max(self.busy_poll_us, 0) / 1e6,
+            heartbeat_timeout=max(self.worker_heartbeat_timeout, 0.0),
             log=self.log,
         )
         try:

@@ -73,6 +73,7 @@ STATUS_OF_KIND: dict[ErrorKind, int] = {
     ErrorKind.LOAD: 409,  # a stored version the worker cannot load: delete or replace it
     ErrorKind.OUT_OF_MEMORY: 507,
     ErrorKind.NOT_LOADED: 503,  # only seen if a retried load is evicted again at once
+    ErrorKind.RESTART: 503,  # only seen if a new worker is over its budget at once
     ErrorKind.TIMEOUT: 504,
     ErrorKind.UNAVAILABLE: 503,
 }

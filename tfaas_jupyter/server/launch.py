@@ -69,25 +69,29 @@ print(json.dumps({'tensorflow': v('tensorflow', 'tensorflow-cpu', 'tensorflow-gp
 """
 
 
-def exit_phrase(rc: int | None) -> str:
-    """How a process ended, as a verb phrase ("exited with code 3", "was killed by ...")."""
+def exit_phrase(rc: int | None, oom_killed: bool = False) -> str:
+    """How a process ended, as a verb phrase ("exited with code 3", "was killed by ...").
+
+    Out of memory only when the kernel says so (``oom_killed``: its cgroup's count of
+    out-of-memory kills rose meanwhile, :func:`~tfaas_jupyter.server.sysinfo.oom_kills`);
+    a SIGKILL may as well come from a person or another program."""
     if rc is None:
         return "stopped responding"
     if rc < 0:
         try:
-            name = signal.Signals(-rc).name
+            name = f"{signal.Signals(-rc).name} (signal {-rc})"
         except ValueError:
             name = f"signal {-rc}"
-        msg = f"was killed by {name}"
-        if -rc == signal.SIGKILL:
-            msg += " (most likely the system ran out of memory: the model or batch may be too big)"
-        return msg
+        if oom_killed and -rc == signal.SIGKILL:
+            return (f"was killed by {name} from the kernel's out-of-memory killer: the "
+                    "model or batch may be too big for this machine")
+        return f"was killed by {name}"
     return f"exited with code {rc}"
 
 
-def describe_exit(rc: int | None, pid: int | None) -> str:
+def describe_exit(rc: int | None, pid: int | None, oom_killed: bool = False) -> str:
     who = f"The model worker (pid {pid})" if pid else "The model worker"
-    return f"{who} {exit_phrase(rc)}"
+    return f"{who} {exit_phrase(rc, oom_killed)}"
 
 
 #: stderr lines that are TensorFlow's chatter, not worth quoting in an error nor logging
@@ -107,6 +111,14 @@ def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
         if not k.upper().startswith("JPY_")
         and not any(part in k.upper() for part in _SECRET_NAME_PARTS)
     }
+
+
+def installed_versions() -> dict[str, str | None]:
+    """:data:`VERSIONS_PROBE`'s answer for this interpreter, read in this process."""
+    output: list[str] = []
+    exec(VERSIONS_PROBE, {"print": output.append})  # one namespace: v() sees its imports
+    versions: dict[str, str | None] = json.loads(output[0])
+    return versions
 
 
 async def spawn(python: str, env: Mapping[str, str], options: list[str]

@@ -240,3 +240,34 @@ def check_root_mode(root: Path, *, group_shared: bool) -> None:
             f"(mode {mode:04o}), and an uploaded model runs as this server's user; "
             f"chmod go-w it{allow}"
         )
+
+
+def version_numbers(model_dir: Path) -> list[int]:
+    """The numbers of ``model_dir``'s version folders, in order (links not followed)."""
+    versions = []
+    try:
+        for entry in os.scandir(model_dir):
+            if entry.name.isdigit() and entry.is_dir(follow_symlinks=False):
+                versions.append(int(entry.name))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(versions)
+
+
+#: What a model folder's ``stat`` says of its contents: a folder re-created under
+#: the same name (another inode, or a later change time) or a version added, removed
+#: or replaced in it (a rename into or out of it) gives another stamp.
+FolderStamp = tuple[int, int, int, int]
+
+
+def folder_stamp(st: os.stat_result) -> FolderStamp:
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass
+class IndexEntry:
+    """A model as the repository's index holds it: its folder's stamp when read, and
+    the versions read then."""
+
+    stamp: FolderStamp
+    versions: dict[int, ModelVersion]

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..worker import ops
 from ..worker.wire import ErrorKind
-from .errors import ModelError
+from .errors import ModelError, ModelTooBig
 from .modelref import ModelRef
 from .shm import worker_frame
 from .timing import ColdStart, ModelAnswer
@@ -37,6 +37,12 @@ class WorkerOperations:
         raise NotImplementedError
 
     async def _ensure(self) -> Any:
+        raise NotImplementedError
+
+    async def _recycle(self, why: str) -> None:
+        raise NotImplementedError
+
+    async def _figures_changed(self) -> None:
         raise NotImplementedError
 
     async def _request(self, header: dict[str, Any], arrays: Sequence[np.ndarray] = (),
@@ -62,11 +68,25 @@ class WorkerOperations:
             await self._ensure()
         started = time.monotonic()
         request = ops.Load(model.key, model.path, model.format, dict(model.params))
-        reply, _ = await self._request(ops.request_header(request),
-                                       timeout=self.request_timeout + self.load_timeout)
+        timeout = self.request_timeout + self.load_timeout
+        try:
+            reply, _ = await self._request(ops.request_header(request), timeout=timeout)
+        except ModelError as exc:
+            if exc.kind is not ErrorKind.RESTART:
+                raise
+            # the worker outgrew its memory budget: a new one holds the model
+            await self._recycle(exc.message)
+            try:
+                reply, _ = await self._request(ops.request_header(request), timeout=timeout)
+            except ModelError as again:
+                if again.kind is ErrorKind.RESTART:  # a new worker has no room either
+                    raise ModelTooBig(again.message) from None
+                raise
         loaded = ops.Loaded.parse(reply)
         if self._conn is not None:
             self._conn.has_loaded = True
+            if loaded.loaded:
+                await self._figures_changed()
         cold = None
         if stopped or loaded.loaded:
             cold = ColdStart(model.key, started - began if stopped else 0.0,
@@ -111,6 +131,7 @@ class WorkerOperations:
         if c is None or not c.alive:
             return
         await self._request(ops.request_header(ops.Unload(prefix)))
+        await self._figures_changed()
 
     async def export(self, model: ModelRef, target: str) -> dict[str, Any]:
         """Write the model as a SavedModel with ``serving_default`` at ``target``."""

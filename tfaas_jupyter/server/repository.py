@@ -47,7 +47,6 @@ import stat
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -60,8 +59,10 @@ from .modelfiles import (
     META_FILE,
     PARAMS_FILE,
     TEMPORARY,
+    IndexEntry,
     ModelVersion,
     check_root_mode,
+    folder_stamp,
     fsync_dir,
     fsync_tree,
     infer_meta,
@@ -71,6 +72,7 @@ from .modelfiles import (
     read_labels,
     replace_file,
     tree_size,
+    version_numbers,
     write_high_water,
 )
 from .modelfiles import RepositoryRefused as RepositoryRefused  # raised when opening
@@ -87,23 +89,8 @@ _LOCK = ".lock"
 _TAGGED = re.compile(r"([0-9]{1,10})-[0-9a-f]{32}")
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
-
-#: What a model folder's ``stat`` says of its contents: a folder re-created under
-#: the same name (another inode, or a later change time) or a version added, removed
-#: or replaced in it (a rename into or out of it) gives another stamp.
-FolderStamp = tuple[int, int, int, int]
 #: The high-water marks of version numbers, one file per model name ever committed.
 _VERSIONS = ".versions"
-
-
-def folder_stamp(st: os.stat_result) -> FolderStamp:
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-
-
-@dataclass
-class _ModelEntry:
-    stamp: FolderStamp
-    versions: dict[int, ModelVersion]
 
 
 class Repository:
@@ -114,7 +101,7 @@ class Repository:
         self.root.mkdir(parents=True, exist_ok=True)
         check_root_mode(self.root, group_shared=group_shared)
         self._lock = threading.RLock()
-        self._index: dict[str, _ModelEntry] = {}
+        self._index: dict[str, IndexEntry] = {}
         self.recover()
 
     # -- start-up ---------------------------------------------------------
@@ -145,7 +132,7 @@ class Repository:
             removed.extend(_remove_temporary_files(marks))
         for model_dir in self._model_dirs():
             removed.extend(_remove_temporary_files(model_dir))
-            if not self._version_dirs(model_dir):
+            if not version_numbers(model_dir):
                 # A model folder with no committed version: a crashed first upload
                 # (or a delete of the last version) left it; nothing there serves.
                 if not any(p for p in model_dir.iterdir() if p.name != HIGH_WATER):
@@ -168,17 +155,6 @@ class Repository:
             if not _MODEL_NAME.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
                 continue
             yield Path(entry.path)
-
-    @staticmethod
-    def _version_dirs(model_dir: Path) -> list[int]:
-        versions = []
-        try:
-            for entry in os.scandir(model_dir):
-                if entry.name.isdigit() and entry.is_dir(follow_symlinks=False):
-                    versions.append(int(entry.name))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        return sorted(versions)
 
     def _read_version(self, name: str, version: int, path: Path) -> ModelVersion | None:
         try:
@@ -221,7 +197,7 @@ class Repository:
             signature=meta.get("signature"),
         )
 
-    def _entry(self, name: str) -> _ModelEntry:
+    def _entry(self, name: str) -> IndexEntry:
         """The index entry of ``name``, read anew when its folder changed on disk.
 
         One ``stat`` of the model's folder per call (every request), so that a server
@@ -244,7 +220,7 @@ class Repository:
         with self._lock:
             versions: dict[int, ModelVersion] = {}
             old = entry.versions if entry else {}
-            numbers = self._version_dirs(model_dir)
+            numbers = version_numbers(model_dir)
             if not numbers and is_flat_model(model_dir):
                 # The original TFaaS's layout, copied in: the folder itself is version 1.
                 found = self._read_version(name, 1, model_dir)
@@ -257,7 +233,7 @@ class Repository:
                 known = old.get(number)
                 versions[number] = known if known is not None and known.uid == found.uid \
                     else found
-            entry = _ModelEntry(stamp, versions)
+            entry = IndexEntry(stamp, versions)
             self._index[name] = entry
             return entry
 
@@ -365,7 +341,7 @@ class Repository:
             model_dir = self.root / name
             model_dir.mkdir(exist_ok=True)
             floor = 1 if is_flat_model(model_dir) else 0  # a flat model counts as version 1
-            version = max([*self._version_dirs(model_dir), read_high_water(model_dir),
+            version = max([*version_numbers(model_dir), read_high_water(model_dir),
                            self._high_water(name), floor]) + 1
             meta["version"] = version
             (staging / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -393,8 +369,7 @@ class Repository:
         return read_high_water(folder, name) if folder is not None else 0
 
     def _keep_high_water(self, model_dir: Path) -> None:
-        """Carry the mark a model folder of an older release kept inside it over to
-        ``.versions`` before the folder goes."""
+        """Carry an older release's mark inside ``model_dir`` over to ``.versions``."""
         with contextlib.suppress(OSError):
             kept = read_high_water(model_dir)
             if kept > self._high_water(model_dir.name):

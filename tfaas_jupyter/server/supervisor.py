@@ -4,9 +4,14 @@
 first use (:mod:`~tfaas_jupyter.server.launch` says how) and stops it after
 ``idle_timeout`` seconds without calls, so a server that serves no model runs no
 TensorFlow; restarts it lazily after a crash, backing off repeated failed starts;
-kills it when a request hangs; and passes the memory budget on. One worker process
-and its channel are a :class:`~tfaas_jupyter.server.workerproc.WorkerProcess`; the
-frames are :mod:`tfaas_jupyter.worker.wire`'s.
+sends it a heartbeat every second, which its reading thread answers even while
+predictions run, and kills and replaces it when it leaves one unanswered for
+``heartbeat_timeout`` seconds (a hung worker), or when a request hangs; and passes the
+memory budget on (:mod:`~tfaas_jupyter.server.monitor`: heartbeats and a status
+that never waits on the worker).
+One worker process and its channel are a
+:class:`~tfaas_jupyter.server.workerproc.WorkerProcess`; the frames are
+:mod:`tfaas_jupyter.worker.wire`'s.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ from .errors import (
     WorkerTimeout,
     WorkerUnavailable,
 )
-from .launch import exit_phrase, probe_versions, spawn, worker_environment
+from .launch import exit_phrase, spawn, worker_environment
 from .modelref import ModelRef
+from .monitor import WorkerMonitor
 from .operations import WorkerOperations
+from .sysinfo import oom_kills
 from .timing import ColdStart
 from .workerproc import WorkerProcess
 
@@ -48,7 +55,7 @@ __all__ = [
 ]
 
 
-class ModelWorker(WorkerOperations):
+class ModelWorker(WorkerMonitor, WorkerOperations):
     """The server-side handle of the model worker process.
 
     Every call starts the worker lazily (concurrent callers share one start) and restarts
@@ -71,6 +78,7 @@ class ModelWorker(WorkerOperations):
         idle_timeout: float = 0.0,
         memory_limit: int = 0,
         busy_poll: float = 0.0,
+        heartbeat_timeout: float = 10.0,
     ) -> None:
         self.python = python or sys.executable
         self.env = worker_environment(os.environ if env is None else env)
@@ -114,10 +122,12 @@ class ModelWorker(WorkerOperations):
         #: Why the worker is not running: "not started", "idle", "crashed", "shutdown"...
         self._stopped_reason = "not started"
         self._last_start_seconds: float | None = None
+        self._start_began = 0.0  # monotonic() of the last start's beginning
         self._last_cold_start: ColdStart | None = None
-        #: TensorFlow and Keras versions of the worker's interpreter, once known.
-        self._versions: dict[str, str | None] | None = None
-        self._versions_task: asyncio.Future[dict[str, str | None]] | None = None
+        #: Seconds the worker may leave a heartbeat unanswered before it is taken for
+        #: hung, killed and replaced (0: no heartbeat; only ``request_timeout`` applies).
+        self.heartbeat_timeout = heartbeat_timeout
+        self._init_monitor()
 
     # ------------------------------------------------------------------ properties
 
@@ -163,6 +173,8 @@ class ModelWorker(WorkerOperations):
             return
         old, self._conn, self._starting, self._loop = self._conn, None, None, loop
         self._polling = False  # a polling chain of the old loop never runs again
+        self._status_task, self._snapshot, self._heartbeat_task = None, None, None
+        self._heard, self._recycling = None, None
         if old is not None:
             old.abandon("event loop changed")
         if self._state in ("running", "starting"):
@@ -170,11 +182,15 @@ class ModelWorker(WorkerOperations):
 
     async def _ensure(self) -> WorkerProcess:
         self._adopt_loop()
+        if self._recycling is not None and not self._recycling.done():
+            await asyncio.shield(self._recycling)  # requests wait for the new worker
         c = self._conn
         if c is not None and c.alive:
             return c
         if self._starting is None or self._starting.done():
             now = time.monotonic()
+            if self.unavailable and self._state == "failed":  # no attempt does better
+                raise WorkerUnavailable(self.unavailable)
             if self._failures and now < self._retry_at:
                 raise WorkerUnavailable(
                     f"{self._last_error} (next attempt in {self._retry_at - now:.0f} s)"
@@ -185,7 +201,7 @@ class ModelWorker(WorkerOperations):
 
     async def _start(self) -> WorkerProcess:
         self._state = "starting"
-        began = time.monotonic()
+        began = self._start_began = time.monotonic()
         try:
             if self.unavailable:
                 raise WorkerUnavailable(self.unavailable)
@@ -212,6 +228,9 @@ class ModelWorker(WorkerOperations):
         self._cancel_idle_watch()
         if self.idle_timeout > 0:
             self._idle_task = asyncio.ensure_future(self._stop_when_idle(conn))
+        self._unanswered_since = None
+        if self.heartbeat_timeout > 0:
+            self._heartbeat_task = asyncio.ensure_future(self._heartbeat(conn))
         self.log.info("model worker started in %.1f s (pid %s, %s)",
                       self._last_start_seconds, conn.proc.pid, self.python)
         return conn
@@ -225,6 +244,7 @@ class ModelWorker(WorkerOperations):
             options += ["--poll-us", str(round(self.busy_poll * 1e6))]
         proc, parent = await spawn(self.python, self.env, options)
         conn = WorkerProcess(proc)
+        conn.oom_kills = oom_kills()
         await conn.connect(parent, lambda error: self._on_closed(conn, error), self.log)
         try:
             ping = ops.request_header(ops.Ping())
@@ -242,6 +262,8 @@ class ModelWorker(WorkerOperations):
             rc = conn.proc.returncode
             if fatal:
                 msg = f"The model worker cannot start: {fatal}"
+                if rc == ops.MEMORY_LIMIT_REFUSED:
+                    self.unavailable = msg  # every later start would say the same
             else:
                 msg = (f"The model worker ({self.python}) failed to start "
                        f"({exit_phrase(rc)}){conn.tail()}")
@@ -290,12 +312,14 @@ class ModelWorker(WorkerOperations):
         await conn.end(reason, self.log)
 
     def _cancel_idle_watch(self) -> None:
-        task, self._idle_task = self._idle_task, None
-        if task is not None and not task.done() and task is not _current_task():
-            try:
-                task.cancel()
-            except RuntimeError:  # its event loop is closed: it will never run again
-                pass
+        """Cancel the idle watch and the heartbeat of the worker that is going."""
+        for task in (self._idle_task, self._heartbeat_task):
+            if task is not None and not task.done() and task is not _current_task():
+                try:
+                    task.cancel()
+                except RuntimeError:  # its event loop is closed: it will never run again
+                    pass
+        self._idle_task = self._heartbeat_task = None
 
     async def _stop_when_idle(self, conn: WorkerProcess) -> None:
         """Stop ``conn``'s worker once no call has used it for ``idle_timeout`` seconds.
@@ -361,7 +385,15 @@ class ModelWorker(WorkerOperations):
         timeout = self.request_timeout if timeout is None else timeout
         self._active += use
         try:
-            reply, out = await _within(self._roundtrip(conn, header, arrays), timeout)
+            try:
+                reply, out = await _within(self._roundtrip(conn, header, arrays), timeout)
+            except WorkerCrashed:
+                if not conn.replaced:
+                    raise
+                # its worker hung and was replaced: once more, on the new one (a
+                # request that hangs that one too fails, with why)
+                conn = await self._ensure()
+                reply, out = await _within(self._roundtrip(conn, header, arrays), timeout)
         except asyncio.TimeoutError:
             msg = (f"The model worker did not answer within {timeout:g} s; "
                    "it was killed and will be restarted")
@@ -389,84 +421,18 @@ class ModelWorker(WorkerOperations):
         """The worker's state in a few words, as the page, widget and magics show it."""
         state = self.state
         if state == "running":
+            silent = self._unanswered_seconds()
+            if silent is not None and silent >= 2 * self.heartbeat_interval:
+                return f"running (pid {self.pid}), not answering for {silent:.0f} s"
             return f"running (pid {self.pid})"
         if state == "starting":
-            return "starting"
+            return f"starting ({time.monotonic() - self._start_began:.0f} s)"
         if state == "failed":
             return f"failed: {self.last_error}"
         if self._stopped_reason == "idle":
             return (f"not running (stopped after {self.idle_timeout:g} s idle; "
                     "starts on first use)")
         return "not running (starts on first use)"
-
-    async def versions(self) -> dict[str, str | None]:
-        """TensorFlow's and Keras's versions in the worker's interpreter, found once from
-        package metadata (no TensorFlow import); ``None`` values when not found."""
-        if self._versions is not None:
-            return self._versions
-        if self._versions_task is None or (
-            self._versions_task.done() and self._versions_task.exception() is not None
-        ):
-            self._versions_task = asyncio.ensure_future(self._probe_versions())
-        try:
-            self._versions = await asyncio.shield(self._versions_task)
-        except Exception as exc:
-            self.log.info("tfaas: cannot read TensorFlow's version of %s: %s", self.python, exc)
-            self._versions_task = None
-            return {"tensorflow": None, "keras": None}
-        return self._versions
-
-    async def _probe_versions(self) -> dict[str, str | None]:
-        if self.unavailable:
-            raise WorkerUnavailable(self.unavailable)
-        return await probe_versions(self.python, self.env)
-
-    async def status(self, *, start: bool = False) -> dict[str, Any]:
-        """Supervisor state merged with the worker's own status when it is running.
-
-        Keys: ``state``, ``summary``, ``pid``, ``starts``, ``restarts``, ``last_error``,
-        ``python`` (the worker's interpreter path), ``idle_timeout``, ``idle_seconds``
-        (since the last call; ``None`` when not running), ``last_start_seconds``,
-        ``last_cold_start`` (the last start + first load), ``memory_limit``,
-        ``busy_poll_us``; from the
-        worker when it is running: ``threads``, ``loaded``, ``cache_size``, ``rss`` and
-        ``model_sizes`` (bytes, estimated). ``tensorflow`` and ``keras`` come from the
-        worker, or from package metadata when it is not running. A stopped worker is
-        started first only with ``start=True``.
-        """
-        info: dict[str, Any] = {
-            "tensorflow": None, "keras": None, "python_version": None,
-            "threads": self.threads, "loaded": [], "cache_size": self.cache_size,
-            "rss": None, "model_sizes": {},
-        }
-        self._adopt_loop()
-        if start or self.running:
-            try:
-                reply, _ = await self._request(ops.request_header(ops.Status()), use=start)
-                reply.pop("id", None)
-                info.update(reply)
-                info["python_version"] = info.pop("python", None)
-                if info.get("tensorflow"):
-                    self._versions = {"tensorflow": info["tensorflow"], "keras": info["keras"]}
-            except WorkerError as e:
-                info["error"] = e.message
-        if not info.get("tensorflow"):
-            info.update(await self.versions())
-        running = self.running
-        info.update(
-            state=self.state, summary=self.summary(), pid=self.pid, starts=self._starts,
-            restarts=self.restarts, last_error=self.last_error, python=self.python,
-            idle_timeout=self.idle_timeout,
-            idle_seconds=(round(time.monotonic() - self._last_used, 3)
-                          if running and not self._active else (0.0 if running else None)),
-            last_start_seconds=self._last_start_seconds,
-            last_cold_start=self._last_cold_start.as_dict() if self._last_cold_start else None,
-            memory_limit=self.memory_limit,
-            busy_poll_us=round(self.busy_poll * 1e6),
-        )
-        return info
-
-
 
 #: ``asyncio.timeout`` (Python 3.11+), else None.
 _timeout = getattr(asyncio, "timeout", None)

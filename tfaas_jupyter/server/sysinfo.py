@@ -130,3 +130,36 @@ def memory_limit(root: str = "/") -> int:
     ``root``: where /proc and /sys are (for tests)."""
     total = _meminfo(root).get("MemTotal", 0)
     return min([*_cgroup_limits(root), *([total] if total else [])], default=0)
+
+
+def oom_kills(root: str = "/") -> int | None:
+    """How many processes the kernel's out-of-memory killer ended in this process's
+    cgroup (v2 ``memory.events``, v1 ``memory.oom_control``: ``oom_kill N``), or None
+    where that is not readable. A rise while a process died says it was that."""
+    cgroups = os.path.join(root, "sys/fs/cgroup")
+    try:
+        with open(os.path.join(root, "proc/self/cgroup")) as fh:
+            entries = [line.rstrip("\n").split(":", 2) for line in fh]
+    except OSError:
+        return None
+    for entry in entries:
+        if len(entry) != 3:
+            continue
+        _, controllers, path = entry
+        if controllers == "":
+            candidates = [os.path.join(cgroups, path.lstrip("/"), "memory.events")]
+        elif "memory" in controllers.split(","):
+            candidates = [os.path.join(cgroups, "memory", path.lstrip("/"), "memory.oom_control"),
+                          os.path.join(cgroups, "memory", "memory.oom_control")]
+        else:
+            continue
+        for candidate in candidates:
+            try:
+                with open(candidate) as fh:
+                    for line in fh:
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill" and value.strip().isdigit():
+                            return int(value)
+            except OSError:
+                continue
+    return None

@@ -36,6 +36,7 @@ from ..worker.wire import (
 )
 from .errors import ModelError, WorkerCrashed
 from .launch import FATAL_PREFIX, NOISE, describe_exit
+from .sysinfo import oom_kills
 
 
 async def write_frame_async(
@@ -219,6 +220,10 @@ class WorkerProcess:
         #: Whether this process was ever asked to load a model: a new worker holds none,
         #: so its first prediction is preceded by its model's load.
         self.has_loaded = False
+        #: Its cgroup's count of out-of-memory kills when it started (None: unknown).
+        self.oom_kills: int | None = None
+        #: Killed as hung and replaced: the requests it held are sent to the new one.
+        self.replaced = False
 
     async def connect(self, sock: socket.socket, on_closed: Any, log: logging.Logger) -> None:
         """Open the channel over ``sock`` (the server's end of the socketpair) and forward
@@ -279,7 +284,7 @@ class WorkerProcess:
         if self.kill_reason is not None:
             msg = f"The model worker (pid {self.proc.pid}) was stopped ({self.kill_reason})"
         else:
-            msg = describe_exit(rc, self.proc.pid) + self.tail()
+            msg = describe_exit(rc, self.proc.pid, self.oom_killed()) + self.tail()
         if not self.dead.done():
             self.dead.set_result(msg)
         for fut in list(self.pending.values()):
@@ -291,6 +296,14 @@ class WorkerProcess:
         except Exception:
             pass
         return msg
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's out-of-memory killer ended a process of our cgroup
+        since this one started (the only sign we trust that it ran out of memory)."""
+        if self.oom_kills is None:
+            return False
+        now = oom_kills()
+        return now is not None and now > self.oom_kills
 
     def abandon(self, reason: str) -> None:
         """Kill the process at once and reap it if it has ended, without its event loop

@@ -39,9 +39,17 @@ def release_memory() -> None:
 
 
 class OverBudget(Exception):
-    """A model that does not fit in the memory limit even with every other one evicted."""
+    """A model that does not fit in the memory limit even in a new worker, alone."""
 
     kind = "memory"
+
+
+class Outgrown(Exception):
+    """A model that would fit in a new worker, but not in this one: the worker itself
+    (its RSS less its models' sizes) has grown so that, with every other model
+    evicted, it is still over its limit. The supervisor restarts it and loads again."""
+
+    kind = "restart"
 
 
 def _mib(n: int) -> str:
@@ -90,23 +98,27 @@ class LRU(Generic[K, V]):
             self._on_evict(k, v)
         return k
 
-    def fit(self, key: K, size: int, rss: int) -> list[K]:
-        """Make room for ``key`` (``size`` bytes, just loaded; ``rss`` measured now).
+    def fit(self, key: K, size: int, rss: int, bare: int = 0) -> list[K]:
+        """Make room for ``key`` (``size`` bytes, just loaded; ``rss`` measured now;
+        ``bare``: the worker's RSS when it started, before any model).
 
-        Raises :class:`OverBudget` when the worker without any model plus ``key`` is
-        over the limit. Otherwise evicts the least recently used others while the RSS,
-        less what the evicted models held, is over the limit; returns their keys.
+        Raises :class:`OverBudget` when a new worker holding only ``key`` would be over
+        the limit. Otherwise evicts the least recently used others while the RSS, less
+        what the evicted models held, is over the limit, and returns their keys; raises
+        :class:`Outgrown` (every other model evicted) when that is not enough: the
+        worker itself has grown past what its models explain.
         """
         if not self.memory_limit:
             return []
         others = sum(s for k, s in self._sizes.items() if k != key)
         base = max(rss - others - size, 0)  # the worker itself, with no model loaded
-        if base + size > self.memory_limit:
+        fresh = bare or base  # what a new worker takes before its first model
+        if fresh + size > self.memory_limit:
             raise OverBudget(
                 f"the model takes about {_mib(size)} in the model worker, which has "
-                f"{_mib(self.memory_limit - base)} free for models: its memory limit is "
+                f"{_mib(self.memory_limit - fresh)} free for models: its memory limit is "
                 f"{_mib(self.memory_limit)} (TFaaSApp.worker_memory_limit) and it takes "
-                f"{_mib(base)} itself"
+                f"{_mib(fresh)} itself"
             )
         evicted: list[K] = []
         freed = 0
@@ -115,6 +127,12 @@ class LRU(Generic[K, V]):
             freed += self._sizes.get(oldest, 0)
             self.pop(oldest)
             evicted.append(oldest)
+        if rss - freed > self.memory_limit:
+            raise Outgrown(
+                f"the model worker takes {_mib(base)} itself, {_mib(base - fresh)} more "
+                f"than when it started: with the model ({_mib(size)}) it is over its "
+                f"memory limit of {_mib(self.memory_limit)}; it is restarted"
+            )
         return evicted
 
     def pop(self, key: K) -> V | None:

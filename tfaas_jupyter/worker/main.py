@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import os
 import select
 import signal
@@ -36,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import ops
-from .lru import OverBudget, release_memory, rss_bytes
+from .lru import Outgrown, OverBudget, release_memory, rss_bytes
 
 #: Written on stderr (one line) when the worker cannot start; the supervisor shows it.
 FATAL_PREFIX = "tfaas-worker-fatal:"
@@ -77,11 +78,22 @@ def _region_inputs(refs: Any, arrays: list[Any]) -> list[Any]:
         raise InputError(str(exc)) from None
 
 
+@functools.lru_cache(maxsize=1)
+def _keras_version() -> str | None:
+    """Keras's installed version (package metadata, read once)."""
+    try:
+        from importlib.metadata import version
+
+        return version("keras")
+    except Exception:
+        return None
+
+
 class Worker:
     """Request dispatch and the bounded cache of loaded predictors."""
 
     def __init__(self, channel: Any, threads: int, cache_size: int,
-                 memory_limit: int = 0, poller: Any = None) -> None:
+                 memory_limit: int = 0, poller: Any = None, bare_rss: int = 0) -> None:
         from .lru import LRU
 
         self.channel = channel
@@ -89,6 +101,8 @@ class Worker:
         self.cache_size = cache_size
         self._lock = threading.Lock()  # guards the cache and _key_locks
         self._cache: LRU[str, Any] = LRU(cache_size, memory_limit=memory_limit)
+        #: RSS of this worker when it started, before any model (the base of the budget)
+        self.bare_rss = bare_rss
         self._key_locks: dict[str, threading.Lock] = {}
         # (sequence number, prefix) of recent unloads, so a load that was running while
         # its key got unloaded does not put the stale model back into the cache.
@@ -131,9 +145,10 @@ class Worker:
                 return p
             before = rss_bytes()
             p = loaders.load(fmt, path, params)
+            release_memory()  # what the load left as garbage is not the model's cost
             try:
                 self._admit(key, p, max(rss_bytes() - before, 0), seq)
-            except OverBudget:
+            except (OverBudget, Outgrown):
                 p = None  # the traceback keeps this frame: drop the model now
                 release_memory()
                 raise
@@ -142,14 +157,14 @@ class Worker:
     def _admit(self, key: str, predictor: Any, size: int, seq: int) -> None:
         """Cache a just-loaded model of ``size`` bytes, evicting others to stay within
         the memory limit; raises :class:`OverBudget` (nothing cached) if it cannot fit."""
-        refusal: OverBudget | None = None
+        refusal: OverBudget | Outgrown | None = None
         evicted: list[str] = []
         with self._lock:
             if any(n > seq and key.startswith(prefix) for n, prefix in self._recent_unloads):
                 return  # unloaded while it loaded: do not put the stale model back
             try:
-                evicted = self._cache.fit(key, size, rss_bytes())
-            except OverBudget as e:
+                evicted = self._cache.fit(key, size, rss_bytes(), self.bare_rss)
+            except (OverBudget, Outgrown) as e:
                 refusal = e
             else:
                 evicted += self._cache.put(key, predictor, size)
@@ -173,14 +188,10 @@ class Worker:
         return gone
 
     def status(self) -> dict[str, Any]:
+        """The worker's own figures: quick (answered by the reading lane, like a ping,
+        so that monitoring gets them while every other thread is busy)."""
         import tensorflow as tf
 
-        try:
-            from importlib.metadata import version
-
-            keras_version: str | None = version("keras")
-        except Exception:
-            keras_version = None
         with self._lock:
             loaded = self._cache.keys()
             sizes = self._cache.sizes()
@@ -188,8 +199,9 @@ class Worker:
             "rss": rss_bytes(),
             "model_sizes": sizes,
             "memory_limit": self._cache.memory_limit,
+            "bare_rss": self.bare_rss,
             "tensorflow": tf.__version__,
-            "keras": keras_version,
+            "keras": _keras_version(),
             "python": sys.version,
             "pid": os.getpid(),
             "threads": self.threads,
@@ -240,8 +252,11 @@ class Worker:
     def _status(self, request: ops.Status, arrays: list[Any]) -> tuple[Any, list[Any]]:
         return self.status(), []
 
+    def _pong(self) -> ops.Pong:
+        return ops.Pong(rss_bytes(), len(self._cache))
+
     def _ping(self, request: ops.Ping, arrays: list[Any]) -> tuple[Any, list[Any]]:
-        return ops.Pong(), []
+        return self._pong(), []
 
     #: The one dispatch of the worker's operations, on the request's type.
     _HANDLERS: dict[type, Any] = {
@@ -263,7 +278,7 @@ class Worker:
                 raise InputError(str(e)) from None
             answer, out_arrays = self._HANDLERS[type(request)](self, request, arrays)
             reply: dict[str, Any] = answer if isinstance(answer, dict) else answer.header()
-        except (ModelLoadError, InputError, OutOfMemory, NotLoaded, OverBudget) as e:
+        except (ModelLoadError, InputError, OutOfMemory, NotLoaded, OverBudget, Outgrown) as e:
             reply = {"error": str(e), "kind": getattr(e.kind, "value", e.kind)}
             out_arrays = []
         except MemoryError:
@@ -295,8 +310,8 @@ class Worker:
         next lane reads; so an idle worker's prediction costs no hop to another thread.
         At most ``threads`` predictions run at once: past that, a frame waits in a
         backlog the running lanes drain. ``ping`` is answered by the reading lane (a
-        health check that stays responsive while every lane is busy); loads and the
-        other slow ops go to the pool, so they never hold a lane.
+        health check that stays responsive while every lane is busy), and ``status``
+        too; loads and the other slow ops go to the pool, so they never hold a lane.
         """
         for i in range(self.threads + 1):
             threading.Thread(target=self._lane, name=f"tfaas-lane-{i}", daemon=True).start()
@@ -325,8 +340,11 @@ class Worker:
                         return
                     header, arrays = frame
                     op = header.get("op")
-                    if op == ops.Op.PING:
-                        self.channel.write({"id": header.get("id")})
+                    if op == ops.Op.PING:  # the heartbeat
+                        self.channel.write({**self._pong().header(), "id": header.get("id")})
+                        continue
+                    if op == ops.Op.STATUS:  # monitoring: never behind other work
+                        self.handle(header, arrays)
                         continue
                     if op != ops.Op.PREDICT:
                         self.pool.submit(self.handle, header, arrays)
@@ -394,6 +412,12 @@ def main(argv: list[str] | None = None) -> int:
     from .loaders import configure_tensorflow
 
     configure_tensorflow(threads)
+    bare_rss = rss_bytes()
+    if 0 < args.memory_limit < bare_rss:
+        _fatal(f"its memory limit, {args.memory_limit / 2**20:.0f} MiB "
+               "(TFaaSApp.worker_memory_limit), is below what the model worker takes "
+               f"before loading any model, {bare_rss / 2**20:.0f} MiB: raise the limit "
+               "(0: no limit)", code=ops.MEMORY_LIMIT_REFUSED)
 
     from .wire import BlockingChannel, ProtocolError
 
@@ -404,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
 
         poller = FramePoller(sock, args.poll_us / 1e6)
     worker = Worker(BlockingChannel(sock), threads, max(1, args.cache_size),
-                    max(0, args.memory_limit), poller)
+                    max(0, args.memory_limit), poller, bare_rss)
     code = 0
     try:
         worker.serve()

@@ -23,6 +23,11 @@ else:  # the worker's interpreter (a kernel's) need not have typing_extensions
         return lambda decorated: decorated
 
 
+#: The exit code of a worker whose memory limit is below its own size at start: a
+#: setting to change (the supervisor does not try again), not a passing failure.
+MEMORY_LIMIT_REFUSED = 4
+
+
 class Op(str, enum.Enum):
     """The operations of the model worker."""
 
@@ -155,7 +160,11 @@ def parse_request(header: Mapping[str, Any]) -> Any:
 
 @_message
 class Pong(_Message):
-    pass
+    """The worker is up (the heartbeat's answer): its resident memory in bytes and
+    how many models it holds, read without waiting for any other thread."""
+
+    rss: int = 0
+    models: int = 0
 
 
 @_message

@@ -84,7 +84,7 @@ class ProtocolError(Exception):
 class ErrorKind(str, enum.Enum):
     """Why a request to the model worker failed; carried as ``"kind"`` in error replies.
 
-    The worker reports the first five; the supervisor adds the last two. The server
+    The worker reports the first six; the supervisor adds the last two. The server
     maps each kind to one HTTP status (:mod:`tfaas_jupyter.server.errors`).
     """
 
@@ -98,6 +98,9 @@ class ErrorKind(str, enum.Enum):
     OUT_OF_MEMORY = "oom"
     #: The model is not in the worker's cache (evicted, or a new worker): load it first.
     NOT_LOADED = "not_loaded"
+    #: The worker itself has grown past its memory budget, with no model left to evict:
+    #: a new worker would hold the model, so restart it between requests and load again.
+    RESTART = "restart"
     #: The worker did not answer in time; it was killed and will be restarted.
     TIMEOUT = "timeout"
     #: The worker cannot be started, or died while the request was in flight.
