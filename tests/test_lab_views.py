@@ -15,6 +15,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
@@ -301,6 +303,90 @@ def test_the_status_bar_item_follows_the_worker_and_its_setting(lab, ui) -> None
     expect(item).to_be_hidden(timeout=60_000)
     box.check()
     expect(item).to_be_visible(timeout=60_000)
+
+
+def copied_curl(page, must_hold: str) -> str:
+    """Click Copy curl until the line holds ``must_hold`` (a changed setting reaches the
+    panel a moment after the editor saves it); the line, as the clipboard holds it."""
+    panel = page.locator("#tfaas-sidebar")
+    shown = panel.locator('[data-tfaas="curl-text"]')
+    deadline = time.monotonic() + 60
+    while True:
+        panel.locator('[data-tfaas="curl"]').click()
+        expect(shown).to_contain_text("tfaas/json")
+        if must_hold in shown.inner_text() or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    line = shown.inner_text()
+    assert must_hold in line, line
+    assert page.evaluate("navigator.clipboard.readText()") == line
+    return line
+
+
+def setting_field(page, title: str, kind: str):
+    """The settings editor's ``kind`` control (``select``, ``input``) under the field
+    titled ``title`` (a heading, not a label, in Lab's form)."""
+    heading = page.get_by_role("heading", name=title, exact=True)
+    expect(heading).to_be_visible(timeout=60_000)
+    return page.locator(".form-group", has=heading).last.locator(kind)
+
+
+def open_tfaas_settings(page) -> None:
+    palette(page, "Settings Editor")
+    page.locator(".jp-PluginList-entry", has_text="TFaaS").first.click()
+
+
+def test_the_curl_style_setting_changes_the_copied_line(lab, ui, tmp_path) -> None:
+    """Copy curl in each style of the settings editor's "Curl style", each line run
+    by bash against the server: the token from $JUPYTER_TOKEN, or a key from a file."""
+    page, srv = ui["page"], lab["srv"]
+    rows = [[0.5, -1.0, 2.0, 0.25, 1.5, -0.75], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]
+    reference = lab["keras"].reference([np.asarray(rows, dtype=np.float32)])[0]
+    palette(page, WORDS["command_open"])
+    panel = page.locator("#tfaas-sidebar")
+    panel.locator('[data-model="fromdisk"]').click()
+
+    def run(line: str, env: dict[str, str]) -> None:
+        values = panel.locator('[data-tfaas="values"]')
+        assert json.loads(values.input_value()) == rows  # the form's rows, not an example
+        done = subprocess.run(["bash", "-c", line], capture_output=True, text=True,
+                              env={"PATH": os.environ["PATH"], **env}, timeout=120)
+        assert done.returncode == 0 and np.allclose(json.loads(done.stdout), reference,
+                                                    rtol=1e-5), done
+
+    panel.locator('[data-tfaas="values"]').fill(json.dumps(rows))
+    line = copied_curl(page, "$JUPYTER_TOKEN")
+    assert srv.token not in line
+    run(line, {"JUPYTER_TOKEN": srv.token})
+
+    # a key file as %tfaas key create writes it, in a folder whose name needs quoting
+    code, created = srv.json("POST", "tfaas/keys", {"name": "curl-style"})
+    assert code == 200, created
+    key_file = tmp_path / "my keys" / "curl.key"
+    key_file.parent.mkdir()
+    key_file.write_text(created["key"] + "\n")
+    open_tfaas_settings(page)
+    style = setting_field(page, "Curl style", "select")
+    expect(style.locator("option:checked")).to_have_text("token")
+    setting_field(page, "Key file of a copied curl line", "input").fill(str(key_file))
+    style.select_option(label="keyfile")
+    palette(page, WORDS["command_open"])
+    panel.locator('[data-tfaas="values"]').fill(json.dumps(rows))
+    line = copied_curl(page, "Bearer $(cat ")
+    assert str(key_file.parent.name) in line and "TOKEN" not in line, line
+    assert created["key"] not in line and srv.token not in line
+    run(line, {"HOME": str(tmp_path)})
+    # a revoked key: the same line is refused
+    assert srv.json("DELETE", "tfaas/keys/curl-style")[0] == 200
+    refused = subprocess.run(["bash", "-c", line + " -o /dev/null -w '%{http_code}'"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.stdout in ("401", "403"), refused
+
+    # back to the default for the tests after this one
+    open_tfaas_settings(page)
+    setting_field(page, "Curl style", "select").select_option(label="token")
+    palette(page, WORDS["command_open"])
+    copied_curl(page, "$JUPYTER_TOKEN")
 
 
 def test_try_a_request_in_the_api_explorer(lab, ui) -> None:

@@ -87,6 +87,23 @@ describe('copy curl', () => {
     );
     expect(curlCommand(url, request, false)).toContain('$JUPYTER_TOKEN');
   });
+
+  it('reads a key from a file in the keyfile style', () => {
+    const request = predictRequest(model, [[1, 2, 3, 4]]);
+    const url = 'http://127.0.0.1:8888/tfaas/json';
+    const home = { style: 'keyfile' as const, keyFile: '~/.tfaas/keys/my key.key' };
+    expect(curlCommand(url, request, true, home)).toBe(
+      'curl -sS -H "Authorization: Bearer $(cat ~/\'.tfaas/keys/my key.key\')" ' +
+        "-H 'Content-Type: application/json' " +
+        '-d \'{"model":"iris","values":[1,2,3,4],"version":3}\' ' +
+        url
+    );
+    const plain = { style: 'keyfile' as const, keyFile: '/srv/keys/k.key' };
+    expect(curlCommand(url, request, false, plain)).toContain(
+      '"Authorization: Bearer $(cat /srv/keys/k.key)"'
+    );
+    expect(curlCommand(url, request, false, plain)).not.toContain('TOKEN');
+  });
 });
 
 describe('upload', () => {
