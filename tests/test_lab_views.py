@@ -29,6 +29,7 @@ from servers import jupyter_server
 from test_lab import launch, open_panel, use_dark_theme, wait_for_model
 
 from tfaas_jupyter.client.vocabulary import WORDS
+from tfaas_jupyter.client.widgets import model_page_link_html
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -400,6 +401,48 @@ def test_try_a_request_in_the_api_explorer(lab, ui) -> None:
     answer = try_json(explorer, {"model": "fromdisk", "values": rows})
     reference = lab["keras"].reference([np.asarray(rows, dtype=np.float32)])[0]
     assert np.allclose(answer, reference, rtol=1e-5), answer
+
+
+
+def test_the_explorer_page_of_the_tfaas_page_and_the_widget(lab, ui) -> None:
+    """The tfaas/ page's and the notebook widget's OpenAPI links open the explorer page
+    (the labextension's Swagger UI, served under the base URL): "Try it out" answers
+    200 with the model's numbers, and the page asks no other origin."""
+    srv = lab["srv"]
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(srv.url))
+    tab = ui["context"].new_page()
+    made: list[str] = []
+    tab.on("request", lambda request: made.append(request.url))
+    rows = [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [0.5, -1.0, 2.0, 0.25, 1.5, -0.75]]
+    reference = lab["keras"].reference([np.asarray(rows, dtype=np.float32)])[0]
+    try:
+        tab.goto(f"{srv.url}tfaas/")
+        link = tab.locator('tr', has_text="fromdisk").locator('[data-tfaas="openapi"]')
+        link.click()
+        expect(tab).to_have_url(re.compile(r"/user/alice/tfaas/explorer/\?model=fromdisk$"))
+        explorer = tab.locator('[data-tfaas="explorer"]')
+        answer = try_json(explorer, {"model": "fromdisk", "values": rows})
+        assert np.allclose(answer, reference, rtol=1e-5), answer
+
+        # the widget's link, as %tfaas browser draws it for the selected model
+        html = model_page_link_html("openapi", f"{srv.url}tfaas/", "fromdisk")
+        href = re.search(r'href="([^"]+)"', html)[1].replace("&amp;", "&")
+        assert href == "/user/alice/tfaas/explorer/?model=fromdisk", html
+        tab.goto(origin + href)
+        answer = try_json(tab.locator('[data-tfaas="explorer"]'), {"model": "fromdisk",
+                                                                   "values": rows[:1]})
+        assert np.allclose(answer, reference[:1], rtol=1e-5), answer
+        # the whole API's explorer, from the page's "How to call"
+        tab.goto(f"{srv.url}tfaas/")
+        tab.locator('p [data-tfaas="openapi"]').click()
+        expect(tab.locator(".opblock-summary-path", has_text="/upload").first).to_be_visible(
+            timeout=60_000)
+    finally:
+        tab.close()
+    assert made and all(url.startswith(origin + "/") for url in made), [
+        url for url in made if not url.startswith(origin + "/")]
+    code, body = srv.request("GET", "tfaas/explorer/?model=no-such-model")
+    assert code == 404 and "no-such-model" in json.loads(body)["error"], (code, body)
 
 
 def test_screenshots_in_the_dark_theme(lab, ui) -> None:
