@@ -401,6 +401,17 @@ def test_try_a_request_in_the_api_explorer(lab, ui) -> None:
     answer = try_json(explorer, {"model": "fromdisk", "values": rows})
     reference = lab["keras"].reference([np.asarray(rows, dtype=np.float32)])[0]
     assert np.allclose(answer, reference, rtol=1e-5), answer
+    # its curl line names the token's variable, never the token, and runs as it is
+    srv = lab["srv"]
+    line = explorer.locator('[data-tfaas="explorer-curl"]').inner_text()
+    assert srv.token not in line and "$JUPYTER_TOKEN" in line, line
+    done = subprocess.run(["bash", "-c", line + " -sS"], capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], "JUPYTER_TOKEN": srv.token},
+                          timeout=120)
+    assert done.returncode == 0 and np.allclose(json.loads(done.stdout), reference,
+                                                rtol=1e-5), done
+    if os.environ.get("TFAAS_UPDATE_SCREENSHOT"):
+        explorer.screenshot(path=str(DOCS / "lab-explorer-light.png"))
 
 
 

@@ -62,3 +62,13 @@ export function curlCommand(
     shellQuote(jsonUrl)
   ].join(' ');
 }
+
+/**
+ * Swagger UI's curl line with Lab's token (the interceptor sent it) replaced by the
+ * shell variable that holds it, as the panel's Copy curl names it: the shown, copied
+ * or screenshotted line never carries the secret. The line's words are single-quoted
+ * (Swagger UI quotes each), so the variable goes between quotes to be expanded.
+ */
+export function hideToken(line: string, token: string, variable: string): string {
+  return token ? line.split(token).join(`'"$${variable}"'`) : line;
+}

@@ -9,12 +9,12 @@
  */
 
 import { Clipboard, Dialog, Notification, showDialog } from '@jupyterlab/apputils';
-import { PageConfig } from '@jupyterlab/coreutils';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { TFaaSApi, TFaaSError } from './api';
 import { curlCommand, ICurlAuth, TOKEN_AUTH } from './curl';
+import { underHub } from './explorer';
 import { IModelView, shapeModels, versionsText } from './models';
 import { exampleRow, formatValue, parseValues, predictRequest, resultRows } from './predict';
 import { ISample, IStatusDoc, predictionCount, requestRate, statusView } from './status';
@@ -272,7 +272,7 @@ export class TFaaSPanel extends Widget {
   }
 
   private get underHub(): boolean {
-    return !!PageConfig.getOption('hubPrefix') || !!PageConfig.getOption('hubUser');
+    return underHub();
   }
 
   private stopTimer(): void {

@@ -1,4 +1,4 @@
-import { curlCommand, shellQuote } from '../curl';
+import { curlCommand, hideToken, shellQuote } from '../curl';
 import { shapeModels } from '../models';
 import { formatValue, parseValues, predictRequest, resultRows } from '../predict';
 import { classifyFiles, nameFromFile, nameFromParams } from '../upload';
@@ -103,6 +103,14 @@ describe('copy curl', () => {
       '"Authorization: Bearer $(cat /srv/keys/k.key)"'
     );
     expect(curlCommand(url, request, false, plain)).not.toContain('TOKEN');
+  });
+
+  it("names the token's variable in Swagger UI's line, never the token", () => {
+    const line = "curl -X 'POST' -H 'Authorization: token s3cr3t' -d '{}' 'http://h/tfaas/json'";
+    expect(hideToken(line, 's3cr3t', 'JUPYTER_TOKEN')).toBe(
+      "curl -X 'POST' -H 'Authorization: token '\"$JUPYTER_TOKEN\"'' -d '{}' 'http://h/tfaas/json'"
+    );
+    expect(hideToken(line, '', 'JUPYTER_TOKEN')).toBe(line);
   });
 });
 
