@@ -19,6 +19,7 @@ from tfaas_jupyter.server.protocols.v2stream import worth_streaming
 from tfaas_jupyter.server.shm import REGION_NAME
 
 from .base import UnknownEndpointHandler
+from .explorer import ExplorerPageHandler
 from .export import ExportHandler
 from .graph import GraphAssetHandler, GraphPageHandler, ModelFileHandler
 from .index import IndexHandler
@@ -124,6 +125,8 @@ def _login_only_table() -> list[tuple[str, type]]:
         (r"/?", IndexHandler),
         # the graph view: Netron's page (the trailing slash: its files are relative)
         (r"/graph/", GraphPageHandler),
+        # the API explorer (Swagger UI) for the tfaas/ page and the notebook widget
+        (r"/explorer/", ExplorerPageHandler),
         (r"/keys", KeysHandler),
         # the file browser's "Serve with TFaaS": a file of the server's own contents
         (r"/upload/contents", ContentsUploadHandler),

@@ -38,7 +38,8 @@ model worker: {worker}. Back to <a href="{lab}">JupyterLab</a>.</p>
 <pre>curl -H "Authorization: token $JUPYTER_TOKEN" {url}models
 curl -H "Authorization: token $JUPYTER_TOKEN" {url}status</pre>
 <p>Endpoints: json, proto, image, upload, delete, models, params, status, metrics;
-the full description: <a href="{url}openapi.json">openapi.json</a>.</p>
+the full description: <a href="{url}openapi.json">openapi.json</a>, and to try it:
+<a data-tfaas="openapi" href="{explorer}">the API explorer</a>.</p>
 </body></html>
 """
 
@@ -102,8 +103,9 @@ class IndexHandler(LoginOnlyPageMixin, MethodsMixin, ExtensionHandlerMixin, Jupy
             inputs = doc.get("inputs") or []
             shapes = ", ".join(str(i.get("shape")) for i in inputs) or "?"
             described = xhtml_escape(f"{url}models/{doc['name']}/openapi.json")
-            graph = xhtml_escape(url_path_join(self.base_url, "tfaas", "graph/")
-                                 + "?" + urlencode({"model": doc["name"]}))
+            query = "?" + urlencode({"model": doc["name"]})
+            graph = xhtml_escape(url_path_join(self.base_url, "tfaas", "graph/") + query)
+            explorer = xhtml_escape(url_path_join(self.base_url, "tfaas", "explorer/") + query)
             rows.append(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>".format(
                     *(
@@ -115,6 +117,7 @@ class IndexHandler(LoginOnlyPageMixin, MethodsMixin, ExtensionHandlerMixin, Jupy
                     )
                 )
                 + f'<td><a href="{described}">openapi.json</a> '
+                f'<a data-tfaas="openapi" href="{explorer}">explorer</a> '
                 f'<a data-tfaas="graph" href="{graph}">graph</a></td></tr>'
             )
             calls.append(f"<h3>{xhtml_escape(doc['name'])}</h3>\n<pre>"
@@ -141,5 +144,6 @@ class IndexHandler(LoginOnlyPageMixin, MethodsMixin, ExtensionHandlerMixin, Jupy
                 calls="\n".join(calls),
                 url=xhtml_escape(url),
                 lab=xhtml_escape(url_path_join(self.base_url, "lab")),
+                explorer=xhtml_escape(url_path_join(self.base_url, "tfaas", "explorer/")),
             )
         )

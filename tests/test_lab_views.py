@@ -15,6 +15,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
@@ -27,6 +29,7 @@ from servers import jupyter_server
 from test_lab import launch, open_panel, use_dark_theme, wait_for_model
 
 from tfaas_jupyter.client.vocabulary import WORDS
+from tfaas_jupyter.client.widgets import model_page_link_html
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -303,6 +306,90 @@ def test_the_status_bar_item_follows_the_worker_and_its_setting(lab, ui) -> None
     expect(item).to_be_visible(timeout=60_000)
 
 
+def copied_curl(page, must_hold: str) -> str:
+    """Click Copy curl until the line holds ``must_hold`` (a changed setting reaches the
+    panel a moment after the editor saves it); the line, as the clipboard holds it."""
+    panel = page.locator("#tfaas-sidebar")
+    shown = panel.locator('[data-tfaas="curl-text"]')
+    deadline = time.monotonic() + 60
+    while True:
+        panel.locator('[data-tfaas="curl"]').click()
+        expect(shown).to_contain_text("tfaas/json")
+        if must_hold in shown.inner_text() or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    line = shown.inner_text()
+    assert must_hold in line, line
+    assert page.evaluate("navigator.clipboard.readText()") == line
+    return line
+
+
+def setting_field(page, title: str, kind: str):
+    """The settings editor's ``kind`` control (``select``, ``input``) under the field
+    titled ``title`` (a heading, not a label, in Lab's form)."""
+    heading = page.get_by_role("heading", name=title, exact=True)
+    expect(heading).to_be_visible(timeout=60_000)
+    return page.locator(".form-group", has=heading).last.locator(kind)
+
+
+def open_tfaas_settings(page) -> None:
+    palette(page, "Settings Editor")
+    page.locator(".jp-PluginList-entry", has_text="TFaaS").first.click()
+
+
+def test_the_curl_style_setting_changes_the_copied_line(lab, ui, tmp_path) -> None:
+    """Copy curl in each style of the settings editor's "Curl style", each line run
+    by bash against the server: the token from $JUPYTER_TOKEN, or a key from a file."""
+    page, srv = ui["page"], lab["srv"]
+    rows = [[0.5, -1.0, 2.0, 0.25, 1.5, -0.75], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]
+    reference = lab["keras"].reference([np.asarray(rows, dtype=np.float32)])[0]
+    palette(page, WORDS["command_open"])
+    panel = page.locator("#tfaas-sidebar")
+    panel.locator('[data-model="fromdisk"]').click()
+
+    def run(line: str, env: dict[str, str]) -> None:
+        values = panel.locator('[data-tfaas="values"]')
+        assert json.loads(values.input_value()) == rows  # the form's rows, not an example
+        done = subprocess.run(["bash", "-c", line], capture_output=True, text=True,
+                              env={"PATH": os.environ["PATH"], **env}, timeout=120)
+        assert done.returncode == 0 and np.allclose(json.loads(done.stdout), reference,
+                                                    rtol=1e-5), done
+
+    panel.locator('[data-tfaas="values"]').fill(json.dumps(rows))
+    line = copied_curl(page, "$JUPYTER_TOKEN")
+    assert srv.token not in line
+    run(line, {"JUPYTER_TOKEN": srv.token})
+
+    # a key file as %tfaas key create writes it, in a folder whose name needs quoting
+    code, created = srv.json("POST", "tfaas/keys", {"name": "curl-style"})
+    assert code == 200, created
+    key_file = tmp_path / "my keys" / "curl.key"
+    key_file.parent.mkdir()
+    key_file.write_text(created["key"] + "\n")
+    open_tfaas_settings(page)
+    style = setting_field(page, "Curl style", "select")
+    expect(style.locator("option:checked")).to_have_text("token")
+    setting_field(page, "Key file of a copied curl line", "input").fill(str(key_file))
+    style.select_option(label="keyfile")
+    palette(page, WORDS["command_open"])
+    panel.locator('[data-tfaas="values"]').fill(json.dumps(rows))
+    line = copied_curl(page, "Bearer $(cat ")
+    assert str(key_file.parent.name) in line and "TOKEN" not in line, line
+    assert created["key"] not in line and srv.token not in line
+    run(line, {"HOME": str(tmp_path)})
+    # a revoked key: the same line is refused
+    assert srv.json("DELETE", "tfaas/keys/curl-style")[0] == 200
+    refused = subprocess.run(["bash", "-c", line + " -o /dev/null -w '%{http_code}'"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.stdout in ("401", "403"), refused
+
+    # back to the default for the tests after this one
+    open_tfaas_settings(page)
+    setting_field(page, "Curl style", "select").select_option(label="token")
+    palette(page, WORDS["command_open"])
+    copied_curl(page, "$JUPYTER_TOKEN")
+
+
 def test_try_a_request_in_the_api_explorer(lab, ui) -> None:
     page = ui["page"]
     panel = page.locator("#tfaas-sidebar")
@@ -314,6 +401,59 @@ def test_try_a_request_in_the_api_explorer(lab, ui) -> None:
     answer = try_json(explorer, {"model": "fromdisk", "values": rows})
     reference = lab["keras"].reference([np.asarray(rows, dtype=np.float32)])[0]
     assert np.allclose(answer, reference, rtol=1e-5), answer
+    # its curl line names the token's variable, never the token, and runs as it is
+    srv = lab["srv"]
+    line = explorer.locator('[data-tfaas="explorer-curl"]').inner_text()
+    assert srv.token not in line and "$JUPYTER_TOKEN" in line, line
+    done = subprocess.run(["bash", "-c", line + " -sS"], capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], "JUPYTER_TOKEN": srv.token},
+                          timeout=120)
+    assert done.returncode == 0 and np.allclose(json.loads(done.stdout), reference,
+                                                rtol=1e-5), done
+    if os.environ.get("TFAAS_UPDATE_SCREENSHOT"):
+        explorer.screenshot(path=str(DOCS / "lab-explorer-light.png"))
+
+
+
+def test_the_explorer_page_of_the_tfaas_page_and_the_widget(lab, ui) -> None:
+    """The tfaas/ page's and the notebook widget's OpenAPI links open the explorer page
+    (the labextension's Swagger UI, served under the base URL): "Try it out" answers
+    200 with the model's numbers, and the page asks no other origin."""
+    srv = lab["srv"]
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(srv.url))
+    tab = ui["context"].new_page()
+    made: list[str] = []
+    tab.on("request", lambda request: made.append(request.url))
+    rows = [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [0.5, -1.0, 2.0, 0.25, 1.5, -0.75]]
+    reference = lab["keras"].reference([np.asarray(rows, dtype=np.float32)])[0]
+    try:
+        tab.goto(f"{srv.url}tfaas/")
+        link = tab.locator('tr', has_text="fromdisk").locator('[data-tfaas="openapi"]')
+        link.click()
+        expect(tab).to_have_url(re.compile(r"/user/alice/tfaas/explorer/\?model=fromdisk$"))
+        explorer = tab.locator('[data-tfaas="explorer"]')
+        answer = try_json(explorer, {"model": "fromdisk", "values": rows})
+        assert np.allclose(answer, reference, rtol=1e-5), answer
+
+        # the widget's link, as %tfaas browser draws it for the selected model
+        html = model_page_link_html("openapi", f"{srv.url}tfaas/", "fromdisk")
+        href = re.search(r'href="([^"]+)"', html)[1].replace("&amp;", "&")
+        assert href == "/user/alice/tfaas/explorer/?model=fromdisk", html
+        tab.goto(origin + href)
+        answer = try_json(tab.locator('[data-tfaas="explorer"]'), {"model": "fromdisk",
+                                                                   "values": rows[:1]})
+        assert np.allclose(answer, reference[:1], rtol=1e-5), answer
+        # the whole API's explorer, from the page's "How to call"
+        tab.goto(f"{srv.url}tfaas/")
+        tab.locator('p [data-tfaas="openapi"]').click()
+        expect(tab.locator(".opblock-summary-path", has_text="/upload").first).to_be_visible(
+            timeout=60_000)
+    finally:
+        tab.close()
+    assert made and all(url.startswith(origin + "/") for url in made), [
+        url for url in made if not url.startswith(origin + "/")]
+    code, body = srv.request("GET", "tfaas/explorer/?model=no-such-model")
+    assert code == 404 and "no-such-model" in json.loads(body)["error"], (code, body)
 
 
 def test_screenshots_in_the_dark_theme(lab, ui) -> None:

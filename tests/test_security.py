@@ -96,8 +96,10 @@ async def test_every_route_and_method_refuses_unauthenticated_clients(
             elif path in _PUBLIC and method in ("GET", "HEAD"):
                 assert reply.code == 200, (where, reply.code)
             elif reply.code == 302:
-                # the pages (tfaas/ and the graph view) send a browser to the login page
-                assert method in ("GET", "HEAD") and path in ("tfaas/", "tfaas/graph/"), where
+                # the pages (tfaas/, the graph view, the API explorer) send a browser to
+                # the login page
+                pages = ("tfaas/", "tfaas/graph/", "tfaas/explorer/")
+                assert method in ("GET", "HEAD") and path in pages, where
                 assert "/login" in reply.headers["Location"], where
             else:
                 assert reply.code == 403, (where, reply.code, reply.body[:300])

@@ -116,7 +116,7 @@ async function createKey(ctx: ICommandContext): Promise<void> {
     body: new Widget({ node: body }),
     buttons: [
       Dialog.cancelButton({ label: words.word('cancel') }),
-      Dialog.okButton({ label: 'Copy' })
+      Dialog.okButton({ label: words.word('copy') })
     ]
   });
   if (result.button.accept) {

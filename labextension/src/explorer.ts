@@ -8,10 +8,12 @@
 
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { MainAreaWidget } from '@jupyterlab/apputils';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
 
 import { TFaaSApi } from './api';
+import { hideToken, tokenVariable } from './curl';
 import { tfaasIcon } from './icon';
 import { Vocabulary } from './translate';
 
@@ -64,6 +66,39 @@ export function authorize(
   return request;
 }
 
+/** Lab runs under JupyterHub (whose API token variable the curl line names). */
+export function underHub(): boolean {
+  return !!PageConfig.getOption('hubPrefix') || !!PageConfig.getOption('hubUser');
+}
+
+/** The parts of Swagger UI's system the curl line uses. */
+interface ISwaggerSystem {
+  React: { createElement: (...args: unknown[]) => unknown };
+  fn: { requestSnippetGenerator_curl_bash: (request: unknown) => string };
+}
+
+/** A Swagger UI plugin: its "Curl" after Execute, without the token (`hideToken`). */
+function curlWithoutToken(token: string, variable: string) {
+  return () => ({
+    wrapComponents: {
+      curl: (_original: unknown, system: ISwaggerSystem) => (props: { request: unknown }) => {
+        const line = system.fn.requestSnippetGenerator_curl_bash(props.request);
+        const h = system.React.createElement;
+        return h(
+          'div',
+          { className: 'curl-command' },
+          h('h4', null, 'Curl'),
+          h(
+            'pre',
+            { className: 'curl microlight', 'data-tfaas': 'explorer-curl' },
+            hideToken(line, token, variable)
+          )
+        );
+      }
+    }
+  });
+}
+
 /** The explorer's content: Swagger UI drawn into this widget's node. */
 export class ExplorerContent extends Widget {
   constructor(
@@ -89,6 +124,7 @@ export class ExplorerContent extends Widget {
       tryItOutEnabled: false,
       // no validator badge: it would ask an outside service about the description
       validatorUrl: null,
+      plugins: [curlWithoutToken(settings.token, tokenVariable(underHub()))],
       requestInterceptor: (request: IExplorerRequest) =>
         authorize(request, settings, window.location.origin, document.cookie)
     });

@@ -13,7 +13,7 @@ import { ICommandPalette } from '@jupyterlab/apputils';
 import { FileBrowser, IDefaultFileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
-import { ITranslator } from '@jupyterlab/translation';
+import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { Signal } from '@lumino/signaling';
 
 import { addCommands, CommandIDs, ICommandContext, openGraph } from './commands';
@@ -22,7 +22,8 @@ import { tfaasIcon } from './icon';
 import { TFaaSPanel } from './panel';
 import { TFaaSSettings } from './settings';
 import { TFaaSStatusItem } from './statusbar';
-import { Vocabulary } from './translate';
+import { TRANSLATION_DOMAIN, Vocabulary } from './translate';
+import { translateWith } from './words';
 
 const PLUGIN_ID = 'tfaas-jupyter:plugin';
 
@@ -52,6 +53,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     defaultBrowser: FileBrowser | null
   ) => {
     const words = new Vocabulary(translator);
+    const bundle = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
+    translateWith(text => bundle.__(text));
     const settings = new TFaaSSettings();
     const panel = new TFaaSPanel();
     panel.title.icon = tfaasIcon;
@@ -95,6 +98,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const current = settings.current;
       panel.refreshMs = current.refreshInterval * 1000;
       panel.confirmDelete = current.confirmDelete;
+      panel.curlAuth = { style: current.curlStyle, keyFile: current.curlKeyFile };
       if (statusItem) {
         statusItem.interval = current.refreshInterval;
         if (current.showStatusItem) {

@@ -9,12 +9,12 @@
  */
 
 import { Clipboard, Dialog, Notification, showDialog } from '@jupyterlab/apputils';
-import { PageConfig } from '@jupyterlab/coreutils';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { TFaaSApi, TFaaSError } from './api';
-import { curlCommand } from './curl';
+import { curlCommand, ICurlAuth, TOKEN_AUTH } from './curl';
+import { underHub } from './explorer';
 import { IModelView, shapeModels, versionsText } from './models';
 import { exampleRow, formatValue, parseValues, predictRequest, resultRows } from './predict';
 import { ISample, IStatusDoc, predictionCount, requestRate, statusView } from './status';
@@ -41,11 +41,17 @@ function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
-/** The error as a Lab notification with the server's message. */
+/**
+ * The error as a Lab notification with the server's message; `action` names what
+ * failed, `action_<action>` in the vocabulary (`upload`, `copy_curl`, ...).
+ */
 export function notifyError(action: string, error: unknown): void {
-  const message = error instanceof Error ? error.message : String(error);
-  const status = error instanceof TFaaSError && error.status ? ` (HTTP ${error.status})` : '';
-  Notification.error(`TFaaS ${action}: ${message}${status}`, { autoClose: 8000 });
+  let message = error instanceof Error ? error.message : String(error);
+  if (error instanceof TFaaSError && error.status) {
+    message = word('error_http', { message, status: error.status });
+  }
+  const notice = word('error_notice', { action: word(`action_${action}`), message });
+  Notification.error(notice, { autoClose: 8000 });
 }
 
 export class TFaaSPanel extends Widget {
@@ -74,6 +80,8 @@ export class TFaaSPanel extends Widget {
   confirmDelete = true;
   /** How often the visible panel polls (ms; the `refreshInterval` setting). */
   refreshMs = REFRESH_MS;
+  /** How a copied curl line authenticates (the `curlStyle` and `curlKeyFile` settings). */
+  curlAuth: Readonly<ICurlAuth> = TOKEN_AUTH;
 
   /** Reload the models and the status now. */
   async refresh(): Promise<void> {
@@ -203,7 +211,7 @@ export class TFaaSPanel extends Widget {
   async copyCurl(): Promise<string | null> {
     const model = this._selected ? this._models.get(this._selected) : undefined;
     if (!model) {
-      notifyError('copy curl', new Error(word('select_first')));
+      notifyError('copy_curl', new Error(word('select_first')));
       return null;
     }
     let rows: number[][];
@@ -214,9 +222,10 @@ export class TFaaSPanel extends Widget {
     }
     let line: string;
     try {
-      line = curlCommand(this.api.url('json'), predictRequest(model, rows), this.underHub);
+      const request = predictRequest(model, rows);
+      line = curlCommand(this.api.url('json'), request, this.underHub, this.curlAuth);
     } catch (error) {
-      notifyError('copy curl', error);
+      notifyError('copy_curl', error);
       return null;
     }
     Clipboard.copyToSystem(line);
@@ -263,7 +272,7 @@ export class TFaaSPanel extends Widget {
   }
 
   private get underHub(): boolean {
-    return !!PageConfig.getOption('hubPrefix') || !!PageConfig.getOption('hubUser');
+    return underHub();
   }
 
   private stopTimer(): void {

@@ -14,13 +14,19 @@ export interface ITFaaSSettings {
   /** `ask`: ask for the model name (the file's proposed); `file`: the file's name. */
   uploadNamePolicy: 'ask' | 'file';
   confirmDelete: boolean;
+  /** How "Copy curl" authenticates: `token` (a shell variable) or `keyfile`. */
+  curlStyle: 'token' | 'keyfile';
+  /** The key file the `keyfile` style reads. */
+  curlKeyFile: string;
 }
 
 export const DEFAULT_SETTINGS: Readonly<ITFaaSSettings> = {
   refreshInterval: 5,
   showStatusItem: true,
   uploadNamePolicy: 'ask',
-  confirmDelete: true
+  confirmDelete: true,
+  curlStyle: 'token',
+  curlKeyFile: '~/.tfaas/keys/tfaas.key'
 };
 
 /** The settings as they are now; `changed` fires after each change. */

@@ -95,7 +95,7 @@ export function formatMs(ms: number): string {
 
 /** The worker's state in the vocabulary's words (an unknown state as it is). */
 export function workerText(state: string): string {
-  return WORDS[`worker_${state}`] ?? state;
+  return `worker_${state}` in WORDS ? word(`worker_${state}`) : state;
 }
 
 /** The strip for one `/status` answer and the request rate since the last poll. */

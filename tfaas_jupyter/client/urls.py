@@ -177,8 +177,18 @@ def graph_path(base_url: str, name: str, version: str | int | None = None) -> st
     """The graph view of model ``name`` (its latest version, or ``version``) as a path
     under the server's ``base_url`` (a path, or a URL whose path is taken): what a
     browser showing that server's pages asks for, behind a hub's proxy too."""
+    return _model_page_path(base_url, "graph", name, version)
+
+
+def explorer_path(base_url: str, name: str, version: str | int | None = None) -> str:
+    """The API explorer (Swagger UI) on model ``name``'s description, as a path under
+    the server's ``base_url``, like :func:`graph_path`."""
+    return _model_page_path(base_url, "explorer", name, version)
+
+
+def _model_page_path(base_url: str, page: str, name: str, version: str | int | None) -> str:
     query: dict[str, str] = {"model": name}
     if version is not None:
         query["version"] = str(version)
     path = urllib.parse.urlsplit(base_url).path.rstrip("/")
-    return f"{path}/tfaas/graph/?{urllib.parse.urlencode(query)}"
+    return f"{path}/tfaas/{page}/?{urllib.parse.urlencode(query)}"

@@ -49,7 +49,7 @@ from .present import (
     version_labels_text,
 )
 from .uploadfiles import ACCEPT, model_suffix, role_of, suffixes_text
-from .urls import graph_path
+from .urls import explorer_path, graph_path
 from .vocabulary import word
 
 __all__ = ["ModelBrowser", "classify_upload", "empty_models_html", "model_html",
@@ -159,13 +159,19 @@ def model_html(detail: dict[str, Any], selected: bool = False) -> str:
             f'</div><dl class="jp-tfaas-details">{"".join(rows)}</dl></li>')
 
 
-def graph_link_html(tfaas_url: str, name: str) -> str:
-    """A link to the model's graph view: a path under the server's base URL (the
-    browser's own server, behind a hub's proxy too), opened in a new tab."""
-    href = graph_path(tfaas_url[: -len("tfaas/")], name)
-    return (f'<a class="jp-tfaas-button" data-tfaas="graph" target="_blank" rel="noopener" '
-            f'href="{_escape(href)}" title="{_escape(word("graph_tip"))}">'
-            f'{_escape(word("graph"))}</a>')
+#: The model's pages a link of the try-it row opens: its ``data-tfaas`` hook (also the
+#: vocabulary key of its label, ``_tip`` added for its tooltip), and its path.
+_MODEL_PAGES = {"graph": graph_path, "openapi": explorer_path}
+
+
+def model_page_link_html(hook: str, tfaas_url: str, name: str) -> str:
+    """A link to one of the model's pages (``graph``: the graph view, ``openapi``: the
+    API explorer): a path under the server's base URL (the browser's own server, behind
+    a hub's proxy too), opened in a new tab."""
+    href = _MODEL_PAGES[hook](tfaas_url[: -len("tfaas/")], name)
+    return (f'<a class="jp-tfaas-button" data-tfaas="{hook}" target="_blank" rel="noopener" '
+            f'href="{_escape(href)}" title="{_escape(word(hook + "_tip"))}">'
+            f'{_escape(word(hook))}</a>')
 
 
 def result_html(rows: np.ndarray, labels: Sequence[str]) -> str:
@@ -488,7 +494,8 @@ class ModelBrowser:
         self.try_title.value = heading_html(
             word("try_model", name=name, version=detail.get("version", "?")))
         self.tryit.layout.display = "flex"
-        self.graph_html.value = graph_link_html(self.client.url, name)
+        self.graph_html.value = "".join(model_page_link_html(hook, self.client.url, name)
+                                        for hook in _MODEL_PAGES)
         keys = detail.get("keys")
         self._build_inputs([str(k) for k in keys] if isinstance(keys, list) else [],
                            input_width(detail))

@@ -1,4 +1,4 @@
-import { curlCommand, shellQuote } from '../curl';
+import { curlCommand, hideToken, shellQuote } from '../curl';
 import { shapeModels } from '../models';
 import { formatValue, parseValues, predictRequest, resultRows } from '../predict';
 import { classifyFiles, nameFromFile, nameFromParams } from '../upload';
@@ -86,6 +86,31 @@ describe('copy curl', () => {
         url
     );
     expect(curlCommand(url, request, false)).toContain('$JUPYTER_TOKEN');
+  });
+
+  it('reads a key from a file in the keyfile style', () => {
+    const request = predictRequest(model, [[1, 2, 3, 4]]);
+    const url = 'http://127.0.0.1:8888/tfaas/json';
+    const home = { style: 'keyfile' as const, keyFile: '~/.tfaas/keys/my key.key' };
+    expect(curlCommand(url, request, true, home)).toBe(
+      'curl -sS -H "Authorization: Bearer $(cat ~/\'.tfaas/keys/my key.key\')" ' +
+        "-H 'Content-Type: application/json' " +
+        '-d \'{"model":"iris","values":[1,2,3,4],"version":3}\' ' +
+        url
+    );
+    const plain = { style: 'keyfile' as const, keyFile: '/srv/keys/k.key' };
+    expect(curlCommand(url, request, false, plain)).toContain(
+      '"Authorization: Bearer $(cat /srv/keys/k.key)"'
+    );
+    expect(curlCommand(url, request, false, plain)).not.toContain('TOKEN');
+  });
+
+  it("names the token's variable in Swagger UI's line, never the token", () => {
+    const line = "curl -X 'POST' -H 'Authorization: token s3cr3t' -d '{}' 'http://h/tfaas/json'";
+    expect(hideToken(line, 's3cr3t', 'JUPYTER_TOKEN')).toBe(
+      "curl -X 'POST' -H 'Authorization: token '\"$JUPYTER_TOKEN\"'' -d '{}' 'http://h/tfaas/json'"
+    );
+    expect(hideToken(line, '', 'JUPYTER_TOKEN')).toBe(line);
   });
 });
 
