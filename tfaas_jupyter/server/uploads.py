@@ -240,7 +240,7 @@ class Uploads:
         self.core = core
 
     async def upload_form(self, form: Form, staging: Path, *, grant: Grant | None = None,
-                          stages: Stages | None = None) -> dict:
+                          stages: Stages | None = None) -> dict[str, Any]:
         staged = await asyncio.to_thread(
             stage_form, form, staging, max_extracted=self.core.limits.max_extracted_size
         )
@@ -249,7 +249,7 @@ class Uploads:
         return self._upload_answer(mv, staged.renamed_from)
 
     async def upload_bundle(self, body: Path, staging: Path, *, grant: Grant | None = None,
-                            stages: Stages | None = None) -> dict:
+                            stages: Stages | None = None) -> dict[str, Any]:
         staged = await asyncio.to_thread(
             stage_bundle, body, staging, max_extracted=self.core.limits.max_extracted_size
         )
@@ -257,7 +257,7 @@ class Uploads:
         return self._upload_answer(mv, staged.renamed_from)
 
     @staticmethod
-    def _upload_answer(mv: ModelVersion, renamed_from: str | None = None) -> dict:
+    def _upload_answer(mv: ModelVersion, renamed_from: str | None = None) -> dict[str, Any]:
         answer = {
             "name": mv.name, "version": mv.version, "format": mv.format,
             "inputs": (mv.signature or {}).get("inputs"),
