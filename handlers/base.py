@@ -7,7 +7,7 @@ import inspect
 import json
 import re
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from jupyter_server.auth import User
 from jupyter_server.auth import decorator as _auth_decorators
@@ -90,7 +90,8 @@ class MethodsMixin:
         if inspect.isawaitable(answer):
             await answer
 
-    @allow_unauthenticated  # a CORS preflight carries no credentials
+    # a CORS preflight carries no credentials (the decorator is untyped in jupyter_server)
+    @allow_unauthenticated  # type: ignore[untyped-decorator]
     def options(self: Any, *args: Any, **kwargs: Any) -> Any:
         self.set_allow_header()
         preflight = super().options  # type: ignore[misc]
@@ -167,21 +168,21 @@ class TFaaSHandler(KeyCredentialMixin, MethodsMixin, ExtensionHandlerMixin, APIH
     @property
     def service(self) -> TFaaS:
         """The prediction core, which every protocol adapter calls."""
-        return self.settings["tfaas_service"]
+        return cast("TFaaS", self.settings["tfaas_service"])
 
     @property
     def catalogue(self) -> Catalogue:
         """Models, params, the default model, deletion and status."""
-        return self.settings["tfaas_catalogue"]
+        return cast("Catalogue", self.settings["tfaas_catalogue"])
 
     @property
     def uploads(self) -> Uploads:
         """The upload service."""
-        return self.settings["tfaas_uploads"]
+        return cast("Uploads", self.settings["tfaas_uploads"])
 
     @property
     def key_store(self) -> keys.KeyStore:
-        return self.settings["tfaas_keys"]
+        return cast("keys.KeyStore", self.settings["tfaas_keys"])
 
     @property
     def authorizer(self) -> Any:
@@ -198,7 +199,7 @@ class TFaaSHandler(KeyCredentialMixin, MethodsMixin, ExtensionHandlerMixin, APIH
         #: it is handed to.
         self.stages: Stages | None = None
 
-    async def prepare(self) -> None:
+    async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler.prepare
         self._started = time.perf_counter()
         self._model_name: str | None = None
         self._rows = 0

@@ -34,9 +34,10 @@ class ExportHandler(TFaaSHandler):
         self._model_name = model
         version = check_version_or_label(self.get_query_argument("version", None) or None)
         repository = self.service.repository
-        staging: Path | None = await asyncio.to_thread(repository.new_staging_dir)
+        made: Path = await asyncio.to_thread(repository.new_staging_dir)
+        staging: Path | None = made  # None once removed
         try:
-            archive = await export_archive(self.service, model, staging, self._grant, version)
+            archive = await export_archive(self.service, model, made, self._grant, version)
             self.set_header("Content-Type", "application/gzip")
             name = f"tfaas-export-{model}.tar.gz" if model else "tfaas-export.tar.gz"
             self.set_header("Content-Disposition", f'attachment; filename="{name}"')
@@ -53,8 +54,8 @@ class ExportHandler(TFaaSHandler):
                     await self.flush()
             # removed before the last bytes go out: a client that has the whole archive
             # (its Content-Length) finds nothing left behind
-            done, staging = staging, None
-            await asyncio.to_thread(repository.discard, done)
+            staging = None
+            await asyncio.to_thread(repository.discard, made)
             self.finish(last, set_content_type="application/gzip")
         finally:
             if staging is not None:

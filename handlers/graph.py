@@ -109,12 +109,14 @@ class GraphPageHandler(LoginOnlyPageMixin, _ViewerHandler):
         path = path.strip("/")
         manager = self.contents_manager
         try:
-            model = await ensure_async(manager.get(path, content=False))
+            model = await ensure_async(
+                manager.get(path, content=False))  # type: ignore[no-untyped-call]
         except web.HTTPError as exc:
             raise NotFound(f"no file {path!r} in the server's contents") from exc
         if model["type"] == "directory":
             inner = posixpath.join(path, "saved_model.pb")
-            if not await ensure_async(manager.file_exists(inner)):
+            if not await ensure_async(
+                    manager.file_exists(inner)):  # type: ignore[no-untyped-call]
                 raise NotFound(f"{path!r} is a folder without saved_model.pb")
             path = inner
         elif not path.lower().endswith(GRAPH_FILE_ENDINGS):
@@ -137,7 +139,7 @@ class GraphAssetHandler(_ViewerHandler):
     own static files (the viewer's scripts import each other with fetches that
     JupyterHub does not authenticate by cookie); the page and the model need a login."""
 
-    @allow_unauthenticated
+    @allow_unauthenticated  # type: ignore[untyped-decorator]  # untyped in jupyter_server
     async def get(self, asset: str) -> None:
         try:
             path, kind = viewer_asset(asset)
@@ -148,7 +150,7 @@ class GraphAssetHandler(_ViewerHandler):
         self.set_header("Cache-Control", "private, max-age=3600")
         self.finish(path.read_bytes())
 
-    @allow_unauthenticated
+    @allow_unauthenticated  # type: ignore[untyped-decorator]  # untyped in jupyter_server
     async def head(self, asset: str) -> None:  # public as GET is (headers only)
         await self.get(asset)
 

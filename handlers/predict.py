@@ -57,7 +57,7 @@ class ImageHandler(TFaaSHandler):
     _form: FormStream | None = None
     _form_error: Exception | None = None
 
-    async def prepare(self) -> None:
+    async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler.prepare
         self._form = None
         self._form_error = None
         await super().prepare()

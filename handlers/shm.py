@@ -7,6 +7,8 @@ that name a registered region are prediction requests (handlers/v2.py).
 
 from __future__ import annotations
 
+from typing import cast
+
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
@@ -23,7 +25,7 @@ class _SharedMemoryHandler(TFaaSHandler):
 
     @property
     def regions(self) -> SharedMemoryRegions:
-        return self.settings["tfaas_shm"]
+        return cast("SharedMemoryRegions", self.settings["tfaas_shm"])
 
 
 class SharedMemoryStatusHandler(_SharedMemoryHandler):

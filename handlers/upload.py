@@ -40,7 +40,7 @@ class UploadHandler(TFaaSHandler):
     _disk_full = False
     _post_owns_staging = False
 
-    async def prepare(self) -> None:
+    async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler.prepare
         self._staging: Path | None = None
         #: Set once post() runs: from then on post() alone removes the staging folder.
         self._post_owns_staging = False
@@ -67,7 +67,9 @@ class UploadHandler(TFaaSHandler):
                     f"upload of {declared_size} bytes exceeds the limit of {limit} bytes"
                 )
         # Let Tornado accept up to our own limit (the server's default may be lower).
-        self.request.connection.set_max_body_size(limit + 1024 * 1024)
+        # (Jupyter serves HTTP/1: its connection has set_max_body_size)
+        self.request.connection.set_max_body_size(  # type: ignore[union-attr]
+            limit + 1024 * 1024)
         content_type = self.request.headers.get("Content-Type", "")
         if "form-data" in content_type:
             # the original client sends Content-Encoding: base64 and encodes the model part

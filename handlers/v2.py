@@ -114,7 +114,7 @@ class V2StreamedInferHandler(V2InferHandler):
 
     _stream: StreamedInfer | None = None
 
-    async def prepare(self) -> None:
+    async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler.prepare
         self._stream = None
         await super().prepare()
         if self.request.method != "POST":
@@ -165,7 +165,9 @@ class V2StreamedInferHandler(V2InferHandler):
             remaining -= len(head)
             await stream.start(bytes(head))
             while remaining and (buffer := stream.body_buffer()) is not None:
-                got = await io.read_into(buffer[:remaining], partial=True)
+                # Tornado's read_into fills any writable buffer (typed as bytearray)
+                got = await io.read_into(buffer[:remaining],  # type: ignore[arg-type]
+                                         partial=True)
                 remaining -= got
                 stream.advanced(got)
         except StreamClosedError:

@@ -3,34 +3,23 @@ real TensorFlow models built in the test session."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
-# the API caller lives in helpers.py; tests may still import it from here
-from helpers import Reply, TFaaSCaller  # noqa: F401
+# tests import their helpers from helpers.py; the fixtures here use some of them
+from helpers import TFaaSCaller, load_example
 from traitlets.config import Config
 
-from tfaas_jupyter.client.forms import encode_multipart
+from tfaas_jupyter.client.api import TFaaSClient
 
 # ci_noskip: with CI=true a skip is a failure (see tests/ci_noskip.py); tiers: each test's
 # markers (unit, server, browser, hub, slow) from what it uses (see tests/tiers.py)
 pytest_plugins = ("pytest_jupyter.jupyter_server", "ci_noskip", "tiers")
 
-ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def load_example(name: str):
-    """Import a script from examples/ as a module."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -80,43 +69,25 @@ def seed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-def seed_predict(values: Any) -> Any:
-    """What the seed model 'vk' answers for ``values`` (one row or a list of rows), as
-    JSON would carry it, computed by the seed script's numpy forward pass (no TensorFlow)."""
-    import numpy as np
-
-    rows = np.asarray(values, dtype=np.float32)
-    out = load_example("make_seed_model").predict(rows.reshape(-1, rows.shape[-1]))
-    return out[0].tolist() if rows.ndim == 1 else out.tolist()
-
-
-def seed_upload_body(seed_dir: Path) -> tuple[bytes, str]:
-    """The talk's curl upload of 'vk' as a multipart body: (body, content type)."""
-    return encode_multipart(
-        {"name": "vk"},
-        {
-            "params": ("params.json", (seed_dir / "params.json").read_bytes(), "application/json"),
-            "model": ("model.pb", (seed_dir / "model.pb").read_bytes(), "application/octet-stream"),
-            "labels": ("labels.txt", (seed_dir / "labels.txt").read_bytes(), "text/plain"),
-        },
-    )
-
-
 @pytest.fixture
 def tfaas(jp_fetch) -> TFaaSCaller:
+    """Calls the test server's API (tornado, in the test's loop)."""
     return TFaaSCaller(jp_fetch)
 
 
-def check_answer_schema(doc: Any, path: str, method: str = "get") -> None:
-    """``doc`` is valid against the 200 JSON answer openapi.json gives for ``path``."""
-    from jsonschema import Draft202012Validator
-    from tfaas_jupyter.handlers.openapi import load_spec
+@pytest.fixture
+def tfaas_url(jp_fetch, jp_http_port: int, jp_base_url: str) -> str:
+    """The tfaas base of the test server (``jp_fetch`` makes it listen)."""
+    return f"http://localhost:{jp_http_port}{jp_base_url}tfaas/"
 
-    spec = load_spec()
-    schema = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]
-    validator = Draft202012Validator({**schema["schema"], "components": spec["components"]})
-    errors = sorted(validator.iter_errors(doc), key=str)
-    assert not errors, f"{path}: {errors[0].message} at {list(errors[0].path)}"
+
+@pytest.fixture
+def client(tfaas_url: str, jp_serverapp) -> Iterator[TFaaSClient]:
+    """The Python client of the test server, with its token. Its calls block: a test
+    runs them through ``helpers.in_thread`` (the server runs in the test's loop)."""
+    c = TFaaSClient(tfaas_url, token=jp_serverapp.identity_provider.token, timeout=300)
+    yield c
+    c.close()
 
 
 @pytest.fixture(scope="session")

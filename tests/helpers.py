@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tfaas_jupyter.client.forms import encode_multipart
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: One sample of a metrics page: its labels and its value.
 Sample = tuple[dict[str, str], float]
@@ -105,3 +109,52 @@ class TFaaSCaller:
 
     async def predict(self, doc: dict) -> Reply:
         return await self.call("POST", "json", json.dumps(doc).encode())
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a blocking call (the Python client's) in a thread: the test server runs in
+    the test's own event loop, which a blocking call would deadlock."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def load_example(name: str):
+    """Import a script from examples/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def seed_predict(values: Any) -> Any:
+    """What the seed model 'vk' answers for ``values`` (one row or a list of rows), as
+    JSON would carry it, computed by the seed script's numpy forward pass (no TensorFlow)."""
+    import numpy as np
+
+    rows = np.asarray(values, dtype=np.float32)
+    out = load_example("make_seed_model").predict(rows.reshape(-1, rows.shape[-1]))
+    return out[0].tolist() if rows.ndim == 1 else out.tolist()
+
+
+def seed_upload_body(seed_dir: Path) -> tuple[bytes, str]:
+    """The talk's curl upload of 'vk' as a multipart body: (body, content type)."""
+    return encode_multipart(
+        {"name": "vk"},
+        {
+            "params": ("params.json", (seed_dir / "params.json").read_bytes(), "application/json"),
+            "model": ("model.pb", (seed_dir / "model.pb").read_bytes(), "application/octet-stream"),
+            "labels": ("labels.txt", (seed_dir / "labels.txt").read_bytes(), "text/plain"),
+        },
+    )
+
+
+def check_answer_schema(doc: Any, path: str, method: str = "get") -> None:
+    """``doc`` is valid against the 200 JSON answer openapi.json gives for ``path``."""
+    from jsonschema import Draft202012Validator
+    from tfaas_jupyter.handlers.openapi import load_spec
+
+    spec = load_spec()
+    schema = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+    validator = Draft202012Validator({**schema["schema"], "components": spec["components"]})
+    errors = sorted(validator.iter_errors(doc), key=str)
+    assert not errors, f"{path}: {errors[0].message} at {list(errors[0].path)}"

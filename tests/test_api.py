@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tfmodels
-from conftest import TFaaSCaller, seed_predict
+from helpers import TFaaSCaller, seed_predict
 
 from tfaas_jupyter import tfaas_pb2
 from tfaas_jupyter.client.forms import encode_multipart

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_example
+from helpers import load_example
 from servers import jupyter_server, listed_lines
 
 ROOT = Path(__file__).resolve().parents[1]

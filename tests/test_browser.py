@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import seed_upload_body
+from helpers import seed_upload_body
 from servers import jupyter_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -6,41 +6,23 @@ through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
 import tfmodels
-from conftest import seed_predict
+from helpers import in_thread, seed_predict
 
 from tfaas_jupyter.client.api import TFaaSClient, TFaaSClientError
 from tfaas_jupyter.client.urls import TOKEN_ENV_VARS
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-def tfaas_url(jp_fetch, jp_http_port: int, jp_base_url: str) -> str:
-    """The tfaas base of the live server (``jp_fetch`` makes it listen)."""
-    return f"http://localhost:{jp_http_port}{jp_base_url}tfaas/"
-
-
-@pytest.fixture
-def client(tfaas_url: str, jp_serverapp):
-    c = TFaaSClient(tfaas_url, token=jp_serverapp.identity_provider.token, timeout=240)
-    yield c
-    c.close()
-
-
-async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 def rows(n: int, seed: int = 0) -> np.ndarray:
@@ -206,80 +188,81 @@ def test_answers_keep_their_type(capture, reply: bytes, want: list, dtype: type)
 
 
 async def test_seed_model_every_data_form(client: TFaaSClient, seed_dir: Path) -> None:
-    answer = await call(client.upload, "vk", seed_dir / "model.pb",
-                        params=seed_dir / "params.json", labels=seed_dir / "labels.txt")
+    answer = await in_thread(client.upload, "vk", seed_dir / "model.pb",
+                             params=seed_dir / "params.json", labels=seed_dir / "labels.txt")
     assert answer["name"] == "vk" and answer["version"] == 1 and answer["format"] == "graphdef"
     doc = json.loads((seed_dir / "input.json").read_text())
     keys, values = doc["keys"], doc["values"]
 
-    one = await call(client.predict, "vk", values)
+    one = await in_thread(client.predict, "vk", values)
     assert one.shape == (1,) and one.dtype == np.float64  # a float output: float64
     np.testing.assert_allclose(one, seed_predict(values), rtol=1e-5)
 
-    many = await call(client.predict, "vk", [values, values, values])
+    many = await in_thread(client.predict, "vk", [values, values, values])
     assert many.shape == (3, 1)
     np.testing.assert_allclose(many[:, 0], one[0], rtol=1e-6)
 
-    as_dict = await call(client.predict, "vk", dict(zip(keys, values)))
+    as_dict = await in_thread(client.predict, "vk", dict(zip(keys, values)))
     np.testing.assert_allclose(as_dict, one, rtol=1e-6)
     columns = {k: [v, v] for k, v in zip(keys, values)}
-    np.testing.assert_allclose(await call(client.predict, "vk", columns), many[:2], rtol=1e-6)
+    np.testing.assert_allclose(await in_thread(client.predict, "vk", columns), many[:2], rtol=1e-6)
 
     arr = np.asarray(values, dtype=np.float64)
-    np.testing.assert_allclose(await call(client.predict, "vk", arr), one, rtol=1e-6)
-    np.testing.assert_allclose(await call(client.predict, "vk", arr[None, :]), one[None, :],
+    np.testing.assert_allclose(await in_thread(client.predict, "vk", arr), one, rtol=1e-6)
+    np.testing.assert_allclose(await in_thread(client.predict, "vk", arr[None, :]), one[None, :],
                                rtol=1e-6)
 
     frame = pd.DataFrame([values, values], columns=keys)
-    got = await call(client.predict, "vk", frame)
+    got = await in_thread(client.predict, "vk", frame)
     assert got.shape == (2, 1)
     np.testing.assert_allclose(got[:, 0], one[0], rtol=1e-6)
-    np.testing.assert_allclose(await call(client.predict, "vk", frame.iloc[0]), one, rtol=1e-6)
+    np.testing.assert_allclose(await in_thread(client.predict, "vk", frame.iloc[0]), one, rtol=1e-6)
 
     # protobuf, as the C++ client: one Class per output, labelled from labels.txt
-    proto = await call(client.predict_proto, "vk", values, keys)
+    proto = await in_thread(client.predict_proto, "vk", values, keys)
     assert len(proto) == 1 and proto[0][0] == "signal"
     assert proto[0][1] == pytest.approx(float(one[0]), rel=1e-6)
 
     # no model named: the last uploaded through the form is the default
-    np.testing.assert_allclose(await call(client.predict, None, values), one, rtol=1e-6)
+    np.testing.assert_allclose(await in_thread(client.predict, None, values), one, rtol=1e-6)
 
 
 async def test_listing_params_status_and_versions(client: TFaaSClient, built) -> None:
     g = built["graphdef"]
-    first = await call(client.upload, "tiny", g.path, params=g.extra["params"],
-                       labels=["signal"])
-    second = await call(client.upload, "tiny", g.path.read_bytes(),
-                        params={**g.params, "name": "tiny", "description": "second"})
+    first = await in_thread(client.upload, "tiny", g.path, params=g.extra["params"],
+                            labels=["signal"])
+    second = await in_thread(client.upload, "tiny", g.path.read_bytes(),
+                             params={**g.params, "name": "tiny", "description": "second"})
     assert (first["version"], second["version"]) == (1, 2)
 
-    models = await call(client.models)
+    models = await in_thread(client.models)
     assert [m["name"] for m in models] == ["tiny"]
     assert models[0]["versions"] == [1, 2]
-    detail = await call(client.model, "tiny")
+    detail = await in_thread(client.model, "tiny")
     assert detail["version"] == 2 and len(detail["version_details"]) == 2
-    assert (await call(client.params, "tiny"))["description"] == "second"
-    assert "description" not in await call(client.params, "tiny", 1)
+    assert (await in_thread(client.params, "tiny"))["description"] == "second"
+    assert "description" not in await in_thread(client.params, "tiny", 1)
 
     x = rows(4)
     want = g.reference([x])[0]
-    np.testing.assert_allclose(await call(client.predict, "tiny", x), want, rtol=1e-5)
-    np.testing.assert_allclose(await call(client.predict, "tiny", x, version=1), want, rtol=1e-5)
+    np.testing.assert_allclose(await in_thread(client.predict, "tiny", x), want, rtol=1e-5)
+    np.testing.assert_allclose(await in_thread(client.predict, "tiny", x, version=1), want,
+                               rtol=1e-5)
 
-    status = await call(client.status)
+    status = await in_thread(client.status)
     assert "tiny" in status["models_on_disk"] and "worker" in status
 
-    gone = await call(client.delete, "tiny", 2)
+    gone = await in_thread(client.delete, "tiny", 2)
     assert gone["deleted_versions"] == [2]
-    assert (await call(client.model, "tiny"))["versions"] == [1]
-    await call(client.delete, "tiny")
-    assert await call(client.models) == []
+    assert (await in_thread(client.model, "tiny"))["versions"] == [1]
+    await in_thread(client.delete, "tiny")
+    assert await in_thread(client.models) == []
 
     with pytest.raises(TFaaSClientError) as info:
-        await call(client.predict, "tiny", x)
+        await in_thread(client.predict, "tiny", x)
     assert info.value.status == 404 and "tiny" in info.value.message
     with pytest.raises(TFaaSClientError) as info:
-        await call(client.params, "nope")
+        await in_thread(client.params, "nope")
     assert info.value.status == 404
 
 
@@ -292,30 +275,30 @@ async def test_upload_every_model_form(client: TFaaSClient, built, tmp_path: Pat
         "folder": export.path,  # a SavedModel folder: packed by the client
     }
     for name, model in cases.items():
-        answer = await call(client.upload, name, model)
+        answer = await in_thread(client.upload, name, model)
         assert answer["format"] == "savedmodel", name
-        got = await call(client.predict, name, x)
+        got = await in_thread(client.predict, name, x)
         np.testing.assert_allclose(got, export.reference([x])[0], rtol=1e-5, atol=1e-6)
 
     kfile = built["keras_file"]
-    assert (await call(client.upload, "kfile", kfile.path))["format"] == "keras"
-    np.testing.assert_allclose(await call(client.predict, "kfile", x),
+    assert (await in_thread(client.upload, "kfile", kfile.path))["format"] == "keras"
+    np.testing.assert_allclose(await in_thread(client.predict, "kfile", x),
                                kfile.reference([x])[0], rtol=1e-5, atol=1e-6)
 
     # a live Keras model object, exported and packed by the client
     live = tfmodels._tiny_keras(seed=11)
-    answer = await call(client.upload, "live", live, labels=["a", "b"])
+    answer = await in_thread(client.upload, "live", live, labels=["a", "b"])
     assert answer["format"] == "savedmodel" and answer["labels"] == ["a", "b"]
     want = np.asarray(live(x, training=False))
-    np.testing.assert_allclose(await call(client.predict, "live", x), want, rtol=1e-5,
+    np.testing.assert_allclose(await in_thread(client.predict, "live", x), want, rtol=1e-5,
                                atol=1e-6)
 
     with pytest.raises(FileNotFoundError):
-        await call(client.upload, "bad", tmp_path / "missing.pb")
+        await in_thread(client.upload, "bad", tmp_path / "missing.pb")
     (tmp_path / "junk.pb").write_bytes(b"this is no graph")
     with pytest.raises(TFaaSClientError) as info:
-        await call(client.upload, "bad", tmp_path / "junk.pb",
-                   params={"inputNode": "x", "outputNode": "y"})
+        await in_thread(client.upload, "bad", tmp_path / "junk.pb",
+                        params={"inputNode": "x", "outputNode": "y"})
     assert info.value.status == 400 and info.value.message
 
 
@@ -323,7 +306,7 @@ async def test_image_bytes_path_and_pil(client: TFaaSClient, tmp_path: Path) -> 
     from PIL import Image
 
     path, model = tfmodels.make_image_keras(tmp_path, classes=3, seed=3)
-    await call(client.upload, "img", path, labels=["red", "green", "blue"])
+    await in_thread(client.upload, "img", path, labels=["red", "green", "blue"])
 
     pixels = np.random.default_rng(1).integers(0, 255, size=(4, 4, 3)).astype(np.uint8)
     picture = Image.fromarray(pixels)
@@ -332,44 +315,44 @@ async def test_image_bytes_path_and_pil(client: TFaaSClient, tmp_path: Path) -> 
     probs = np.asarray(model(pixels[None].astype(np.float32), training=False))[0]
     best = ["red", "green", "blue"][int(np.argmax(probs))]
     for image in (png, png.read_bytes(), picture):
-        answer = await call(client.image, "img", image)
+        answer = await in_thread(client.image, "img", image)
         assert answer["labels"][0]["label"] == best
         assert answer["labels"][0]["probability"] == pytest.approx(float(probs.max()), rel=1e-4)
-    assert (await call(client.image, "img", png))["filename"] == str(png)
+    assert (await in_thread(client.image, "img", png))["filename"] == str(png)
 
 
 async def test_auth_and_error_messages(client: TFaaSClient, tfaas_url: str,
                                        seed_dir: Path) -> None:
     anonymous = TFaaSClient(tfaas_url, token="", timeout=60)
     with pytest.raises(TFaaSClientError) as info:
-        await call(anonymous.models)
+        await in_thread(anonymous.models)
     assert info.value.status == 403
     wrong = TFaaSClient(tfaas_url, token="wrong", timeout=60)
     with pytest.raises(TFaaSClientError) as info:
-        await call(wrong.status)
+        await in_thread(wrong.status)
     assert info.value.status == 403
 
     with pytest.raises(TFaaSClientError) as info:
-        await call(client.delete, "ghost")
+        await in_thread(client.delete, "ghost")
     assert info.value.status == 404 and "ghost" in info.value.message
 
-    await call(client.upload, "vk", seed_dir / "model.pb", params=seed_dir / "params.json")
+    await in_thread(client.upload, "vk", seed_dir / "model.pb", params=seed_dir / "params.json")
     with pytest.raises(TFaaSClientError) as info:
-        await call(client.predict, "vk", [1.0, 2.0])
+        await in_thread(client.predict, "vk", [1.0, 2.0])
     assert info.value.status == 400 and "42" in info.value.message
     with pytest.raises(ValueError):
-        await call(client.predict, "vk", [[[1.0]]])
+        await in_thread(client.predict, "vk", [[[1.0]]])
 
     # the kept-alive connection survives errors and is reused: many calls, one socket
     for _ in range(20):
-        await call(client.predict, "vk", np.zeros(42))
+        await in_thread(client.predict, "vk", np.zeros(42))
     assert len(client._idle) == 1
 
 
 async def test_upload_progress(client: TFaaSClient, seed_dir: Path) -> None:
     seen: list[tuple[int, int]] = []
-    await call(client.upload, "vk", seed_dir / "model.pb", params=seed_dir / "params.json",
-               progress=lambda sent, total: seen.append((sent, total)))
+    await in_thread(client.upload, "vk", seed_dir / "model.pb", params=seed_dir / "params.json",
+                    progress=lambda sent, total: seen.append((sent, total)))
     total = seen[-1][1]
     assert seen[0][0] == 0 and seen[-1][0] == total > (seed_dir / "model.pb").stat().st_size
     assert [s for s, _ in seen] == sorted(s for s, _ in seen)
@@ -385,10 +368,10 @@ async def test_an_address_copied_from_the_browser(jp_fetch, jp_http_port: int,
     root = f"http://localhost:{jp_http_port}{jp_base_url}"
     with TFaaSClient(f"{root}lab/tree/dir/demo.ipynb?token={token}", timeout=60) as lab:
         assert (lab.url, lab.token) == (root + "tfaas/", token)
-        assert await call(lab.models) == []
+        assert await in_thread(lab.models) == []
     monkeypatch.setenv("TFAAS_TOKEN", "wrong")  # the URL's token comes before the environment
     with TFaaSClient(f"{root}tree?token={token}", timeout=60) as tree:
-        assert await call(tree.models) == []
+        assert await in_thread(tree.models) == []
 
 
 # -- int64 in, int64 out ----------------------------------------------------------------
@@ -398,16 +381,16 @@ async def test_int64_ids_reach_the_model_exactly(client: TFaaSClient, built) -> 
     """What the server receives: the model's low bits of 1700000001 are 257 (float32 would
     have sent 1700000000: 256); small outputs, so exact whatever the output encoding."""
     ids = built["int64_ids"]
-    await call(client.upload, "ids", ids.path)
+    await in_thread(client.upload, "ids", ids.path)
     x = np.array([[A, 2**40 + 3], [-5, 7]], dtype=np.int64)
     low_bits = ids.reference([x])[0]
     assert low_bits[0, 0] == 257
-    np.testing.assert_array_equal((await call(client.predict, "ids", x))[:, :2], low_bits)
-    python_row = await call(client.predict, "ids", [A, 2**40 + 3])
+    np.testing.assert_array_equal((await in_thread(client.predict, "ids", x))[:, :2], low_bits)
+    python_row = await in_thread(client.predict, "ids", [A, 2**40 + 3])
     np.testing.assert_array_equal(python_row[:2], low_bits[0])
     # a fraction beside an integer leaves as it is: the server's 400 for an int64 input
     with pytest.raises(TFaaSClientError) as info:
-        await call(client.predict, "ids", [A, 0.5])
+        await in_thread(client.predict, "ids", [A, 0.5])
     assert info.value.status == 400 and "whole numbers" in info.value.message
 
 
@@ -415,11 +398,11 @@ async def test_int64_round_trip_exact(client: TFaaSClient, built) -> None:
     """int64 in and out, above float32's and float64's exact integers (needs a server
     that answers int64 outputs as JSON integers)."""
     ids = built["int64_ids"]
-    await call(client.upload, "ids", ids.path)
+    await in_thread(client.upload, "ids", ids.path)
     x = np.array([[A, B], [-(2**62) - 1, 2**62 + 1]], dtype=np.int64)
     want = np.concatenate(ids.reference([x]), axis=1)
-    got = await call(client.predict, "ids", x)
+    got = await in_thread(client.predict, "ids", x)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, want)
-    one = await call(client.predict, "ids", [A, B])
+    one = await in_thread(client.predict, "ids", [A, B])
     assert one.dtype == np.int64 and one.tolist() == [257, 1, A + 1, B + 1]

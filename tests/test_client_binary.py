@@ -7,17 +7,16 @@ answered V2 requests (its per-endpoint counts).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import tfmodels
-from conftest import TFaaSCaller, load_example
+from helpers import TFaaSCaller, in_thread, load_example
 
 from tfaas_jupyter.client.api import TFaaSClient
 from tfaas_jupyter.client.tensors import input_tensors, output_rows
@@ -27,18 +26,6 @@ pytestmark = pytest.mark.timeout(900)
 
 SEED_IN = 42
 LOGGER = "tfaas_jupyter.client.api"
-
-
-@pytest.fixture
-def client(jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp):
-    c = TFaaSClient(f"http://localhost:{jp_http_port}{jp_base_url}tfaas/",
-                    token=jp_serverapp.identity_provider.token, timeout=300)
-    yield c
-    c.close()
-
-
-async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 def seed_rows(n: int, seed: int = 0) -> np.ndarray:
@@ -119,7 +106,7 @@ async def test_big_array_goes_as_binary_chunks_exactly(tfaas: TFaaSCaller, clien
     client.shared_memory = False
     before = v2_requests(jp_serverapp)
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
-        got = await call(client.predict, "vk", rows)
+        got = await in_thread(client.predict, "vk", rows)
     assert "as binary tensors" in caplog.text
     assert got.dtype == np.float64 and got.shape == (150_000, 1)
     # float32 values (float64 holds them exactly), in order, as the forward pass's
@@ -130,12 +117,12 @@ async def test_big_array_goes_as_binary_chunks_exactly(tfaas: TFaaSCaller, clien
     client.binary_min_values = 1
     caplog.clear()
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
-        binary = await call(client.predict, "vk", rows[:500])
+        binary = await in_thread(client.predict, "vk", rows[:500])
     assert "as binary tensors" in caplog.text
     client.binary_min_values = 10**9
     caplog.clear()
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
-        small = await call(client.predict, "vk", rows[:500])
+        small = await in_thread(client.predict, "vk", rows[:500])
     assert "as JSON" in caplog.text
     # JSON carries float32's shortest decimals, binary tensors the float32 values
     # themselves: the same model values either way
@@ -144,7 +131,7 @@ async def test_big_array_goes_as_binary_chunks_exactly(tfaas: TFaaSCaller, clien
     np.testing.assert_array_equal(binary.astype(np.float32).astype(np.float64), binary)
     # one row stays one row
     client.binary_min_values = 1
-    one = await call(client.predict, "vk", rows[7])
+    one = await in_thread(client.predict, "vk", rows[7])
     assert one.shape == (1,) and one[0] == got[7, 0]
 
 
@@ -167,10 +154,10 @@ async def test_typed_model_inputs_cut_and_cast_exactly(tfaas: TFaaSCaller, clien
     assert rows.size >= client.binary_min_values
     client.shared_memory = False
     before = v2_requests(jp_serverapp)
-    binary = await call(client.predict, "typed", rows)
+    binary = await in_thread(client.predict, "typed", rows)
     assert v2_requests(jp_serverapp) - before == 2
     client.binary_min_values = 10**9
-    as_json = await call(client.predict, "typed", rows)
+    as_json = await in_thread(client.predict, "typed", rows)
     assert binary.dtype == as_json.dtype == np.float64  # int64, float32, bool outputs
     # the integers and booleans equal; the float32 score as its float32 values
     np.testing.assert_array_equal(binary[:, :4], as_json[:, :4])
@@ -193,7 +180,7 @@ async def test_same_machine_and_user_goes_through_shared_memory(
     client.chunk_bytes = 4 << 20
     before = set(os.listdir("/dev/shm"))
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
-        got = await call(client.predict, "vk", rows)
+        got = await in_thread(client.predict, "vk", rows)
     assert "shares memory with this process" in caplog.text
     assert "rows through shared memory" in caplog.text
     np.testing.assert_allclose(got, seed_forward(rows), rtol=1e-5, atol=1e-6)
@@ -203,14 +190,14 @@ async def test_same_machine_and_user_goes_through_shared_memory(
     # the probe is done once; small arrays go as binary tensors
     caplog.clear()
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
-        await call(client.predict, "vk", rows[:1000])
+        await in_thread(client.predict, "vk", rows[:1000])
     assert "as binary tensors" in caplog.text and "shares memory" not in caplog.text
     # a server that refuses regions: binary tensors, the same answer
     regions.enabled = False
     other = TFaaSClient(client.url, token=client.token, timeout=300)
     caplog.clear()
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
-        again = await call(other.predict, "vk", rows)
+        again = await in_thread(other.predict, "vk", rows)
     other.close()
     regions.enabled = True
     assert "no shared memory with the server" in caplog.text
@@ -232,16 +219,16 @@ async def test_cli_predicts_the_rows_of_a_npy_file(tfaas: TFaaSCaller, client: T
     env = {**os.environ, "TFAAS_TOKEN": client.token or ""}
     argv = [sys.executable, "-m", "tfaas_jupyter.client.cli", f"--url={client.url}",
             f"--predict={tmp_path / 'rows.npy'}"]
-    done = await call(subprocess.run, [*argv, "--model=vk"], capture_output=True, text=True,
-                      env=env, timeout=300)
+    done = await in_thread(subprocess.run, [*argv, "--model=vk"], capture_output=True, text=True,
+                           env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     got = np.asarray(json.loads(done.stdout))
-    expected = await call(client.predict, "vk", rows)
+    expected = await in_thread(client.predict, "vk", rows)
     np.testing.assert_array_equal(got, expected)
     # without --model, as a bare JSON row: the server's default model (vk, the last
     # upload) answers, over the JSON route (float32's shortest decimals)
-    done = await call(subprocess.run, argv, capture_output=True, text=True, env=env,
-                      timeout=300)
+    done = await in_thread(subprocess.run, argv, capture_output=True, text=True, env=env,
+                           timeout=300)
     assert done.returncode == 0, done.stderr
     np.testing.assert_array_equal(np.asarray(json.loads(done.stdout), dtype=np.float32),
                                   expected.astype(np.float32))

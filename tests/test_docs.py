@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from tfaas_jupyter.server.app import TFaaSApp
 from tfaas_jupyter.server.openapi import load_spec

@@ -100,7 +100,7 @@ def test_the_committed_onnx_file_is_what_make_pytorch_onnx_writes(tmp_path: Path
     wrote it writes the same graph again (weights up to floating-point summation order)."""
     import onnx
     import onnxmodels
-    from conftest import load_example
+    from helpers import load_example
 
     make = load_example("make_pytorch_onnx")
     fresh = make.build(tmp_path / "pytorch_jets.onnx")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TFaaSCaller
+from helpers import TFaaSCaller
 
 from tfaas_jupyter.client.forms import encode_multipart
 from tfaas_jupyter.server.errors import BadRequest

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tfmodels
 import yaml
-from conftest import TFaaSCaller
+from helpers import TFaaSCaller
 
 from tfaas_jupyter.client.api import TFaaSClient
 

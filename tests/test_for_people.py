@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import seed_predict
+from helpers import seed_predict
 from test_cli import tfaas_cli  # noqa: F401 - the fixture
 
 from tfaas_jupyter.client.inputfiles import InputFileError, read_input

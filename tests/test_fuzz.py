@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TFaaSCaller
+from helpers import TFaaSCaller
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tfaas_jupyter.handlers import key_url_routes, routes

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TFaaSCaller
+from helpers import TFaaSCaller
 
 from tfaas_jupyter.client.forms import encode_multipart
 
@@ -496,7 +496,7 @@ def test_hostile_prediction_bodies_keep_the_server_memory_flat(
     the server's peak memory stays within 100 MB of what it was before them; bulk
     scoring (10,000 rows of 42 values through /json, V2 JSON and TF Serving) still
     answers what the model's numpy forward pass gives."""
-    from conftest import seed_predict, seed_upload_body
+    from helpers import seed_predict, seed_upload_body
     from servers import jupyter_server
 
     rows = np.random.default_rng(7).random((10_000, 42)).round(4)
@@ -564,7 +564,7 @@ async def test_a_client_leaving_during_validation_never_guts_the_commit(
 ) -> None:
     """The whole body is sent, then the connection closed while the worker validates the
     model: the upload still commits whole, and its staging folder goes afterwards."""
-    from conftest import seed_upload_body
+    from helpers import seed_upload_body
 
     body, ctype = seed_upload_body(seed_dir)
     token = jp_serverapp.identity_provider.token

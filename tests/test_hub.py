@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import ROOT, seed_upload_body
+from helpers import ROOT, seed_upload_body
 from servers import free_port, wait_until_ready
 from test_lab import CHROMIUM, jlpm, open_panel, predict_in_panel, seed_reference
 

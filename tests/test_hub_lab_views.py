@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import seed_upload_body
+from helpers import seed_upload_body
 from test_hub import hub_login, jupyterhub
 from test_lab import open_panel, seed_reference
 from test_lab_views import drawn_nodes, graph_frame, launch, try_json

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Reply, TFaaSCaller, seed_predict, seed_upload_body
+from helpers import Reply, TFaaSCaller, seed_predict, seed_upload_body
 from test_cpp_client import cpp_example  # noqa: F401 - a fixture
 from test_curl_recipes import recipe_seed  # noqa: F401 - a fixture
 from tornado.httpclient import AsyncHTTPClient

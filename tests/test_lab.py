@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tfmodels
-from conftest import ROOT, load_example, seed_upload_body
+from helpers import ROOT, load_example, seed_upload_body
 from servers import jupyter_server
 
 from tfaas_jupyter.client.vocabulary import WORDS

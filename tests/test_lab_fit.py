@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import seed_upload_body
+from helpers import seed_upload_body
 from servers import jupyter_server
 from test_lab import launch, open_panel, sync_api, wait_for_model
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 import tfmodels
-from conftest import ROOT
+from helpers import ROOT
 from servers import jupyter_server
 from test_lab import launch, open_panel, use_dark_theme, wait_for_model
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tfmodels
-from conftest import TFaaSCaller
+from helpers import TFaaSCaller
 from tornado.httpclient import AsyncHTTPClient
 
 from tfaas_jupyter.client.api import TFaaSClient

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from conftest import TFaaSCaller, seed_predict
+from helpers import TFaaSCaller, seed_predict
 
 
 async def test_original_flat_layout_is_served(

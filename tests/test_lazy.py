@@ -17,8 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tfmodels
-from conftest import TFaaSCaller
-from helpers import metric_value, scrape
+from helpers import TFaaSCaller, metric_value, scrape
 from servers import ServerProcess, jupyter_server
 
 from tfaas_jupyter.client.magics import format_status

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TFaaSCaller
+from helpers import TFaaSCaller
 
 
 @pytest.fixture

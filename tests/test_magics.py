@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
-from conftest import seed_predict
+from helpers import seed_predict
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 

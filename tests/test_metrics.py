@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TFaaSCaller
-from helpers import metric_families, metric_value, scrape
+from helpers import TFaaSCaller, metric_families, metric_value, scrape
 
 from tfaas_jupyter.server.metrics import render
 from tfaas_jupyter.server.stats import Stats

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 import tfmodels
-from conftest import TFaaSCaller, seed_predict, seed_upload_body
+from helpers import TFaaSCaller, seed_predict, seed_upload_body
 from jsonschema import Draft202012Validator
 from servers import ServerProcess, jupyter_server
 from tfaas_jupyter.handlers import routes

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tfmodels
-from conftest import seed_predict
+from helpers import seed_predict
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TFaaSCaller, seed_predict
+from helpers import TFaaSCaller, seed_predict
 from IPython.core.interactiveshell import InteractiveShell
 
 from tfaas_jupyter.client import TFaaSClient, discovery

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TFaaSCaller
+from helpers import TFaaSCaller
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from test_cli import tfaas_cli  # noqa: F401 - the fixture

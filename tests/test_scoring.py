@@ -4,15 +4,13 @@ loaded once per worker process, and scoring exactly what the server answers."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TFaaSCaller, load_example
+from helpers import TFaaSCaller, in_thread, load_example
 
 from tfaas_jupyter.client.api import TFaaSClient
 from tfaas_jupyter.scoring import RootFiles, runtime
@@ -48,10 +46,9 @@ def dask_client() -> Iterator[Any]:
 
 
 @pytest.fixture
-def client(jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp) -> Iterator[Any]:
-    """A client of the live server (``jp_fetch`` makes it listen)."""
-    c = CountingClient(f"http://127.0.0.1:{jp_http_port}{jp_base_url}tfaas/",
-                       token=jp_serverapp.identity_provider.token, timeout=240)
+def client(tfaas_url: str, jp_serverapp) -> Iterator[Any]:
+    """A counting client of the test server."""
+    c = CountingClient(tfaas_url, token=jp_serverapp.identity_provider.token, timeout=240)
     yield c
     c.close()
 
@@ -59,18 +56,7 @@ def client(jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp) -> Itera
 async def upload_seed(tfaas: TFaaSCaller, seed_dir: Path, *, keys: bool = False) -> None:
     """The seed model 'vk', as the talk uploads it (``keys``: with its input keys in
     params.json, so that columns are picked by name)."""
-    if not keys:
-        assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
-        return
-    params = {**json.loads((seed_dir / "params.json").read_text()), "keys": SEED.KEYS}
-    reply = await tfaas.upload("vk", (seed_dir / "model.pb").read_bytes(), params=params,
-                               labels=(seed_dir / "labels.txt").read_text())
-    assert reply.code == 200, reply.body
-
-
-async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """The server runs in this test's loop: blocking calls go to a thread."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
+    await tfaas.uploaded(directory=seed_dir, name="vk", **({"keys": SEED.KEYS} if keys else {}))
 
 
 def events(n: int, seed: int = 0) -> np.ndarray:
@@ -85,7 +71,7 @@ async def served(client: TFaaSClient, x: np.ndarray) -> np.ndarray:
     TensorFlow batch: TensorFlow's last bit depends on the batch's shape), as float32,
     checked against the seed script's numpy forward pass."""
     assert len(x) % runtime.BATCH_ROWS == 0
-    answers = [await call(client.predict, "vk", x[i : i + runtime.BATCH_ROWS])
+    answers = [await in_thread(client.predict, "vk", x[i : i + runtime.BATCH_ROWS])
                for i in range(0, len(x), runtime.BATCH_ROWS)]
     expected = np.concatenate(answers).astype(np.float32)
     np.testing.assert_allclose(expected, SEED.predict(x), rtol=1e-5)
@@ -107,13 +93,13 @@ async def test_local_engine_scores_exactly_what_predict_answers(
     expected = await served(client, x)
     fetched_before, loaded_before = client.fetches, set(runtime.LOADS)
 
-    scores = await call(client.score, "vk", x, progress=False)
+    scores = await in_thread(client.score, "vk", x, progress=False)
     assert client.fetches == fetched_before + 1
     assert isinstance(scores, np.ndarray) and scores.shape == (5120, 1)
     check_scores(scores, expected)
 
     frame = pd.DataFrame(x, columns=SEED.KEYS, index=np.arange(5120) * 3)
-    answer = await call(client.score, "vk:1", frame, progress=False)
+    answer = await in_thread(client.score, "vk:1", frame, progress=False)
     assert client.fetches == fetched_before + 2
     assert list(answer.columns) == ["signal"] and list(answer.index) == list(frame.index)
     check_scores(answer["signal"].to_numpy(), expected[:, 0])
@@ -121,7 +107,7 @@ async def test_local_engine_scores_exactly_what_predict_answers(
     # loaded once in this process for both calls (the same version)
     assert [runtime.LOADS[k] for k in set(runtime.LOADS) - loaded_before] == [1]
 
-    written = await call(client.score, "vk", x, output=tmp_path / "scores", progress=False)
+    written = await in_thread(client.score, "vk", x, output=tmp_path / "scores", progress=False)
     files = sorted(Path(written).glob("*.parquet"))
     assert files
     meta = read_metadata(str(files[0]))
@@ -146,7 +132,7 @@ async def test_local_engine_reads_root_files(client: CountingClient, tfaas: TFaa
             f["Events"] = {k: part[:, j] for j, k in enumerate(SEED.KEYS)}
         files.append(path)
     data = RootFiles(files, "Events", branches=SEED.KEYS)
-    scores = await call(client.score, "vk", data, progress=False)
+    scores = await in_thread(client.score, "vk", data, progress=False)
     assert isinstance(scores, ak.Array) and scores.fields == ["signal"]
     check_scores(ak.to_numpy(scores["signal"]), expected[:, 0])
 
@@ -167,24 +153,25 @@ async def test_dask_engine_ships_once_per_worker_and_loads_once(
     x = events(20480, seed=2)
     expected = await served(client, x)
 
-    lazy = await call(client.score, "vk", da.from_array(x, chunks=(1500, 21)), cluster=dask_client)
+    lazy = await in_thread(client.score, "vk", da.from_array(x, chunks=(1500, 21)),
+                           cluster=dask_client)
     assert client.fetches == 1
     assert isinstance(lazy, da.Array) and lazy.shape == (20480, 1)
-    scores = await call(dask_client.compute(lazy).result)
+    scores = await in_thread(dask_client.compute(lazy).result)
     check_scores(scores, expected)
 
     frame = dd.from_pandas(pd.DataFrame(x, columns=SEED.KEYS), npartitions=7)
-    lazy_frame = await call(client.score, "vk", frame, cluster=dask_client)
+    lazy_frame = await in_thread(client.score, "vk", frame, cluster=dask_client)
     assert client.fetches == 2
-    answer = await call(dask_client.compute(lazy_frame).result)
+    answer = await in_thread(dask_client.compute(lazy_frame).result)
     check_scores(answer["signal"].to_numpy(), expected[:, 0])
 
-    eager = await call(client.score, "vk", x, engine="dask", cluster=dask_client,
-                       progress=False)
+    eager = await in_thread(client.score, "vk", x, engine="dask", cluster=dask_client,
+                            progress=False)
     check_scores(eager, expected)
     assert client.fetches == 3
 
-    per_worker = await call(dask_client.run, runtime.counts)
+    per_worker = await in_thread(dask_client.run, runtime.counts)
     assert len(per_worker) == 2
     for counts in per_worker.values():
         (key,) = counts["loads"]
@@ -198,8 +185,8 @@ async def test_dask_engine_ships_once_per_worker_and_loads_once(
     # every block and partition scored once (the eager array: two partitions per worker)
     assert total == 14 + 7 + 4
 
-    written = await call(client.score, "vk", frame, cluster=dask_client,
-                         output=tmp_path / "dask-scores", progress=False)
+    written = await in_thread(client.score, "vk", frame, cluster=dask_client,
+                              output=tmp_path / "dask-scores", progress=False)
     files = sorted(Path(written).glob("*.parquet"))
     assert len(files) == 7
     assert read_metadata(str(files[0]))["tfaas.sha256"] in per_worker_now(dask_client)
@@ -231,23 +218,23 @@ async def test_spark_engine_adds_score_columns_and_writes_parquet(
     expected = await served(client, x)
     frame = pd.DataFrame(x.astype(np.float64), columns=SEED.KEYS)
     frame.insert(0, "event", np.arange(len(x), dtype=np.int64))
-    data = (await call(spark.createDataFrame, frame)).repartition(5)
+    data = (await in_thread(spark.createDataFrame, frame)).repartition(5)
 
     # columns picked by the model's keys (the event number rides along); lazy
-    scored = await call(client.score, "vk", data, cluster=spark)
+    scored = await in_thread(client.score, "vk", data, cluster=spark)
     assert client.fetches == 1
     assert isinstance(scored, DataFrame) and scored.columns == [*data.columns, "signal"]
     assert dict(scored.dtypes)["signal"] == "float"
-    rows = (await call(scored.select("event", "signal").toPandas)).sort_values("event")
+    rows = (await in_thread(scored.select("event", "signal").toPandas)).sort_values("event")
     check_scores(rows["signal"].to_numpy(), expected[:, 0])
 
-    eager = await call(client.score, "vk", frame, engine="spark", cluster=spark,
-                       progress=False)
+    eager = await in_thread(client.score, "vk", frame, engine="spark", cluster=spark,
+                            progress=False)
     assert client.fetches == 2
     assert list(eager.columns) == ["signal"]
     check_scores(eager["signal"].to_numpy(), expected[:, 0])
 
-    written = await call(client.score, "vk", data, output=tmp_path / "spark", progress=False)
+    written = await in_thread(client.score, "vk", data, output=tmp_path / "spark", progress=False)
     files = sorted(Path(written).glob("*.parquet"))
     assert len(files) == 5
     meta = read_metadata(str(files[0]))
@@ -270,16 +257,16 @@ async def test_service_engine_awkward_data_and_the_magic(
     expected = await served(client, x)
 
     # the server scores (no model fetched), in float32 as the model answers
-    by_service = await call(client.score, "vk", x, engine="service", progress=False)
+    by_service = await in_thread(client.score, "vk", x, engine="service", progress=False)
     assert client.fetches == 0
     check_scores(by_service, expected)
     frame = pd.DataFrame(x, columns=SEED.KEYS)
-    answer = await call(client.score, "vk", frame, engine="service", progress=False)
+    answer = await in_thread(client.score, "vk", frame, engine="service", progress=False)
     assert list(answer.columns) == ["signal"]
     check_scores(answer["signal"].to_numpy(), expected[:, 0])
 
     records = ak.zip({k: x[:, j] for j, k in enumerate(SEED.KEYS)})
-    scored = await call(client.score, "vk", records, progress=False)
+    scored = await in_thread(client.score, "vk", records, progress=False)
     assert scored.fields == ["signal"]
     check_scores(ak.to_numpy(scored["signal"]), expected[:, 0])
     assert client.fetches == 1
@@ -288,10 +275,10 @@ async def test_service_engine_awkward_data_and_the_magic(
     shell.run_line_magic("load_ext", "tfaas_jupyter")
     try:
         token = jp_serverapp.identity_provider.token
-        await call(shell.run_line_magic, "tfaas",
-                   f"connect http://localhost:{jp_http_port}{jp_base_url} --token {token}")
+        await in_thread(shell.run_line_magic, "tfaas",
+                        f"connect http://localhost:{jp_http_port}{jp_base_url} --token {token}")
         shell.user_ns["events_frame"] = frame
-        magic = await call(shell.run_line_magic, "tfaas", "score vk:1 events_frame")
+        magic = await in_thread(shell.run_line_magic, "tfaas", "score vk:1 events_frame")
         check_scores(magic["signal"].to_numpy(), expected[:, 0])
     finally:
         discovery.disconnect()
@@ -309,10 +296,10 @@ async def test_failures_name_the_partition_and_a_worker_without_tensorflow(
     await upload_seed(tfaas, seed_dir)
     x = events(3000, seed=5)
     bad = da.from_array(x[:, :41], chunks=(1000, 41))  # one column short
-    lazy = await call(client.score, "vk", bad, cluster=dask_client)
+    lazy = await in_thread(client.score, "vk", bad, cluster=dask_client)
     with pytest.raises(ScoringError, match=r"partition \d failed on .*\(pid \d+\): model 'vk' "
                                            r"expects 42 values per row, got 41"):
-        await call(dask_client.compute(lazy).result)
+        await in_thread(dask_client.compute(lazy).result)
 
     # a worker process where `import tensorflow` fails, as on a node without it
     preload = tmp_path / "no_tensorflow.py"
@@ -323,4 +310,4 @@ async def test_failures_name_the_partition_and_a_worker_without_tensorflow(
             Client(cluster) as no_tf:
         with pytest.raises(ScoringError, match=r"worker \S+ \(pid \d+\) cannot score: the "
                                                r"Python package 'tensorflow' is not installed"):
-            await call(client.score, "vk", x, engine="dask", cluster=no_tf, progress=False)
+            await in_thread(client.score, "vk", x, engine="dask", cluster=no_tf, progress=False)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TFaaSCaller, seed_predict
+from helpers import TFaaSCaller, seed_predict
 from tfaas_jupyter.handlers import key_url_routes, routes
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.web import RequestHandler
@@ -359,7 +359,7 @@ def test_a_group_shared_model_dir_is_served_only_when_the_admin_says_so(
     """A server whose model_dir its group may write into serves no model and logs why
     (naming the mode and the setting); with TFaaSApp.group_shared_model_dir=True it
     serves that folder."""
-    from conftest import seed_upload_body
+    from helpers import seed_upload_body
     from servers import jupyter_server
 
     model_dir = tmp_path / "shared"

@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TFaaSCaller, seed_upload_body
+from helpers import ROOT, TFaaSCaller, seed_upload_body
 from servers import jupyter_server, listed_lines
 
 pytestmark = pytest.mark.timeout(600)

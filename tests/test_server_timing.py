@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Reply, TFaaSCaller
+from helpers import Reply, TFaaSCaller
 
 from tfaas_jupyter import tfaas_pb2
 

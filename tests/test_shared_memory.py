@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
-from conftest import load_example
+from helpers import load_example
 from servers import ServerProcess, jupyter_server
 
 from tfaas_jupyter.client.forms import encode_multipart

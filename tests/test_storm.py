@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TFaaSCaller
-from helpers import metric_value, scrape
+from helpers import TFaaSCaller, metric_value, scrape
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tfmodels
-from conftest import Reply, TFaaSCaller, check_answer_schema
-from helpers import metric_value, scrape
+from helpers import Reply, TFaaSCaller, check_answer_schema, metric_value, scrape
 from tornado.httpclient import AsyncHTTPClient
 
 pytestmark = pytest.mark.timeout(600)

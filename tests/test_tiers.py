@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 FILES = ["tests/test_codecs.py", "tests/test_metrics.py", "tests/test_lab.py",
          "tests/test_hub.py", "tests/test_server.py"]

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import tfmodels
 import tritonclient.http as httpclient
-from conftest import TFaaSCaller, check_answer_schema
-from helpers import metric_value, scrape
+from helpers import TFaaSCaller, check_answer_schema, metric_value, scrape
 from servers import jupyter_server
 
 from tfaas_jupyter.client.forms import encode_multipart

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TFaaSCaller, load_example
+from helpers import TFaaSCaller, load_example
 
 from tfaas_jupyter.server.protocols.v2stream import PIECE_BYTES
 

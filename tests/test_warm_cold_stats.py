@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TFaaSCaller
-from helpers import metric_value, scrape
+from helpers import TFaaSCaller, metric_value, scrape
 
 from tfaas_jupyter.client.present import format_status, model_status_line, status_strip
 from tfaas_jupyter.server.stats import Stats

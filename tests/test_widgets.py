@@ -14,11 +14,12 @@ import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import tfmodels
+from helpers import in_thread
 
 from tfaas_jupyter.client import TFaaSClient
 from tfaas_jupyter.client.widgets import (
@@ -28,18 +29,6 @@ from tfaas_jupyter.client.widgets import (
     result_html,
     status_html,
 )
-
-
-async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
-@pytest.fixture
-def client(jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp):
-    c = TFaaSClient(f"http://localhost:{jp_http_port}{jp_base_url}",
-                    token=jp_serverapp.identity_provider.token, timeout=240)
-    yield c
-    c.close()
 
 
 def picked(*paths: Path, names: list[str] | None = None) -> tuple[dict[str, Any], ...]:
@@ -56,7 +45,7 @@ def picked(*paths: Path, names: list[str] | None = None) -> tuple[dict[str, Any]
 async def pick(browser: ModelBrowser, *paths: Path, names: list[str] | None = None) -> None:
     """Pick files in the browser's Upload… button, which uploads them (in a thread:
     the upload blocks)."""
-    await call(setattr, browser.file_upload, "value", picked(*paths, names=names))
+    await in_thread(setattr, browser.file_upload, "value", picked(*paths, names=names))
 
 
 def shown_result(browser: ModelBrowser, row: int = 0) -> list[tuple[str, float, str]]:
@@ -70,7 +59,7 @@ def shown_result(browser: ModelBrowser, row: int = 0) -> list[tuple[str, float, 
 
 async def test_upload_try_delete_graphdef_with_keys(client: TFaaSClient, seed_dir: Path,
                                                    tmp_path: Path) -> None:
-    browser: ModelBrowser = await call(ModelBrowser, client)
+    browser: ModelBrowser = await in_thread(ModelBrowser, client)
     assert browser.model_names == () and browser.last_error is None
     assert browser.models_box.children[0].value == \
         '<li class="jp-tfaas-empty">No models yet: upload one above.</li>'
@@ -89,7 +78,7 @@ async def test_upload_try_delete_graphdef_with_keys(client: TFaaSClient, seed_di
     assert browser.upload_progress.value == 1.0
     assert "vk version 1 uploaded" in browser.upload_message.value
     assert browser.file_upload.value == ()
-    assert [m["name"] for m in await call(client.models)] == ["vk"]
+    assert [m["name"] for m in await in_thread(client.models)] == ["vk"]
     assert browser.selected == "vk"
     assert browser.model_cards["vk"].value.startswith(
         '<li class="jp-tfaas-model jp-mod-selected" data-model="vk" role="option" '
@@ -102,9 +91,9 @@ async def test_upload_try_delete_graphdef_with_keys(client: TFaaSClient, seed_di
     assert list(browser.key_fields) == keys
     for key, value in zip(keys, values):
         browser.key_fields[key].value = value
-    await call(browser.predict_button.click)
+    await in_thread(browser.predict_button.click)
     assert browser.last_error is None, browser.last_error
-    expected = await call(client.predict, "vk", dict(zip(keys, values)))
+    expected = await in_thread(client.predict, "vk", dict(zip(keys, values)))
     np.testing.assert_allclose(browser.predictions, expected, rtol=1e-6)
     ((label, value, text),) = shown_result(browser)
     assert label == "signal" and value == pytest.approx(expected[0], rel=1e-12)
@@ -114,25 +103,25 @@ async def test_upload_try_delete_graphdef_with_keys(client: TFaaSClient, seed_di
     # A second version, then delete version 1 only (two steps).
     browser.name_text.value = "vk"
     await pick(browser, seed_dir / "model.pb", tmp_path / "params.json")
-    assert (await call(client.model, "vk"))["versions"] == [1, 2]
+    assert (await in_thread(client.model, "vk"))["versions"] == [1, 2]
     browser.version_dropdown.value = 1
-    await call(browser.delete_button.click)
+    await in_thread(browser.delete_button.click)
     assert browser.confirming
     assert "Delete vk version 1 from the server?" in browser.delete_message.value
-    await call(browser.cancel_button.click)
+    await in_thread(browser.cancel_button.click)
     assert not browser.confirming
-    assert (await call(client.model, "vk"))["versions"] == [1, 2]
+    assert (await in_thread(client.model, "vk"))["versions"] == [1, 2]
     browser.version_dropdown.value = 1
-    await call(browser.delete_button.click)
-    await call(browser.confirm_button.click)
+    await in_thread(browser.delete_button.click)
+    await in_thread(browser.confirm_button.click)
     assert browser.last_error is None, browser.last_error
-    assert (await call(client.model, "vk"))["versions"] == [2]
+    assert (await in_thread(client.model, "vk"))["versions"] == [2]
     assert "vk version 1 deleted" in browser.delete_message.value
 
     # Delete all: the model is gone from the server and the list.
-    await call(browser.delete_button.click)
-    await call(browser.confirm_button.click)
-    assert await call(client.models) == []
+    await in_thread(browser.delete_button.click)
+    await in_thread(browser.confirm_button.click)
+    assert await in_thread(client.models) == []
     assert browser.model_names == () and browser.model_cards == {}
     assert browser.models_box.children == (browser._no_models,)
     browser.close()
@@ -140,8 +129,8 @@ async def test_upload_try_delete_graphdef_with_keys(client: TFaaSClient, seed_di
 
 async def test_keras_file_values_box_status_and_errors(client: TFaaSClient,
                                                        tmp_path: Path) -> None:
-    built = await call(tfmodels.make_keras_file, tmp_path / "k")
-    browser: ModelBrowser = await call(ModelBrowser, client)
+    built = await in_thread(tfmodels.make_keras_file, tmp_path / "k")
+    browser: ModelBrowser = await in_thread(ModelBrowser, client)
     # No name typed: the file's name is the model's.
     await pick(browser, built.path)
     assert browser.last_error is None, browser.last_error
@@ -152,7 +141,7 @@ async def test_keras_file_values_box_status_and_errors(client: TFaaSClient,
 
     row = np.linspace(-1, 1, tfmodels.N_IN).astype(np.float32)
     browser.values_text.value = ", ".join(f"{v:.6f}" for v in row)
-    await call(browser.predict_button.click)
+    await in_thread(browser.predict_button.click)
     assert browser.last_error is None, browser.last_error
     expected = built.reference([row[None, :]])[0][0]
     np.testing.assert_allclose(browser.predictions, expected, rtol=1e-4, atol=1e-6)
@@ -162,7 +151,7 @@ async def test_keras_file_values_box_status_and_errors(client: TFaaSClient,
     # two rows as JSON, as the panel takes them: one table each
     rows = np.stack([row, -row])
     browser.values_text.value = json.dumps(rows.tolist())
-    await call(browser.predict_button.click)
+    await in_thread(browser.predict_button.click)
     assert browser.last_error is None, browser.last_error
     expected2 = built.reference([rows])[0]
     np.testing.assert_allclose(browser.predictions, expected2, rtol=1e-4, atol=1e-6)
@@ -172,16 +161,16 @@ async def test_keras_file_values_box_status_and_errors(client: TFaaSClient,
 
     # A wrong number of values is an error message, not an exception.
     browser.values_text.value = "1, 2"
-    await call(browser.predict_button.click)
+    await in_thread(browser.predict_button.click)
     assert browser.last_error == "tiny takes 6 values per row; row 1 has 2"
     assert "takes 6 values" in browser.try_message.value  # next to the form
     assert "takes" not in browser.message.value
     browser.values_text.value = "1, x"
-    await call(browser.predict_button.click)
+    await in_thread(browser.predict_button.click)
     assert "not JSON: 1, x" in (browser.last_error or "")
 
     # The status strip counts the requests: the loaded model, a rate since the last look.
-    await call(browser.refresh_button.click)
+    await in_thread(browser.refresh_button.click)
     assert browser.status and browser.status["models"]["tiny"]["requests"] >= 3
     strip = browser.status_html.value
     assert '<span data-status="loaded">tiny</span>' in strip, strip
@@ -210,7 +199,7 @@ async def test_keras_file_values_box_status_and_errors(client: TFaaSClient,
     # the bytes were all sent, but a refused upload does not show a full bar
     assert browser.upload_progress.value == 0.0
     assert browser.upload_progress.bar_style == "danger"
-    assert [m["name"] for m in await call(client.models)] == ["tiny"]
+    assert [m["name"] for m in await in_thread(client.models)] == ["tiny"]
     browser.close()
 
 
@@ -226,8 +215,8 @@ async def test_the_form_follows_the_selection(client: TFaaSClient, seed_dir: Pat
                                               tmp_path: Path) -> None:
     """Two models: the header, the try-it form and its values follow the selected one;
     long key names are readable in full; a rename is said where the upload was made."""
-    built = await call(tfmodels.make_keras_file, tmp_path / "k")
-    browser: ModelBrowser = await call(ModelBrowser, client)
+    built = await in_thread(tfmodels.make_keras_file, tmp_path / "k")
+    browser: ModelBrowser = await in_thread(ModelBrowser, client)
     # Upload… reads as the panel's button: the file picker (which would say
     # "Upload… (0)") lies unseen over it, in a stack as large as it
     assert browser.upload_face.description == "Upload…"
@@ -272,12 +261,12 @@ async def test_the_form_follows_the_selection(client: TFaaSClient, seed_dir: Pat
 
     for key, value in zip(doc["keys"], doc["values"]):
         browser.key_fields[key].value = value
-    await call(browser.predict_button.click)
+    await in_thread(browser.predict_button.click)
     assert browser.last_error is None, browser.last_error
     assert [s[0] for s in shown_result(browser)] == ["output_0"]
 
     # the curl line for this server: the form's request, and it works as shown
-    line = await call(browser.copy_curl)
+    line = await in_thread(browser.copy_curl)
     assert f'<code class="jp-tfaas-curl" data-tfaas="curl-text">{html.escape(line)}</code>' \
         == browser.curl_html.value
     assert line.startswith("curl ") and '"Authorization: token $JUPYTER_TOKEN"' in line
@@ -285,7 +274,7 @@ async def test_the_form_follows_the_selection(client: TFaaSClient, seed_dir: Pat
 
     # another model, by a click on its card: title, form and values follow; the old
     # result is gone; the card is marked as the panel marks it, the other one not
-    await call(browser.model_picks["tiny"].click)
+    await in_thread(browser.model_picks["tiny"].click)
     assert browser.selected == "tiny" and browser.last_error is None
     assert browser.model_cards["tiny"].value.startswith(
         '<li class="jp-tfaas-model jp-mod-selected" data-model="tiny" role="option" '
@@ -301,11 +290,11 @@ async def test_the_form_follows_the_selection(client: TFaaSClient, seed_dir: Pat
     assert browser.curl_html.value == ""
     assert browser.try_message.value == "" and browser.predictions is None
     browser.values_text.value = "1, 2, 3"
-    await call(browser.select, "vk_renamed")
-    await call(browser.select, "tiny")
+    await in_thread(browser.select, "vk_renamed")
+    await in_thread(browser.select, "tiny")
     assert json.loads(browser.values_text.value) == [0] * tfmodels.N_IN  # reset
     browser.values_text.value = ", ".join(["0.5"] * (tfmodels.N_IN + 1))
-    await call(browser.predict_button.click)
+    await in_thread(browser.predict_button.click)
     assert browser.last_error == f"tiny takes {tfmodels.N_IN} values per row; row 1 has " \
         f"{tfmodels.N_IN + 1}"
     browser.close()

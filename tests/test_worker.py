@@ -22,7 +22,7 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tfmodels
-from conftest import load_example
+from helpers import load_example
 
 from tfaas_jupyter.server import launch, workerproc
 from tfaas_jupyter.server.errors import ErrorKind

@@ -51,7 +51,7 @@ def little_endian_bytes(array: np.ndarray) -> memoryview:
     """An array's values as the binary extension carries them: C order, little-endian
     (a view of ``array`` itself when it already is both)."""
     little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-    return memoryview(little.reshape(-1).view(np.uint8))
+    return little.reshape(-1).view(np.uint8).data
 
 
 def binary_request(

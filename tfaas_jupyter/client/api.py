@@ -35,7 +35,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Sequence, Union, cast
 
 import numpy as np
 import orjson
@@ -216,6 +216,7 @@ class TFaaSClient:
                 elif progress is None:
                     conn.request(method, target, body=body, headers=all_headers)
                 else:
+                    assert isinstance(body, bytes), "upload progress is for a bytes body"
                     all_headers["Content-Length"] = str(len(body))
                     conn.request(method, target, body=_chunks(body, progress),
                                  headers=all_headers)
@@ -303,22 +304,22 @@ class TFaaSClient:
 
     def model(self, name: str) -> dict[str, Any]:
         """One model with all its versions."""
-        return self._json("GET", f"models/{_quote(name)}")
+        return cast("dict[str, Any]", self._json("GET", f"models/{_quote(name)}"))
 
     def params(self, name: str, version: int | None = None) -> dict[str, Any]:
         """The params.json of a model (its latest version, or ``version``)."""
         path = f"params/{_quote(name)}" + (f"/{int(version)}" if version is not None else "")
-        return self._json("GET", path)
+        return cast("dict[str, Any]", self._json("GET", path))
 
     def set_default(self, name: str) -> dict[str, Any]:
         """Make ``name`` the model used by requests naming none (the original's POST /params)."""
-        return self._json("POST", "params", orjson.dumps({"name": name}),
-                          {"Content-Type": "application/json"})
+        return cast("dict[str, Any]", self._json("POST", "params", orjson.dumps({"name": name}),
+                                                 {"Content-Type": "application/json"}))
 
     def delete(self, name: str, version: int | None = None) -> dict[str, Any]:
         """Delete a model (every version), or only one ``version`` of it."""
         path = f"delete/{_quote(name)}" + (f"/{int(version)}" if version is not None else "")
-        return self._json("DELETE", path)
+        return cast("dict[str, Any]", self._json("DELETE", path))
 
     def export(self, directory: PathLike, model: str | None = None,
                version: int | str | None = None) -> Path:
@@ -329,8 +330,8 @@ class TFaaSClient:
         query = {"model": model} if model else {}
         if version is not None:
             query["version"] = str(version_ref(version))
-        query = f"?{urllib.parse.urlencode(query)}" if query else ""
-        _, _, data = self.request("GET", "export" + query,
+        suffix = f"?{urllib.parse.urlencode(query)}" if query else ""
+        _, _, data = self.request("GET", "export" + suffix,
                                   headers={"Accept": "application/gzip"})
         target = Path(directory).expanduser()
         target.mkdir(parents=True, exist_ok=True)
@@ -367,12 +368,13 @@ class TFaaSClient:
         """
         from ..scoring.score import score
 
-        return score(self, model, data, engine=engine, cluster=cluster, output=output,
+        return score(self, model, data, engine=engine, cluster=cluster,
+                     output=None if output is None else os.fspath(output),
                      batch_rows=batch_rows, progress=progress, version=version)
 
     def status(self) -> dict[str, Any]:
         """The server's status: machine figures, worker, TensorFlow, models, counts."""
-        return self._json("GET", "status")
+        return cast("dict[str, Any]", self._json("GET", "status"))
 
     # -- keys (the owner's Jupyter token only) -----------------------------------
 
@@ -384,7 +386,8 @@ class TFaaSClient:
             doc["models"] = list(models)
         if scopes:
             doc["scopes"] = list(scopes)
-        return self._json("POST", "keys", orjson.dumps(doc), {"Content-Type": "application/json"})
+        return cast("dict[str, Any]", self._json("POST", "keys", orjson.dumps(doc),
+                                                 {"Content-Type": "application/json"}))
 
     def keys(self) -> list[dict[str, Any]]:
         """Every key's name, models, scopes, created and last-used times (no secret)."""
@@ -392,7 +395,7 @@ class TFaaSClient:
 
     def revoke_key(self, name: str) -> dict[str, Any]:
         """Revoke a key at once."""
-        return self._json("DELETE", f"keys/{_quote(name)}")
+        return cast("dict[str, Any]", self._json("DELETE", f"keys/{_quote(name)}"))
 
     # -- upload ----------------------------------------------------------------
 
@@ -430,7 +433,8 @@ class TFaaSClient:
                 raw_labels = "".join(f"{label}\n" for label in labels).encode()
             files["labels"] = ("labels.txt", raw_labels, "text/plain")
         body, ctype = encode_multipart({"name": name}, files)
-        return self._json("POST", "upload", body, {"Content-Type": ctype}, progress)
+        return cast("dict[str, Any]",
+                    self._json("POST", "upload", body, {"Content-Type": ctype}, progress))
 
     def upload_bundle(self, path: PathLike, progress: Progress | None = None) -> dict[str, Any]:
         """Upload the original's bundle: a .tar.gz whose top folder is the model's name."""
@@ -438,7 +442,7 @@ class TFaaSClient:
         headers = {"Content-Type": "application/octet-stream"}
         if body[:2] == b"\x1f\x8b":
             headers["Content-Encoding"] = "gzip"
-        return self._json("POST", "upload", body, headers, progress)
+        return cast("dict[str, Any]", self._json("POST", "upload", body, headers, progress))
 
     # -- predictions -------------------------------------------------------------
 

@@ -323,9 +323,9 @@ def find_server(*, env: Mapping[str, str] | None = None,
     if _explicit is not None:
         return _explicit
     if env.get("TFAAS_URL"):
-        info = parse_server_url(env["TFAAS_URL"], None, env)
-        info.source = "TFAAS_URL"
-        return info
+        given = parse_server_url(env["TFAAS_URL"], None, env)
+        given.source = "TFAAS_URL"
+        return given
 
     if connection_file is None:
         connection_file = _connection_file()

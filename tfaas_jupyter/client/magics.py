@@ -252,10 +252,10 @@ class TFaaSMagics(Magics):
         except TFaaSClientError as exc:
             raise UsageError(f"tfaas {command}: {exc}") from None
         except ImportError as exc:  # an optional package this kernel lacks
-            line = missing_extra(f"%tfaas {command}", exc.name or "")
-            if line is None:
+            hint = missing_extra(f"%tfaas {command}", exc.name or "")
+            if hint is None:
                 raise
-            raise UsageError(line) from None
+            raise UsageError(hint) from None
         except (OSError, ValueError, TypeError, DiscoveryError) as exc:
             raise UsageError(f"tfaas {command}: {exc}") from None
 
@@ -353,6 +353,8 @@ class TFaaSMagics(Magics):
         else:
             if not expr:
                 raise UsageError("tfaas predict: what to predict? %tfaas predict NAME EXPR")
+            if self.shell is None:
+                raise UsageError(f"tfaas predict: no IPython shell to evaluate {expr!r} in")
             try:
                 data = self.shell.ev(expr)
             except Exception as exc:
@@ -487,7 +489,7 @@ class TFaaSMagics(Magics):
                        models: list[str] | None) -> tuple[str | None, Path | None]:
         """Write, beside the key, an example request for the key's first model (or the
         server's first one), which the printed lines send: (model, file)."""
-        model = (models or [None])[0]
+        model: str | None = models[0] if models else None
         if model is None:
             listed = client.models()
             model = listed[0].get("name") if listed else None

@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..examplerow import input_width
 from .vocabulary import WORDS, word
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "STATUS_STRIP",
@@ -161,7 +164,8 @@ def params_rows(detail: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def predictions_frame(outputs: Any, model: dict[str, Any] | None = None, index: Any = None):
+def predictions_frame(outputs: Any, model: dict[str, Any] | None = None,
+                      index: Any = None) -> pd.DataFrame:
     """Outputs as a pandas DataFrame with one column per label (pandas needed)."""
     import pandas as pd
 
@@ -196,7 +200,7 @@ def model_rows(models: list[dict[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
-def models_frame(models: list[dict[str, Any]]):
+def models_frame(models: list[dict[str, Any]]) -> pd.DataFrame:
     """/models as a DataFrame, one row per model, as :func:`model_rows` writes it
     (pandas needed)."""
     import pandas as pd
@@ -226,7 +230,7 @@ def keys_rows(keys: list[dict[str, Any]]) -> list[dict[str, str]]:
     } for k in keys]
 
 
-def keys_frame(keys: list[dict[str, Any]]):
+def keys_frame(keys: list[dict[str, Any]]) -> pd.DataFrame:
     """/keys as a DataFrame indexed by name (pandas needed)."""
     import pandas as pd
 

@@ -44,7 +44,7 @@ def may_share_memory(host: str) -> bool:
         address = socket.gethostbyname(name)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect((address, 9))
-            return probe.getsockname()[0] == address
+            return bool(probe.getsockname()[0] == address)
     except OSError:
         return False
 

@@ -29,7 +29,7 @@ def _exact_cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
         return values
     kind, source = dtype.kind, values.dtype.kind
     if kind == "b":
-        return values != 0
+        return np.asarray(values != 0)
     if kind == "f":
         with np.errstate(over="ignore", invalid="ignore"):
             cast = values.astype(dtype)
@@ -112,7 +112,7 @@ def output_rows(outputs: Sequence[np.ndarray], n_rows: int) -> np.ndarray:
     if all(t.dtype.kind in "biu" for t in tables):
         big = any(t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max
                   for t in tables)
-        dtype = np.dtype(np.uint64 if big else np.int64)
+        dtype: np.dtype = np.dtype(np.uint64 if big else np.int64)
     else:
         dtype = np.dtype(np.float64)
     if len(tables) == 1:

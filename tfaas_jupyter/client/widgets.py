@@ -662,7 +662,7 @@ class ModelBrowser:
     @property
     def confirming(self) -> bool:
         """Whether Delete/Cancel is shown."""
-        return self.confirm_box.layout.display != "none"
+        return bool(self.confirm_box.layout.display != "none")
 
     def confirm_delete(self) -> dict[str, Any] | None:
         """Second step: delete for real."""

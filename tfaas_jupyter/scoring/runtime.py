@@ -16,7 +16,7 @@ import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -74,11 +74,11 @@ def loaded(model: ShippedModel) -> Callable[..., Any]:
             else:  # Python before 3.11.4: the archive is our own export's
                 tar.extractall(folder)
         saved = tf.saved_model.load(str(folder))
-        function = saved.signatures["serving_default"]
-        function._tfaas_keepalive = saved  # the signature needs its object alive
-        _loaded[model.cache_key] = function
+        signature = saved.signatures["serving_default"]
+        signature._tfaas_keepalive = saved  # the signature needs its object alive
+        _loaded[model.cache_key] = signature
         LOADS[model.cache_key] += 1
-        return function
+        return cast("Callable[..., Any]", signature)
 
 
 def score_rows(model: ShippedModel, rows: np.ndarray, batch_rows: int | None = None) -> np.ndarray:

@@ -79,7 +79,8 @@ class ShippedModel:
         """One name per score column: the model's labels when there is one per output
         value, else each output's name (``name_i`` for an output of several values)."""
         widths = [_width(o.get("shape")) for o in self.signature["outputs"]]
-        if self.labels and None not in widths and sum(widths) == len(self.labels):
+        known = [w for w in widths if w is not None]
+        if self.labels and len(known) == len(widths) and sum(known) == len(self.labels):
             return list(self.labels)
         names = []
         for spec, width in zip(self.signature["outputs"], widths):

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
@@ -18,6 +19,9 @@ from .repository import Repository, RepositoryRefused
 from .service import Limits, TFaaS
 from .shm import SharedMemoryRegions
 from .uploads import Uploads
+
+if TYPE_CHECKING:
+    from jupyter_server.serverapp import ServerApp
 
 MiB = 1024 * 1024
 #: The share of the memory limit that the model worker may use by default.
@@ -256,16 +260,23 @@ class TFaaSApp(ExtensionApp):
         self.log.info("tfaas: serving models from %s", repository.root)
 
     def initialize_handlers(self) -> None:
-        from ..handlers import fallback_route, key_url_routes, routes, streamed_rules
+        # handlers/ is mapped into the package by the build; mypy checks it as top-level
+        from ..handlers import (  # type: ignore[import-untyped]
+            fallback_route,
+            key_url_routes,
+            routes,
+            streamed_rules,
+        )
 
         # Added to the web app ahead of the routes below, which the ExtensionApp adds
         # next: these rules choose a handler by the request's headers, not only its path.
+        assert self.serverapp is not None, "handlers are initialized by a server"
         web_app = self.serverapp.web_app
-        web_app.add_handlers(".*$", streamed_rules(web_app.settings["base_url"],
-                                                   name=self.name))
+        rules = streamed_rules(web_app.settings["base_url"], name=self.name)
+        web_app.add_handlers(".*$", rules)  # type: ignore[no-untyped-call]  # (jupyter_server)
         self.handlers.extend([*routes(), *key_url_routes(), fallback_route()])
 
-    async def _start_jupyter_server_extension(self, serverapp) -> None:
+    async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         if self.start_worker:
             self._start_task = asyncio.ensure_future(self._start_worker())
 

@@ -13,7 +13,7 @@ import struct
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from .errors import BadRequest, PayloadTooLarge
 
@@ -72,7 +72,7 @@ class _Budget:
             )
 
 
-def _copy(src: BinaryIO, dest: Path, budget: _Budget) -> None:
+def _copy(src: IO[bytes], dest: Path, budget: _Budget) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest, "xb") as out:
         while True:
@@ -127,7 +127,7 @@ def check_tar_metadata(archive: Path) -> None:
     with open(archive, "rb") as raw:
         gzipped = raw.read(2) == GZIP_MAGIC
     opener = gzip.open if gzipped else open
-    with opener(archive, "rb") as fh:  # type: ignore[operator]
+    with opener(archive, "rb") as fh:
         headers = 0
         while True:
             header = fh.read(_TAR_BLOCK)

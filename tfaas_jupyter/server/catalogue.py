@@ -79,7 +79,7 @@ class Catalogue:
         return mv.name
 
     async def delete(self, name: str | None, version: Any = None,
-                     grant: Grant | None = None) -> dict:
+                     grant: Grant | None = None) -> dict[str, Any]:
         if not name:
             raise BadRequest("no model name is provided")
         name = check_model_name(name)

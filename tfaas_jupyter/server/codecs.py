@@ -83,7 +83,7 @@ def _as_rows(values: Any, *, may_hold_bools: bool = True) -> tuple[np.ndarray, b
     return rows, single
 
 
-def _exact_integers(values: list, rows: np.ndarray) -> np.ndarray:
+def _exact_integers(values: list[Any], rows: np.ndarray) -> np.ndarray:
     """``values`` as int64 (uint64 beyond) when they are all integers: the float64
     ``rows`` may have rounded some. Otherwise ``rows`` (an integer input refuses the
     big ones then)."""
@@ -200,8 +200,8 @@ def _huge_number_field(body: bytes) -> str | None:
 def _exact_in(dtype: np.dtype, common: np.dtype) -> bool:
     """Whether every value of ``dtype`` is exactly a value of ``common``."""
     if dtype.kind in "iu" and common.kind == "f":
-        return np.iinfo(dtype).bits - (dtype.kind == "i") <= np.finfo(common).nmant + 1
-    return np.can_cast(dtype, common, "safe")
+        return bool(np.iinfo(dtype).bits - (dtype.kind == "i") <= np.finfo(common).nmant + 1)
+    return bool(np.can_cast(dtype, common, "safe"))
 
 
 def output_table(outputs: Sequence[np.ndarray]) -> np.ndarray | list[list[Any]]:
@@ -379,7 +379,7 @@ def encode_proto_predictions(outputs: Sequence[np.ndarray],
             elif row.dtype.itemsize > 4:
                 entry.number = value
             index += 1
-    return message.SerializeToString()
+    return bytes(message.SerializeToString())
 
 
 def _float32_predictions(flat: np.ndarray, labels: Sequence[str] | None) -> bytes:
@@ -464,7 +464,7 @@ def decode_image(
             img.load()
             img = img.convert("L" if channels == 1 else "RGB")
             if size is not None and (height, width) != size:
-                img = img.resize((size[1], size[0]), Image.BILINEAR)
+                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.float32)
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadRequest(f"Invalid image: {exc}") from None
@@ -482,7 +482,8 @@ def encode_image_answer(outputs: Sequence[np.ndarray], filename: str | None,
     return encode_json({"filename": filename, "labels": top_labels(np.asarray(row), labels)})
 
 
-def top_labels(probabilities: np.ndarray, labels: Sequence[str], k: int = 5) -> list[dict]:
+def top_labels(probabilities: np.ndarray, labels: Sequence[str], k: int = 5
+               ) -> list[dict[str, Any]]:
     """The original's image answer: the top labels with their probabilities, best first
     (in the model's dtype)."""
     flat = np.asarray(probabilities).reshape(-1)

@@ -58,15 +58,15 @@ class ModelVersion:
 
     @property
     def format(self) -> str:
-        return self.meta["format"]
+        return str(self.meta["format"])
 
     @property
     def model_path(self) -> Path:
-        return self.path / self.meta["model"]
+        return self.path / str(self.meta["model"])
 
     @property
     def uid(self) -> str:
-        return self.meta["uid"]
+        return str(self.meta["uid"])
 
     @property
     def key(self) -> str:

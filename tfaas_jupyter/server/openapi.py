@@ -34,7 +34,9 @@ IMAGE_ROUTES = ("/image", "/predict/image")
 @lru_cache(maxsize=1)
 def load_spec() -> dict[str, Any]:
     """The packaged ``tfaas_jupyter/server/openapi.json`` (do not modify: it is shared)."""
-    return json.loads(files("tfaas_jupyter.server").joinpath("openapi.json").read_text("utf-8"))
+    spec: dict[str, Any] = json.loads(
+        files("tfaas_jupyter.server").joinpath("openapi.json").read_text("utf-8"))
+    return spec
 
 
 def _servers(tfaas_url: str) -> list[dict[str, str]]:

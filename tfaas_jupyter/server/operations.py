@@ -30,8 +30,11 @@ class WorkerOperations:
     _last_cold_start: ColdStart | None
 
     # provided by the supervisor
-    running: bool
     _conn: WorkerProcess | None
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
 
     def _adopt_loop(self) -> None:
         raise NotImplementedError

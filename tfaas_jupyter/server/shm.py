@@ -177,7 +177,7 @@ class SharedMemoryRegions:
         address = int(probe.ctypes.data)
         del probe
         source = (f"/proc/{os.getpid()}/fd/{fd}", info.st_dev, info.st_ino, address, size)
-        region = Region(name, key, offset, byte_size, memory, fd, source)
+        region = Region(name, str(key), offset, byte_size, memory, fd, source)
         with self._lock:
             if name in self._regions:  # registered meanwhile by another request
                 self._release(region)

@@ -6,6 +6,7 @@ import bisect
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Upper bounds (seconds) of the latency histogram buckets; +Inf is implicit.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -88,7 +89,7 @@ class ModelStats:
             self.seconds += seconds
             self.latency.observe(seconds)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         warm = self.warm_requests
         p99 = self.latency.quantile(0.99)
         return {

@@ -133,7 +133,7 @@ def bytes_elements(data: Any, what: str) -> np.ndarray:
     return out.reshape(raw.shape)
 
 
-def json_data(array: np.ndarray) -> np.ndarray | list:
+def json_data(array: np.ndarray) -> np.ndarray | list[Any]:
     """An output as orjson writes it: flat, native numbers (float16 widened to float32)."""
     if array.dtype.kind == "f" and array.dtype.itemsize == 2:
         array = array.astype(np.float32)
@@ -141,7 +141,8 @@ def json_data(array: np.ndarray) -> np.ndarray | list:
         decode = np.frompyfunc(
             lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v, 1, 1
         )
-        return decode(array).tolist()
+        decoded: list[Any] = decode(array).tolist()
+        return decoded
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     return np.ascontiguousarray(array)

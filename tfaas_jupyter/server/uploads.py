@@ -251,7 +251,7 @@ class Uploads:
         self.core = core
 
     async def upload_form(self, form: Form, staging: Path, *, grant: Grant | None = None,
-                          stages: Stages | None = None) -> dict:
+                          stages: Stages | None = None) -> dict[str, Any]:
         with self._disk_full_as_507(staging):
             staged = await asyncio.to_thread(
                 stage_form, form, staging, max_extracted=self.core.limits.max_extracted_size
@@ -261,7 +261,7 @@ class Uploads:
         return self._upload_answer(mv, staged.renamed_from)
 
     async def upload_bundle(self, body: Path, staging: Path, *, grant: Grant | None = None,
-                            stages: Stages | None = None) -> dict:
+                            stages: Stages | None = None) -> dict[str, Any]:
         with self._disk_full_as_507(staging):
             staged = await asyncio.to_thread(
                 stage_bundle, body, staging, max_extracted=self.core.limits.max_extracted_size
@@ -283,7 +283,7 @@ class Uploads:
                                   needed=held, freed=held, at_least=True) from None
 
     @staticmethod
-    def _upload_answer(mv: ModelVersion, renamed_from: str | None = None) -> dict:
+    def _upload_answer(mv: ModelVersion, renamed_from: str | None = None) -> dict[str, Any]:
         answer = {
             "name": mv.name, "version": mv.version, "format": mv.format,
             "inputs": (mv.signature or {}).get("inputs"),

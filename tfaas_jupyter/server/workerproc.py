@@ -89,7 +89,7 @@ class FrameChannel(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._big is not None:
-            return memoryview(self._big)[self._big_got:]
+            return self._big.data[self._big_got:]
         if len(self._buf) - self._end < 4096:
             held = self._end - self._start
             if self._start:  # move the unread bytes to the front
@@ -252,6 +252,7 @@ class WorkerProcess:
         if self.dead.done():
             raise WorkerCrashed(self.dead.result())
         self.pending[rid] = fut
+        assert self.writer is not None, "a request before the worker's channel is open"
         try:
             await write_frame_async(self.writer, {**header, "id": rid}, arrays)
         except (TypeError, ValueError) as e:

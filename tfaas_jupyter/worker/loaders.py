@@ -15,7 +15,7 @@ The hot path always calls a concrete function directly (never ``model.predict``)
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import tensorflow as tf
@@ -341,8 +341,8 @@ def load_graphdef(path: str, params: dict[str, Any]) -> Predictor:
 
     def call(xs: list[tf.Tensor]) -> Sequence[tf.Tensor]:
         if flat_call is None:  # a TensorFlow without it: the public call
-            return fn(*xs)
-        return flat_call(xs, captured)
+            return cast("Sequence[tf.Tensor]", fn(*xs))
+        return cast("Sequence[tf.Tensor]", flat_call(xs, captured))
 
     return Predictor(inputs, outputs, call, keepalive=wrapped)
 
@@ -417,7 +417,7 @@ def load_keras(path: str, params: dict[str, Any]) -> Predictor:
     names = [getattr(t, "name", None) or f"input_{i}" for i, t in enumerate(kinputs)]
     single = len(specs) == 1
 
-    @tf.function(input_signature=specs, autograph=False)
+    @tf.function(input_signature=specs, autograph=False)  # type: ignore[untyped-decorator]
     def serve(*xs: tf.Tensor) -> Any:
         return model(xs[0] if single else list(xs), training=False)
 
@@ -436,7 +436,7 @@ def load_keras(path: str, params: dict[str, Any]) -> Predictor:
     outputs = [_info(n, t.dtype, t.shape) for n, t in zip(out_names, flat_out)]
 
     def call(xs: list[tf.Tensor]) -> Sequence[tf.Tensor]:
-        return tf.nest.flatten(cf(*xs))
+        return cast("Sequence[tf.Tensor]", tf.nest.flatten(cf(*xs)))
 
     return Predictor(inputs, outputs, call, keepalive=(model, serve))
 

@@ -43,7 +43,7 @@ import math
 import socket
 import struct
 import threading
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence, overload
 
 import numpy as np
 
@@ -137,7 +137,7 @@ def uninitialized(nbytes: int) -> np.ndarray:
 
 def as_bytes(a: np.ndarray) -> memoryview:
     """A zero-copy byte view of a C-contiguous array (works for 0-d and empty arrays)."""
-    return memoryview(a.reshape(-1).view(np.uint8))
+    return a.reshape(-1).view(np.uint8).data
 
 
 def frame_parts(header: dict[str, Any], arrays: Sequence[np.ndarray]) -> list[bytes | memoryview]:
@@ -234,7 +234,7 @@ def _dtype(spelling: bytes) -> np.dtype:
 Sizes = list[tuple[np.dtype, tuple[int, ...], int]]
 
 
-def parse_header(raw: bytes | bytearray | memoryview) -> tuple[dict[str, Any], Sizes]:
+def parse_header(raw: bytes | bytearray) -> tuple[dict[str, Any], Sizes]:
     """The header dict and (dtype, shape, nbytes) of each buffer that follows it."""
     try:
         flags, n_arrays, op_len, key_len, json_len, rid, model_s = _FIXED.unpack_from(raw, 0)
@@ -334,6 +334,10 @@ class BlockingChannel:
         self._start += n
         return out
 
+    @overload
+    def _take_owned(self, n: int, *, array: Literal[False] = False) -> bytearray: ...
+    @overload
+    def _take_owned(self, n: int, *, array: Literal[True]) -> np.ndarray: ...
     def _take_owned(self, n: int, *, array: bool = False) -> bytearray | np.ndarray:
         """The next ``n`` bytes in a buffer of their own (an array's bytes: an
         :func:`uninitialized` one): what is buffered already is copied, the rest
@@ -342,7 +346,7 @@ class BlockingChannel:
         held = min(n, self._end - self._start)
         out[:held] = self._view[self._start:self._start + held]
         self._start += held
-        view = memoryview(out)
+        view = out.data if isinstance(out, np.ndarray) else memoryview(out)
         got = held
         while got < n:
             k = self.sock.recv_into(view[got:], n - got)

@@ -9,7 +9,7 @@ the models served here take numeric inputs only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import orjson
@@ -133,7 +133,8 @@ def _row_inputs(specs: list[dict[str, Any]], instances: Any, model: str) -> list
     if isinstance(instances[0], dict) and "b64" not in instances[0]:
         if not all(isinstance(i, dict) for i in instances):
             raise BadRequest("'instances' mixes named (objects) and unnamed instances")
-        columns = list(zip(*(by_input_name(specs, i, model) for i in instances)))
+        columns: list[Sequence[Any]] = list(
+            zip(*(by_input_name(specs, i, model) for i in instances)))
     elif len(specs) == 1:
         columns = [instances]
     else:
@@ -157,13 +158,13 @@ def _output_names(signature: dict[str, Any], count: int) -> list[str]:
 
 
 def _row_answer(names: list[str], outputs: list[np.ndarray], rows: int) -> dict[str, Any]:
-    arrays = [json_data(np.asarray(o)) for o in outputs]
-    for name, array in zip(names, arrays):
-        if array.ndim == 0 or array.shape[0] != rows:
+    for name, output in zip(names, outputs):
+        if np.ndim(output) == 0 or np.shape(output)[0] != rows:
             raise BadRequest(
                 f"output {name!r} has no batch dimension of {rows} instances; "
                 "use the columnar format ('inputs')"
             )
+    arrays = [json_data(np.asarray(o)) for o in outputs]
     if len(arrays) == 1:
         return {"predictions": arrays[0]}
     return {"predictions": [{n: a[i] for n, a in zip(names, arrays)} for i in range(rows)]}

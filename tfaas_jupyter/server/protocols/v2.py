@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import orjson
@@ -116,6 +116,10 @@ async def model_ready(service: TFaaS, name: str, version: str | None,
 # -- infer request -------------------------------------------------------------------
 
 
+@overload
+def header_length_of(value: str, body_length: int) -> int: ...
+@overload
+def header_length_of(value: None, body_length: int) -> None: ...
 def header_length_of(value: str | None, body_length: int) -> int | None:
     """The ``Inference-Header-Content-Length`` of a body of ``body_length`` bytes (None
     without the header), or a 400 when it is no number or runs past the body."""
@@ -195,7 +199,7 @@ def _decode_input(doc: Any, index: int, binary: memoryview, offset: int,
     what = f"input {name!r}"
     datatype = doc.get("datatype")
     dtype = V2_DTYPES.get(datatype) if isinstance(datatype, str) else None
-    if dtype is None:
+    if dtype is None or not isinstance(datatype, str):
         raise BadRequest(
             f"{what}: unknown datatype {datatype!r}; one of {', '.join(V2_DTYPES)}"
         )

@@ -146,7 +146,7 @@ class StreamedInfer:
         buffer); None once the request has failed: the rest of its body is not kept."""
         if self._error is not None or self._binary is None:
             return None
-        return memoryview(self._binary)[self._filled:]
+        return self._binary.data[self._filled:]
 
     def advanced(self, nbytes: int) -> None:
         """``nbytes`` more of the body are in the :meth:`body_buffer`: the pieces of rows
@@ -184,8 +184,9 @@ class StreamedInfer:
         self._pieces.append(task)
 
     def _piece_done(self, task: asyncio.Task[Any]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._fail(task.exception())
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            self._fail(failure)
 
     # -- the answer --------------------------------------------------------------------
 
@@ -239,7 +240,7 @@ class StreamedInfer:
 
     def _decode(self, doc: dict[str, Any], binary: np.ndarray) -> InferRequest:
         limits = self.service.limits
-        return decode_infer_parts(doc, memoryview(binary), max_rows=limits.max_rows,
+        return decode_infer_parts(doc, binary.data, max_rows=limits.max_rows,
                                   max_values=limits.max_values)
 
     def _admit(self) -> None:
