@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..worker import ops
+from ..worker.polling import yield_cpu
 from ..worker.wire import ErrorKind, ProtocolError
 from .errors import (
     ModelError,
@@ -348,9 +349,7 @@ class ModelWorker(WorkerOperations):
         answer slower than the window (the last one was) is not polled for at all.
         """
         if conn.pending and time.perf_counter() < self._poll_until:
-            # let a process waiting for this CPU run: the worker, when both share a
-            # CPU, could otherwise answer only once the window is over
-            _yield_cpu()
+            yield_cpu()  # a worker sharing this CPU answers now, not after the window
             asyncio.get_running_loop().call_soon(self._poll_answers, conn)
         else:
             self._polling = False
@@ -470,9 +469,6 @@ class ModelWorker(WorkerOperations):
         return info
 
 
-
-#: Give the CPU to another process waiting for it, if any (a no-op elsewhere).
-_yield_cpu = getattr(os, "sched_yield", lambda: None)
 
 #: ``asyncio.timeout`` (Python 3.11+), else None.
 _timeout = getattr(asyncio, "timeout", None)

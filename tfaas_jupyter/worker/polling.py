@@ -23,7 +23,7 @@ import threading
 import time
 
 #: Give the CPU to another process waiting for it, if any (a no-op elsewhere).
-_yield_cpu = getattr(os, "sched_yield", lambda: None)
+yield_cpu = getattr(os, "sched_yield", lambda: None)
 
 
 class FramePoller:
@@ -100,7 +100,7 @@ class FramePoller:
             # let a process waiting for this CPU run: the server, when both share a
             # CPU (the other one taken), else waits for the whole window before it
             # can send the frame polled for
-            _yield_cpu()
+            yield_cpu()
 
     def close(self) -> None:
         os.close(self._wake_r)
