@@ -587,13 +587,22 @@ class TFaaSClient:
         starts = list(range(0, n_rows, per))
         region = None
         if row_bytes * n_rows >= self.shm_min_bytes and self._shared_memory_works():
-            region = self._shared_region(tensors)
+            region = self._shared_region(sum(a.nbytes for _, a in tensors))
         offsets = list(np.cumsum([0] + [a.nbytes for _, a in tensors[:-1]]))
+        # each input's place in the region, the inputs one after the other
+        views = None if region is None else [
+            np.frombuffer(region.memory, dtype=a.dtype, count=a.size,
+                          offset=int(offset)).reshape(a.shape)
+            for offset, (_, a) in zip(offsets, tensors)]
 
         def one(start: int) -> list[np.ndarray]:
             part = [(n, a[start:start + per]) for n, a in tensors]
             where = None
-            if region is not None:
+            if views is not None and region is not None:
+                # this chunk's rows into the region just before its request: the copy
+                # overlaps the server's work on the chunks ahead of it
+                for view, (_, a) in zip(views, part):
+                    view[start:start + per] = a
                 where = [{"shared_memory_region": region.name,
                           "shared_memory_offset": int(offset) + start * a[:1].nbytes,
                           "shared_memory_byte_size": a.nbytes}
@@ -607,6 +616,7 @@ class TFaaSClient:
             return self._pipelined(one, starts, per, n_rows, progress), way
         finally:
             if region is not None:
+                views = None  # no view may outlive the region's mapping
                 self._drop_region(region)
 
     def _pipelined(self, one: Callable[[int], list[np.ndarray]], starts: list[int], per: int,
@@ -661,27 +671,21 @@ class TFaaSClient:
     def _unregister(self, region: Region) -> None:
         self._json("POST", f"v2/systemsharedmemory/region/{_quote(region.name)}/unregister")
 
-    def _shared_region(self, tensors: list[tuple[str, np.ndarray]]) -> Region | None:
-        """A registered region holding ``tensors`` one after the other, or None (then
-        binary tensors) when it cannot be made."""
+    def _shared_region(self, byte_size: int) -> Region | None:
+        """A registered region of ``byte_size`` bytes for the rows (written into it
+        chunk by chunk as they are sent), or None (then binary tensors) when it cannot
+        be made."""
         try:
-            region = Region(sum(a.nbytes for _, a in tensors))
+            region = Region(byte_size)
         except OSError as exc:
             log.debug("predict: no shared memory object (%s): binary tensors", exc)
             return None
         try:
-            offset = 0
-            for _, array in tensors:
-                target = np.frombuffer(region.memory, dtype=array.dtype, count=array.size,
-                                       offset=offset)
-                target[:] = array.reshape(-1)
-                del target
-                offset += array.nbytes
             self._register(region)
         except BaseException:
             region.close()
             raise
-        log.debug("predict: %d bytes of rows through shared memory region %s", offset,
+        log.debug("predict: %d bytes of rows through shared memory region %s", byte_size,
                   region.name)
         return region
 

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..worker import ops
+from ..worker.polling import yield_cpu
 from ..worker.wire import ErrorKind, ProtocolError
 from .errors import (
     ModelError,
@@ -372,6 +373,7 @@ class ModelWorker(WorkerMonitor, WorkerOperations):
         answer slower than the window (the last one was) is not polled for at all.
         """
         if conn.pending and time.perf_counter() < self._poll_until:
+            yield_cpu()  # a worker sharing this CPU answers now, not after the window
             asyncio.get_running_loop().call_soon(self._poll_answers, conn)
         else:
             self._polling = False

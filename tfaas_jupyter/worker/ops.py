@@ -49,6 +49,8 @@ class _Message:
     """A request or an answer: its fields are its frame header's members."""
 
     _names: ClassVar[tuple[str, ...]] = ()
+    #: the members without a default, which a header must carry
+    _required: ClassVar[tuple[str, ...]] = ()
 
     def header(self) -> dict[str, Any]:
         """The frame header's members of this message."""
@@ -58,13 +60,12 @@ class _Message:
     def parse(cls, header: Mapping[str, Any]) -> Any:
         """The message a frame header carries; ``ValueError`` naming a missing or
         mistyped member."""
-        values = {}
-        for f in fields(cls):  # type: ignore[arg-type]
-            if f.name in header:
-                values[f.name] = header[f.name]
-            elif f.default is MISSING:
-                raise ValueError(f"request is missing '{f.name}'")
-        return cls(**values)
+        # one pass over names found once per class (every prediction parses two
+        # messages: ``dataclasses.fields`` per call cost more than the rest of it)
+        for name in cls._required:
+            if name not in header:
+                raise ValueError(f"request is missing '{name}'")
+        return cls(**{name: header[name] for name in cls._names if name in header})
 
 
 _M = TypeVar("_M", bound=type)
@@ -75,6 +76,8 @@ def _message(cls: _M) -> _M:
     """A frozen dataclass with its field names kept for :meth:`_Message.header`."""
     made: Any = dataclass(frozen=True)(cls)
     made._names = tuple(f.name for f in fields(made))
+    made._required = tuple(f.name for f in fields(made)
+                           if f.default is MISSING and f.default_factory is MISSING)
     return made  # type: ignore[no-any-return]
 
 
@@ -126,22 +129,28 @@ Request = Union[Ping, Load, Predict, Export, Unload, Status]
 
 #: The request class of each operation.
 REQUESTS: dict[Op, Any] = {cls.op: cls for cls in (Ping, Load, Predict, Export, Unload, Status)}
+#: The same by the operation's name on the wire (a dict lookup: ``Op(name)`` costs more).
+_REQUEST_OF_VALUE: dict[str, Any] = {op.value: cls for op, cls in REQUESTS.items()}
 
 
 def request_header(request: Any) -> dict[str, Any]:
     """The frame header of ``request`` (without its ``id``)."""
-    return {"op": request.op.value,
-            **{k: v for k, v in request.header().items() if v is not None}}
+    header = {"op": request.op.value}
+    for name in request._names:
+        value = getattr(request, name)
+        if value is not None:
+            header[name] = value
+    return header
 
 
 def parse_request(header: Mapping[str, Any]) -> Any:
     """The request a frame header carries; ``ValueError`` for an unknown operation or
     a missing or mistyped member."""
-    try:
-        op = Op(header.get("op"))
-    except ValueError:
-        raise ValueError(f"unknown op '{header.get('op')}'") from None
-    request = REQUESTS[op].parse(header)
+    op = header.get("op")
+    kind = _REQUEST_OF_VALUE.get(op) if isinstance(op, str) else None
+    if kind is None:
+        raise ValueError(f"unknown op '{op}'")
+    request = kind.parse(header)
     for name in request._names:
         value = getattr(request, name)
         if name == "params":

@@ -22,6 +22,9 @@ import socket
 import threading
 import time
 
+#: Give the CPU to another process waiting for it, if any (a no-op elsewhere).
+yield_cpu = getattr(os, "sched_yield", lambda: None)
+
 
 class FramePoller:
     """Waits for the channel's next frame, polling first (see the module).
@@ -94,7 +97,10 @@ class FramePoller:
         deadline = time.perf_counter() + self.window
         poll = self._sock_poll.poll
         while not poll(0) and time.perf_counter() < deadline:
-            pass
+            # let a process waiting for this CPU run: the server, when both share a
+            # CPU (the other one taken), else waits for the whole window before it
+            # can send the frame polled for
+            yield_cpu()
 
     def close(self) -> None:
         os.close(self._wake_r)
