@@ -7,6 +7,7 @@ import inspect
 import json
 import re
 import time
+from collections.abc import Awaitable
 from typing import Any, ClassVar, cast
 
 from jupyter_server.auth import User
@@ -126,11 +127,12 @@ class KeyCredentialMixin:
     def _presented_key(self: Any) -> str | None:
         """The TFaaS key this request presents, if any (URL first, then the header)."""
         if self._url_key is not None:
-            return self._url_key
+            url_key: str = self._url_key
+            return url_key
         scheme, _, credential = self.request.headers.get("Authorization", "").partition(" ")
         credential = credential.strip()
         if scheme.lower() in _AUTH_SCHEMES and keys.looks_like_key(credential):
-            return credential
+            return str(credential)
         # ?token=tfk_... is a key too: Jupyter's identity provider never sees a key
         query_token = self.get_query_argument("token", "")
         return query_token if keys.looks_like_key(query_token) else None
@@ -141,11 +143,17 @@ class LoginOnlyPageMixin(KeyCredentialMixin):
     presenting a TFaaS key gets 403, whatever the key's scopes, as the key's other
     refused routes do (not Jupyter's redirect to its login page)."""
 
-    async def prepare(self: Any) -> Any:
+    # JupyterHandler.prepare's own signature, so that the pages may put this first
+    async def prepare(
+        self: Any, *, _redirect_to_login: bool = True
+    ) -> Awaitable[None] | None:
         if self._presented_key() is not None:
             raise web.HTTPError(403, "a TFaaS key cannot open this page: it is for a "
                                 "Jupyter login only")
-        return await super().prepare()  # type: ignore[misc]
+        answer: Awaitable[None] | None = await super().prepare(  # type: ignore[misc]
+            _redirect_to_login=_redirect_to_login
+        )
+        return answer
 
 
 class TFaaSHandler(KeyCredentialMixin, MethodsMixin, ExtensionHandlerMixin, APIHandler):

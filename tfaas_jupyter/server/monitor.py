@@ -42,11 +42,6 @@ class WorkerMonitor:
     heartbeat_timeout: float
     unavailable: str | None
     log: logging.Logger
-    running: bool
-    pid: int | None
-    state: str
-    restarts: int
-    last_error: str | None
     _conn: WorkerProcess | None
     _state: str
     _stopped_reason: str
@@ -57,6 +52,26 @@ class WorkerMonitor:
     _start_began: float
     _last_start_seconds: float | None
     _last_cold_start: ColdStart | None
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        raise NotImplementedError
+
+    @property
+    def state(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def restarts(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def last_error(self) -> str | None:
+        raise NotImplementedError
 
     def _adopt_loop(self) -> None:
         raise NotImplementedError
