@@ -12,7 +12,7 @@ from typing import Any, ClassVar, cast
 
 from jupyter_server.auth import User
 from jupyter_server.auth import decorator as _auth_decorators
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 from tornado.web import RequestHandler
@@ -138,22 +138,18 @@ class KeyCredentialMixin:
         return query_token if keys.looks_like_key(query_token) else None
 
 
-class LoginOnlyPageMixin(KeyCredentialMixin):
+class LoginOnlyPageMixin(KeyCredentialMixin, JupyterHandler):
     """A page for a Jupyter login only (the tfaas/ page, the graph view): a request
     presenting a TFaaS key gets 403, whatever the key's scopes, as the key's other
     refused routes do (not Jupyter's redirect to its login page)."""
 
-    # JupyterHandler.prepare's own signature, so that the pages may put this first
-    async def prepare(
-        self: Any, *, _redirect_to_login: bool = True
+    async def prepare(  # type: ignore[override]  # as JupyterHandler.prepare
+        self, *, _redirect_to_login: bool = True
     ) -> Awaitable[None] | None:
         if self._presented_key() is not None:
             raise web.HTTPError(403, "a TFaaS key cannot open this page: it is for a "
                                 "Jupyter login only")
-        answer: Awaitable[None] | None = await super().prepare(  # type: ignore[misc]
-            _redirect_to_login=_redirect_to_login
-        )
-        return answer
+        return await super().prepare(_redirect_to_login=_redirect_to_login)
 
 
 class TFaaSHandler(KeyCredentialMixin, MethodsMixin, ExtensionHandlerMixin, APIHandler):
