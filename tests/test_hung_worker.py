@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import seed_predict
-from helpers import Reply, TFaaSCaller, scrape
+from helpers import Reply, TFaaSCaller, scrape, seed_predict
 
 HEARTBEAT = 2.0
 #: What monitoring may take, whatever the worker does.

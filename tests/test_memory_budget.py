@@ -15,7 +15,7 @@ import numpy as np
 import psutil
 import pytest
 import tfmodels
-from conftest import TFaaSCaller
+from helpers import TFaaSCaller
 
 from tfaas_jupyter.server.modelref import ModelRef
 from tfaas_jupyter.server.supervisor import ModelWorker

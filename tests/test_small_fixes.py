@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TFaaSCaller, seed_upload_body
+from helpers import TFaaSCaller, seed_upload_body
 from jsonschema import Draft202012Validator
 from test_decoder_limits import png
 from test_keys import KeyCaller, create_key, keys_file, seed_row, with_key  # noqa: F401
