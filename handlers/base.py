@@ -140,11 +140,11 @@ class LoginOnlyPageMixin(KeyCredentialMixin):
     presenting a TFaaS key gets 403, whatever the key's scopes, as the key's other
     refused routes do (not Jupyter's redirect to its login page)."""
 
-    async def prepare(self: Any) -> Any:
+    async def prepare(self: Any, *, _redirect_to_login: bool = True) -> Any:
         if self._presented_key() is not None:
             raise web.HTTPError(403, "a TFaaS key cannot open this page: it is for a "
                                 "Jupyter login only")
-        return await super().prepare()  # type: ignore[misc]
+        return await super().prepare(_redirect_to_login=_redirect_to_login)  # type: ignore[misc]
 
 
 class TFaaSHandler(KeyCredentialMixin, MethodsMixin, ExtensionHandlerMixin, APIHandler):
