@@ -124,6 +124,7 @@ def jupyter_server(
     python: str = sys.executable,
     with_tfaas: bool = True,
     app: str = "server",
+    prefix: list[str] | None = None,
 ) -> Iterator[ServerProcess]:
     """Start ``python -m jupyter server`` (``app="lab"``: ``jupyter lab``) with
     tfaas_jupyter (unless ``with_tfaas`` is false); stop (or kill) it on exit.
@@ -134,6 +135,7 @@ def jupyter_server(
     server (TFAAS_*, JUPYTERHUB_*, JPY_*, JUPYTER_TOKEN). It counts as started once it
     answers ``ready_path`` and has written its runtime file, as kernels look for it.
     ``python`` runs it (default: this interpreter), e.g. another environment's.
+    ``prefix`` runs before it and must exec it (keeping its pid), e.g. ``nsenter``.
     """
     home.mkdir(parents=True, exist_ok=True)
     port, token = free_port(), secrets.token_hex(16)
@@ -166,8 +168,8 @@ def jupyter_server(
     log_path = home / f"server-{port}.log"
     log = open(log_path, "wb")  # closed in the finally below
     # cwd: not the source tree, whose tfaas_jupyter/ would shadow the installed package.
-    proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=home,
-                            start_new_session=True)
+    proc = subprocess.Popen([*(prefix or []), *cmd], env=full_env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=home, start_new_session=True)
     server = ServerProcess(proc, port, token, base_url, home, log_path)
     try:
         wait_until_ready(

@@ -7,17 +7,22 @@ removes any leftover."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import tarfile
 import threading
 import time
 import uuid
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from servers import ServerProcess, jupyter_server
@@ -29,19 +34,84 @@ MB = 1 << 20
 SIZE = 20 * MB
 
 
+@dataclass
+class SmallDisk:
+    """A small tmpfs: the server sees it at ``path`` once started with ``prefix`` and
+    ``args``; this test reads and fills it at ``view``."""
+
+    path: Path
+    view: Path
+    prefix: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+
+
+def _mount_options() -> str:
+    return f"size={SIZE},mode=0700,uid={os.getuid()},gid={os.getgid()}"
+
+
+@contextmanager
+def _mounted_here(mount: Path, sudo: list[str]) -> Iterator[SmallDisk]:
+    """A tmpfs mounted in this mount namespace (as root, or through ``sudo -n``)."""
+    done = subprocess.run([*sudo, "mount", "-t", "tmpfs", "-o", _mount_options(), "tmpfs",
+                           str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise OSError(f"{' '.join([*sudo, 'mount'])}: {done.stderr.strip()}")
+    try:
+        yield SmallDisk(mount, mount)
+    finally:
+        subprocess.run([*sudo, "umount", "-l", str(mount)], check=False)
+
+
+@contextmanager
+def _mounted_in_a_namespace(mount: Path) -> Iterator[SmallDisk]:
+    """A tmpfs mounted in a new user and mount namespace, which needs no privilege: a
+    process holds the namespace open; servers enter it with ``nsenter`` (as its root,
+    which is this user outside); this test reaches the disk through the holder's
+    ``/proc/PID/root``. The tmpfs goes with the namespace's last process."""
+    holder = subprocess.Popen(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+         'mount -t tmpfs -o "$1" tmpfs "$2" && echo mounted && exec sleep 100000',
+         "sh", f"size={SIZE},mode=0700", str(mount)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stderr is not None
+        if holder.stdout.readline().strip() != "mounted":
+            raise OSError(f"unshare: {holder.stderr.read().strip()}")
+        yield SmallDisk(
+            mount, Path(f"/proc/{holder.pid}/root") / mount.relative_to("/"),
+            prefix=["nsenter", f"--target={holder.pid}", "--user", "--mount",
+                    "--preserve-credentials"],
+            args=["--allow-root"])
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 20 MB tmpfs (mode 0700, as a model folder must be), unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 20 MB tmpfs (mode 0700, as a model folder must be), removed afterwards. Made
+    the first way this user can: mounted as root; in a user namespace (no privilege
+    needed where the kernel allows them); mounted through ``sudo -n``. None of them
+    possible is a failure, not a skip: the test must run wherever the suite does."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE},mode=0700", "tmpfs",
-                    str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    ways: list[Callable[[], Any]] = []
+    if os.geteuid() == 0:
+        ways.append(lambda: _mounted_here(mount, []))
+    ways.append(lambda: _mounted_in_a_namespace(mount))
+    if os.geteuid() != 0 and shutil.which("sudo"):
+        ways.append(lambda: _mounted_here(mount, ["sudo", "-n"]))
+    refusals = []
+    with ExitStack() as stack:
+        for way in ways:
+            try:
+                disk = stack.enter_context(way())
+            except OSError as refused:
+                refusals.append(str(refused))
+                continue
+            yield disk
+            return
+    pytest.fail("cannot mount a small tmpfs: " + "; ".join(refusals))
 
 
 def leftovers(repo: Path) -> list[str]:
@@ -69,23 +139,17 @@ def check_507(code: int, raw: bytes, repo: Path, action: str, needed_at_least: i
 
 
 def fill(repo: Path) -> Path:
-    """A file that takes every free byte of the disk (its last write refused)."""
+    """A file that takes every free byte of the disk. Written unbuffered: a buffered
+    file would fail again at its close, flushing what the full disk refused."""
     filler = repo / "filler.bin"
-    block = b"\0" * MB
-    with open(filler, "wb") as fh:
-        try:
-            while True:
-                fh.write(block)
-                fh.flush()
-        except OSError:
-            pass
-        for size in (64 * 1024, 4096, 1):  # the last pages too
+    with open(filler, "wb", buffering=0) as fh:
+        for size in (MB, 64 * 1024, 4096, 1):  # the last pages too
             try:
-                while True:
-                    fh.write(b"\0" * size)
-                    fh.flush()
-            except OSError:
-                pass
+                while fh.write(b"\0" * size):
+                    pass
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
     assert free_bytes(repo) == 0
     return filler
 
@@ -118,10 +182,11 @@ def the_next_upload_fits(server: ServerProcess, seed_dir: Path, name: str) -> No
 
 
 def test_full_disk_is_a_507_that_leaves_nothing(
-    small_disk: Path, tmp_path: Path, seed_dir: Path, built: dict
+    small_disk: SmallDisk, tmp_path: Path, seed_dir: Path, built: dict
 ) -> None:
-    repo = small_disk
-    with jupyter_server(tmp_path / "home", model_dir=repo) as server:
+    repo = small_disk.view
+    with jupyter_server(tmp_path / "home", model_dir=small_disk.path,
+                        prefix=small_disk.prefix, args=small_disk.args) as server:
         upload(server, seed_dir, "vk")
         # 1. while the body arrives: 30 MB on a 20 MB disk
         body, ctype = body_of_size(30 * MB)
@@ -149,13 +214,19 @@ def test_full_disk_is_a_507_that_leaves_nothing(
             answer["reply"] = server.request("POST", "tfaas/upload", body,
                                              {"Content-Type": ctype})
 
+        worker = server.worker_pid()
+        assert worker is not None
         sender = threading.Thread(target=send)
         sender.start()
         deadline = time.monotonic() + 60
         while not list((repo / ".staging").glob("*/params.json")):
             assert time.monotonic() < deadline and sender.is_alive(), answer
             time.sleep(0.002)
-        filler = fill(repo)
+        os.kill(worker, signal.SIGSTOP)  # the model not validated before the disk is full
+        try:
+            filler = fill(repo)
+        finally:
+            os.kill(worker, signal.SIGCONT)
         sender.join()
         code, raw = answer["reply"]
         check_507(code, raw, repo, "store model 'committed'", 1)
@@ -184,7 +255,8 @@ def test_full_disk_is_a_507_that_leaves_nothing(
     for path in planted:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * 1000)
-    with jupyter_server(tmp_path / "home2", model_dir=repo) as server:
+    with jupyter_server(tmp_path / "home2", model_dir=small_disk.path,
+                        prefix=small_disk.prefix, args=small_disk.args) as server:
         assert leftovers(repo) == [], leftovers(repo)
         the_next_upload_fits(server, seed_dir, "after-restart")
         assert server.json("GET", "tfaas/models/vk")[0] == 200

@@ -334,9 +334,12 @@ class Repository:
         meta.setdefault("uid", uuid.uuid4().hex)
         meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         meta["name"] = name
-        meta.setdefault("size", tree_size(staging))
-        needed = len(json.dumps(meta, indent=1)) + 1024  # tfaas.json and the high-water mark
-        with self._lock, _writing(self.root, f"store model {name!r}", needed), \
+        held = tree_size(staging)
+        meta.setdefault("size", held)
+        # a full disk here: the upload needs its staged files (removed by the caller,
+        # so counted as free) plus tfaas.json and the high-water mark
+        needed = held + len(json.dumps(meta, indent=1)) + 1024
+        with self._lock, _writing(self.root, f"store model {name!r}", needed, held), \
                 self._process_lock():
             model_dir = self.root / name
             model_dir.mkdir(exist_ok=True)
@@ -506,9 +509,10 @@ def _remove_temporary_files(model_dir: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def _writing(root: Path, action: str, needed: int = 1) -> Iterator[None]:
+def _writing(root: Path, action: str, needed: int = 1, freed: int = 0) -> Iterator[None]:
     """Turn a filesystem refusal to write into an API error that says so (not a 500);
-    a full disk is a 507 naming ``needed`` bytes and the free space."""
+    a full disk is a 507 naming ``needed`` bytes and the free space (``freed``: what
+    the caller removes on failure, counted as free)."""
     try:
         yield
     except OSError as exc:
@@ -518,5 +522,5 @@ def _writing(root: Path, action: str, needed: int = 1) -> Iterator[None]:
                 f"cannot {action}: the model repository {root} {what} ({exc.strerror})", 403
             ) from None
         if is_disk_full(exc):
-            raise disk_full_error(root, action, needed=needed) from None
+            raise disk_full_error(root, action, needed=needed, freed=freed) from None
         raise
