@@ -478,4 +478,14 @@ def test_screenshots_in_the_dark_theme(lab, ui) -> None:
     assert sum(channels) > 3 * 128, color  # light text on the dark status bar
     if update:
         panel.screenshot(path=str(DOCS / "lab-panel-dark.png"))
+    # the explorer's tab (opened above) in the dark theme: its words stay readable
+    page.locator(".lm-TabBar-tab", has_text=f"{WORDS['openapi']}: fromdisk").last.click()
+    explorer = page.locator('[data-tfaas="explorer"]').last
+    for words in (explorer.locator(".opblock-summary-path").first,
+                  explorer.locator(".opblock-section-header h4").first):
+        expect(words).to_be_visible()
+        color = words.evaluate("node => getComputedStyle(node).color")
+        assert sum(int(v) for v in re.findall(r"\d+", color)[:3]) > 3 * 128, color
+    if update:
+        explorer.screenshot(path=str(DOCS / "lab-explorer-dark.png"))
     assert not ui["errors"], ui["errors"]
