@@ -23,6 +23,10 @@ real folders (a symlink there is removed, never followed), recovery removes only
 folders tagged with the pid of a process that is gone (so several servers of one
 user share a repository), and every file a version names (``model``, ``labels``)
 must be a plain file name inside the version folder.
+
+Model names come checked: a request's name is checked once, where it enters
+(:func:`~tfaas_jupyter.server.names.check_model_name`, by the service's ``resolve``,
+the upload's staging, the catalogue), and the repository takes it as it is.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ from .modelfiles import (
     write_high_water,
 )
 from .modelfiles import RepositoryRefused as RepositoryRefused  # raised when opening
-from .names import MODEL_NAME_PATTERN, check_model_name
+from .names import MODEL_NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +253,6 @@ class Repository:
         return result
 
     def versions(self, name: str) -> list[ModelVersion]:
-        check_model_name(name)
         entry = self._entry(name)
         if not entry.versions:
             raise NotFound(f"model {name!r} not found")
@@ -257,7 +260,6 @@ class Repository:
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """The given version of a model, or its latest when ``version`` is None."""
-        check_model_name(name)
         entry = self._entry(name)
         if not entry.versions:
             raise NotFound(f"model {name!r} not found")
@@ -329,7 +331,6 @@ class Repository:
         ``meta`` must name the ``format`` and the ``model`` file or folder inside
         ``staging``; ``uid`` and ``created`` are added here.
         """
-        check_model_name(name)
         meta = dict(meta)
         meta.setdefault("uid", uuid.uuid4().hex)
         meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -361,7 +362,6 @@ class Repository:
 
     def delete(self, name: str, version: int | None = None) -> list[int]:
         """Delete a model (all versions) or one version; return the deleted version numbers."""
-        check_model_name(name)
         with self._lock, _writing(self.root, f"delete model {name!r}"), self._process_lock():
             self._index.pop(name, None)  # another process may have changed it
             existing = [v.version for v in self.versions(name)]
@@ -402,7 +402,6 @@ class Repository:
 
     def labels(self, name: str) -> dict[str, int]:
         """The version labels of a model: label -> version number."""
-        check_model_name(name)
         try:
             doc = json.loads((self.root / name / VERSION_LABELS_FILE).read_text("utf-8"))
         except FileNotFoundError:
