@@ -353,11 +353,13 @@ class Repository:
             added = self._read_version(name, version, target) if current else None
             # a flat folder (the original's layout) stops being version 1 once a numbered
             # version sits beside it: the model is read anew
-            if entry is None or added is None or floor:
+            if entry is None or floor:
                 self._index.pop(name, None)
-            else:  # the index gains the one version this commit adds
+            elif added is not None:  # the index gains the one version this commit adds
                 entry.versions[version] = added
                 entry.mtime_ns, entry.checked = os.stat(model_dir).st_mtime_ns, time.monotonic()
+            else:  # another process changed the folder too: the next look rescans it,
+                entry.checked = float("-inf")  # reading only the versions it does not hold
         return self.get(name, version)
 
     def delete(self, name: str, version: int | None = None) -> list[int]:
