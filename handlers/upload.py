@@ -3,15 +3,15 @@ archive in the form, or a tarball bundle as the whole body.
 
 The body is parsed as it arrives, never held in memory: a form's parts are written
 once each, to their files in the repository's staging area (the model decoded from
-base64 on the way), and a bundle to its file there. A declared size over the limit
-gets 413 before any of it is read.
+base64 on the way, a tar or tar.gz model unpacked there as it arrives), and a bundle
+unpacked there the same way (:mod:`~tfaas_jupyter.server.unpack`). A declared size
+over the limit gets 413 before any of it is read.
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -20,6 +20,7 @@ from tfaas_jupyter.server import keys
 from tfaas_jupyter.server.contents_upload import contents_form, contents_path
 from tfaas_jupyter.server.errors import BadRequest, PayloadTooLarge
 from tfaas_jupyter.server.multipart import FormStream, boundary_of
+from tfaas_jupyter.server.unpack import BACKLOG, PartWriter
 
 from .base import TFaaSHandler
 
@@ -30,7 +31,7 @@ class UploadHandler(TFaaSHandler):
     key_scope = keys.MANAGE
     # Defaults for requests that never reach prepare() (a method Tornado refuses first).
     _staging: Path | None = None
-    _body: Any = None
+    _body: PartWriter | None = None
     _form: FormStream | None = None
     _form_error: Exception | None = None
     _received = 0
@@ -41,7 +42,7 @@ class UploadHandler(TFaaSHandler):
         self._staging: Path | None = None
         #: Set once post() runs: from then on post() alone removes the staging folder.
         self._post_owns_staging = False
-        self._body = None
+        self._body: PartWriter | None = None
         self._form = None
         self._form_error = None
         self._received = 0
@@ -69,29 +70,38 @@ class UploadHandler(TFaaSHandler):
             base64 = frozenset({"model"}) if "base64" in encoding else frozenset()
             boundary_of(content_type)  # a form without a boundary: 400 before its body
             self._staging = self.service.repository.new_staging_dir()
-            self._form = FormStream(content_type, self._staging, base64=base64)
+            self._form = FormStream(content_type, self._staging, base64=base64,
+                                    unpack=frozenset({"model"}),
+                                    max_extracted=self.service.limits.max_extracted_size)
         else:
             self._staging = self.service.repository.new_staging_dir()
-            self._body = open(self._staging / "request.body", "wb")
+            self._body = PartWriter(self._staging / "request.body", unpack=True,
+                                    max_size=self.service.limits.max_extracted_size)
 
-    def data_received(self, chunk: bytes) -> None:
+    async def data_received(self, chunk: bytes) -> None:
         if self._too_large or (self._body is None and self._form is None):
             return
         self._received += len(chunk)
         if self._received > self.service.limits.max_upload_size:
             self._too_large = True
-            self._close_body()
+            self._give_up()
             return
-        if self._body is not None:
-            self._body.write(chunk)
+        if self._form_error is not None:
             return
-        assert self._form is not None
-        if self._form_error is None:
-            try:
+        sink = self._body if self._body is not None else self._form
+        assert sink is not None
+        try:
+            if self._body is not None:
+                self._body.write(chunk)
+            else:
+                assert self._form is not None
                 self._form.feed(chunk)
-            except Exception as exc:  # answered by post(), once the client sent its body
-                self._form_error = exc
-                self._form.close()
+        except Exception as exc:  # answered by post(), once the client sent its body
+            self._form_error = exc
+            self._give_up()
+            return
+        if sink.backlog() > BACKLOG:  # an archive unpacked slower than it arrives
+            await asyncio.to_thread(sink.wait_for_room)
 
     @web.authenticated
     @authorized
@@ -104,10 +114,9 @@ class UploadHandler(TFaaSHandler):
             # commit (which renamed it into place) or the failure, never during either.
             staging, self._staging = self._staging, None
             if staging is not None:
-                await asyncio.to_thread(self.service.repository.discard, staging)
+                await asyncio.to_thread(self._discard, staging)
 
     async def _store_upload(self) -> None:
-        self._close_body()
         if self._staging is None:
             raise BadRequest("the upload was abandoned by the client")
         if self._too_large:
@@ -119,16 +128,17 @@ class UploadHandler(TFaaSHandler):
                 "empty upload: send a multipart form (name, model, params, labels) "
                 "or a tarball bundle"
             )
+        if self._form_error is not None:
+            raise self._form_error
         if self._form is not None:
-            if self._form_error is not None:
-                raise self._form_error
             form = self._form.finish()
             answer = await self.uploads.upload_form(form, self._staging, grant=self._grant,
                                                     stages=self.stages)
         else:
-            answer = await self.uploads.upload_bundle(self._staging / "request.body",
-                                                      self._staging, grant=self._grant,
-                                                      stages=self.stages)
+            assert self._body is not None
+            self._body.close()
+            answer = await self.uploads.upload_bundle(self._body, self._staging,
+                                                      grant=self._grant, stages=self.stages)
         self._model_name = answer["name"]
         self.write_json(answer)
 
@@ -142,24 +152,31 @@ class UploadHandler(TFaaSHandler):
         self._abandon()
         super().on_connection_close()
 
-    def _close_body(self) -> None:
-        if getattr(self, "_body", None) is not None:
-            self._body.close()
-            self._body = None
-        if getattr(self, "_form", None) is not None:
-            self._form.close()
+    def _give_up(self) -> None:
+        """Stop writing the body (refused, failed, or the client left): close its file,
+        stop its unpacking."""
+        if self._body is not None:
+            self._body.abort()
+        if self._form is not None:
+            self._form.abort()
+
+    def _discard(self, staging: Path) -> None:
+        """Remove the staging folder once nothing writes into it (a blocking call)."""
+        self._give_up()
+        if self._body is not None:
+            self._body.wait_stopped()
+        if self._form is not None:
+            self._form.wait_stopped()
+        self.service.repository.discard(staging)
 
     def _abandon(self) -> None:
         """A body that never reached post() (refused, or the client left): remove its
         staging folder in a thread, off the event loop."""
-        self._close_body()
         staging = getattr(self, "_staging", None)
         if staging is None or getattr(self, "_post_owns_staging", True):
             return
         self._staging = None
-        asyncio.get_running_loop().run_in_executor(
-            None, self.service.repository.discard, staging
-        )
+        asyncio.get_running_loop().run_in_executor(None, self._discard, staging)
 
 
 class ContentsUploadHandler(TFaaSHandler):

@@ -25,6 +25,7 @@ from .multipart import Form
 from .names import check_model_name
 from .service import TFaaS
 from .timing import Stages
+from .unpack import PartWriter
 
 
 @dataclass
@@ -65,7 +66,8 @@ def parse_params(raw: bytes | str | None) -> dict[str, Any]:
 
 def stage_form(form: Form, staging: Path, *, max_extracted: int) -> StagedUpload:
     """Lay out a form upload (fields name, params, model, labels) in ``staging``; its
-    parts are already files there (a base64 model decoded on the way)."""
+    parts are already files there (a base64 model decoded on the way, a tar or tar.gz
+    unpacked: this waits for the unpacking, a blocking call)."""
     params = parse_params(form.text("params"))
     name = form.text("name")
     if name is None or not name.strip():
@@ -76,24 +78,34 @@ def stage_form(form: Form, staging: Path, *, max_extracted: int) -> StagedUpload
     model_part = form.files.get("model")
     if model_part is None:
         raise BadRequest("request does not provide model (a file part named 'model')")
+    labels_text = form.text("labels")
+    writer = model_part.writer
+    if writer is not None and writer.unpacked is not None:  # unpacked as it arrived
+        writer.wait()
+        return _stage_from_folder(name, writer.extracted(), params, labels_text, staging)
     if model_part.size() == 0:
         raise BadRequest("the model part is empty")
     if model_part.path is None:  # held in memory: write it out like a spooled part
         model_part.path = staging / "part-model"
         model_part.path.write_bytes(model_part.read_bytes())
         model_part.data = None
-    labels_text = form.text("labels")
+    kind = writer.kind if writer is not None and writer.kind is not None else None
     return _stage_model_file(
-        name, model_part.path, model_part.filename, params, labels_text, staging,
+        name, model_part.path, model_part.filename, kind, params, labels_text, staging,
         max_extracted=max_extracted,
     )
 
 
-def stage_bundle(body: Path, staging: Path, *, max_extracted: int) -> StagedUpload:
-    """Lay out the original's bundle upload: a tarball whose top folder is the model name."""
-    extracted = staging / "bundle"
-    extracted.mkdir()
-    archives.extract(body, extracted, max_size=max_extracted)
+def stage_bundle(body: PartWriter, staging: Path, *, max_extracted: int) -> StagedUpload:
+    """Lay out the original's bundle upload: a tarball whose top folder is the model name
+    (unpacked as it arrived; a zip is extracted here). A blocking call."""
+    body.wait()
+    if body.unpacked is not None:
+        extracted = body.extracted()
+    else:
+        extracted = staging / "bundle"
+        extracted.mkdir()
+        archives.extract(body.path, extracted, max_size=max_extracted, kind=body.kind)
     top = [p for p in extracted.iterdir()]
     if len(top) != 1 or not top[0].is_dir():
         raise BadRequest(
@@ -110,15 +122,19 @@ def _stage_model_file(
     name: str,
     model_file: Path,
     filename: str,
+    kind: str | None,
     params: dict[str, Any],
     labels_text: str | None,
     staging: Path,
     *,
     max_extracted: int,
 ) -> StagedUpload:
+    """Stage a model sent as one file; ``kind``: its container format
+    (:func:`archives.sniff`), as the form stream saw it go by (None: it did not)."""
     with open(model_file, "rb") as fh:
         head = fh.read(512)
-    kind = archives.sniff(head)
+    if kind is None:
+        kind = archives.sniff(head)
     if kind == "raw" and (filename.lower().endswith(".onnx") or _looks_like_onnx(head)):
         shutil.move(str(model_file), staging / "model.onnx")
         return _finish(name, staging, ONNX, "model.onnx", params, labels_text)
@@ -128,7 +144,7 @@ def _stage_model_file(
     if kind in ("zip", "gzip", "tar"):
         extracted = staging / "archive"
         extracted.mkdir()
-        archives.extract(model_file, extracted, max_size=max_extracted)
+        archives.extract(model_file, extracted, max_size=max_extracted, kind=kind)
         os.unlink(model_file)
         return _stage_from_folder(name, extracted, params, labels_text, staging)
     shutil.move(str(model_file), staging / "model.pb")
@@ -225,9 +241,13 @@ def _finish(
     (staging / PARAMS_FILE).write_text(json.dumps(params, indent=1), encoding="utf-8")
     for leftover in ("archive", "bundle"):
         shutil.rmtree(staging / leftover, ignore_errors=True)
-    for part in staging.glob("part*-*"):
-        part.unlink()
+    for part in staging.glob("part*-*"):  # the other parts, and what an archive held besides
+        if part.is_dir() and not part.is_symlink():
+            shutil.rmtree(part)
+        else:
+            part.unlink()
     (staging / "request.body").unlink(missing_ok=True)
+    shutil.rmtree(staging / "request.body.d", ignore_errors=True)
     return StagedUpload(name, staging, fmt, model, params, has_labels,
                         None if renamed_from is None else str(renamed_from))
 
@@ -248,7 +268,7 @@ class Uploads:
         self.core.default_model = mv.name
         return self._upload_answer(mv, staged.renamed_from)
 
-    async def upload_bundle(self, body: Path, staging: Path, *, grant: Grant | None = None,
+    async def upload_bundle(self, body: PartWriter, staging: Path, *, grant: Grant | None = None,
                             stages: Stages | None = None) -> dict:
         staged = await asyncio.to_thread(
             stage_bundle, body, staging, max_extracted=self.core.limits.max_extracted_size
