@@ -1,7 +1,7 @@
 """An upload is written to disk once: the server parses the form as it arrives, writes
 each part once to its staging file (the original client's base64 model decoded on the
-way) and commits that folder by renaming it. Measured on the server process's own
-``/proc/PID/io`` counters, around one upload of a large model."""
+way, a tar.gz unpacked on the way) and commits that folder by renaming it. Measured on
+the server process's own ``/proc/PID/io`` counters, around one upload of a large model."""
 
 from __future__ import annotations
 
@@ -70,6 +70,63 @@ def test_a_large_upload_is_written_once(tmp_path: Path) -> None:
 
         x = np.random.default_rng(8).normal(size=(3, 4)).astype(np.float32)
         code, reply = server.json("POST", "tfaas/json", {"model": "big", "values": x.tolist()})
+        assert code == 200, reply
+        want = (x.astype(np.float64) @ w.astype(np.float64)).sum(axis=1)
+        np.testing.assert_allclose(np.array(reply).reshape(-1), want, rtol=1e-3)
+
+
+def _big_saved_model(directory: Path) -> tuple[Path, np.ndarray]:
+    """A SavedModel ``x`` [None, 4] -> ``out`` [None, 1] = sum(x @ W), W 4 x WIDTH a
+    variable (40 MB of random weights), packed in a tar.gz as a user would send it."""
+    import tarfile
+
+    import tensorflow as tf
+
+    w = np.random.default_rng(9).normal(size=(4, WIDTH)).astype(np.float32)
+
+    class Big(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = tf.Variable(w)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"out": tf.reduce_sum(tf.matmul(x, self.w), axis=1, keepdims=True)}
+
+    big = Big()
+    saved = directory / "bigsm"
+    tf.saved_model.save(big, str(saved), signatures=big.serve)
+    archive = directory / "bigsm.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        tar.add(saved, arcname="bigsm")
+    return archive, w
+
+
+def test_a_large_saved_model_tarball_is_written_once(tmp_path: Path) -> None:
+    """A SavedModel sent as a tar.gz is unpacked while it arrives: its bytes reach the
+    disk once, as the files of the version folder, never as the archive too."""
+    archive, w = _big_saved_model(tmp_path / "src")
+    packed = archive.read_bytes()
+    body, ctype = encode_multipart(
+        {"name": "bigsm"}, {"model": ("bigsm.tar.gz", packed, "application/gzip")},
+    )
+    with jupyter_server(tmp_path / "home", timeout=240) as server:
+        before = _io(server.pid)
+        code, answer = server.request("POST", "tfaas/upload", body,
+                                      headers={"Content-Type": ctype}, timeout=600)
+        after = _io(server.pid)
+        assert code == 200, answer
+        assert json.loads(answer)["format"] == "savedmodel", answer
+        written = after["wchar"] - before["wchar"]
+        stored = after["write_bytes"] - before["write_bytes"]
+        # the weights once (unpacked), plus the graph, params, metadata and the answer
+        assert w.nbytes <= written <= 1.2 * len(packed), (written, len(packed))
+        assert stored <= 1.2 * len(packed), (stored, len(packed))
+        staging = tmp_path / "home" / "models" / ".staging"
+        assert not staging.exists() or not any(staging.iterdir())
+
+        x = np.random.default_rng(10).normal(size=(3, 4)).astype(np.float32)
+        code, reply = server.json("POST", "tfaas/json", {"model": "bigsm", "values": x.tolist()})
         assert code == 200, reply
         want = (x.astype(np.float64) @ w.astype(np.float64)).sum(axis=1)
         np.testing.assert_allclose(np.array(reply).reshape(-1), want, rtol=1e-3)

@@ -261,9 +261,18 @@ async def test_format_predicts_like_tensorflow(worker: ModelWorker, models, name
             np.testing.assert_allclose(o, r, rtol=1e-5)
 
 
-async def test_predict_without_load_and_float64_inputs_cast(worker: ModelWorker, models) -> None:
+async def test_predict_without_load_and_a_wrong_dtype_refused(worker: ModelWorker,
+                                                              models) -> None:
+    """The worker runs a model it never loaded, on inputs of the model's dtype; an input
+    of another dtype is refused (the server casts, exactly, where it shapes a request:
+    the worker never casts a second time)."""
     b = models["graphdef"]
-    xs = [np.random.default_rng(5).normal(size=(3, tfmodels.N_IN))]  # float64
+    x64 = np.random.default_rng(5).normal(size=(3, tfmodels.N_IN))  # float64
+    with pytest.raises(ModelError) as ei:
+        await predict(worker, "gd-direct/1", str(b.path), b.fmt, b.params, [x64])
+    assert ei.value.kind is ErrorKind.BAD_INPUT and ei.value.status == 400
+    assert "float32" in ei.value.message and "float64" in ei.value.message
+    xs = [x64.astype(np.float32)]
     out = await predict(worker, "gd-direct/1", str(b.path), b.fmt, b.params, xs)
     np.testing.assert_allclose(out[0], b.reference(xs)[0], rtol=1e-5)
     assert out[0].dtype == np.float32

@@ -12,8 +12,9 @@ import stat
 import struct
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from .errors import BadRequest, PayloadTooLarge
 
@@ -83,14 +84,16 @@ def _copy(src: IO[bytes], dest: Path, budget: _Budget) -> None:
             out.write(chunk)
 
 
-def extract(archive: Path, target: Path, *, max_size: int) -> None:
-    """Extract ``archive`` (tar, tar.gz or zip) into the empty folder ``target``.
+def extract(archive: Path, target: Path, *, max_size: int, kind: str | None = None) -> None:
+    """Extract ``archive`` (tar, tar.gz or zip) into the empty folder ``target``;
+    ``kind``: its :func:`sniff` when the caller knows it already.
 
     Raises :class:`BadRequest` for an unsafe or unreadable archive and
     :class:`PayloadTooLarge` when it expands beyond ``max_size`` bytes.
     """
-    with open(archive, "rb") as fh:
-        kind = sniff(fh.read(512))
+    if kind is None:
+        with open(archive, "rb") as fh:
+            kind = sniff(fh.read(512))
     budget = _Budget(max_size)
     try:
         if kind == "zip":
@@ -99,14 +102,17 @@ def extract(archive: Path, target: Path, *, max_size: int) -> None:
             _extract_tar(archive, target, budget)
         else:
             raise BadRequest("not an archive: expected a .tar, .tar.gz or .zip file")
-    except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib_error()) as exc:
-        raise BadRequest(f"unreadable archive: {exc}") from None
+    except UNREADABLE as exc:
+        raise unreadable(exc) from None
 
 
-def zlib_error() -> type[Exception]:
-    import zlib
+def unreadable(exc: BaseException) -> BadRequest:
+    """The 400 of an archive its reader could not read (one of :data:`UNREADABLE`)."""
+    return BadRequest(f"unreadable archive: {exc}")
 
-    return zlib.error
+
+#: What the archive readers raise on a damaged or truncated archive.
+UNREADABLE = (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error)
 
 
 def _tar_size(field: bytes) -> int:
@@ -120,35 +126,71 @@ def _tar_size(field: bytes) -> int:
         raise BadRequest("unreadable archive: a tar header has an invalid size") from None
 
 
+class TarHeaderCheck:
+    """Watches a tar's bytes go by (:meth:`feed`, through gzip when compressed) and
+    refuses, before tarfile reads any, a metadata record over :data:`MAX_TAR_METADATA`
+    bytes or too many members: tarfile would hold each such record in memory whole."""
+
+    def __init__(self) -> None:
+        self._offset = 0  # bytes seen
+        self._next_header = 0  # where the next header starts
+        self._pending = bytearray()  # the start of a header split across two feeds
+        self._headers = 0
+        self.ended = False  # the end-of-archive block went by
+
+    def feed(self, data: bytes | memoryview) -> None:
+        start = self._offset
+        self._offset += len(data)
+        while not self.ended and self._next_header + len(self._pending) < self._offset:
+            at = self._next_header + len(self._pending) - start
+            self._pending += data[at:at + _TAR_BLOCK - len(self._pending)]
+            if len(self._pending) < _TAR_BLOCK:
+                return
+            header, self._pending = bytes(self._pending), bytearray()
+            self._header(header)
+
+    def _header(self, header: bytes) -> None:
+        if header == b"\0" * _TAR_BLOCK:
+            self.ended = True
+            return
+        self._headers += 1
+        if self._headers > 2 * MAX_MEMBERS + 2:
+            raise BadRequest(f"archive has more than {MAX_MEMBERS} members")
+        size = _tar_size(header[124:136])
+        if header[156:157] in _TAR_METADATA_TYPES and size > MAX_TAR_METADATA:
+            raise BadRequest(
+                f"archive has a tar metadata record of {size} bytes "
+                f"(the limit is {MAX_TAR_METADATA})"
+            )
+        self._next_header += _TAR_BLOCK + -(-size // _TAR_BLOCK) * _TAR_BLOCK
+
+
+class CheckedTar:
+    """A tar's reader (``read``) whose bytes pass a :class:`TarHeaderCheck` on their way
+    to tarfile."""
+
+    def __init__(self, src: BinaryIO) -> None:
+        self._src = src
+        self._check = TarHeaderCheck()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._src.read(size)
+        self._check.feed(data)
+        return data
+
+
 def check_tar_metadata(archive: Path) -> None:
-    """Walk the tar headers (through gzip when compressed) and refuse, before tarfile reads
-    any, a metadata record over :data:`MAX_TAR_METADATA` bytes or too many members:
-    tarfile would hold each such record in memory whole."""
+    """Walk the tar headers of a file (see :class:`TarHeaderCheck`) before tarfile opens it."""
     with open(archive, "rb") as raw:
         gzipped = raw.read(2) == GZIP_MAGIC
     opener = gzip.open if gzipped else open
     with opener(archive, "rb") as fh:
-        headers = 0
-        while True:
-            header = fh.read(_TAR_BLOCK)
-            if len(header) < _TAR_BLOCK or header == b"\0" * _TAR_BLOCK:
-                return
-            headers += 1
-            if headers > 2 * MAX_MEMBERS + 2:
-                raise BadRequest(f"archive has more than {MAX_MEMBERS} members")
-            size = _tar_size(header[124:136])
-            kind = header[156:157]
-            if kind in _TAR_METADATA_TYPES and size > MAX_TAR_METADATA:
-                raise BadRequest(
-                    f"archive has a tar metadata record of {size} bytes "
-                    f"(the limit is {MAX_TAR_METADATA})"
-                )
-            remaining = -(-size // _TAR_BLOCK) * _TAR_BLOCK
-            while remaining > 0:
-                skipped = len(fh.read(min(remaining, _CHUNK)))
-                if not skipped:
-                    return  # truncated: tarfile says so
-                remaining -= skipped
+        check = TarHeaderCheck()
+        while not check.ended:
+            data = fh.read(_CHUNK)
+            if not data:
+                return  # truncated: tarfile says so
+            check.feed(data)
 
 
 def check_zip_directory(archive: Path) -> None:
@@ -181,31 +223,47 @@ def check_zip_directory(archive: Path) -> None:
 def _extract_tar(archive: Path, target: Path, budget: _Budget) -> None:
     check_tar_metadata(archive)
     with tarfile.open(archive, mode="r:*") as tar:
-        count = 0
-        for member in tar:
-            count += 1
-            if count > MAX_MEMBERS:
-                raise BadRequest(f"archive has more than {MAX_MEMBERS} members")
-            rel = _safe_member_path(member.name)
-            if member.issym() or member.islnk():
-                raise BadRequest(f"archive member {member.name!r} is a link; links are refused")
-            if member.isdir():
-                if rel is not None:
-                    (target / rel).mkdir(parents=True, exist_ok=True)
-                continue
-            if not member.isfile():
-                raise BadRequest(
-                    f"archive member {member.name!r} is not a regular file or folder"
-                )
-            if rel is None:
-                raise BadRequest(f"archive member {member.name!r} has no name")
-            src = tar.extractfile(member)
-            if src is None:
-                raise BadRequest(f"archive member {member.name!r} cannot be read")
-            try:
-                _copy(src, target / rel, budget)
-            except FileExistsError:
-                raise BadRequest(f"archive member {member.name!r} appears twice") from None
+        extract_tar_members(tar, target, budget)
+
+
+def extract_tar_stream(src: BinaryIO, target: Path, *, max_size: int) -> None:
+    """Extract a tar read once, in order, from the stream ``src`` (already decompressed)
+    into ``target``: its headers checked as they pass (:class:`CheckedTar`), each member
+    as for a file on disk, at most ``max_size`` bytes written. Raises one of
+    :data:`UNREADABLE` for a damaged archive (the caller turns it into a 400)."""
+    checked: Any = CheckedTar(src)
+    with tarfile.open(fileobj=checked, mode="r|") as tar:
+        extract_tar_members(tar, target, _Budget(max_size))
+
+
+def extract_tar_members(tar: tarfile.TarFile, target: Path, budget: _Budget) -> None:
+    """Write the members of ``tar`` (opened from a file, or a stream read once, in
+    order) into ``target``, each checked before a byte of it is written."""
+    count = 0
+    for member in tar:
+        count += 1
+        if count > MAX_MEMBERS:
+            raise BadRequest(f"archive has more than {MAX_MEMBERS} members")
+        rel = _safe_member_path(member.name)
+        if member.issym() or member.islnk():
+            raise BadRequest(f"archive member {member.name!r} is a link; links are refused")
+        if member.isdir():
+            if rel is not None:
+                (target / rel).mkdir(parents=True, exist_ok=True)
+            continue
+        if not member.isfile():
+            raise BadRequest(
+                f"archive member {member.name!r} is not a regular file or folder"
+            )
+        if rel is None:
+            raise BadRequest(f"archive member {member.name!r} has no name")
+        src = tar.extractfile(member)
+        if src is None:
+            raise BadRequest(f"archive member {member.name!r} cannot be read")
+        try:
+            _copy(src, target / rel, budget)
+        except FileExistsError:
+            raise BadRequest(f"archive member {member.name!r} appears twice") from None
 
 
 def check_zip_expansion(archive: Path, max_size: int) -> None:
@@ -280,4 +338,6 @@ def is_keras_zip(path: Path) -> bool:
     return "config.json" in names and "metadata.json" in names
 
 
-__all__ = ["check_zip_expansion", "extract", "gunzip_to", "is_keras_zip", "sniff"]
+__all__ = [
+    "check_zip_expansion", "extract", "extract_tar_stream", "gunzip_to", "is_keras_zip", "sniff",
+]

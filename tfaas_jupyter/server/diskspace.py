@@ -8,14 +8,16 @@ wherever they write.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import TFaaSError
 
-__all__ = ["DiskFull", "disk_full_error", "is_disk_full"]
+__all__ = ["DiskFull", "disk_full_error", "is_disk_full", "repository_writes"]
 
 
 class DiskFull(TFaaSError):
@@ -54,3 +56,21 @@ def disk_full_error(root: Path, action: str, *, needed: int, freed: int = 0,
         f"{'more than ' if at_least else ''}{_size(needed)}, and its disk has "
         f"{_size(free)} free"
     )
+
+
+@contextlib.contextmanager
+def repository_writes(root: Path, action: str, needed: int = 1, freed: int = 0) -> Iterator[None]:
+    """Turn a filesystem refusal to write into an API error that says so (not a 500);
+    a full disk is a 507 naming ``needed`` bytes and the free space (``freed``: what
+    the caller removes on failure, counted as free)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            what = "is read-only" if exc.errno == errno.EROFS else "is not writable"
+            raise TFaaSError(
+                f"cannot {action}: the model repository {root} {what} ({exc.strerror})", 403
+            ) from None
+        if is_disk_full(exc):
+            raise disk_full_error(root, action, needed=needed, freed=freed) from None
+        raise

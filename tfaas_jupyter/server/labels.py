@@ -40,9 +40,10 @@ def get_label(service: TFaaS, name: str, label: str,
 
 async def set_label(service: TFaaS, name: str, label: str, body: bytes,
                     grant: Grant | None = None) -> dict[str, Any]:
-    name, label = check_model_name(name), check_label(label)
+    label = check_label(label)
     number = _requested_version(body)
-    mv = service.resolve(name, number, grant=grant)
+    mv = service.resolve(name, number, grant=grant)  # the name's check
+    name = mv.name
     try:  # loaded and warmed before any request can reach it through the label
         await service.worker.load(mv.ref)
     except TFaaSError as exc:

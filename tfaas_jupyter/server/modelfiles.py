@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..pids import pid_alive
 from .modelref import ModelRef
 
 #: The model formats the worker loads.
 GRAPHDEF, SAVEDMODEL, KERAS, ONNX = "graphdef", "savedmodel", "keras", "onnx"
 META_FILE = "tfaas.json"
+#: A model's version labels (``{"stable": 3}``), in its folder.
+VERSION_LABELS_FILE = "labels.json"
 PARAMS_FILE = "params.json"
 LABELS_FILE = "labels.txt"
 #: The highest version number a model ever had, beside its version folders.
@@ -271,3 +274,23 @@ class IndexEntry:
 
     stamp: FolderStamp
     versions: dict[int, ModelVersion]
+
+
+def remove_temporary_files(model_dir: Path) -> list[str]:
+    """The temporary files of replacements that never finished (``labels.json``,
+    ``tfaas.json``, the high-water mark) in a model folder and its version folders:
+    those of processes that are gone, and the untagged ones earlier releases wrote."""
+    removed = []
+    ours = {f"{name}.tmp" for name in (VERSION_LABELS_FILE, META_FILE, HIGH_WATER)}
+    for folder in (model_dir, *[p for p in model_dir.iterdir()
+                                if p.name.isdigit() and p.is_dir() and not p.is_symlink()]):
+        for tmp in folder.glob("*.tmp"):
+            tagged = TEMPORARY.fullmatch(tmp.name)
+            if tagged is None and tmp.name not in ours:
+                continue  # not a file of ours (a model's own)
+            if (tagged and pid_alive(tagged.group(1))) or tmp.is_symlink() or not tmp.is_file():
+                continue
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(str(tmp.relative_to(model_dir.parent)))
+    return removed

@@ -5,7 +5,8 @@ Tornado's own parser needs the whole body in memory and refuses any body sent wi
 a ``Content-Encoding`` header, which the original TFaaS client always sets
 (``base64``) on uploads. This one keeps only a delimiter's length of the body at a
 time: each file part is written once, to its own file (the model decoded from base64
-on the way), or held in memory for a small form (``/image``).
+on the way; a tar or tar.gz model unpacked into its folder instead, see
+:mod:`~tfaas_jupyter.server.unpack`), or held in memory for a small form (``/image``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from .errors import BadRequest
+from .unpack import PartWriter
 
 _MAX_HEADER_BYTES = 16 * 1024
 _MAX_FIELD_BYTES = 1 << 20
@@ -27,12 +29,15 @@ MAX_PARTS = 64
 
 @dataclass
 class FilePart:
-    """A file part of the form, written to ``path``."""
+    """A file part of the form, written to ``path`` (or unpacked: ``writer``)."""
 
     filename: str
     path: Path | None
     content_type: str | None = None
     data: bytes | None = None  # set instead of ``path`` for a part held in memory
+    #: How the part went to disk, when the form stream wrote it: its container format
+    #: (``writer.kind``), and the folder it was unpacked into (``writer.unpacked``).
+    writer: PartWriter | None = None
 
     def read_bytes(self) -> bytes:
         if self.data is not None:
@@ -57,7 +62,8 @@ class Form:
         if name in self.fields:
             return self.fields[name]
         part = self.files.get(name)
-        if part is not None and part.size() <= _MAX_FIELD_BYTES:
+        if part is not None and (part.path or part.data is not None) \
+                and part.size() <= _MAX_FIELD_BYTES:
             return part.read_bytes().decode("utf-8", errors="replace")
         return None
 
@@ -119,7 +125,7 @@ class _Base64Sink:
     The original client sends ``Content-Encoding: base64`` on every upload but encodes
     only the parts it guesses are binary (a .pb), so each part decides for itself."""
 
-    def __init__(self, out: BinaryIO, name: str) -> None:
+    def __init__(self, out: Any, name: str) -> None:
         self.out = out
         self.name = name
         self._head = bytearray()
@@ -168,18 +174,23 @@ class FormStream:
     """A multipart/form-data body parsed as its bytes arrive (:meth:`feed`, then
     :meth:`finish`): each file part is written once, to its own file in ``folder``
     (the parts named in ``base64`` decoded on the way, as the original client sends
-    its model), or kept in memory when ``folder`` is None; text fields are kept in memory
-    (at most 1 MiB each). The one multipart parser of the server: uploads stream
-    through it, ``/image`` feeds it its body whole.
+    its model; the parts named in ``unpack`` unpacked there when they are a tar or
+    tar.gz, with at most ``max_extracted`` bytes), or kept in memory when ``folder`` is
+    None; text fields are kept in memory (at most 1 MiB each). The one multipart parser
+    of the server: uploads stream through it, ``/image`` feeds it its body whole.
     """
 
     def __init__(self, content_type: str, folder: Path | None, *,
-                 base64: frozenset[str] = frozenset()) -> None:
+                 base64: frozenset[str] = frozenset(), unpack: frozenset[str] = frozenset(),
+                 max_extracted: int = 0) -> None:
         self._delimiter = b"--" + boundary_of(content_type)
         #: the delimiter as it ends a part's data
         self._closing = b"\r\n" + self._delimiter
         self._folder = folder
         self._base64 = base64
+        self._unpack = unpack
+        self._max_extracted = max_extracted
+        self._writers: list[PartWriter] = []
         self._buf = bytearray()
         self._state = "preamble"
         self._parts = 0
@@ -191,7 +202,7 @@ class FormStream:
         self._filename: str | None = None
         self._ptype: str | None = None
         self._field: bytearray | None = None
-        self._file: BinaryIO | None = None
+        self._writer: PartWriter | None = None
         self._sink: Any = None
         self._path: Path | None = None
         self._data: bytearray | None = None
@@ -217,10 +228,35 @@ class FormStream:
         return self.form
 
     def close(self) -> None:
-        """Close the part file being written (a body that ended early, or an error)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Give up the part being written (a body that ended early, or an error)."""
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+
+    def abort(self) -> None:
+        """Give up every part (the upload failed): :meth:`wait_stopped` then returns at once."""
+        self.close()
+        for writer in self._writers:
+            writer.abort()
+
+    def wait_stopped(self) -> None:
+        """Block until no part is being unpacked any more (before its folder is removed)."""
+        for writer in self._writers:
+            writer.wait_stopped()
+
+    @property
+    def unpacking(self) -> bool:
+        """A part of the form is a tar or tar.gz being unpacked as it arrives."""
+        return any(writer.unpacking for writer in self._writers)
+
+    def backlog(self) -> int:
+        """Bytes of the part being written that wait in memory to be unpacked."""
+        return self._writer.backlog() if self._writer is not None else 0
+
+    def wait_for_room(self) -> None:
+        """Block until the part being written has room for more (a blocking call)."""
+        if self._writer is not None:
+            self._writer.wait_for_room()
 
     def _step(self) -> bool:
         """Parse what the buffer allows; whether to go on."""
@@ -285,9 +321,11 @@ class FormStream:
         else:
             self._index += 1
             self._path = self._folder / f"part{self._index}-{_SAFE_CHARS.sub('_', self._name)[:40]}"
-            self._file = open(self._path, "wb")
-            self._sink = (_Base64Sink(self._file, self._name) if self._name in self._base64
-                          else self._file)
+            self._writer = PartWriter(self._path, unpack=self._name in self._unpack,
+                                      max_size=self._max_extracted)
+            self._writers.append(self._writer)
+            self._sink = (_Base64Sink(self._writer, self._name) if self._name in self._base64
+                          else self._writer)
 
     def _part_data(self, data: memoryview) -> None:
         try:
@@ -316,7 +354,11 @@ class FormStream:
             return
         if isinstance(self._sink, _Base64Sink):
             self._sink.close()
-        self.close()
-        self.form.files[self._name] = FilePart(filename=filename, path=self._path,
-                                               content_type=self._ptype)
+        writer, self._writer = self._writer, None
+        assert writer is not None
+        writer.close()
+        self.form.files[self._name] = FilePart(
+            filename=filename, path=None if writer.unpacked else self._path,
+            content_type=self._ptype, writer=writer,
+        )
         self._sink = None

@@ -31,12 +31,15 @@ before every use of its index entry, so a version committed by another server is
 seen on the next request that names it, and a version deleted or replaced there is
 never answered from; a version is known by the ``uid`` written at its commit, not by
 its number alone (:meth:`Repository._entry`).
+
+Model names come checked: a request's name is checked once, where it enters
+(:func:`~tfaas_jupyter.server.names.check_model_name`, by the service's ``resolve``,
+the upload's staging, the catalogue), and the repository takes it as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import logging
@@ -51,14 +54,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..pids import pid_alive
-from .diskspace import disk_full_error, is_disk_full
+from .diskspace import repository_writes
 from .errors import NotFound, TFaaSError
 from .modelfiles import (
     HIGH_WATER,
     LABELS_FILE,
     META_FILE,
     PARAMS_FILE,
-    TEMPORARY,
+    VERSION_LABELS_FILE,
     IndexEntry,
     ModelVersion,
     check_root_mode,
@@ -70,18 +73,18 @@ from .modelfiles import (
     plain_member,
     read_high_water,
     read_labels,
+    remove_temporary_files,
     replace_file,
     tree_size,
     version_numbers,
     write_high_water,
 )
 from .modelfiles import RepositoryRefused as RepositoryRefused  # raised when opening
-from .names import MODEL_NAME_PATTERN, check_model_name
+from .names import MODEL_NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
 #: A model's version labels (label -> version), beside its version folders.
-VERSION_LABELS_FILE = "labels.json"
 _STAGING = ".staging"
 _TRASH = ".trash"
 _LOCK = ".lock"
@@ -129,9 +132,9 @@ class Repository:
                 removed.append(f"{special}/{leftover.name}")
         marks = self._special_dir(_VERSIONS, create=False)
         if marks is not None:
-            removed.extend(_remove_temporary_files(marks))
+            removed.extend(remove_temporary_files(marks))
         for model_dir in self._model_dirs():
-            removed.extend(_remove_temporary_files(model_dir))
+            removed.extend(remove_temporary_files(model_dir))
             if not version_numbers(model_dir):
                 # A model folder with no committed version: a crashed first upload
                 # (or a delete of the last version) left it; nothing there serves.
@@ -249,7 +252,6 @@ class Repository:
         return result
 
     def versions(self, name: str) -> list[ModelVersion]:
-        check_model_name(name)
         entry = self._entry(name)
         if not entry.versions:
             raise NotFound(f"model {name!r} not found")
@@ -257,7 +259,6 @@ class Repository:
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """The given version of a model, or its latest when ``version`` is None."""
-        check_model_name(name)
         entry = self._entry(name)
         if not entry.versions:
             raise NotFound(f"model {name!r} not found")
@@ -296,7 +297,7 @@ class Repository:
 
     def new_staging_dir(self) -> Path:
         """A fresh private folder to write an upload into, on the same filesystem."""
-        with _writing(self.root, "store an upload"):
+        with repository_writes(self.root, "store an upload"):
             parent = self._special_dir(_STAGING)
             assert parent is not None
             staging = parent / f"{os.getpid()}-{uuid.uuid4().hex}"
@@ -329,7 +330,6 @@ class Repository:
         ``meta`` must name the ``format`` and the ``model`` file or folder inside
         ``staging``; ``uid`` and ``created`` are added here.
         """
-        check_model_name(name)
         meta = dict(meta)
         meta.setdefault("uid", uuid.uuid4().hex)
         meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -339,7 +339,7 @@ class Repository:
         # a full disk here: the upload needs its staged files (removed by the caller,
         # so counted as free) plus tfaas.json and the high-water mark
         needed = held + len(json.dumps(meta, indent=1)) + 1024
-        with self._lock, _writing(self.root, f"store model {name!r}", needed, held), \
+        with self._lock, repository_writes(self.root, f"store model {name!r}", needed, held), \
                 self._process_lock():
             model_dir = self.root / name
             model_dir.mkdir(exist_ok=True)
@@ -358,11 +358,13 @@ class Repository:
             added = self._read_version(name, version, target) if current else None
             # a flat folder (the original's layout) stops being version 1 once a numbered
             # version sits beside it: the model is read anew
-            if entry is None or added is None or floor:
+            if entry is None or floor:
                 self._index.pop(name, None)
-            else:  # the index gains the one version this commit adds
+            elif added is not None:  # the index gains the one version this commit adds
                 entry.versions[version] = added
                 entry.stamp = folder_stamp(os.stat(model_dir))
+            else:  # another process changed the folder too: it is read anew
+                self._index.pop(name, None)
         return self.get(name, version)
 
     def _high_water(self, name: str) -> int:
@@ -385,8 +387,8 @@ class Repository:
 
     def delete(self, name: str, version: int | None = None) -> list[int]:
         """Delete a model (all versions) or one version; return the deleted version numbers."""
-        check_model_name(name)
-        with self._lock, _writing(self.root, f"delete model {name!r}"), self._process_lock():
+        with self._lock, repository_writes(self.root, f"delete model {name!r}"), \
+                self._process_lock():
             self._index.pop(name, None)  # another process may have changed it
             existing = [v.version for v in self.versions(name)]
             trash = self._special_dir(_TRASH)
@@ -424,7 +426,6 @@ class Repository:
 
     def labels(self, name: str) -> dict[str, int]:
         """The version labels of a model: label -> version number."""
-        check_model_name(name)
         try:
             doc = json.loads((self.root / name / VERSION_LABELS_FILE).read_text("utf-8"))
         except FileNotFoundError:
@@ -446,7 +447,7 @@ class Repository:
 
     def set_label(self, name: str, label: str, version: int) -> dict[str, int]:
         """Point ``label`` at an existing ``version`` (set or move it); answer all labels."""
-        with self._lock, _writing(self.root, f"label model {name!r}"):
+        with self._lock, repository_writes(self.root, f"label model {name!r}"):
             self.get(name, version)  # a 404 naming the versions when it does not exist
             labels = self.labels(name)
             labels[label] = version
@@ -455,7 +456,7 @@ class Repository:
 
     def delete_label(self, name: str, label: str) -> dict[str, int]:
         """Remove ``label``; answer the labels left."""
-        with self._lock, _writing(self.root, f"label model {name!r}"):
+        with self._lock, repository_writes(self.root, f"label model {name!r}"):
             labels = self.labels(name)
             if label not in labels:
                 raise NotFound(f"model {name!r} has no version label {label!r}; "
@@ -486,41 +487,3 @@ class Repository:
                         f"{', '.join(held)}: move or delete them first", 409,
                     )
             return self.delete(name, version)
-
-
-def _remove_temporary_files(model_dir: Path) -> list[str]:
-    """The temporary files of replacements that never finished (``labels.json``,
-    ``tfaas.json``, the high-water mark) in a model folder and its version folders:
-    those of processes that are gone, and the untagged ones earlier releases wrote."""
-    removed = []
-    ours = {f"{name}.tmp" for name in (VERSION_LABELS_FILE, META_FILE, HIGH_WATER)}
-    for folder in (model_dir, *[p for p in model_dir.iterdir()
-                                if p.name.isdigit() and p.is_dir() and not p.is_symlink()]):
-        for tmp in folder.glob("*.tmp"):
-            tagged = TEMPORARY.fullmatch(tmp.name)
-            if tagged is None and tmp.name not in ours:
-                continue  # not a file of ours (a model's own)
-            if (tagged and pid_alive(tagged.group(1))) or tmp.is_symlink() or not tmp.is_file():
-                continue
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-                removed.append(str(tmp.relative_to(model_dir.parent)))
-    return removed
-
-
-@contextlib.contextmanager
-def _writing(root: Path, action: str, needed: int = 1, freed: int = 0) -> Iterator[None]:
-    """Turn a filesystem refusal to write into an API error that says so (not a 500);
-    a full disk is a 507 naming ``needed`` bytes and the free space (``freed``: what
-    the caller removes on failure, counted as free)."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            what = "is read-only" if exc.errno == errno.EROFS else "is not writable"
-            raise TFaaSError(
-                f"cannot {action}: the model repository {root} {what} ({exc.strerror})", 403
-            ) from None
-        if is_disk_full(exc):
-            raise disk_full_error(root, action, needed=needed, freed=freed) from None
-        raise

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import archives
-from .diskspace import disk_full_error, is_disk_full
+from .diskspace import DiskFull, disk_full_error, is_disk_full
 from .errors import BadRequest, ErrorKind, WorkerError
 from .keys import Grant, check_model_access
 from .modelfiles import (
@@ -36,6 +36,7 @@ from .multipart import Form
 from .names import check_model_name
 from .service import TFaaS
 from .timing import Stages
+from .unpack import PartWriter
 
 
 @dataclass
@@ -76,7 +77,8 @@ def parse_params(raw: bytes | str | None) -> dict[str, Any]:
 
 def stage_form(form: Form, staging: Path, *, max_extracted: int) -> StagedUpload:
     """Lay out a form upload (fields name, params, model, labels) in ``staging``; its
-    parts are already files there (a base64 model decoded on the way)."""
+    parts are already files there (a base64 model decoded on the way, a tar or tar.gz
+    unpacked: this waits for the unpacking, a blocking call)."""
     params = parse_params(form.text("params"))
     name = form.text("name")
     if name is None or not name.strip():
@@ -87,24 +89,34 @@ def stage_form(form: Form, staging: Path, *, max_extracted: int) -> StagedUpload
     model_part = form.files.get("model")
     if model_part is None:
         raise BadRequest("request does not provide model (a file part named 'model')")
+    labels_text = form.text("labels")
+    writer = model_part.writer
+    if writer is not None and writer.unpacked is not None:  # unpacked as it arrived
+        writer.wait()
+        return _stage_from_folder(name, writer.extracted(), params, labels_text, staging)
     if model_part.size() == 0:
         raise BadRequest("the model part is empty")
     if model_part.path is None:  # held in memory: write it out like a spooled part
         model_part.path = staging / "part-model"
         model_part.path.write_bytes(model_part.read_bytes())
         model_part.data = None
-    labels_text = form.text("labels")
+    kind = writer.kind if writer is not None and writer.kind is not None else None
     return _stage_model_file(
-        name, model_part.path, model_part.filename, params, labels_text, staging,
+        name, model_part.path, model_part.filename, kind, params, labels_text, staging,
         max_extracted=max_extracted,
     )
 
 
-def stage_bundle(body: Path, staging: Path, *, max_extracted: int) -> StagedUpload:
-    """Lay out the original's bundle upload: a tarball whose top folder is the model name."""
-    extracted = staging / "bundle"
-    extracted.mkdir()
-    archives.extract(body, extracted, max_size=max_extracted)
+def stage_bundle(body: PartWriter, staging: Path, *, max_extracted: int) -> StagedUpload:
+    """Lay out the original's bundle upload: a tarball whose top folder is the model name
+    (unpacked as it arrived; a zip is extracted here). A blocking call."""
+    body.wait()
+    if body.unpacked is not None:
+        extracted = body.extracted()
+    else:
+        extracted = staging / "bundle"
+        extracted.mkdir()
+        archives.extract(body.path, extracted, max_size=max_extracted, kind=body.kind)
     top = [p for p in extracted.iterdir()]
     if len(top) != 1 or not top[0].is_dir():
         raise BadRequest(
@@ -121,15 +133,19 @@ def _stage_model_file(
     name: str,
     model_file: Path,
     filename: str,
+    kind: str | None,
     params: dict[str, Any],
     labels_text: str | None,
     staging: Path,
     *,
     max_extracted: int,
 ) -> StagedUpload:
+    """Stage a model sent as one file; ``kind``: its container format
+    (:func:`archives.sniff`), as the form stream saw it go by (None: it did not)."""
     with open(model_file, "rb") as fh:
         head = fh.read(512)
-    kind = archives.sniff(head)
+    if kind is None:
+        kind = archives.sniff(head)
     if kind == "raw" and (filename.lower().endswith(".onnx") or _looks_like_onnx(head)):
         shutil.move(str(model_file), staging / "model.onnx")
         return _finish(name, staging, ONNX, "model.onnx", params, labels_text)
@@ -139,7 +155,7 @@ def _stage_model_file(
     if kind in ("zip", "gzip", "tar"):
         extracted = staging / "archive"
         extracted.mkdir()
-        archives.extract(model_file, extracted, max_size=max_extracted)
+        archives.extract(model_file, extracted, max_size=max_extracted, kind=kind)
         os.unlink(model_file)
         return _stage_from_folder(name, extracted, params, labels_text, staging)
     shutil.move(str(model_file), staging / "model.pb")
@@ -236,9 +252,13 @@ def _finish(
     (staging / PARAMS_FILE).write_text(json.dumps(params, indent=1), encoding="utf-8")
     for leftover in ("archive", "bundle"):
         shutil.rmtree(staging / leftover, ignore_errors=True)
-    for part in staging.glob("part*-*"):
-        part.unlink()
+    for part in staging.glob("part*-*"):  # the other parts, and what an archive held besides
+        if part.is_dir() and not part.is_symlink():
+            shutil.rmtree(part)
+        else:
+            part.unlink()
     (staging / "request.body").unlink(missing_ok=True)
+    shutil.rmtree(staging / "request.body.d", ignore_errors=True)
     return StagedUpload(name, staging, fmt, model, params, has_labels,
                         None if renamed_from is None else str(renamed_from))
 
@@ -260,7 +280,8 @@ class Uploads:
         self.core.default_model = mv.name
         return self._upload_answer(mv, staged.renamed_from)
 
-    async def upload_bundle(self, body: Path, staging: Path, *, grant: Grant | None = None,
+    async def upload_bundle(self, body: PartWriter, staging: Path, *,
+                            grant: Grant | None = None,
                             stages: Stages | None = None) -> dict[str, Any]:
         with self._disk_full_as_507(staging):
             staged = await asyncio.to_thread(
@@ -271,16 +292,21 @@ class Uploads:
 
     @contextlib.contextmanager
     def _disk_full_as_507(self, staging: Path) -> Iterator[None]:
-        """A full disk while the upload is unpacked into ``staging``: 507 naming what it
-        held then (it needs more) and the free space once that is removed."""
+        """A full disk while the upload is unpacked into ``staging``: its 507."""
         try:
             yield
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
-            held = tree_size(staging)
-            raise disk_full_error(self.core.repository.root, "unpack the upload",
-                                  needed=held, freed=held, at_least=True) from None
+            raise self.unpacking_disk_full(staging) from None
+
+    def unpacking_disk_full(self, staging: Path) -> DiskFull:
+        """The 507 of an upload whose unpacking into ``staging`` found the disk full: it
+        needs more than it held then, and the free space is what remains once that is
+        removed. (A blocking call: it walks ``staging``.)"""
+        held = tree_size(staging)
+        return disk_full_error(self.core.repository.root, "unpack the upload",
+                               needed=held, freed=held, at_least=True)
 
     @staticmethod
     def _upload_answer(mv: ModelVersion, renamed_from: str | None = None) -> dict[str, Any]:

@@ -144,12 +144,12 @@ class Predictor:
                         f"input '{info['name']}' expects shape {want}, got {list(a.shape)}"
                     )
             if a.dtype != dt:
-                try:
-                    a = a.astype(dt, casting="unsafe")
-                except (TypeError, ValueError) as e:
-                    raise InputError(
-                        f"input '{info['name']}' cannot be converted to {dt.name}: {e}"
-                    ) from None
+                # The server casts each input to the model's dtype where it shapes the
+                # request (exactly, or a 400 saying why not); a call that reaches the
+                # worker with another dtype is refused, never cast a second time.
+                raise InputError(
+                    f"input '{info['name']}' takes {dt.name}; the call sent {a.dtype.name}"
+                )
             out.append(a)
         return out
 
