@@ -13,6 +13,7 @@ from traitlets import Bool, Float, Int, Unicode, default
 
 from .batching import Batcher
 from .catalogue import Catalogue
+from .devices import GpuConfig
 from .keys import KeyStore
 from .repository import Repository, RepositoryRefused
 from .service import Limits, TFaaS
@@ -169,6 +170,24 @@ class TFaaSApp(ExtensionApp):
         "stacked). Per model: params.json 'max_in_flight'.",
     )
 
+    gpus = Unicode(
+        None, allow_none=True, config=True,
+        help="The GPUs the model worker may use: CUDA_VISIBLE_DEVICES in its environment "
+        "(e.g. '0' or '0,1'; '': none, the CPU only). Unset: as the server's environment "
+        "says (SWAN's spawner sets it for a GPU session).",
+    )
+    gpu_memory_limit = Int(
+        0, config=True,
+        help="MiB of memory the model worker may take on each GPU it sees (one logical "
+        "device of that size per GPU). 0: no limit, the memory grows as models need it.",
+    )
+    gpu_memory_growth = Bool(
+        True, config=True,
+        help="Let the worker's GPU memory grow as needed instead of TensorFlow's default "
+        "of mapping all of every visible GPU at its first use (which locks out everyone "
+        "else sharing the GPU). Ignored when gpu_memory_limit is set.",
+    )
+
     def _worker_interpreter(self) -> tuple[str, dict[str, str] | None, str | None]:
         """(python, env, problem) of the model worker.
 
@@ -214,6 +233,8 @@ class TFaaSApp(ExtensionApp):
             idle_timeout=max(self.worker_idle_timeout, 0.0),
             memory_limit=max(self.worker_memory_limit, 0),
             busy_poll=max(self.busy_poll_us, 0) / 1e6,
+            gpu=GpuConfig(gpus=self.gpus, memory_limit_mib=max(self.gpu_memory_limit, 0),
+                          memory_growth=self.gpu_memory_growth),
             log=self.log,
         )
         try:

@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .metrics_devices import device_metrics
 from .stats import Histogram
 
 #: What ``generate_latest`` writes: the text format 0.0.4.
@@ -61,6 +62,7 @@ class ServiceCollector(Collector):
         yield from self._batches()
         yield from self._models()
         yield from self._worker_lifecycle()
+        yield from device_metrics(self.worker)
 
     def _requests(self) -> Iterator[Metric]:
         stats = self.service.stats

@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import ops
+from .devices import GpuSettings
 from .lru import OverBudget, release_memory, rss_bytes
 
 #: Written on stderr (one line) when the worker cannot start; the supervisor shows it.
@@ -81,7 +82,8 @@ class Worker:
     """Request dispatch and the bounded cache of loaded predictors."""
 
     def __init__(self, channel: Any, threads: int, cache_size: int,
-                 memory_limit: int = 0, poller: Any = None) -> None:
+                 memory_limit: int = 0, poller: Any = None,
+                 gpu_settings: GpuSettings | None = None) -> None:
         from .lru import LRU
 
         self.channel = channel
@@ -107,6 +109,8 @@ class Worker:
         self._end_error: BaseException | None = None
         #: a :class:`.polling.FramePoller` (None: the reading lane sleeps in ``recv``)
         self.poller = poller
+        #: the GPU memory settings applied at the start (shown in the status)
+        self.gpu_settings = gpu_settings or GpuSettings()
 
     # ---------------------------------------------------------------- cache
 
@@ -195,7 +199,16 @@ class Worker:
             "threads": self.threads,
             "loaded": loaded,
             "cache_size": self.cache_size,
+            **self._devices(loaded),
         }
+
+    def _devices(self, loaded: list[str]) -> dict[str, Any]:
+        """The status's devices and the device of each loaded model."""
+        from .devices import default_device, devices_status
+
+        device = default_device()
+        return {"devices": devices_status(self.gpu_settings),
+                "model_devices": {key: device for key in loaded}}
 
     # ---------------------------------------------------------------- requests
 
@@ -374,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll-us", type=int, default=0,
                     help="microseconds to poll for the next request before sleeping "
                          "(0: never; see polling.py)")
+    ap.add_argument("--gpu-memory-limit", type=int, default=0,
+                    help="MiB of memory per GPU, as one logical device (0: no limit)")
+    ap.add_argument("--no-gpu-memory-growth", action="store_true",
+                    help="let TensorFlow map all of each GPU's memory at its first use")
     args = ap.parse_args(argv)
 
     _set_pdeathsig()
@@ -391,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
         import tensorflow  # noqa: F401
     except Exception as e:
         _fatal(f"TensorFlow cannot be imported in {sys.executable}: {e}")
+    from .devices import configure_gpus, log_problems
+
+    gpu_settings = GpuSettings(memory_growth=not args.no_gpu_memory_growth,
+                               memory_limit_mib=max(0, args.gpu_memory_limit))
+    log_problems(configure_gpus(gpu_settings))  # before any op: before any model loads
     from .loaders import configure_tensorflow
 
     configure_tensorflow(threads)
@@ -404,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
 
         poller = FramePoller(sock, args.poll_us / 1e6)
     worker = Worker(BlockingChannel(sock), threads, max(1, args.cache_size),
-                    max(0, args.memory_limit), poller)
+                    max(0, args.memory_limit), poller, gpu_settings)
     code = 0
     try:
         worker.serve()
