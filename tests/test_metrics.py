@@ -49,6 +49,8 @@ FAMILIES = {
     "tfaas_gpu_memory_peak_bytes": ("gauge", ["device"]),
     "tfaas_worker_devices": ("gauge", ["device", "type"]),
     "tfaas_model_device": ("gauge", ["device", "key", "model"]),
+    "tfaas_batch_size_rows": ("histogram", ["model", "version"]),
+    "tfaas_batch_queue_wait_seconds": ("histogram", ["model", "version"]),
 }
 
 def assert_contract(page: str) -> None:

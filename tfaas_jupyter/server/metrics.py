@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .metrics_batching import batching_metrics
 from .metrics_devices import device_metrics
 from .stats import Histogram
 
@@ -63,6 +64,7 @@ class ServiceCollector(Collector):
         yield from self._models()
         yield from self._worker_lifecycle()
         yield from device_metrics(self.worker)
+        yield from batching_metrics(self.batching)
 
     def _requests(self) -> Iterator[Metric]:
         stats = self.service.stats

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import archives
+from .batchparams import check_batching_params
 from .errors import BadRequest, ErrorKind, WorkerError
 from .keys import Grant, check_model_access
 from .modelfiles import GRAPHDEF, KERAS, LABELS_FILE, ONNX, PARAMS_FILE, SAVEDMODEL, ModelVersion
@@ -275,6 +276,7 @@ class Uploads:
         """Load the staged model in the worker; commit it only if TensorFlow can serve it
         (the load's cold start goes to ``stages``, when given)."""
         check_model_access(grant, staged.name)
+        check_batching_params(staged.params)
         meta = staged.meta()
         meta["uid"] = uid = uuid.uuid4().hex
         ref = ModelRef(key=f"{staged.name}@{uid}", path=str(staged.model_path),
