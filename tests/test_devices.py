@@ -6,6 +6,7 @@ shows is checked, and the GPU lines are checked on a status a GPU worker gives."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,6 @@ GPU = "/device:GPU:0"
 #: A worker's status as a GPU machine's would answer it (the shape worker/devices.py
 #: writes), for what this machine cannot produce.
 GPU_WORKER: dict[str, Any] = {
-    "gpu_config": {"gpus": "0", "gpu_memory_limit_mib": 0, "gpu_memory_growth": True},
     "devices": {
         "cuda_visible_devices": "0", "gpu_memory_growth": True, "gpu_memory_limit_mib": 0,
         "built_with_cuda": True,
@@ -45,21 +45,20 @@ GPU_WORKER: dict[str, Any] = {
 }
 
 
-def test_settings_become_the_workers_environment_and_options() -> None:
+def test_settings_become_the_workers_environment() -> None:
     env = {"CUDA_VISIBLE_DEVICES": "0,1", "PATH": "/bin"}
-    assert GpuConfig().apply(dict(env)) == []
-    kept = dict(env)
-    GpuConfig().apply(kept)
-    assert kept == env  # unset: the server's environment decides
-    cpu_only = dict(env)
-    assert GpuConfig(gpus="", memory_limit_mib=2048).apply(cpu_only) == \
-        ["--gpu-memory-limit", "2048"]
+    kept = GpuConfig().environment(env)
+    assert kept == {**env, "TFAAS_GPU_MEMORY_LIMIT_MIB": "0", "TFAAS_GPU_MEMORY_GROWTH": "1"}
+    assert env == {"CUDA_VISIBLE_DEVICES": "0,1", "PATH": "/bin"}  # a copy
+    cpu_only = GpuConfig(gpus="", memory_limit_mib=2048).environment(env)
     assert cpu_only["CUDA_VISIBLE_DEVICES"] == ""
-    assert GpuConfig(gpus="1", memory_growth=False).apply({}) == ["--no-gpu-memory-growth"]
+    assert cpu_only["TFAAS_GPU_MEMORY_LIMIT_MIB"] == "2048"
+    fixed = GpuConfig(gpus="1", memory_growth=False).environment({})
+    assert (fixed["CUDA_VISIBLE_DEVICES"], fixed["TFAAS_GPU_MEMORY_GROWTH"]) == ("1", "0")
 
 
 def test_a_gpu_workers_memory_and_model_device_show_in_status_metrics_and_magics() -> None:
-    devices = devices_status(GPU_WORKER)
+    devices = devices_status(GPU_WORKER, GpuConfig(gpus="0"))
     assert devices["physical_gpus"] == [GPU_WORKER["devices"]["physical"][1]]
     assert devices["models"] == {"cnn@abc": GPU}
     samples: dict[str, list[Any]] = {}
@@ -76,7 +75,7 @@ def test_a_gpu_workers_memory_and_model_device_show_in_status_metrics_and_magics
 
 
 def test_a_stopped_worker_shows_its_settings_only() -> None:
-    devices = devices_status({"gpu_config": GpuConfig(gpus="", memory_limit_mib=512).as_dict()})
+    devices = devices_status({}, GpuConfig(gpus="", memory_limit_mib=512))
     assert devices["devices"] is None and devices["physical_gpus"] is None
     assert devices_lines(devices) == \
         ["devices: known once the worker runs (GPUs '', at most 512 MiB each)"]
@@ -86,8 +85,8 @@ def test_a_stopped_worker_shows_its_settings_only() -> None:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def cpu_worker():
-    w = ModelWorker(threads=1, gpu=GpuConfig(gpus="", memory_limit_mib=256,
-                                             memory_growth=False))
+    gpu = GpuConfig(gpus="", memory_limit_mib=256, memory_growth=False)
+    w = ModelWorker(threads=1, env=gpu.environment(os.environ))
     await w.start()
     yield w
     await w.stop()
@@ -113,8 +112,6 @@ async def test_the_worker_reports_the_settings_it_was_given(cpu_worker: ModelWor
     np.testing.assert_allclose(answer.outputs[0], b.reference(xs)[0], rtol=1e-5)
     status = await cpu_worker.status()
     assert status["model_devices"] == {"gd@dev": CPU}
-    assert status["gpu_config"] == {"gpus": "", "gpu_memory_limit_mib": 256,
-                                    "gpu_memory_growth": False}
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from .repository import Repository, RepositoryRefused
 from .service import Limits, TFaaS
 from .shm import SharedMemoryRegions
 from .uploads import Uploads
+from .warmup import WarmupPolicy
 
 MiB = 1024 * 1024
 #: The share of the memory limit that the model worker may use by default.
@@ -188,6 +189,14 @@ class TFaaSApp(ExtensionApp):
         "else sharing the GPU). Ignored when gpu_memory_limit is set.",
     )
 
+    warmup = Bool(
+        True, config=True,
+        help="Warm each model version up when the worker loads it (an upload, a first "
+        "use, after an eviction or a worker restart, a label moving to it): one run at "
+        "batch size 1 and one at the largest batch the batcher sends it, on the model's "
+        "params.json 'example' row or zeros, before any request is served from it.",
+    )
+
     def _worker_interpreter(self) -> tuple[str, dict[str, str] | None, str | None]:
         """(python, env, problem) of the model worker.
 
@@ -222,9 +231,11 @@ class TFaaSApp(ExtensionApp):
         from .supervisor import ModelWorker
 
         python, env, problem = self._worker_interpreter()
+        gpu = GpuConfig(gpus=self.gpus, memory_limit_mib=max(self.gpu_memory_limit, 0),
+                        memory_growth=self.gpu_memory_growth)
         self.worker = ModelWorker(
             python=python,
-            env=env,
+            env=gpu.environment(os.environ if env is None else env),
             unavailable=problem,
             threads=self.worker_threads or None,
             cache_size=self.cache_size,
@@ -233,10 +244,9 @@ class TFaaSApp(ExtensionApp):
             idle_timeout=max(self.worker_idle_timeout, 0.0),
             memory_limit=max(self.worker_memory_limit, 0),
             busy_poll=max(self.busy_poll_us, 0) / 1e6,
-            gpu=GpuConfig(gpus=self.gpus, memory_limit_mib=max(self.gpu_memory_limit, 0),
-                          memory_growth=self.gpu_memory_growth),
             log=self.log,
         )
+        self.worker.gpu = gpu
         try:
             repository = Repository(self.model_dir, group_shared=self.group_shared_model_dir)
         except RepositoryRefused as exc:
@@ -257,6 +267,8 @@ class TFaaSApp(ExtensionApp):
             max_queue_delay_us=self.max_queue_delay_us,
             max_in_flight=self.max_in_flight,
         )
+        if self.warmup:
+            self.worker.warmup_policy = WarmupPolicy(runner.defaults)
         self.service = TFaaS(repository, self.worker, runner, limits)
         self.shared_memory = SharedMemoryRegions(enabled=self.allow_client_shm)
         self.settings.update({

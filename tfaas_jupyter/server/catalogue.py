@@ -131,5 +131,5 @@ class Catalogue:
         doc["models_loaded"] = [key.split("@", 1)[0] for key in loaded]
         doc["cache"] = {"size": len(loaded), "capacity": worker.get("cache_size")}
         doc["batching"] = core.runner.status()
-        doc["devices"] = devices_status(worker)
+        doc["devices"] = devices_status(worker, core.worker.gpu)
         return doc

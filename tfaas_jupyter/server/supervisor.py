@@ -22,7 +22,6 @@ import numpy as np
 
 from ..worker import ops
 from ..worker.wire import ErrorKind, ProtocolError
-from .devices import GpuConfig
 from .errors import (
     ModelError,
     ModelTooBig,
@@ -72,16 +71,12 @@ class ModelWorker(WorkerOperations):
         idle_timeout: float = 0.0,
         memory_limit: int = 0,
         busy_poll: float = 0.0,
-        gpu: GpuConfig | None = None,
     ) -> None:
         self.python = python or sys.executable
         self.env = worker_environment(os.environ if env is None else env)
         self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         # Keras imports matplotlib when it is installed: no GUI backend in a worker
         self.env.setdefault("MPLBACKEND", "Agg")
-        #: which GPUs the worker sees and its GPU memory settings
-        self.gpu = gpu or GpuConfig()
-        self._gpu_options = self.gpu.apply(self.env)
         self.threads = threads
         self.cache_size = cache_size
         self.request_timeout = request_timeout
@@ -228,7 +223,6 @@ class ModelWorker(WorkerOperations):
             options += ["--threads", str(self.threads)]
         if self.busy_poll > 0:
             options += ["--poll-us", str(round(self.busy_poll * 1e6))]
-        options += self._gpu_options
         proc, parent = await spawn(self.python, self.env, options)
         conn = WorkerProcess(proc)
         await conn.connect(parent, lambda error: self._on_closed(conn, error), self.log)
@@ -278,6 +272,7 @@ class ModelWorker(WorkerOperations):
         if self._conn is conn:
             self._stopped_reason = conn.kill_reason or "crashed"
             self._state = "stopped"
+            self._worker_ended()
 
     async def stop(self, reason: str = "server shutdown") -> None:
         """Stop the worker: close the channel (it exits on EOF), then kill. Idempotent."""
@@ -469,7 +464,6 @@ class ModelWorker(WorkerOperations):
             last_cold_start=self._last_cold_start.as_dict() if self._last_cold_start else None,
             memory_limit=self.memory_limit,
             busy_poll_us=round(self.busy_poll * 1e6),
-            gpu_config=self.gpu.as_dict(),
         )
         return info
 

@@ -247,7 +247,7 @@ class Uploads:
         )
         mv = await self._validate_and_commit(staged, grant, stages)
         self.core.default_model = mv.name
-        return self._upload_answer(mv, staged.renamed_from)
+        return self._with_warmup(self._upload_answer(mv, staged.renamed_from), mv)
 
     async def upload_bundle(self, body: Path, staging: Path, *, grant: Grant | None = None,
                             stages: Stages | None = None) -> dict:
@@ -255,7 +255,12 @@ class Uploads:
             stage_bundle, body, staging, max_extracted=self.core.limits.max_extracted_size
         )
         mv = await self._validate_and_commit(staged, grant, stages)
-        return self._upload_answer(mv, staged.renamed_from)
+        return self._with_warmup(self._upload_answer(mv, staged.renamed_from), mv)
+
+    def _with_warmup(self, answer: dict, mv: ModelVersion) -> dict:
+        """The answer with the seconds of the version's warm-up (None: none ran)."""
+        answer["warmup_seconds"] = self.core.worker.warmup_seconds(mv.key)
+        return answer
 
     @staticmethod
     def _upload_answer(mv: ModelVersion, renamed_from: str | None = None) -> dict:
@@ -291,5 +296,7 @@ class Uploads:
         if stages is not None and cold is not None:
             stages.cold_start = cold
         meta["signature"] = signature
-        return await asyncio.to_thread(self.core.repository.commit, staged.name,
-                                       staged.staging, meta)
+        mv = await asyncio.to_thread(self.core.repository.commit, staged.name,
+                                     staged.staging, meta)
+        self.core.worker.loaded_versions.moved(mv.ref)  # reloaded from where it lives now
+        return mv

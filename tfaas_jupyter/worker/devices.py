@@ -29,6 +29,17 @@ class GpuSettings:
     memory_growth: bool = True
     memory_limit_mib: int = 0
 
+    @classmethod
+    def from_environment(cls) -> GpuSettings:
+        """As the server set them: ``TFAAS_GPU_MEMORY_LIMIT_MIB`` (MiB per GPU, 0: none)
+        and ``TFAAS_GPU_MEMORY_GROWTH`` (``0``: off)."""
+        try:
+            limit = max(0, int(os.environ.get("TFAAS_GPU_MEMORY_LIMIT_MIB") or 0))
+        except ValueError:
+            limit = 0
+        return cls(memory_growth=os.environ.get("TFAAS_GPU_MEMORY_GROWTH", "1") != "0",
+                   memory_limit_mib=limit)
+
 
 def configure_gpus(settings: GpuSettings) -> list[str]:
     """Apply ``settings`` to every visible GPU (before any op runs); answers the

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import select
 import signal
@@ -33,11 +34,14 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Iterator
 
 from . import ops
 from .devices import GpuSettings
 from .lru import OverBudget, release_memory, rss_bytes
+
+#: The GIL switch interval while a model loads (see :meth:`Worker._loading`).
+LOAD_SWITCH_S = 0.0002
 
 #: Written on stderr (one line) when the worker cannot start; the supervisor shows it.
 FATAL_PREFIX = "tfaas-worker-fatal:"
@@ -111,11 +115,19 @@ class Worker:
         self.poller = poller
         #: the GPU memory settings applied at the start (shown in the status)
         self.gpu_settings = gpu_settings or GpuSettings()
+        #: seconds of each cached model's warm-up (by key)
+        self._warmups: dict[str, float] = {}
+        #: loads in progress, and the GIL switch interval to restore after them
+        self._loads = 0
+        self._switch_interval = sys.getswitchinterval()
 
     # ---------------------------------------------------------------- cache
 
-    def get_predictor(self, key: str, path: str, fmt: str, params: dict[str, Any]) -> Any:
-        """The cached predictor for ``key``, loading it on a miss.
+    def get_predictor(self, key: str, path: str, fmt: str, params: dict[str, Any],
+                      warmup: list[int] | None = None) -> Any:
+        """The cached predictor for ``key``, loading it on a miss (and warming it up
+        at each batch size of ``warmup`` before it enters the cache: see
+        :mod:`.warmup`).
 
         Loads of one key are serialised by a per-key lock (no double load); different
         keys load concurrently.
@@ -134,7 +146,10 @@ class Worker:
             if p is not None:
                 return p
             before = rss_bytes()
-            p = loaders.load(fmt, path, params)
+            with self._loading():
+                p = loaders.load(fmt, path, params)
+                if warmup:
+                    self._warm_up(key, p, params, warmup)
             try:
                 self._admit(key, p, max(rss_bytes() - before, 0), seq)
             except OverBudget:
@@ -142,6 +157,39 @@ class Worker:
                 release_memory()
                 raise
             return p
+
+    @contextlib.contextmanager
+    def _loading(self) -> Iterator[None]:
+        """While a model loads and warms up (mostly Python holding the GIL: the graph's
+        import, the function's tracing), hand the GIL over every ``LOAD_SWITCH_S``
+        instead of Python's 5 ms, so that predictions of loaded models served meanwhile
+        are not held up by the load (each needs the GIL a few times per request)."""
+        with self._lock:
+            if self._loads == 0:
+                self._switch_interval = sys.getswitchinterval()
+                sys.setswitchinterval(LOAD_SWITCH_S)
+            self._loads += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._loads -= 1
+                if self._loads == 0:
+                    sys.setswitchinterval(self._switch_interval)
+
+    def _warm_up(self, key: str, predictor: Any, params: dict[str, Any],
+                 sizes: list[int]) -> None:
+        """Run the warm-up batches and keep their time for the status."""
+        from .loaders import InputError, ModelLoadError
+        from .warmup import warm_up
+
+        try:
+            seconds = warm_up(predictor, params, sizes)
+        except InputError as exc:
+            raise ModelLoadError(f"the model fails on its warm-up batch: {exc}") from exc
+        if seconds is not None:
+            with self._lock:
+                self._warmups[key] = seconds
 
     def _admit(self, key: str, predictor: Any, size: int, seq: int) -> None:
         """Cache a just-loaded model of ``size`` bytes, evicting others to stay within
@@ -157,6 +205,8 @@ class Worker:
                 refusal = e
             else:
                 evicted += self._cache.put(key, predictor, size)
+            for gone in evicted:
+                self._warmups.pop(gone, None)
         if refusal is not None:
             del predictor
             raise refusal
@@ -170,6 +220,7 @@ class Worker:
             gone = [k for k in self._cache if k.startswith(prefix)]
             for k in gone:
                 self._cache.pop(k)
+                self._warmups.pop(k, None)
             for k in [k for k in self._key_locks if k.startswith(prefix)]:
                 lk = self._key_locks[k]
                 if not lk.locked():
@@ -188,6 +239,7 @@ class Worker:
         with self._lock:
             loaded = self._cache.keys()
             sizes = self._cache.sizes()
+            warmups = {k: round(v, 4) for k, v in self._warmups.items() if k in loaded}
         return {
             "rss": rss_bytes(),
             "model_sizes": sizes,
@@ -199,6 +251,7 @@ class Worker:
             "threads": self.threads,
             "loaded": loaded,
             "cache_size": self.cache_size,
+            "warmup_seconds": warmups,
             **self._devices(loaded),
         }
 
@@ -236,8 +289,11 @@ class Worker:
             held = request.key in self._cache
         # "loaded": this call loaded the model (a cold start), it was not cached
         metadata = self.get_predictor(request.key, request.path, request.format,
-                                      request.params).metadata()
-        return ops.Loaded(metadata["inputs"], metadata["outputs"], not held), []
+                                      request.params, request.warmup).metadata()
+        with self._lock:
+            warmup = self._warmups.get(request.key)
+        return ops.Loaded(metadata["inputs"], metadata["outputs"], not held,
+                          None if warmup is None else round(warmup, 4)), []
 
     def _export(self, request: ops.Export, arrays: list[Any]) -> tuple[Any, list[Any]]:
         from .export import export_savedmodel
@@ -387,10 +443,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll-us", type=int, default=0,
                     help="microseconds to poll for the next request before sleeping "
                          "(0: never; see polling.py)")
-    ap.add_argument("--gpu-memory-limit", type=int, default=0,
-                    help="MiB of memory per GPU, as one logical device (0: no limit)")
-    ap.add_argument("--no-gpu-memory-growth", action="store_true",
-                    help="let TensorFlow map all of each GPU's memory at its first use")
     args = ap.parse_args(argv)
 
     _set_pdeathsig()
@@ -410,8 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         _fatal(f"TensorFlow cannot be imported in {sys.executable}: {e}")
     from .devices import configure_gpus, log_problems
 
-    gpu_settings = GpuSettings(memory_growth=not args.no_gpu_memory_growth,
-                               memory_limit_mib=max(0, args.gpu_memory_limit))
+    gpu_settings = GpuSettings.from_environment()
     log_problems(configure_gpus(gpu_settings))  # before any op: before any model loads
     from .loaders import configure_tensorflow
 
