@@ -6,12 +6,14 @@ import asyncio
 import importlib.util
 import os
 import sys
+from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default
 
 from .batching import Batcher
+from .capture import Capture
 from .catalogue import Catalogue
 from .devices import GpuConfig
 from .keys import KeyStore
@@ -197,6 +199,22 @@ class TFaaSApp(ExtensionApp):
         "params.json 'example' row or zeros, before any request is served from it.",
     )
 
+    capture_dir = Unicode(
+        "", config=True,
+        help="Folder of the record of what was scored: captured predictions (time, model, "
+        "version, caller, inputs, outputs, latency) in Parquet files per model and hour, "
+        "written by a background thread. Empty: no capture. Needs pyarrow.",
+    )
+    capture_rate = Float(
+        1.0, config=True, help="Share of the predictions captured (0 to 1) when "
+        "capture_dir is set.",
+    )
+    capture_max_bytes = Int(
+        0, config=True,
+        help="Bytes of captured files per model past which its captures are dropped "
+        "(and counted). 0: no cap.",
+    )
+
     def _worker_interpreter(self) -> tuple[str, dict[str, str] | None, str | None]:
         """(python, env, problem) of the model worker.
 
@@ -270,6 +288,10 @@ class TFaaSApp(ExtensionApp):
         if self.warmup:
             self.worker.warmup_policy = WarmupPolicy(runner.defaults)
         self.service = TFaaS(repository, self.worker, runner, limits)
+        if self.capture_dir:
+            self.service.capture = Capture(Path(self.capture_dir).expanduser(),
+                                           rate=self.capture_rate,
+                                           max_bytes=max(self.capture_max_bytes, 0))
         self.shared_memory = SharedMemoryRegions(enabled=self.allow_client_shm)
         self.settings.update({
             "tfaas_service": self.service,
@@ -307,6 +329,9 @@ class TFaaSApp(ExtensionApp):
         shared_memory = getattr(self, "shared_memory", None)
         if shared_memory is not None:
             shared_memory.close()
+        service = getattr(self, "service", None)
+        if service is not None and service.capture is not None:
+            await asyncio.to_thread(service.capture.close)
 
 
 def _has_tensorflow() -> bool:

@@ -132,4 +132,5 @@ class Catalogue:
         doc["cache"] = {"size": len(loaded), "capacity": worker.get("cache_size")}
         doc["batching"] = core.runner.status()
         doc["devices"] = devices_status(worker, core.worker.gpu)
+        doc["capture"] = core.capture.status() if core.capture is not None else None
         return doc

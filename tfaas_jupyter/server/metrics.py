@@ -23,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .metrics_batching import batching_metrics
+from .metrics_capture import capture_metrics
 from .metrics_devices import device_metrics
 from .stats import Histogram
 
@@ -65,6 +66,7 @@ class ServiceCollector(Collector):
         yield from self._worker_lifecycle()
         yield from device_metrics(self.worker)
         yield from batching_metrics(self.batching)
+        yield from capture_metrics(getattr(self.service, "capture", None))
 
     def _requests(self) -> Iterator[Metric]:
         stats = self.service.stats
