@@ -1173,6 +1173,83 @@ def proto_row(values: list[float], model: str) -> bytes:
     return row.SerializeToString()
 
 
+def gpu_memory(server: Server) -> dict[str, Any]:
+    """The worker's devices from ``/tfaas/status``: each logical device's memory in use
+    and peak (bytes; GPUs only), and each loaded model's device."""
+    _, reply = server.request("GET", "/tfaas/status")
+    devices = json.loads(reply).get("devices") or {}
+    return {"devices": {d["name"].rsplit("device:", 1)[-1]: (d.get("memory_in_use"),
+                                                             d.get("memory_peak"))
+                        for d in devices.get("devices") or []},
+            "models": {k.split("@", 1)[0]: v.rsplit("device:", 1)[-1]
+                       for k, v in (devices.get("models") or {}).items()}}
+
+
+def gpu(args: argparse.Namespace) -> int:
+    """``--gpu``: the CNN scenario on a GPU node, batching on and off, with the worker's
+    GPU memory (in use, peak) before the models load, after their loads and warm-ups,
+    and after the load. Pass ``--server-arg=--TFaaSApp.gpu_memory_limit=MiB`` to cap
+    it, ``--server-arg=--TFaaSApp.gpus=0`` to pick the GPU (see benchmarks/README.md)."""
+    work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
+    print(f"scratch: {work}", flush=True)
+    _, cnn, in_process = build_models(work)
+    print(f"CNN single-row call (in process): {in_process['cnn_single_ms']:.2f} ms",
+          flush=True)
+    wrk = ensure_wrk()
+    server = Server(work / "gpu", ["--TFaaSApp.start_worker=True", *args.server_arg])
+    server.start()
+    memory: dict[str, Any] = {}
+    best: dict[str, Result] = {}
+    try:
+        settle(server)
+        memory["worker started"] = gpu_memory(server)
+        server.upload("cnn", cnn, {"max_batch_size": CNN_BATCH})
+        server.upload("cnnoff", cnn, {"batching": False})
+        memory["models loaded and warm"] = gpu_memory(server)
+        import random
+
+        rng = random.Random(1)
+        image = [round(rng.random() * 255, 1) for _ in range(CNN_SIDE * CNN_SIDE * CNN_IN)]
+        scenarios = [("POST /tfaas/json CNN batching on", "cnn"),
+                     ("POST /tfaas/json CNN batching off", "cnnoff")]
+        for round_ in range(args.repeat):
+            print(f"wrk -t2 -c{args.connections} -d{args.duration:g}s "
+                  f"(round {round_ + 1} of {args.repeat})", flush=True)
+            for name, model in scenarios:
+                body = json.dumps({"model": model, "values": image}).encode()
+                warm(server, "/tfaas/json", body)
+                settle(server)
+                r = run_wrk(wrk, server, work, model, "/tfaas/json", body=body,
+                            duration=args.duration, connections=args.connections)
+                r.name = name
+                print(f"  {name:<42} {r.rps:9.0f} req/s  p50 {r.p50_ms:7.2f} ms  "
+                      f"p99 {r.p99_ms:7.2f} ms  errors {r.errors}", flush=True)
+                if name not in best or r.rps > best[name].rps:
+                    best[name] = r
+        memory["after the load"] = gpu_memory(server)
+    finally:
+        server.stop()
+    print("\nGPU memory (MiB in use / peak) and the models' devices")
+    for when, seen in memory.items():
+        shown = ", ".join(
+            f"{name} {used / 2**20:.0f}/{peak / 2**20:.0f}" if used is not None else name
+            for name, (used, peak) in seen["devices"].items())
+        print(f"  {when:<24} {shown}; models on {seen['models'] or '-'}")
+    on, off = best[scenarios[0][0]], best[scenarios[1][0]]
+    on_gpu = [m for m, dev in memory["after the load"]["models"].items()
+              if dev.startswith("GPU")]
+    print_targets(f"best of {args.repeat} rounds", [
+        ("CNN batching on >= 3x off", on.rps / off.rps, 3.0),
+        ("models placed on a GPU (of 2)", float(len(on_gpu)), 2.0),
+    ])
+    if args.json:
+        args.json.write_text(json.dumps(
+            {"results": [asdict(r) for r in best.values()], "memory": memory}, indent=1))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
@@ -1211,6 +1288,9 @@ def main() -> int:
                     help="TFaaSClient.score on the engines local, dask, spark and service")
     ap.add_argument("--score-rows", type=int, default=10_000_000,
                     help="rows scored by each engine with --score")
+    ap.add_argument("--gpu", action="store_true",
+                    help="the CNN scenario on a GPU node, batching on and off, with the "
+                         "worker's GPU memory before and after")
     ap.add_argument("--build-models", nargs=2, type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--build-seed", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--in-process", type=Path, help=argparse.SUPPRESS)
@@ -1234,6 +1314,8 @@ def main() -> int:
         return breakdown(args) if args.breakdown else gap(args)
     if args.bulk:
         return bulk_only(args)
+    if args.gpu:
+        return gpu(args)
     if args.score:
         return score_only(args)
 

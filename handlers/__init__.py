@@ -19,6 +19,7 @@ from tfaas_jupyter.server.protocols.v2stream import worth_streaming
 from tfaas_jupyter.server.shm import REGION_NAME
 
 from .base import UnknownEndpointHandler
+from .capture import CaptureHandler
 from .explorer import ExplorerPageHandler
 from .export import ExportHandler
 from .graph import GraphAssetHandler, GraphPageHandler, ModelFileHandler
@@ -92,6 +93,7 @@ def _api_table() -> list[tuple[str, type]]:
         (rf"/params/{_NAME}", ParamsHandler),
         (rf"/params/{_NAME}/{_VERSION}", ParamsHandler),
         (r"/status", StatusHandler),
+        (rf"/capture/{_NAME}", CaptureHandler),
         (r"/metrics", MetricsHandler),
         (r"/openapi\.json", OpenAPIHandler),
         (r"/export", ExportHandler),

@@ -217,7 +217,9 @@ class TFaaSHandler(KeyCredentialMixin, MethodsMixin, ExtensionHandlerMixin, APIH
             # answers it (no content, no data), exactly as for Jupyter's REST API.
             if self.current_user is None and self.request.method != "OPTIONS":
                 raise web.HTTPError(403, "authentication required")
-        self.stages = Stages(time.perf_counter())
+        grant = self._grant
+        self.stages = Stages(time.perf_counter(), f"key:{grant.name}" if grant is not None
+                             else getattr(self.current_user, "username", None))
 
     def _authenticate_key(self, key: str) -> None:
         """Authenticate with a TFaaS key, or refuse (403), without Jupyter's auth."""

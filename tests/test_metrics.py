@@ -45,6 +45,12 @@ FAMILIES = {
     "tfaas_worker_memory_limit_bytes": ("gauge", []),
     "tfaas_worker_unanswered_seconds": ("gauge", []),
     "tfaas_model_memory_bytes": ("gauge", ["key", "model"]),
+    "tfaas_gpu_memory_bytes": ("gauge", ["device"]),
+    "tfaas_gpu_memory_peak_bytes": ("gauge", ["device"]),
+    "tfaas_worker_devices": ("gauge", ["device", "type"]),
+    "tfaas_model_device": ("gauge", ["device", "key", "model"]),
+    "tfaas_batch_size_rows": ("histogram", ["model", "version"]),
+    "tfaas_batch_queue_wait_seconds": ("histogram", ["model", "version"]),
 }
 
 def assert_contract(page: str) -> None:

@@ -462,14 +462,15 @@ export class TFaaSPanel extends Widget {
       word('refresh')
     );
     refresh.addEventListener('click', () => void this.refresh());
-    const statusCells = (['worker', 'tensorflow', 'loaded', 'rate', 'p99', 'cold'] as const).map(
-      key =>
-        el(
-          'div',
-          { class: 'jp-tfaas-status-cell' },
-          el('span', { class: 'jp-tfaas-muted' }, word(`status_${key}`)),
-          el('span', { 'data-status': key }, word('status_pending'))
-        )
+    const statusCells = (
+      ['worker', 'tensorflow', 'loaded', 'rate', 'p99', 'cold', 'devices'] as const
+    ).map(key =>
+      el(
+        'div',
+        { class: 'jp-tfaas-status-cell' },
+        el('span', { class: 'jp-tfaas-muted' }, word(`status_${key}`)),
+        el('span', { 'data-status': key }, word('status_pending'))
+      )
     );
     this._status = el('div', { class: 'jp-tfaas-status', 'data-tfaas': 'status' }, ...statusCells);
 

@@ -14,6 +14,7 @@ export interface IStatusDoc {
   tensorflow?: string | null;
   models_loaded?: string[] | null;
   models_on_disk?: string[] | null;
+  devices?: IDevicesDoc | null;
   models?: Record<
     string,
     {
@@ -23,6 +24,21 @@ export interface IStatusDoc {
       cold_start_mean_ms?: number | null;
     }
   > | null;
+  [key: string]: unknown;
+}
+
+/** One logical device of the model worker (bytes: GPUs only). */
+export interface IDeviceDoc {
+  name?: string;
+  type?: string;
+  memory_in_use?: number | null;
+  memory_peak?: number | null;
+}
+
+/** The status's `devices`: the worker's devices (null until it runs) and its models'. */
+export interface IDevicesDoc {
+  devices?: IDeviceDoc[] | null;
+  models?: Record<string, string> | null;
   [key: string]: unknown;
 }
 
@@ -40,6 +56,7 @@ export interface IStatusView {
   rate: string;
   p99: string;
   cold: string;
+  devices: string;
 }
 
 /** Predictions served so far: the sum over every model's `requests`. */
@@ -93,6 +110,37 @@ export function formatMs(ms: number): string {
   return ms >= 1000 ? `${(ms / 1000).toPrecision(3)} s` : `${ms.toPrecision(3)} ms`;
 }
 
+/** `1.5 MiB`: bytes in MiB to three significant digits. */
+export function formatMiB(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toPrecision(3)} MiB`;
+}
+
+/** `GPU:0` of TensorFlow's `/job:localhost/replica:0/task:0/device:GPU:0`. */
+export function shortDevice(name: string): string {
+  return name.split('device:').pop() || name;
+}
+
+/** The worker's devices: each GPU with its memory in use and peak, the CPU by name. */
+export function devicesText(status: IStatusDoc): string {
+  const devices = (status.devices && status.devices.devices) || [];
+  if (!devices.length) {
+    return word('status_no_value');
+  }
+  return devices
+    .map(device => {
+      const name = shortDevice(device.name || '?');
+      if (typeof device.memory_in_use === 'number' && typeof device.memory_peak === 'number') {
+        return word('status_gpu_memory_value', {
+          device: name,
+          used: formatMiB(device.memory_in_use),
+          peak: formatMiB(device.memory_peak)
+        });
+      }
+      return name;
+    })
+    .join(', ');
+}
+
 /** The worker's state in the vocabulary's words (an unknown state as it is). */
 export function workerText(state: string): string {
   return `worker_${state}` in WORDS ? word(`worker_${state}`) : state;
@@ -121,6 +169,7 @@ export function statusView(status: IStatusDoc, rate: number | null): IStatusView
     cold:
       cold.meanMs === null
         ? none
-        : word('status_cold_value', { count: cold.count, latency: formatMs(cold.meanMs) })
+        : word('status_cold_value', { count: cold.count, latency: formatMs(cold.meanMs) }),
+    devices: devicesText(status)
   };
 }

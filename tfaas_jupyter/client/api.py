@@ -376,6 +376,20 @@ class TFaaSClient:
         """The server's status: machine figures, worker, TensorFlow, models, counts."""
         return cast("dict[str, Any]", self._json("GET", "status"))
 
+    def capture(self, name: str) -> Any:
+        """The captured predictions of model ``name`` (the server's ``capture_dir``) as
+        a pandas DataFrame: ``time``, ``model``, ``version``, ``caller``,
+        ``latency_ms``, and per input and output ``input:NAME`` / ``output:NAME`` (the
+        request's values, flattened, in the model's dtype) with its ``...:shape``.
+        Needs pandas and pyarrow."""
+        import io
+
+        import pandas
+
+        _, _, data = self.request("GET", f"capture/{_quote(name)}",
+                                  headers={"Accept": "application/vnd.apache.parquet"})
+        return pandas.read_parquet(io.BytesIO(data))
+
     # -- keys (the owner's Jupyter token only) -----------------------------------
 
     def create_key(self, name: str, models: Sequence[str] | None = None,

@@ -85,6 +85,8 @@ HELP = """\
                                          PATH), never shown (--url: its key-bearing URL)
   %tfaas key list                        the keys (never their secrets)
   %tfaas key revoke NAME                 revoke a key at once
+  %tfaas capture NAME                    the predictions captured for NAME (the server's
+                                         TFaaSApp.capture_dir), as a DataFrame
   %tfaas browser                         a model browser widget (upload, delete, try it)
   %tfaas graph NAME [--version N]        the model's graph (Netron, served by the server)
   %tfaas connect URL [--token T]         use another server (no URL: find this kernel's)
@@ -266,6 +268,10 @@ class TFaaSMagics(Magics):
         client = self.client()
         status = client.status()
         print(format_status(status, self._server.tfaas_url if self._server else None))
+
+    def _cmd_capture(self, rest: str) -> Any:
+        args = _parser("capture", (["name"], {})).parse_args(shlex.split(rest))
+        return self.client().capture(args.name)
 
     def _cmd_models(self, rest: str) -> Any:
         _parser("models").parse_args(shlex.split(rest))

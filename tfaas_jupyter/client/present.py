@@ -35,6 +35,7 @@ __all__ = [
     "keys_rows",
     "model_rows",
     "format_status",
+    "devices_lines",
     "format_value",
     "input_width",
     "missing_extra",
@@ -253,6 +254,35 @@ def status_headline(status: dict[str, Any]) -> list[str]:
     ]
 
 
+def short_device(name: Any) -> str:
+    """``GPU:0`` of TensorFlow's ``/job:localhost/replica:0/task:0/device:GPU:0``."""
+    return str(name or "?").rsplit("device:", 1)[-1]
+
+
+def devices_lines(devices: Any) -> list[str]:
+    """The worker's devices (each GPU with its memory in use and peak), its GPU
+    settings and each loaded model's device, as ``%tfaas status`` prints them."""
+    if not isinstance(devices, dict):
+        return []
+    shown = []
+    for device in devices.get("devices") or []:
+        name = short_device(device.get("name"))
+        used, peak = device.get("memory_in_use"), device.get("memory_peak")
+        if isinstance(used, int) and isinstance(peak, int):
+            name += f" {used / 2**20:.1f} MiB in use (peak {peak / 2**20:.1f} MiB)"
+        shown.append(name)
+    gpus = devices.get("gpus")
+    limit = devices.get("gpu_memory_limit_mib") or 0
+    settings = (f"GPUs {'as the environment says' if gpus is None else repr(gpus)}, "
+                + (f"at most {limit} MiB each" if limit else
+                   "memory growth" if devices.get("gpu_memory_growth", True) else
+                   "all memory at first use"))
+    lines = [f"devices: {', '.join(shown) or 'known once the worker runs'} ({settings})"]
+    for key, device in sorted((devices.get("models") or {}).items()):
+        lines.append(f"  {key.split('@', 1)[0]} runs on {short_device(device)}")
+    return lines
+
+
 def format_value(value: float) -> str:
     """An output as the panel shows it: an integer as is, else six significant digits
     (JavaScript's ``toPrecision(6)``, trailing zeros kept)."""
@@ -340,7 +370,8 @@ def model_status_line(name: str, entry: dict[str, Any]) -> str:
 
 def format_status(status: dict[str, Any], where: str | None = None) -> str:
     """The status as a few lines of text: where, worker, models, per-model figures."""
-    lines = [f"tfaas {status.get('version', '?')} at {where or '?'}", *status_headline(status)]
+    lines = [f"tfaas {status.get('version', '?')} at {where or '?'}", *status_headline(status),
+             *devices_lines(status.get("devices"))]
     for name, entry in (status.get("models") or {}).items():
         if isinstance(entry, dict):
             lines.append("  " + model_status_line(str(name), entry))

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jupyter_core.paths import jupyter_data_dir
@@ -13,12 +14,15 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default
 
 from .batching import Batcher
+from .capture import Capture
 from .catalogue import Catalogue
+from .devices import GpuConfig
 from .keys import KeyStore
 from .repository import Repository, RepositoryRefused
 from .service import Limits, TFaaS
 from .shm import SharedMemoryRegions
 from .uploads import Uploads
+from .warmup import WarmupPolicy
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
@@ -180,6 +184,48 @@ class TFaaSApp(ExtensionApp):
         "stacked). Per model: params.json 'max_in_flight'.",
     )
 
+    gpus = Unicode(
+        None, allow_none=True, config=True,
+        help="The GPUs the model worker may use: CUDA_VISIBLE_DEVICES in its environment "
+        "(e.g. '0' or '0,1'; '': none, the CPU only). Unset: as the server's environment "
+        "says (SWAN's spawner sets it for a GPU session).",
+    )
+    gpu_memory_limit = Int(
+        0, config=True,
+        help="MiB of memory the model worker may take on each GPU it sees (one logical "
+        "device of that size per GPU). 0: no limit, the memory grows as models need it.",
+    )
+    gpu_memory_growth = Bool(
+        True, config=True,
+        help="Let the worker's GPU memory grow as needed instead of TensorFlow's default "
+        "of mapping all of every visible GPU at its first use (which locks out everyone "
+        "else sharing the GPU). Ignored when gpu_memory_limit is set.",
+    )
+
+    warmup = Bool(
+        True, config=True,
+        help="Warm each model version up when the worker loads it (an upload, a first "
+        "use, after an eviction or a worker restart, a label moving to it): one run at "
+        "batch size 1 and one at the largest batch the batcher sends it, on the model's "
+        "params.json 'example' row or zeros, before any request is served from it.",
+    )
+
+    capture_dir = Unicode(
+        "", config=True,
+        help="Folder of the record of what was scored: captured predictions (time, model, "
+        "version, caller, inputs, outputs, latency) in Parquet files per model and hour, "
+        "written by a background thread. Empty: no capture. Needs pyarrow.",
+    )
+    capture_rate = Float(
+        1.0, config=True, help="Share of the predictions captured (0 to 1) when "
+        "capture_dir is set.",
+    )
+    capture_max_bytes = Int(
+        0, config=True,
+        help="Bytes of captured files per model past which its captures are dropped "
+        "(and counted). 0: no cap.",
+    )
+
     def _worker_interpreter(self) -> tuple[str, dict[str, str] | None, str | None]:
         """(python, env, problem) of the model worker.
 
@@ -214,9 +260,11 @@ class TFaaSApp(ExtensionApp):
         from .supervisor import ModelWorker
 
         python, env, problem = self._worker_interpreter()
+        gpu = GpuConfig(gpus=self.gpus, memory_limit_mib=max(self.gpu_memory_limit, 0),
+                        memory_growth=self.gpu_memory_growth)
         self.worker = ModelWorker(
             python=python,
-            env=env,
+            env=gpu.environment(os.environ if env is None else env),
             unavailable=problem,
             threads=self.worker_threads or None,
             cache_size=self.cache_size,
@@ -228,6 +276,7 @@ class TFaaSApp(ExtensionApp):
             heartbeat_timeout=max(self.worker_heartbeat_timeout, 0.0),
             log=self.log,
         )
+        self.worker.gpu = gpu
         try:
             repository = Repository(self.model_dir, group_shared=self.group_shared_model_dir)
         except RepositoryRefused as exc:
@@ -248,7 +297,13 @@ class TFaaSApp(ExtensionApp):
             max_queue_delay_us=self.max_queue_delay_us,
             max_in_flight=self.max_in_flight,
         )
+        if self.warmup:
+            self.worker.warmup_policy = WarmupPolicy(runner.defaults)
         self.service = TFaaS(repository, self.worker, runner, limits)
+        if self.capture_dir:
+            self.service.capture = Capture(Path(self.capture_dir).expanduser(),
+                                           rate=self.capture_rate,
+                                           max_bytes=max(self.capture_max_bytes, 0))
         self.shared_memory = SharedMemoryRegions(enabled=self.allow_client_shm)
         self.settings.update({
             "tfaas_service": self.service,
@@ -293,6 +348,9 @@ class TFaaSApp(ExtensionApp):
         shared_memory = getattr(self, "shared_memory", None)
         if shared_memory is not None:
             shared_memory.close()
+        service = getattr(self, "service", None)
+        if service is not None and service.capture is not None:
+            await asyncio.to_thread(service.capture.close)
 
 
 def _has_tensorflow() -> bool:

@@ -44,6 +44,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from .batchparams import queue_delay_us
+from .batchstats import BatchStats
 from .errors import ErrorKind
 from .modelref import ModelRef
 from .timing import ModelAnswer, Stages
@@ -95,7 +97,8 @@ class BatchConfig:
             enabled=self.enabled and rows_independent(params),
             max_batch_size=_positive(params, "max_batch_size", self.max_batch_size, 1),
             max_queue_delay_us=_positive(
-                params, "max_queue_delay_us", self.max_queue_delay_us, 0
+                {"max_queue_delay_us": queue_delay_us(params)}, "max_queue_delay_us",
+                self.max_queue_delay_us, 0
             ),
             max_in_flight=_positive(params, "max_in_flight", self.max_in_flight, 1),
         )
@@ -156,6 +159,8 @@ class _Queue:
     retried_batches: int = 0
     oversized_requests: int = 0
     histogram: dict[int, int] = field(default_factory=dict)
+    #: rows per call and queue waits, as histograms
+    batch: BatchStats = field(default_factory=BatchStats)
 
     def take(self) -> list[_Item]:
         """The next batch: the oldest request plus every later one of the same
@@ -194,6 +199,7 @@ class _Queue:
             self.max_requests = requests
         bucket = 1 << (requests - 1).bit_length()  # requests per call, rounded up to 2^k
         self.histogram[bucket] = self.histogram.get(bucket, 0) + 1
+        self.batch.call(rows)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -218,6 +224,7 @@ class _Queue:
             "oversized_requests": self.oversized_requests,
             "queued": len(self.pending),
             "in_flight": self.in_flight,
+            **self.batch.as_dict(),
         }
 
 
@@ -299,6 +306,8 @@ class Batcher:
     async def _direct(self, q: _Queue, mv: ModelRef, inputs: list[np.ndarray],
                       stages: Stages | None) -> list[np.ndarray]:
         q.calls += 1
+        q.batch.call(inputs[0].shape[0] if inputs and inputs[0].ndim else 0)
+        q.batch.waited(0.0)
         return await self._timed_call(mv, inputs, stages)
 
     async def _timed_call(self, mv: ModelRef, inputs: list[np.ndarray],
@@ -354,6 +363,7 @@ class Batcher:
             now = asyncio.get_running_loop().time()
             for it in batch:
                 it.queue = now - it.queued_at
+                q.batch.waited(it.queue)
             q.in_flight += 1
             asyncio.ensure_future(self._run(q, mv, batch))
 
@@ -363,6 +373,7 @@ class Batcher:
         slot is already counted in ``in_flight``); its error is the caller's."""
         try:
             q.record(1, rows)
+            q.batch.waited(0.0)
             return await self._timed_call(mv, inputs, stages)
         finally:
             q.in_flight -= 1

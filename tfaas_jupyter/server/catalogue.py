@@ -10,6 +10,7 @@ import sys
 from typing import Any, Sequence
 
 from .. import __version__
+from .devices import devices_status
 from .errors import BadRequest, NotFound
 from .keys import Grant, check_model_access, may_see_model
 from .modelfiles import ModelVersion
@@ -130,4 +131,6 @@ class Catalogue:
         doc["models_loaded"] = [key.split("@", 1)[0] for key in loaded]
         doc["cache"] = {"size": len(loaded), "capacity": worker.get("cache_size")}
         doc["batching"] = core.runner.status()
+        doc["devices"] = devices_status(worker, core.worker.gpu)
+        doc["capture"] = core.capture.status() if core.capture is not None else None
         return doc

@@ -22,6 +22,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .metrics_batching import batching_metrics
+from .metrics_capture import capture_metrics
+from .metrics_devices import device_metrics
 from .stats import Histogram
 
 #: What ``generate_latest`` writes: the text format 0.0.4.
@@ -61,6 +64,9 @@ class ServiceCollector(Collector):
         yield from self._batches()
         yield from self._models()
         yield from self._worker_lifecycle()
+        yield from device_metrics(self.worker)
+        yield from batching_metrics(self.batching)
+        yield from capture_metrics(getattr(self.service, "capture", None))
 
     def _requests(self) -> Iterator[Metric]:
         stats = self.service.stats

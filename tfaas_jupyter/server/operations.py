@@ -8,16 +8,19 @@ and any cold start as values (:class:`~tfaas_jupyter.server.timing.ModelAnswer`)
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..worker import ops
 from ..worker.wire import ErrorKind
+from .devices import GpuConfig
 from .errors import ModelError, ModelTooBig
 from .modelref import ModelRef
 from .shm import worker_frame
 from .timing import ColdStart, ModelAnswer
+from .warmup import LoadedVersions, WarmupPolicy
 from .workerproc import WorkerProcess
 
 
@@ -31,6 +34,41 @@ class WorkerOperations:
 
     # provided by the supervisor
     _conn: WorkerProcess | None
+    cache_size: int
+    _stopped_reason: str
+
+    #: which GPUs the worker sees and its GPU memory settings (the app's)
+    gpu: GpuConfig = GpuConfig()
+
+    #: the batch sizes a load warms a version up at (None: no warm-up); the app's
+    warmup_policy: WarmupPolicy | None = None
+    _held: LoadedVersions | None = None
+    _warmups: OrderedDict[str, float | None] | None = None
+
+    @property
+    def loaded_versions(self) -> LoadedVersions:
+        """The versions the worker holds, as loaded from here (reloaded after a crash)."""
+        if self._held is None:
+            self._held = LoadedVersions(self.cache_size)
+        return self._held
+
+    def warmup_seconds(self, key: str) -> float | None:
+        """The seconds of the warm-up of the last load of ``key`` (None: none ran)."""
+        return self._warmups.get(key) if self._warmups is not None else None
+
+    def _loaded(self, model: ModelRef, warmup_s: float | None) -> None:
+        self.loaded_versions.loaded(model)
+        if self._warmups is None:
+            self._warmups = OrderedDict()
+        self._warmups[model.key] = warmup_s
+        while len(self._warmups) > 256:
+            self._warmups.popitem(last=False)
+
+    def _worker_ended(self) -> None:
+        """The worker ended: if it crashed (it was not stopped), its successor loads
+        and warms up the versions it held, in the background."""
+        if self._stopped_reason == "crashed":
+            self.loaded_versions.reload(self._load)
 
     @property
     def running(self) -> bool:
@@ -68,9 +106,12 @@ class WorkerOperations:
         stopped = not self.running
         began = time.monotonic()
         if stopped:
+            self.loaded_versions.forget()  # a new worker holds nothing yet
             await self._ensure()
         started = time.monotonic()
-        request = ops.Load(model.key, model.path, model.format, dict(model.params))
+        policy = self.warmup_policy
+        request = ops.Load(model.key, model.path, model.format, dict(model.params),
+                           policy.sizes(model.params) if policy is not None else None)
         timeout = self.request_timeout + self.load_timeout
         try:
             reply, _ = await self._request(ops.request_header(request), timeout=timeout)
@@ -86,6 +127,7 @@ class WorkerOperations:
                     raise ModelTooBig(again.message) from None
                 raise
         loaded = ops.Loaded.parse(reply)
+        self._loaded(model, loaded.warmup_s)
         if self._conn is not None:
             self._conn.has_loaded = True
             if loaded.loaded:
@@ -130,6 +172,7 @@ class WorkerOperations:
         A no-op when the worker is not running (nothing is cached then).
         """
         self._adopt_loop()
+        self.loaded_versions.unloaded(prefix)
         c = self._conn
         if c is None or not c.alive:
             return

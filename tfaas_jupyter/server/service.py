@@ -24,6 +24,7 @@ import numpy as np
 
 from . import shaping
 from .batching import Runner
+from .capture import Capture, capture_prediction
 from .errors import (
     BadRequest,
     ErrorKind,
@@ -69,6 +70,8 @@ class TFaaS:
         self.shaper = shaping.Shaper()
         #: Predictions being served now (bounded by ``limits.max_concurrent_requests``).
         self.in_flight = 0
+        #: The record of what was scored (``TFaaSApp.capture_dir``; None: off).
+        self.capture: Capture | None = None
 
     # -- models ----------------------------------------------------------------
 
@@ -158,11 +161,14 @@ class TFaaS:
                 if stages is not None and cold is not None:
                     stages.cold_start = cold
             if stages is None:
-                return await self.runner.predict(model, list(inputs))
-            if not stages.run_start:
-                stages.run_start = time.perf_counter()
-            outputs = await self.runner.predict(model, list(inputs), stages)
-            stages.run_end = time.perf_counter()
+                outputs = await self.runner.predict(model, list(inputs))
+            else:
+                if not stages.run_start:
+                    stages.run_start = time.perf_counter()
+                outputs = await self.runner.predict(model, list(inputs), stages)
+                stages.run_end = time.perf_counter()
+            if self.capture is not None:
+                capture_prediction(self.capture, mv, inputs, outputs, stages)
             return outputs
 
     async def _run(self, mv: ModelVersion, inputs: list[np.ndarray],

@@ -295,6 +295,7 @@ class ModelWorker(WorkerMonitor, WorkerOperations):
         if self._conn is conn:
             self._stopped_reason = conn.kill_reason or "crashed"
             self._state = "stopped"
+            self._worker_ended()
 
     async def stop(self, reason: str = "server shutdown") -> None:
         """Stop the worker: close the channel (it exits on EOF), then kill. Idempotent."""

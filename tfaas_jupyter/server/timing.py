@@ -69,10 +69,13 @@ class Stages:
     ``cold_start`` is what the request waited for before its model could run, if any.
     """
 
-    __slots__ = ("began", "run_start", "run_end", "queue", "worker", "model", "cold_start")
+    __slots__ = ("began", "run_start", "run_end", "queue", "worker", "model", "cold_start",
+                 "caller")
 
-    def __init__(self, began: float) -> None:
+    def __init__(self, began: float, caller: str | None = None) -> None:
         self.began = began
+        #: who asked: the Jupyter user's name, or ``key:NAME`` (a TFaaS key), for capture
+        self.caller = caller
         self.run_start = 0.0
         self.run_end = 0.0
         self.queue = 0.0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import archives
+from .batchparams import check_batching_params
 from .diskspace import DiskFull, disk_full_error, is_disk_full
 from .errors import BadRequest, ErrorKind, WorkerError
 from .keys import Grant, check_model_access
@@ -278,7 +279,7 @@ class Uploads:
             )
         mv = await self._validate_and_commit(staged, grant, stages)
         self.core.default_model = mv.name
-        return self._upload_answer(mv, staged.renamed_from)
+        return self._with_warmup(self._upload_answer(mv, staged.renamed_from), mv)
 
     async def upload_bundle(self, body: PartWriter, staging: Path, *,
                             grant: Grant | None = None,
@@ -288,7 +289,12 @@ class Uploads:
                 stage_bundle, body, staging, max_extracted=self.core.limits.max_extracted_size
             )
         mv = await self._validate_and_commit(staged, grant, stages)
-        return self._upload_answer(mv, staged.renamed_from)
+        return self._with_warmup(self._upload_answer(mv, staged.renamed_from), mv)
+
+    def _with_warmup(self, answer: dict[str, Any], mv: ModelVersion) -> dict[str, Any]:
+        """The answer with the seconds of the version's warm-up (None: none ran)."""
+        answer["warmup_seconds"] = self.core.worker.warmup_seconds(mv.key)
+        return answer
 
     @contextlib.contextmanager
     def _disk_full_as_507(self, staging: Path) -> Iterator[None]:
@@ -327,6 +333,7 @@ class Uploads:
         """Load the staged model in the worker; commit it only if TensorFlow can serve it
         (the load's cold start goes to ``stages``, when given)."""
         check_model_access(grant, staged.name)
+        check_batching_params(staged.params)
         if staged.format == KERAS:  # the worker inflates it: bounded like an archive
             await asyncio.to_thread(archives.check_zip_expansion, staged.model_path,
                                     self.core.limits.max_extracted_size)
@@ -344,5 +351,7 @@ class Uploads:
         if stages is not None and cold is not None:
             stages.cold_start = cold
         meta["signature"] = signature
-        return await asyncio.to_thread(self.core.repository.commit, staged.name,
-                                       staged.staging, meta)
+        mv = await asyncio.to_thread(self.core.repository.commit, staged.name,
+                                     staged.staging, meta)
+        self.core.worker.loaded_versions.moved(mv.ref)  # reloaded from where it lives now
+        return mv

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import functools
 import os
 import select
@@ -34,10 +35,14 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Iterator
 
 from . import ops
+from .devices import GpuSettings
 from .lru import Outgrown, OverBudget, release_memory, rss_bytes
+
+#: The GIL switch interval while a model loads (see :meth:`Worker._loading`).
+LOAD_SWITCH_S = 0.0002
 
 #: Written on stderr (one line) when the worker cannot start; the supervisor shows it.
 FATAL_PREFIX = "tfaas-worker-fatal:"
@@ -93,7 +98,8 @@ class Worker:
     """Request dispatch and the bounded cache of loaded predictors."""
 
     def __init__(self, channel: Any, threads: int, cache_size: int,
-                 memory_limit: int = 0, poller: Any = None, bare_rss: int = 0) -> None:
+                 memory_limit: int = 0, poller: Any = None, bare_rss: int = 0,
+                 gpu_settings: GpuSettings | None = None) -> None:
         from .lru import LRU
 
         self.channel = channel
@@ -121,11 +127,21 @@ class Worker:
         self._end_error: BaseException | None = None
         #: a :class:`.polling.FramePoller` (None: the reading lane sleeps in ``recv``)
         self.poller = poller
+        #: the GPU memory settings applied at the start (shown in the status)
+        self.gpu_settings = gpu_settings or GpuSettings()
+        #: seconds of each cached model's warm-up (by key)
+        self._warmups: dict[str, float] = {}
+        #: loads in progress, and the GIL switch interval to restore after them
+        self._loads = 0
+        self._switch_interval = sys.getswitchinterval()
 
     # ---------------------------------------------------------------- cache
 
-    def get_predictor(self, key: str, path: str, fmt: str, params: dict[str, Any]) -> Any:
-        """The cached predictor for ``key``, loading it on a miss.
+    def get_predictor(self, key: str, path: str, fmt: str, params: dict[str, Any],
+                      warmup: list[int] | None = None) -> Any:
+        """The cached predictor for ``key``, loading it on a miss (and warming it up
+        at each batch size of ``warmup`` before it enters the cache: see
+        :mod:`.warmup`).
 
         Loads of one key are serialised by a per-key lock (no double load); different
         keys load concurrently.
@@ -144,7 +160,10 @@ class Worker:
             if p is not None:
                 return p
             before = rss_bytes()
-            p = loaders.load(fmt, path, params)
+            with self._loading():
+                p = loaders.load(fmt, path, params)
+                if warmup:
+                    self._warm_up(key, p, params, warmup)
             release_memory()  # what the load left as garbage is not the model's cost
             try:
                 self._admit(key, p, max(rss_bytes() - before, 0), seq)
@@ -153,6 +172,39 @@ class Worker:
                 release_memory()
                 raise
             return p
+
+    @contextlib.contextmanager
+    def _loading(self) -> Iterator[None]:
+        """While a model loads and warms up (mostly Python holding the GIL: the graph's
+        import, the function's tracing), hand the GIL over every ``LOAD_SWITCH_S``
+        instead of Python's 5 ms, so that predictions of loaded models served meanwhile
+        are not held up by the load (each needs the GIL a few times per request)."""
+        with self._lock:
+            if self._loads == 0:
+                self._switch_interval = sys.getswitchinterval()
+                sys.setswitchinterval(LOAD_SWITCH_S)
+            self._loads += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._loads -= 1
+                if self._loads == 0:
+                    sys.setswitchinterval(self._switch_interval)
+
+    def _warm_up(self, key: str, predictor: Any, params: dict[str, Any],
+                 sizes: list[int]) -> None:
+        """Run the warm-up batches and keep their time for the status."""
+        from .loaders import InputError, ModelLoadError
+        from .warmup import warm_up
+
+        try:
+            seconds = warm_up(predictor, params, sizes)
+        except InputError as exc:
+            raise ModelLoadError(f"the model fails on its warm-up batch: {exc}") from exc
+        if seconds is not None:
+            with self._lock:
+                self._warmups[key] = seconds
 
     def _admit(self, key: str, predictor: Any, size: int, seq: int) -> None:
         """Cache a just-loaded model of ``size`` bytes, evicting others to stay within
@@ -168,6 +220,8 @@ class Worker:
                 refusal = e
             else:
                 evicted += self._cache.put(key, predictor, size)
+            for gone in evicted:
+                self._warmups.pop(gone, None)
         if refusal is not None:
             del predictor
             raise refusal
@@ -181,6 +235,7 @@ class Worker:
             gone = [k for k in self._cache if k.startswith(prefix)]
             for k in gone:
                 self._cache.pop(k)
+                self._warmups.pop(k, None)
             for k in [k for k in self._key_locks if k.startswith(prefix)]:
                 lk = self._key_locks[k]
                 if not lk.locked():
@@ -195,6 +250,7 @@ class Worker:
         with self._lock:
             loaded = self._cache.keys()
             sizes = self._cache.sizes()
+            warmups = {k: round(v, 4) for k, v in self._warmups.items() if k in loaded}
         return {
             "rss": rss_bytes(),
             "model_sizes": sizes,
@@ -207,7 +263,17 @@ class Worker:
             "threads": self.threads,
             "loaded": loaded,
             "cache_size": self.cache_size,
+            "warmup_seconds": warmups,
+            **self._devices(loaded),
         }
+
+    def _devices(self, loaded: list[str]) -> dict[str, Any]:
+        """The status's devices and the device of each loaded model."""
+        from .devices import default_device, devices_status
+
+        device = default_device()
+        return {"devices": devices_status(self.gpu_settings),
+                "model_devices": {key: device for key in loaded}}
 
     # ---------------------------------------------------------------- requests
 
@@ -235,8 +301,11 @@ class Worker:
             held = request.key in self._cache
         # "loaded": this call loaded the model (a cold start), it was not cached
         metadata = self.get_predictor(request.key, request.path, request.format,
-                                      request.params).metadata()
-        return ops.Loaded(metadata["inputs"], metadata["outputs"], not held), []
+                                      request.params, request.warmup).metadata()
+        with self._lock:
+            warmup = self._warmups.get(request.key)
+        return ops.Loaded(metadata["inputs"], metadata["outputs"], not held,
+                          None if warmup is None else round(warmup, 4)), []
 
     def _export(self, request: ops.Export, arrays: list[Any]) -> tuple[Any, list[Any]]:
         from .export import export_savedmodel
@@ -409,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         import tensorflow  # noqa: F401
     except Exception as e:
         _fatal(f"TensorFlow cannot be imported in {sys.executable}: {e}")
+    from .devices import configure_gpus, log_problems
+
+    gpu_settings = GpuSettings.from_environment()
+    log_problems(configure_gpus(gpu_settings))  # before any op: before any model loads
     from .loaders import configure_tensorflow
 
     configure_tensorflow(threads)
@@ -428,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
 
         poller = FramePoller(sock, args.poll_us / 1e6)
     worker = Worker(BlockingChannel(sock), threads, max(1, args.cache_size),
-                    max(0, args.memory_limit), poller, bare_rss)
+                    max(0, args.memory_limit), poller, bare_rss, gpu_settings)
     code = 0
     try:
         worker.serve()

@@ -88,11 +88,15 @@ class Ping(_Message):
 
 @_message
 class Load(_Message):
+    """``warmup``: the batch sizes the model runs once at each before it is cached
+    (None or empty: no warm-up beyond the loader's own check)."""
+
     op: ClassVar[Op] = Op.LOAD
     key: str
     path: str
     format: str
     params: dict[str, Any]
+    warmup: Optional[list[int]] = None
 
 
 @_message
@@ -107,10 +111,14 @@ class Predict(_Message):
 
 
 @_message
-class Export(Load):
+class Export(_Message):
     """A model as for its load, and the folder to write it to."""
 
     op: ClassVar[Op] = Op.EXPORT
+    key: str
+    path: str
+    format: str
+    params: dict[str, Any]
     target: str
 
 
@@ -159,6 +167,10 @@ def parse_request(header: Mapping[str, Any]) -> Any:
         elif name == "regions":
             if value is not None and not isinstance(value, list):
                 raise ValueError("'regions' must be a list")
+        elif name == "warmup":
+            if value is not None and not (isinstance(value, list) and all(
+                    isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value)):
+                raise ValueError("'warmup' must be a list of batch sizes")
         elif not isinstance(value, str):
             raise ValueError(f"'{name}' must be a string")
     return request
@@ -178,11 +190,13 @@ class Pong(_Message):
 
 @_message
 class Loaded(_Message):
-    """A model's signature; ``loaded``: this call loaded it (it was not cached)."""
+    """A model's signature; ``loaded``: this call loaded it (it was not cached);
+    ``warmup_s``: the seconds of its warm-up (None: none ran)."""
 
     inputs: list[Any]
     outputs: list[Any]
     loaded: bool = False
+    warmup_s: Optional[float] = None
 
 
 @_message

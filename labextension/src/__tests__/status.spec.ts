@@ -37,7 +37,8 @@ describe('status strip', () => {
       loaded: 'vk, img',
       rate: '10 req/s',
       p99: '≤ 25.0 ms',
-      cold: '4, mean 3.00 s'
+      cold: '4, mean 3.00 s',
+      devices: '–'
     });
     expect(statusView(status, 0.5).rate).toBe('0.50 req/s');
     expect(statusView({ models: { a: { p99_latency_ms: 2500 } } }, null)).toEqual({
@@ -46,7 +47,8 @@ describe('status strip', () => {
       loaded: 'none',
       rate: '–',
       p99: '≤ 2.50 s',
-      cold: '–'
+      cold: '–',
+      devices: '–'
     });
   });
 
