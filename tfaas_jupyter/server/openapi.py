@@ -164,9 +164,11 @@ def _example_row(row: dict[str, Any]) -> list[Any]:
 
 def model_spec(
     tfaas_url: str, mv: ModelVersion, signature: dict[str, Any], limits: Limits, *,
-    latest: bool,
+    latest: bool, is_default: bool = False,
 ) -> dict[str, Any]:
-    """The prediction routes of one model version, described from its signature."""
+    """The prediction routes of one model version, described from its signature.
+
+    ``model`` is always this model's name; the default model may leave it out."""
     base = load_spec()
     inputs = list(signature.get("inputs") or [])
     outputs = list(signature.get("outputs") or [])
@@ -180,7 +182,8 @@ def model_spec(
     row = _row_schema(inputs)
     out_row = _output_schema(outputs)
     if row is not None:
-        required = ["values", "model"] + ([] if latest else ["version"])
+        required = ["values"] + ([] if is_default else ["model"]) + (
+            [] if latest else ["version"])
         schemas["Row"] = row
         schemas["OutputRow"] = out_row
         schemas["PredictRequest"] = {
@@ -242,8 +245,8 @@ def model_spec(
                 "summary": f"Classify a png or jpg image with {title} (resized to "
                 f"{inputs[0]['shape'][1]}x{inputs[0]['shape'][2]})",
                 "requestBody": {"required": True, "content": {"multipart/form-data": {
-                    "schema": {"type": "object", "required": ["image", "model"] + (
-                        [] if latest else ["version"]),
+                    "schema": {"type": "object", "required": ["image"] + (
+                        [] if is_default else ["model"]) + ([] if latest else ["version"]),
                         "properties": {
                         "image": {"type": "string", "format": "binary",
                                   "description": "a png or jpg image"},
