@@ -41,4 +41,5 @@ class ModelOpenAPIHandler(TFaaSHandler):
         signature = await service.signature(mv, self.stages)
         latest = service.repository.get(name).version == mv.version
         url = url_path_join(self.base_url, "tfaas")
-        self.write_json(model_spec(url, mv, signature, service.limits, latest=latest))
+        self.write_json(model_spec(url, mv, signature, service.limits, latest=latest,
+                                   is_default=service.default_model == name))

@@ -90,21 +90,29 @@ async def test_model_description_names_that_model_only(
     tfaas: TFaaSCaller, seed_dir: Path
 ) -> None:
     await _upload_seed(tfaas, seed_dir)  # vk is now the default model too
-    spec = (await tfaas.call("GET", "models/vk/openapi.json")).json()
-    request = spec["components"]["schemas"]["PredictRequest"]
-    assert request["properties"]["model"] == {"type": "string", "enum": ["vk"]}
-    assert "model" in request["required"]
-    schema = {"$defs": spec["components"]["schemas"],
-              **json.loads(json.dumps(request).replace("#/components/schemas/", "#/$defs/"))}
-    validator = Draft202012Validator(schema)
     row = seed_row(seed_dir)
-    for refused in ({"values": row["values"]}, {**row, "model": ""}, {**row, "model": None},
-                    {**row, "model": "other"}):
-        assert not validator.is_valid(refused), refused
-    assert validator.is_valid(row)
-    # what the description accepts, the server answers; even once vk is not the default
+
+    async def validator() -> tuple[dict[str, Any], Draft202012Validator]:
+        spec = (await tfaas.call("GET", "models/vk/openapi.json")).json()
+        request = spec["components"]["schemas"]["PredictRequest"]
+        schema = {"$defs": spec["components"]["schemas"], **json.loads(
+            json.dumps(request).replace("#/components/schemas/", "#/$defs/"))}
+        return request, Draft202012Validator(schema)
+
+    request, valid = await validator()
+    assert request["properties"]["model"] == {"type": "string", "enum": ["vk"]}
+    for refused in ({**row, "model": ""}, {**row, "model": None}, {**row, "model": "other"}):
+        assert not valid.is_valid(refused), refused
+    # the default model may be left out: the server answers it
+    assert valid.is_valid(row) and valid.is_valid({"values": row["values"]})
+    reply = await tfaas.call("POST", "json", json.dumps({"values": row["values"]}).encode())
+    assert reply.code == 200, reply.body
+    # once vk is not the default, its description requires its name, which is answered
     reply = await tfaas.upload("other", (seed_dir / "model.pb").read_bytes(),
                                params=json.loads((seed_dir / "params.json").read_text()))
     assert reply.code == 200, reply.body
+    request, valid = await validator()
+    assert "model" in request["required"] and not valid.is_valid({"values": row["values"]})
+    assert valid.is_valid(row)
     reply = await tfaas.predict(row)
     assert reply.code == 200, reply.body

@@ -152,9 +152,11 @@ def _keys_schema(keys: list[str] | None) -> dict[str, Any]:
 
 def model_spec(
     tfaas_url: str, mv: ModelVersion, signature: dict[str, Any], limits: Limits, *,
-    latest: bool,
+    latest: bool, is_default: bool = False,
 ) -> dict[str, Any]:
-    """The prediction routes of one model version, described from its signature."""
+    """The prediction routes of one model version, described from its signature.
+
+    ``model`` is always this model's name; the default model may leave it out."""
     base = load_spec()
     inputs = list(signature.get("inputs") or [])
     outputs = list(signature.get("outputs") or [])
@@ -168,7 +170,8 @@ def model_spec(
     row = _row_schema(inputs)
     out_row = _output_schema(outputs)
     if row is not None:
-        required = ["values", "model"] + ([] if latest else ["version"])
+        required = ["values"] + ([] if is_default else ["model"]) + (
+            [] if latest else ["version"])
         schemas["Row"] = row
         schemas["OutputRow"] = out_row
         schemas["PredictRequest"] = {
@@ -229,8 +232,8 @@ def model_spec(
                 "summary": f"Classify a png or jpg image with {title} (resized to "
                 f"{inputs[0]['shape'][1]}x{inputs[0]['shape'][2]})",
                 "requestBody": {"required": True, "content": {"multipart/form-data": {
-                    "schema": {"type": "object", "required": ["image", "model"] + (
-                        [] if latest else ["version"]),
+                    "schema": {"type": "object", "required": ["image"] + (
+                        [] if is_default else ["model"]) + ([] if latest else ["version"]),
                         "properties": {
                         "image": {"type": "string", "format": "binary",
                                   "description": "a png or jpg image"},
