@@ -26,15 +26,11 @@ folders tagged with the pid of a process that is gone (so several servers of one
 user share a repository), and every file a version names (``model``, ``labels``)
 must be a plain file name inside the version folder.
 
-Several servers may share one folder: each looks at a model's folder (one ``stat``)
-before every use of its index entry, so a version committed by another server is
-seen on the next request that names it, and a version deleted or replaced there is
-never answered from; a version is known by the ``uid`` written at its commit, not by
-its number alone (:meth:`Repository._entry`).
-
-Model names come checked: a request's name is checked once, where it enters
-(:func:`~tfaas_jupyter.server.names.check_model_name`, by the service's ``resolve``,
-the upload's staging, the catalogue), and the repository takes it as it is.
+Several servers may share one folder: a model's folder is looked at (one ``stat``)
+before every use of its index entry, so a version another server committed is seen
+at once and one it deleted or replaced never answers; a version is known by the
+``uid`` of its commit, not by its number alone (:meth:`Repository._entry`). Model
+names come checked once, where a request enters; the repository takes them as they are.
 """
 
 from __future__ import annotations
@@ -230,10 +226,14 @@ class Repository:
                 if found is not None:
                     versions[1] = found
             for number in numbers:
-                found = self._read_version(name, number, model_dir / str(number))
+                known = old.get(number)
+                path = model_dir / str(number)
+                if known is not None and _holds_commit(path, known):
+                    versions[number] = known  # unchanged: not read again
+                    continue
+                found = self._read_version(name, number, path)
                 if found is None:
                     continue
-                known = old.get(number)
                 versions[number] = known if known is not None and known.uid == found.uid \
                     else found
             entry = IndexEntry(stamp, versions)
@@ -363,8 +363,8 @@ class Repository:
             elif added is not None:  # the index gains the one version this commit adds
                 entry.versions[version] = added
                 entry.stamp = folder_stamp(os.stat(model_dir))
-            else:  # another process changed the folder too: it is read anew
-                self._index.pop(name, None)
+            # else another process changed the folder too: the entry's stamp is out of
+            # date, so the next look reads the versions it does not hold, and only those
         return self.get(name, version)
 
     def _high_water(self, name: str) -> int:
@@ -487,3 +487,14 @@ class Repository:
                         f"{', '.join(held)}: move or delete them first", 409,
                     )
             return self.delete(name, version)
+
+
+def _holds_commit(path: Path, known: ModelVersion) -> bool:
+    """Whether version folder ``path`` still holds the commit ``known`` was read from
+    (its ``uid``: one small read), so that a rescan reads only what changed."""
+    try:
+        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    uid = known.meta.get("uid")
+    return uid is not None and isinstance(meta, dict) and meta.get("uid") == uid

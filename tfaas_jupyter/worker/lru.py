@@ -26,10 +26,15 @@ def rss_bytes() -> int:
         return 0
 
 
-def release_memory() -> None:
+def release_memory(*, collect: bool = True) -> None:
     """Collect garbage and hand freed heap pages back to the system (glibc), so that
-    RSS drops after an eviction. Best effort."""
-    gc.collect()
+    RSS drops after an eviction. Best effort.
+
+    ``collect=False`` skips the cycle collection: with TensorFlow's objects alive it
+    holds the GIL for 150-200 ms, a stall of every request the worker serves meanwhile,
+    which a load must not cause (only an eviction, rare and already slow, pays it)."""
+    if collect:
+        gc.collect()
     try:
         import ctypes
 

@@ -164,7 +164,9 @@ class Worker:
                 p = loaders.load(fmt, path, params)
                 if warmup:
                     self._warm_up(key, p, params, warmup)
-            release_memory()  # what the load left as garbage is not the model's cost
+            # the heap the load freed is not the model's cost (no cycle collection: it
+            # would stall the requests other models serve meanwhile)
+            release_memory(collect=False)
             try:
                 self._admit(key, p, max(rss_bytes() - before, 0), seq)
             except (OverBudget, Outgrown):
