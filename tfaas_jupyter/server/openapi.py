@@ -130,10 +130,13 @@ def _version_schema(version: int, latest: bool) -> dict[str, Any]:
     return {"anyOf": [number, text]}
 
 
-def _model_schema(name: str) -> dict[str, Any]:
-    """``model``: this model's name, always (the default model changes with the next
-    upload or a restart, so a request leaning on it may reach another model)."""
-    return {"type": "string", "enum": [name]}
+def _model_schema(name: str, is_default: bool) -> dict[str, Any]:
+    """``model``: this model's name; for the default model, also what names the default
+    (absent, null or empty), as the server answers those with it."""
+    named = {"type": "string", "enum": [name]}
+    if is_default:
+        return {"anyOf": [named, {"type": "null"}, {"type": "string", "enum": [""]}]}
+    return named
 
 
 def _keys_schema(keys: list[str] | None) -> dict[str, Any]:
@@ -156,7 +159,7 @@ def model_spec(
 ) -> dict[str, Any]:
     """The prediction routes of one model version, described from its signature.
 
-    ``model`` is always this model's name; the default model may leave it out."""
+    ``model`` is this model's name; the default model may leave it out."""
     base = load_spec()
     inputs = list(signature.get("inputs") or [])
     outputs = list(signature.get("outputs") or [])
@@ -178,7 +181,7 @@ def model_spec(
             "type": "object",
             "required": required,
             "properties": {
-                "model": _model_schema(mv.name),
+                "model": _model_schema(mv.name, is_default),
                 "version": _version_schema(mv.version, latest),
                 "keys": _keys_schema(keys),
                 "values": {"anyOf": [
@@ -237,7 +240,8 @@ def model_spec(
                         "properties": {
                         "image": {"type": "string", "format": "binary",
                                   "description": "a png or jpg image"},
-                        "model": _model_schema(mv.name),
+                        "model": {"type": "string",
+                                  "enum": [mv.name, ""] if is_default else [mv.name]},
                         "version": {"type": "string", "maxLength": 9,
                                     "pattern": f"^0*{mv.version}$" if not latest
                                     else f"^(0*{mv.version})?$"},
