@@ -324,7 +324,8 @@ class TFaaSClient:
                version: int | str | None = None) -> Path:
         """Unpack the server's export (every model, or ``model``; every version, or
         ``version``, a number or a label) into ``directory``: ``models/NAME/VERSION/``
-        SavedModels, ``models.config`` for TF Serving and ``kserve/NAME.yaml`` manifests.
+        SavedModels, ``models.config`` for TF Serving, ``kserve/NAME.yaml`` manifests and
+        Triton's model repository ``triton/`` (with ``kserve/NAME-triton.yaml``).
         Answers the directory."""
         query = {"model": model} if model else {}
         if version is not None:
@@ -337,8 +338,10 @@ class TFaaSClient:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for member in tar.getmembers():
                 path = Path(member.name)
-                if path.is_absolute() or ".." in path.parts or not (
-                    member.isfile() or member.isdir()
+                # hard links (Triton's copy of each SavedModel) point inside the export
+                link = Path(member.linkname) if member.islnk() else None
+                if any(p.is_absolute() or ".." in p.parts for p in (path, link) if p) or not (
+                    member.isfile() or member.isdir() or member.islnk()
                 ):
                     raise TFaaSClientError(f"unsafe path in the export: {member.name!r}")
             tar.extractall(target)

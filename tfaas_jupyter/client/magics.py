@@ -72,7 +72,7 @@ HELP = """\
   %%tfaas predict [--version N] NAME     the cell is the JSON input: {"keys","values"}
                                          or a list of rows (N: a version or a label)
   %tfaas delete NAME [--version N]       delete a model (or one version)
-  %tfaas export DIR [--model NAME]       the models as TF Serving and KServe load them
+  %tfaas export DIR [--model NAME]       the models for TF Serving, Triton and KServe
   %tfaas score NAME DATA [--engine local|dask|spark|service] [--cluster VAR]
          [--output PATH] [--version N]   score a whole dataset (a variable, or Parquet
                                          paths) with the model, on that engine
@@ -391,7 +391,7 @@ class TFaaSMagics(Magics):
         ).parse_args(shlex.split(rest))
         target = self.client().export(args.directory, args.model)
         print(f"exported to {target}: models/ (SavedModels), models.config (TF Serving), "
-              "kserve/ (InferenceService manifests)")
+              "triton/ (Triton's model repository), kserve/ (InferenceService manifests)")
 
     def _cmd_score(self, rest: str) -> Any:
         args = _parser(
