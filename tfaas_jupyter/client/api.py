@@ -350,7 +350,7 @@ class TFaaSClient:
     def score(self, model: str, data: Any, *, engine: str | None = None,
               cluster: Any = None, output: PathLike | None = None,
               batch_rows: int | None = None, progress: bool = True,
-              version: int | str | None = None) -> Any:
+              version: int | str | None = None, key: str | None = None) -> Any:
         """Score a whole dataset with one model version, on the engine the data lives on.
 
         ``model`` is a name (the latest version), ``"name:label"`` or ``"name:3"`` (or
@@ -362,7 +362,12 @@ class TFaaSClient:
         default the current one), ``"spark"`` (``cluster`` is a SparkSession) or
         ``"service"`` (rows sent to this server); by default what the data is.
 
-        The model is fetched from the server once (as its exported SavedModel), shipped
+        With engine ``"service"`` and Dask or Spark data (or ``cluster``), each worker
+        sends its partitions to this server as binary tensors (``v2/.../infer``),
+        authenticated with ``key`` (best a predict-only TFaaS key, so the cluster holds
+        no full token; default this client's own credential).
+
+        Otherwise the model is fetched from the server once (as its exported SavedModel), shipped
         to each worker once and loaded once per worker process; no worker calls the
         server. Answers scores of the data's kind (Dask and Spark lazy), or with
         ``output=`` writes Parquet files there (with the model's name, version and
@@ -371,7 +376,7 @@ class TFaaSClient:
         from ..scoring.score import score
 
         return score(self, model, data, engine=engine, cluster=cluster, output=output,
-                     batch_rows=batch_rows, progress=progress, version=version)
+                     batch_rows=batch_rows, progress=progress, version=version, key=key)
 
     def status(self) -> dict[str, Any]:
         """The server's status: machine figures, worker, TensorFlow, models, counts."""
