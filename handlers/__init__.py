@@ -45,6 +45,7 @@ from .upload import ContentsUploadHandler, UploadHandler
 from .v2 import (
     V2HealthHandler,
     V2InferHandler,
+    V2ModelConfigHandler,
     V2ModelMetadataHandler,
     V2ModelReadyHandler,
     V2ServerMetadataHandler,
@@ -105,6 +106,8 @@ def _api_table() -> list[tuple[str, type]]:
         (_V2_VERSION, V2ModelMetadataHandler),
         (rf"{_V2_MODEL}/ready", V2ModelReadyHandler),
         (rf"{_V2_VERSION}/ready", V2ModelReadyHandler),
+        (rf"{_V2_MODEL}/config", V2ModelConfigHandler),
+        (rf"{_V2_VERSION}/config", V2ModelConfigHandler),
         (rf"{_V2_MODEL}/infer", V2InferHandler),
         (rf"{_V2_VERSION}/infer", V2InferHandler),
         # Triton's system shared memory extension

@@ -8,7 +8,7 @@ from tornado import web
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
-from tfaas_jupyter.server import keys
+from tfaas_jupyter.server import keys, triton
 from tfaas_jupyter.server.errors import PayloadTooLarge
 from tfaas_jupyter.server.protocols import v2
 from tfaas_jupyter.server.protocols.v2stream import StreamedInfer
@@ -68,6 +68,20 @@ class V2ModelReadyHandler(TFaaSHandler):
         self._model_name = name
         self.write_json(await v2.model_ready(self.service, name, version, self._grant,
                                              self.stages))
+
+
+class V2ModelConfigHandler(TFaaSHandler):
+    """``GET v2/models/NAME[/versions/V]/config``: Triton's model configuration (JSON), the
+    one the export's ``config.pbtxt`` holds."""
+
+    endpoint = "v2"
+    key_scope = keys.PREDICT
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str, version: str | None = None) -> None:
+        self._model_name = name
+        self.write_json(await triton.served_config(self.service, name, version, self._grant))
 
 
 class V2InferHandler(TFaaSHandler):

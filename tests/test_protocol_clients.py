@@ -32,6 +32,10 @@ async def test_cli_labels_and_export(tfaas_cli, tfaas: TFaaSCaller,  # noqa: F81
     assert r.code == 0, r.err
     assert json.loads(r.out)["exported"] == str(tmp_path / "out")
     assert (tmp_path / "out" / "models" / "vk" / "2" / "saved_model.pb").is_file()
+    assert json.loads(r.out)["triton"] == str(tmp_path / "out" / "triton")
+    triton = tmp_path / "out" / "triton" / "vk"
+    assert (triton / "2" / "model.savedmodel" / "saved_model.pb").is_file()
+    assert 'platform: "tensorflow_savedmodel"' in (triton / "config.pbtxt").read_text()
     config = (tmp_path / "out" / "models.config").read_text()
     assert 'version_labels { key: "stable" value: 1 }' in config
 
@@ -54,6 +58,8 @@ async def test_magics_labels_and_export(
         await call(shell, "delete vk --version prod")
     capsys.readouterr()
     await call(shell, f"export {tmp_path / 'cluster'} --model vk")
-    assert "exported to" in capsys.readouterr().out
+    assert "triton/" in capsys.readouterr().out
+    assert (tmp_path / "cluster" / "triton" / "vk" / "config.pbtxt").is_file()
+    assert (tmp_path / "cluster" / "kserve" / "vk-triton.yaml").is_file()
     assert (tmp_path / "cluster" / "kserve" / "vk.yaml").is_file()
     assert (tmp_path / "cluster" / "models" / "vk" / "1" / "assets" / "params.json").is_file()

@@ -325,7 +325,8 @@ class TFaaSClient:
                version: int | str | None = None) -> Path:
         """Unpack the server's export (every model, or ``model``; every version, or
         ``version``, a number or a label) into ``directory``: ``models/NAME/VERSION/``
-        SavedModels, ``models.config`` for TF Serving and ``kserve/NAME.yaml`` manifests.
+        SavedModels, ``models.config`` for TF Serving, ``kserve/NAME.yaml`` manifests and
+        Triton's model repository ``triton/`` (with ``kserve/NAME-triton.yaml``).
         Answers the directory."""
         query = {"model": model} if model else {}
         if version is not None:
@@ -338,8 +339,10 @@ class TFaaSClient:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for member in tar.getmembers():
                 path = Path(member.name)
-                if path.is_absolute() or ".." in path.parts or not (
-                    member.isfile() or member.isdir()
+                # hard links (Triton's copy of each SavedModel) point inside the export
+                link = Path(member.linkname) if member.islnk() else None
+                if any(p.is_absolute() or ".." in p.parts for p in (path, link) if p) or not (
+                    member.isfile() or member.isdir() or member.islnk()
                 ):
                     raise TFaaSClientError(f"unsafe path in the export: {member.name!r}")
             tar.extractall(target)
@@ -348,7 +351,7 @@ class TFaaSClient:
     def score(self, model: str, data: Any, *, engine: str | None = None,
               cluster: Any = None, output: PathLike | None = None,
               batch_rows: int | None = None, progress: bool = True,
-              version: int | str | None = None) -> Any:
+              version: int | str | None = None, key: str | None = None) -> Any:
         """Score a whole dataset with one model version, on the engine the data lives on.
 
         ``model`` is a name (the latest version), ``"name:label"`` or ``"name:3"`` (or
@@ -360,7 +363,12 @@ class TFaaSClient:
         default the current one), ``"spark"`` (``cluster`` is a SparkSession) or
         ``"service"`` (rows sent to this server); by default what the data is.
 
-        The model is fetched from the server once (as its exported SavedModel), shipped
+        With engine ``"service"`` and Dask or Spark data (or ``cluster``), each worker
+        sends its partitions to this server as binary tensors (``v2/.../infer``),
+        authenticated with ``key`` (best a predict-only TFaaS key, so the cluster holds
+        no full token; default this client's own credential).
+
+        Otherwise the model is fetched from the server once (as its exported SavedModel), shipped
         to each worker once and loaded once per worker process; no worker calls the
         server. Answers scores of the data's kind (Dask and Spark lazy), or with
         ``output=`` writes Parquet files there (with the model's name, version and
@@ -370,7 +378,7 @@ class TFaaSClient:
 
         return score(self, model, data, engine=engine, cluster=cluster,
                      output=None if output is None else os.fspath(output),
-                     batch_rows=batch_rows, progress=progress, version=version)
+                     batch_rows=batch_rows, progress=progress, version=version, key=key)
 
     def status(self) -> dict[str, Any]:
         """The server's status: machine figures, worker, TensorFlow, models, counts."""

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="store_true", help="the server's status")
     p.add_argument("--params", metavar="NAME", help="a model's params.json")
     p.add_argument("--export", metavar="DIR",
-                   help="write the models (or --model) as TF Serving and KServe load them")
+                   help="write the models (or --model) for TF Serving, Triton and KServe")
     p.add_argument("--version", type=version_ref, default=None,
                    help="model version for --predict, --image, --delete, --params; "
                         "--predict and --image also take a version label (stable)")
@@ -245,7 +245,8 @@ def run(args: argparse.Namespace) -> int:
         elif args.export:
             did = True
             target = client.export(args.export, args.model or None)
-            _print(args, {"exported": str(target), "models_config": str(target / "models.config")})
+            _print(args, {"exported": str(target), "models_config": str(target / "models.config"),
+                          "triton": str(target / "triton")})
         elif args.models:
             did = True
             models = client.models()

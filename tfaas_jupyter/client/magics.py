@@ -72,9 +72,10 @@ HELP = """\
   %%tfaas predict [--version N] NAME     the cell is the JSON input: {"keys","values"}
                                          or a list of rows (N: a version or a label)
   %tfaas delete NAME [--version N]       delete a model (or one version)
-  %tfaas export DIR [--model NAME]       the models as TF Serving and KServe load them
+  %tfaas export DIR [--model NAME]       the models for TF Serving, Triton and KServe
   %tfaas score NAME DATA [--engine local|dask|spark|service] [--cluster VAR]
-         [--output PATH] [--version N]   score a whole dataset (a variable, or Parquet
+         [--output PATH] [--version N] [--key VAR]
+                                         score a whole dataset (a variable, or Parquet
                                          paths) with the model, on that engine
   %tfaas curl NAME [--show-token]        a curl line doing a prediction from a shell
                                          (--show-token: reading the token from a 0600
@@ -399,7 +400,7 @@ class TFaaSMagics(Magics):
         ).parse_args(shlex.split(rest))
         target = self.client().export(args.directory, args.model)
         print(f"exported to {target}: models/ (SavedModels), models.config (TF Serving), "
-              "kserve/ (InferenceService manifests)")
+              "triton/ (Triton's model repository), kserve/ (InferenceService manifests)")
 
     def _cmd_score(self, rest: str) -> Any:
         args = _parser(
@@ -411,6 +412,8 @@ class TFaaSMagics(Magics):
             (["--output", "-o"], {"help": "write Parquet files there"}),
             (["--version", "-v"], {"type": _version}),
             (["--batch-rows"], {"type": int}),
+            (["--key", "-k"], {"help": "engine service: a variable holding the key the "
+                                       "cluster's workers send (a predict-only TFaaS key)"}),
         ).parse_args(shlex.split(rest))
         namespace = self.shell.user_ns if self.shell is not None else {}
         if args.data in namespace:
@@ -425,9 +428,14 @@ class TFaaSMagics(Magics):
             if args.cluster not in namespace:
                 raise UsageError(f"tfaas score: no variable {args.cluster!r} in this notebook")
             cluster = namespace[args.cluster]
+        key = None
+        if args.key:  # a variable: the key itself never goes into the notebook's source
+            if args.key not in namespace:
+                raise UsageError(f"tfaas score: no variable {args.key!r} in this notebook")
+            key = str(namespace[args.key])
         return self.client().score(args.name, data, engine=args.engine, cluster=cluster,
                                    output=args.output, batch_rows=args.batch_rows,
-                                   version=args.version)
+                                   version=args.version, key=key)
 
     def _cmd_curl(self, rest: str) -> None:
         args = _parser(

@@ -21,6 +21,7 @@ from typing import Any, Callable, cast
 import numpy as np
 
 from ..server.shaping import input_plan, output_rows, split_rows
+from .served import ServedModel
 from .shipped import ARRIVALS, ShippedModel
 
 #: How many times this process loaded a model into TensorFlow, by its cache key.
@@ -84,7 +85,10 @@ def loaded(model: ShippedModel) -> Callable[..., Any]:
 def score_rows(model: ShippedModel, rows: np.ndarray, batch_rows: int | None = None) -> np.ndarray:
     """Scores of 2-D ``rows`` (one row per event, the model's values in order): one row
     of output values per row, in the outputs' own dtype when they share one. TensorFlow
-    is called with exactly ``batch_rows`` rows each time (see :data:`BATCH_ROWS`)."""
+    is called with exactly ``batch_rows`` rows each time (see :data:`BATCH_ROWS`).
+    Engine ``service`` (a :class:`~.served.ServedModel`): the server's scores."""
+    if isinstance(model, ServedModel):
+        return model.score(rows, batch_rows or BATCH_ROWS)
     function = loaded(model)
     tf = _tensorflow()
     signature = model.signature

@@ -65,7 +65,8 @@ def default_engine(kind: str, cluster: Any) -> str:
 
 def score(client: TFaaSClient, model: str, data: Any, *, engine: str | None = None,
           cluster: Any = None, output: str | None = None, batch_rows: int | None = None,
-          progress: bool = True, version: int | str | None = None) -> Any:
+          progress: bool = True, version: int | str | None = None,
+          key: str | None = None) -> Any:
     """See :meth:`TFaaSClient.score`."""
     kind = kind_of(data)
     engine = engine or default_engine(kind, cluster)
@@ -78,12 +79,22 @@ def score(client: TFaaSClient, model: str, data: Any, *, engine: str | None = No
     if engine == "service":
         if output is not None:
             raise ValueError("engine 'service' answers the scores; write them yourself")
-        from .service import score_service
-
         name, ref = model_and_version(model, version)
-        return score_service(client, name, ref, data, kind, batch_rows=batch_rows,
-                             progress=progress)
-    shipped = fetch_model(client, model, version)
+        if kind in ("numpy", "pandas", "parquet"):
+            from .service import score_service
+
+            return score_service(client, name, ref, data, kind, batch_rows=batch_rows,
+                                 progress=progress)
+        from .served import served_model
+
+        # the cluster's workers send their partitions to the server themselves
+        shipped: ShippedModel = served_model(client, name, ref, key)
+        engine = default_engine(kind, cluster)
+        if engine == "local":
+            raise TypeError(f"engine 'service' scores numpy, pandas or Parquet data, or "
+                            f"a cluster's partitions (Dask, Spark), not {kind}")
+    else:
+        shipped = fetch_model(client, model, version)
     if engine == "local":
         from .local import score_local
 

@@ -8,8 +8,10 @@ its own Parquet file with the model's metadata.
 
 from __future__ import annotations
 
+import re
+import threading
 import uuid
-from typing import Any
+from typing import Any, Callable, TypeVar, cast
 
 import numpy as np
 
@@ -40,6 +42,51 @@ def _session(session: Any) -> Any:
     if active is None:
         raise ValueError("engine 'spark' needs a SparkSession: pass cluster=spark")
     return active
+
+
+#: The prefix of the Spark job group of a ``score`` call's jobs.
+JOB_GROUP = "tfaas-score"
+
+Result = TypeVar("Result")
+
+
+def new_job_group() -> str:
+    return f"{JOB_GROUP}-{uuid.uuid4().hex[:12]}"
+
+
+def in_job_group(session: Any, description: str, action: Callable[[], Result]) -> Result:
+    """``action()`` (which runs Spark jobs) in its own job group, on a thread of its own:
+    the calling thread waits, so an interrupt of the kernel (KeyboardInterrupt) reaches
+    it at once and cancels the group's jobs (``cancelJobGroup``, over a Py4J connection
+    that is not busy waiting for them). A worker's ScoringError comes out as itself,
+    not wrapped in Spark's Java stack trace."""
+    context = session.sparkContext
+    group = new_job_group()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        context.setJobGroup(group, description, interruptOnCancel=True)
+        try:
+            outcome["value"] = action()
+        except BaseException as exc:  # handed to the waiting thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name=group, daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.25)
+    except KeyboardInterrupt:
+        context.cancelJobGroup(group)
+        thread.join(60)
+        raise
+    error = outcome.get("error")
+    if error is None:
+        return cast(Result, outcome["value"])
+    found = re.search(r"ScoringError: (.+)", str(error))
+    if found is not None and not isinstance(error, runtime.ScoringError):
+        raise runtime.ScoringError(found.group(1).strip()) from error
+    raise error
 
 
 def score_spark(shipped: ShippedModel, data: Any, kind: str, *, session: Any,
@@ -81,7 +128,8 @@ def score_spark(shipped: ShippedModel, data: Any, kind: str, *, session: Any,
 
         schema = T.StructType([T.StructField("file", T.StringType()),
                                T.StructField("rows", T.LongType())])
-        frame.select(*columns).mapInPandas(write, schema).collect()
+        written = frame.select(*columns).mapInPandas(write, schema)
+        in_job_group(session, f"tfaas score {shipped.name} -> {output}", written.collect)
         return output
 
     def score(batches: Any) -> Any:
@@ -92,7 +140,8 @@ def score_spark(shipped: ShippedModel, data: Any, kind: str, *, session: Any,
     scored = frame.mapInPandas(score, schema)
     if not eager:
         return scored
-    answer = scored.select(*names).toPandas()
+    answer = in_job_group(session, f"tfaas score {shipped.name}",
+                          scored.select(*names).toPandas)
     if kind == "numpy":
         return answer.to_numpy()
     answer.index = data.index

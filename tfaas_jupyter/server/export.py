@@ -10,6 +10,10 @@
     models.config            TF Serving's ModelServerConfig (text format): base paths,
                              every version served, the version labels
     kserve/NAME.yaml         a KServe InferenceService per model (storageUri to fill)
+    triton/NAME/config.pbtxt Triton's model configuration (:mod:`.triton`)
+    triton/NAME/labels.txt   the labels, when the model has them (the output's label_filename)
+    triton/NAME/VERSION/model.savedmodel/  the SavedModel again (hard links in the archive)
+    kserve/NAME-triton.yaml  a KServe InferenceService on the Triton runtime (V2 protocol)
     README.txt               how to run them
 
 Frozen graphs, SavedModels and ``.keras`` files are all written by the model worker
@@ -20,20 +24,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
 from .errors import TFaaSError
 from .keys import Grant, check_model_access, may_see_model
 from .modelfiles import LABELS_FILE, ModelVersion
 from .names import check_model_name
 from .service import TFaaS
+from .triton import LABELS_FILE as TRITON_LABELS
+from .triton import config_pbtxt, repository_config
 
 #: Where models.config says the models are (TF Serving's container convention).
 BASE_PATH = "/models"
 STORAGE_PLACEHOLDER = "s3://YOUR-BUCKET/tfaas-export/models"
+TRITON_PLACEHOLDER = "s3://YOUR-BUCKET/tfaas-export/triton"
 
 README = """\
 Exported from tfaas-jupyter.
@@ -46,6 +55,14 @@ TensorFlow Serving (REST on 8501, gRPC on 8500):
 
 KServe: copy models/NAME to your storage, set storageUri in kserve/NAME.yaml to it,
 then: kubectl apply -f kserve/NAME.yaml
+
+Triton (HTTP/V2 on 8000, gRPC on 8001):
+  docker run -p 8000:8000 -p 8001:8001 -v "$PWD/triton:/models" \
+    nvcr.io/nvidia/tritonserver:<xx.yy>-py3 tritonserver --model-repository=/models
+  curl localhost:8000/v2/models/NAME/config
+
+KServe with Triton (the V2 protocol): copy triton/ to your storage, set storageUri in
+kserve/NAME-triton.yaml to it, then: kubectl apply -f kserve/NAME-triton.yaml
 """
 
 
@@ -96,6 +113,26 @@ def inference_service(name: str) -> str:
     )
 
 
+def triton_inference_service(name: str) -> str:
+    """A KServe InferenceService serving the model's Triton repository over V2."""
+    return (
+        "apiVersion: serving.kserve.io/v1beta1\n"
+        "kind: InferenceService\n"
+        "metadata:\n"
+        f"  name: {_quote(kserve_name(name) + '-triton')}\n"
+        "spec:\n"
+        "  predictor:\n"
+        "    model:\n"
+        "      modelFormat:\n"
+        "        name: tensorflow\n"
+        "      protocolVersion: v2\n"
+        "      runtime: kserve-tritonserver\n"
+        "      # Triton's model repository: the folder holding "
+        f"{name}/config.pbtxt (triton/ of the export)\n"
+        f"      storageUri: {_quote(TRITON_PLACEHOLDER)}\n"
+    )
+
+
 #: Which server version an exported SavedModel is (its name, number and cache key): two
 #: exports of one version differ in bytes (TensorFlow names functions anew), so whoever
 #: caches loaded exports (the scoring workers) keys them by this.
@@ -113,6 +150,20 @@ def _assets(mv: ModelVersion, target: Path) -> None:
     labels = mv.path / str(mv.meta.get("labels") or LABELS_FILE)
     if labels.is_file():
         shutil.copyfile(labels, assets / "labels.txt")
+
+
+def _triton_model(tree: Path, mv: ModelVersion, config: dict[str, Any],
+                  versions: list[int]) -> None:
+    """``triton/NAME/``: config.pbtxt, the labels, and each version's SavedModel as
+    ``VERSION/model.savedmodel`` (hard links to the files under models/)."""
+    folder = tree / "triton" / mv.name
+    folder.mkdir(parents=True)
+    (folder / "config.pbtxt").write_text(config_pbtxt(config), encoding="utf-8")
+    if mv.labels:
+        (folder / TRITON_LABELS).write_text("\n".join(mv.labels) + "\n", encoding="utf-8")
+    for version in versions:
+        shutil.copytree(tree / "models" / mv.name / str(version),
+                        folder / str(version) / "model.savedmodel", copy_function=os.link)
 
 
 def _pack(tree: Path, archive: Path) -> None:
@@ -153,10 +204,16 @@ async def export_archive(service: TFaaS, model: str | None, staging: Path,
                 ) from None
             await asyncio.to_thread(_assets, mv, target)
         described[name] = ([v.version for v in versions], service.repository.labels(name))
+        # Triton's configuration is the model's: by the latest version exported
+        config = await repository_config(service, versions[-1], versions)
+        await asyncio.to_thread(_triton_model, tree, versions[-1], config,
+                                [v.version for v in versions])
     (tree / "models.config").write_text(models_config(described), encoding="utf-8")
     (tree / "kserve").mkdir()
     for name in names:
         (tree / "kserve" / f"{name}.yaml").write_text(inference_service(name), encoding="utf-8")
+        (tree / "kserve" / f"{name}-triton.yaml").write_text(triton_inference_service(name),
+                                                             encoding="utf-8")
     (tree / "README.txt").write_text(README, encoding="utf-8")
     archive = staging / "tfaas-export.tar.gz"
     await asyncio.to_thread(_pack, tree, archive)

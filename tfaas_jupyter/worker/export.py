@@ -9,13 +9,13 @@ are the served ones, made valid signature keys (letters, digits, ``_``).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
 
 from .loaders import ModelLoadError, Predictor, _one_line
+from .signaturekeys import signature_keys
 from .wire import ErrorKind
 
 
@@ -25,23 +25,10 @@ class ExportError(ModelLoadError):
     kind = ErrorKind.MODEL
 
 
-def _keys(names: list[str], prefix: str) -> list[str]:
-    """Valid, unique signature keys for ``names``."""
-    keys: list[str] = []
-    for i, name in enumerate(names):
-        key = re.sub(r"[^A-Za-z0-9_]", "_", str(name)) or f"{prefix}_{i}"
-        if not key[0].isalpha():
-            key = f"{prefix}_{key}"
-        while key in keys:
-            key = f"{key}_{i}"
-        keys.append(key)
-    return keys
-
-
 def export_savedmodel(predictor: Predictor, target: str) -> dict[str, Any]:
     """Save ``predictor`` at ``target``; answer the exported signature's keys."""
-    in_keys = _keys([i["name"] for i in predictor.inputs], "input")
-    out_keys = _keys([o["name"] for o in predictor.outputs], "output")
+    in_keys = signature_keys([i["name"] for i in predictor.inputs], "input")
+    out_keys = signature_keys([o["name"] for o in predictor.outputs], "output")
     specs = [
         tf.TensorSpec(info["shape"], tf.as_dtype(info["dtype"]), name=key)
         for info, key in zip(predictor.inputs, in_keys)
