@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import TFaaSCaller
-from helpers import metric_value, scrape
+from helpers import TFaaSCaller, metric_value, scrape
 from test_batching import FakeModel, FakeWorker
 
 from tfaas_jupyter.server.batching import BatchConfig, Batcher

@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TFaaSCaller, seed_predict
-from helpers import metric_value, scrape
+from helpers import TFaaSCaller, metric_value, scrape, seed_predict
 
 from tfaas_jupyter.client.api import TFaaSClient
 from tfaas_jupyter.server.capture import Capture, read_capture

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 import tfmodels
-from conftest import TFaaSCaller, seed_predict
-from helpers import scrape
+from helpers import TFaaSCaller, scrape, seed_predict
 
 from tfaas_jupyter.client.present import devices_lines, format_status
 from tfaas_jupyter.server.devices import GpuConfig, devices_status

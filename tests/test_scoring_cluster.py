@@ -9,12 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TFaaSCaller
-from helpers import scrape
+from helpers import TFaaSCaller, in_thread, scrape
 from test_scoring import (  # noqa: F401 - the fixtures are used by name
     SEED,
     CountingClient,
-    call,
     check_scores,
     client,
     dask_client,
@@ -42,7 +40,7 @@ async def v2_requests(tfaas: TFaaSCaller) -> dict[str, float]:
 
 async def predict_key(owner: TFaaSClient) -> str:
     """A TFaaS key that may predict with 'vk' and nothing else."""
-    made = await call(owner.create_key, "grid", ["vk"], ["predict"])
+    made = await in_thread(owner.create_key, "grid", ["vk"], ["predict"])
     return str(made["key"])
 
 
@@ -65,35 +63,35 @@ async def test_service_engine_sends_dask_partitions_with_a_predict_key(
     # the key may not fetch the model: a worker holding it can only predict
     with TFaaSClient(client.url, token=key) as grid:
         with pytest.raises(Exception, match="403|scope|not allowed"):
-            await call(grid.export, Path("unused"), "vk")
-    refused_at = await call(grid_last_used, client)
+            await in_thread(grid.export, Path("unused"), "vk")
+    refused_at = await in_thread(grid_last_used, client)
     before = await v2_requests(tfaas)
 
-    lazy = await call(client.score, "vk", da.from_array(x, chunks=(2048, 42)),
+    lazy = await in_thread(client.score, "vk", da.from_array(x, chunks=(2048, 42)),
                       engine="service", cluster=dask_client, key=key)
     assert isinstance(lazy, da.Array) and lazy.shape == (8192, 1)
-    check_scores(await call(dask_client.compute(lazy).result), expected)
+    check_scores(await in_thread(dask_client.compute(lazy).result), expected)
     after = await v2_requests(tfaas)
     # one binary V2 request per 1024 rows (the scorer's batch), none as JSON
     assert after["v2"] - before["v2"] == 8 and after["json"] == before["json"]
 
     # a frame: the columns in the model's order by its keys, whatever their order here
     frame = pd.DataFrame(x, columns=SEED.KEYS)[list(reversed(SEED.KEYS))]
-    scored = await call(client.score, "vk", dd.from_pandas(frame, npartitions=4),
+    scored = await in_thread(client.score, "vk", dd.from_pandas(frame, npartitions=4),
                         engine="service", cluster=dask_client, key=key)
-    answer = await call(dask_client.compute(scored).result)
+    answer = await in_thread(dask_client.compute(scored).result)
     check_scores(answer["signal"].to_numpy(), expected[:, 0])
 
     assert client.fetches == 0  # nothing exported, nothing shipped, nothing loaded
-    for counts in (await call(dask_client.run, runtime.counts)).values():
+    for counts in (await in_thread(dask_client.run, runtime.counts)).values():
         assert counts["loads"] == {}, counts
-    assert await call(grid_last_used, client) > refused_at  # the workers sent the key
+    assert await in_thread(grid_last_used, client) > refused_at  # the workers sent the key
 
     # a failing partition names its index and the server's reason
     bad = da.from_array(x[:, :41], chunks=(2048, 41))
-    lazy = await call(client.score, "vk", bad, engine="service", cluster=dask_client, key=key)
+    lazy = await in_thread(client.score, "vk", bad, engine="service", cluster=dask_client, key=key)
     with pytest.raises(ScoringError, match=r"partition \d failed on .*\(pid \d+\): .*42"):
-        await call(dask_client.compute(lazy).result)
+        await in_thread(dask_client.compute(lazy).result)
 
 
 async def test_service_engine_sends_spark_partitions(
@@ -105,17 +103,17 @@ async def test_service_engine_sends_spark_partitions(
     x = events(4096, seed=7)
     expected = await served(client, x)
     key = await predict_key(client)
-    unused = await call(grid_last_used, client)
+    unused = await in_thread(grid_last_used, client)
     frame = pd.DataFrame(x.astype(np.float64), columns=SEED.KEYS)
     frame.insert(0, "event", np.arange(len(x), dtype=np.int64))
-    data = (await call(spark.createDataFrame, frame)).repartition(4)
+    data = (await in_thread(spark.createDataFrame, frame)).repartition(4)
     before = await v2_requests(tfaas)
 
-    scored = await call(client.score, "vk", data, engine="service", key=key)
+    scored = await in_thread(client.score, "vk", data, engine="service", key=key)
     assert isinstance(scored, DataFrame) and scored.columns == [*data.columns, "signal"]
-    rows = (await call(scored.select("event", "signal").toPandas)).sort_values("event")
+    rows = (await in_thread(scored.select("event", "signal").toPandas)).sort_values("event")
     check_scores(rows["signal"].to_numpy(), expected[:, 0])
     after = await v2_requests(tfaas)
     assert after["v2"] - before["v2"] >= 4 and after["json"] == before["json"]
     assert client.fetches == 0
-    assert await call(grid_last_used, client) > unused == 0
+    assert await in_thread(grid_last_used, client) > unused == 0

@@ -18,8 +18,8 @@ import pytest
 import tfmodels
 import tritonclient.http as httpclient
 import yaml
-from conftest import TFaaSCaller, load_example, seed_upload_body
 from google.protobuf import json_format, text_format
+from helpers import TFaaSCaller, load_example, seed_upload_body
 from servers import jupyter_server
 from tritonclient.grpc import model_config_pb2
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tfmodels
-from conftest import TFaaSCaller
+from helpers import TFaaSCaller
 from test_server_timing import stages
 
 from tfaas_jupyter.server.batching import BatchConfig
