@@ -53,6 +53,6 @@ def test_answers_parse_from_reply_headers_with_their_defaults() -> None:
     assert ops.Loaded.parse({"id": 2, "inputs": ["a"], "outputs": ["b"]}) == ops.Loaded(
         ["a"], ["b"], False)
     assert ops.Loaded(["a"], ["b"], True).header() == {
-        "inputs": ["a"], "outputs": ["b"], "loaded": True}
+        "inputs": ["a"], "outputs": ["b"], "loaded": True, "warmup_s": None}
     with pytest.raises(ValueError, match="missing 'outputs'"):
         ops.Loaded.parse({"inputs": []})
