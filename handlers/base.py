@@ -147,8 +147,13 @@ class LoginOnlyPageMixin(KeyCredentialMixin, JupyterHandler):
         self, *, _redirect_to_login: bool = True
     ) -> Awaitable[None] | None:
         if self._presented_key() is not None:
-            raise web.HTTPError(403, "a TFaaS key cannot open this page: it is for a "
-                                "Jupyter login only")
+            # answered here, as JSON like every refusal under tfaas/ (a page's own error
+            # page would be HTML, or nothing); finishing in prepare() ends the request
+            self.set_status(403)
+            self.set_header("Content-Type", "application/json")
+            self.finish({"error": "a TFaaS key cannot open this page: it is for a "
+                                  "Jupyter login only"})
+            return None
         return await super().prepare(_redirect_to_login=_redirect_to_login)
 
 

@@ -485,7 +485,7 @@ def _expected_lines(block: str) -> list[str]:
 
 async def test_readme_grid_job_recipe_and_curl_recipes_through_a_key_url(
     jp_fetch, jp_http_port: int, jp_base_url: str, jp_serverapp, tfaas: TFaaSCaller,
-    recipe_seed: Path, tmp_path: Path,  # noqa: F811 - the imported fixture
+    recipe_seed: Path, tmp_path: Path, model_dir: Path,  # noqa: F811 - imported fixture
 ) -> None:
     """The Keys page's blocks as written; then the curl recipes with a key-bearing URL as
     ``$TFAAS`` and no Authorization header (all but the status and no-token ones)."""
@@ -512,6 +512,9 @@ async def test_readme_grid_job_recipe_and_curl_recipes_through_a_key_url(
             assert expected in out, (number, expected, out, err)
     assert (await tfaas.call("GET", "keys")).json() == []
     assert (await tfaas.call("DELETE", "delete/vk")).code == 200
+    # the recipes' expected lines are those of a fresh repository (version 1), while a
+    # deleted model's numbers are never reused: its high-water mark goes too
+    (model_dir / ".versions" / "vk").unlink()
 
     key = (await create_key(tfaas, "recipes", scopes=["predict", "manage"]))["key"]
     key_env = (f"export TFAAS='{tfaas_url}/key/{key}'\nexport JUPYTER_TOKEN=\n"

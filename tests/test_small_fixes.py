@@ -34,7 +34,7 @@ async def _upload_seed(tfaas: TFaaSCaller, seed_dir: Path) -> None:
     assert reply.code == 200, reply.body
 
 
-async def test_image_beyond_max_image_pixels_is_a_400_naming_the_setting(
+async def test_image_beyond_max_image_pixels_is_a_413_naming_the_setting(
     tfaas: TFaaSCaller, seed_dir: Path
 ) -> None:
     await _upload_seed(tfaas, seed_dir)
@@ -43,7 +43,7 @@ async def test_image_beyond_max_image_pixels_is_a_400_naming_the_setting(
             "image": ("bomb.png", png_header(side, side), "image/png")})
         reply = await tfaas.call("POST", "image", body, {"Content-Type": ctype})
         error = reply.json()["error"]
-        assert reply.code == 400, (side, reply.code, error)
+        assert reply.code == 413, (side, reply.code, error)
         assert "max_image_pixels" in error and f"{side}x{side}" in error, error
         assert "decompression bomb" not in error.lower(), error
 

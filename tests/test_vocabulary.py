@@ -105,7 +105,12 @@ class FakeServer:
                 "models_loaded": loaded,
                 "models": {n: {"requests": self.requests, "p99_latency_ms": 2.5,
                                 "cold_starts": 1, "cold_start_mean_ms": 6700.0}
-                           for n in loaded}}
+                           for n in loaded},
+                # a worker with a GPU, once it runs (the status's ``devices``)
+                "devices": {"devices": [
+                    {"name": "/physical_device:CPU:0"},
+                    {"name": "/physical_device:GPU:0", "memory_in_use": 3 << 20,
+                     "memory_peak": 5 << 20}]} if loaded else None}
 
     def predict(self, name: str, values: Any, keys: Any = None) -> list[Any]:
         self.requests += 1

@@ -110,7 +110,9 @@ def test_past_the_thread_count_predictions_wait_and_ping_still_answers() -> None
         channel.send(rid, "predict", key="m")
     assert gated.entered.acquire(timeout=PATIENCE)
     channel.send(4, "ping")  # every prediction slot is taken: the reading lane answers
-    assert channel.reply() == {"id": 4, "outputs": []}
+    pong = channel.reply()  # with the worker's figures (its RSS, its models' count)
+    assert {k: pong[k] for k in ("id", "outputs")} == {"id": 4, "outputs": []}, pong
+    assert pong["models"] == 1 and pong["rss"] > 0, pong
     gated.gate.set()
     replies = sorted((channel.reply() for _ in range(3)), key=lambda r: r["id"])
     assert [r["id"] for r in replies] == [1, 2, 3]

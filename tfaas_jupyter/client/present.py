@@ -292,6 +292,28 @@ def format_value(value: float) -> str:
     return f"{value:#.6g}".replace("e+0", "e+").replace("e-0", "e-")
 
 
+def format_mib(n: float) -> str:
+    """``1.50 MiB``: bytes in MiB to three significant digits (the panel's formatMiB)."""
+    # JavaScript's toPrecision(3): 1.50 keeps its zero, 1.23e+3 for a GiB and more
+    return f"{n / 2**20:#.3g}".rstrip(".").replace("e+0", "e+") + " MiB"
+
+
+def devices_text(devices: Any) -> str:
+    """The worker's devices as the panel's strip shows them (status.ts, ``devicesText``):
+    each GPU with its memory in use and peak, the CPU by name."""
+    listed = (devices.get("devices") if isinstance(devices, dict) else None) or []
+    parts = []
+    for device in listed:
+        name = str(device.get("name") or "?").split("device:")[-1] or "?"
+        used, peak = device.get("memory_in_use"), device.get("memory_peak")
+        if isinstance(used, (int, float)) and isinstance(peak, (int, float)):
+            parts.append(word("status_gpu_memory_value", device=name,
+                              used=format_mib(used), peak=format_mib(peak)))
+        else:
+            parts.append(name)
+    return ", ".join(parts) or word("status_no_value")
+
+
 def format_ms(ms: float) -> str:
     """``12.3 ms``, ``1.20 s``: a latency to three significant digits."""
     # JavaScript's toPrecision(3), as the panel: 1.20 keeps its zero, 100 no point
@@ -306,14 +328,14 @@ def worker_text(state: str) -> str:
 
 
 #: The status strip's cells, in order; each is labelled by the word ``status_KEY``.
-STATUS_STRIP = ("worker", "tensorflow", "loaded", "rate", "p99", "cold")
+STATUS_STRIP = ("worker", "tensorflow", "loaded", "rate", "p99", "cold", "devices")
 
 
 def status_strip(status: dict[str, Any], rate: float | None) -> dict[str, str]:
     """The status strip the panel shows (labextension/src/status.ts, ``statusView``):
     worker state, TensorFlow version, loaded models, the request rate since the last
-    poll (None before a second one), the worst p99 latency of warm requests and the
-    cold starts (how many, their mean time), in the shared words."""
+    poll (None before a second one), the worst p99 latency of warm requests, the
+    cold starts (how many, their mean time) and the worker's devices, in the shared words."""
     worker = status.get("worker") or {}
     state = str(worker.get("state") or "unknown")
     problem = worker.get("error") or (worker.get("last_error") if state == "failed" else "")
@@ -335,6 +357,7 @@ def status_strip(status: dict[str, Any], rate: float | None) -> dict[str, str]:
         "p99": word("status_p99_value", latency=format_ms(max(p99s))) if p99s else none,
         "cold": word("status_cold_value", count=cold_count, latency=format_ms(
             sum(n * ms for n, ms in colds) / cold_count)) if cold_count else none,
+        "devices": devices_text(status.get("devices")),
     }
 
 

@@ -430,12 +430,12 @@ def _open_image(data: bytes) -> Any:
 
 
 def image_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
-    """(height, width) of a png or jpg from its header alone, refused (400 naming
-    ``max_image_pixels``) when it has more pixels than that."""
+    """(height, width) of a png or jpg from its header alone, refused (413 naming
+    ``max_image_pixels``, as every size limit is) when it has more pixels than that."""
     with _open_image(data) as img:
         width, height = img.size
     if width * height > max_pixels:
-        raise BadRequest(
+        raise PayloadTooLarge(
             f"image of {width}x{height} pixels exceeds max_image_pixels "
             f"({max_pixels} pixels)"
         )
