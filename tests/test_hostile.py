@@ -243,7 +243,10 @@ async def test_image_bomb_and_bad_images(tfaas: TFaaSCaller, seed_dir: Path) -> 
     assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
     for data, status, words in [
         (png_declaring(100_000, 100_000), 413, "exceeds"),
-        (png_declaring(4, 4, idat=b"not zlib data"), 400, "Invalid image"),
+        # a header the model's input takes (14x1 RGB: 42 numbers), a body that is broken
+        (png_declaring(14, 1, idat=b"not zlib data"), 400, "Invalid image"),
+        # one it does not take: refused from the header, the body never decoded
+        (png_declaring(4, 4, idat=b"not zlib data"), 400, "does not take this image"),
         (b"GIF89a" + b"\0" * 100, 400, "Invalid image"),
         (b"\x89PNG\r\n\x1a\n" + b"\xff" * 50, 400, "Invalid image"),
     ]:
