@@ -22,6 +22,7 @@ import tfmodels
 from helpers import in_thread
 
 from tfaas_jupyter.client import TFaaSClient
+from tfaas_jupyter.client.present import STATUS_STRIP
 from tfaas_jupyter.client.widgets import (
     ModelBrowser,
     classify_upload,
@@ -353,4 +354,5 @@ def test_classify_upload_and_result() -> None:
     # six significant digits, as the panel (JavaScript's toPrecision(6))
     assert re.findall(r'class="jp-tfaas-number" data-value="([^"]*)">([^<]*)<', shown) == [
         ("0.2", "0.200000"), ("0.8", "0.800000"), ("-4.0", "-4"), ("3.0", "3")]
-    assert status_html(None).count("…") == 6  # worker, TF, loaded, rate, p99, cold starts
+    # worker, TF, loaded, rate, p99, cold starts, devices: each pending
+    assert status_html(None).count("…") == len(STATUS_STRIP) == 7
