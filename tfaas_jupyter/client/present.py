@@ -304,7 +304,7 @@ def devices_text(devices: Any) -> str:
     listed = (devices.get("devices") if isinstance(devices, dict) else None) or []
     parts = []
     for device in listed:
-        name = str(device.get("name") or "?").split("device:")[-1] or "?"
+        name = short_device(device.get("name"))
         used, peak = device.get("memory_in_use"), device.get("memory_peak")
         if isinstance(used, (int, float)) and isinstance(peak, (int, float)):
             parts.append(word("status_gpu_memory_value", device=name,
