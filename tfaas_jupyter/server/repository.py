@@ -352,8 +352,9 @@ class Repository:
             target = model_dir / str(version)
             entry = self._index.get(name)  # still good if only this commit changes the folder
             current = entry is not None and entry.stamp == folder_stamp(os.stat(model_dir))
-            os.rename(staging, target)
+            # the mark first: a full disk here leaves no version behind its 507
             self._write_high_water(name, version)
+            os.rename(staging, target)
             fsync_dir(model_dir)
             added = self._read_version(name, version, target) if current else None
             # a flat folder (the original's layout) stops being version 1 once a numbered
