@@ -335,3 +335,25 @@ def make_runtime_failure(directory: Path) -> Built:
         shutil.rmtree(sm)
     tf.saved_model.save(module, str(sm), signatures={"serving_default": module.serve})
     return Built(sm, "savedmodel", {}, lambda xs: [xs[0].astype(np.float32)])
+
+
+def make_dense_keras(directory: Path, *, hidden: int, seed: int, n_in: int = 512,
+                     n_out: int = 4) -> Built:
+    """A ``.keras`` file of ``n_in`` -> Dense(``hidden``, relu) -> Dense(``n_out``):
+    about ``4 * n_in * hidden`` bytes of weights (512 x 2048: 4 MiB). Its reference is a
+    numpy forward pass of the saved weights, not TensorFlow."""
+    import keras
+
+    directory.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(shape=(n_in,), name="x")
+    h = keras.layers.Dense(hidden, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(n_out, name="y")(h))
+    path = directory / f"dense{hidden}_{seed}.keras"
+    model.save(str(path))
+    w1, b1, w2, b2 = (np.asarray(w, np.float64) for w in model.get_weights())
+
+    def ref(xs: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.maximum(xs[0] @ w1 + b1, 0) @ w2 + b2]
+
+    return Built(path, "keras", {}, ref)

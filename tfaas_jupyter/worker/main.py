@@ -242,6 +242,8 @@ class Worker:
                 lk = self._key_locks[k]
                 if not lk.locked():
                     del self._key_locks[k]
+        if gone:  # hand the models' memory back now, not at the next collection
+            release_memory()
         return gone
 
     def status(self) -> dict[str, Any]:
