@@ -3,6 +3,7 @@ worker sends its rows to the server as V2 binary tensors, with a predict-only ke
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,22 +51,42 @@ def grid_last_used(owner: TFaaSClient) -> float:
                or [0.0])
 
 
+@dataclass
+class Grid:
+    """The seed model served with its keys, a predict-only key, rows and what the
+    server answers for them, and the server's V2 and JSON request counts since."""
+
+    key: str
+    x: np.ndarray
+    expected: np.ndarray
+    requests: dict[str, float]
+
+
+@pytest.fixture
+def grid(client: CountingClient, tfaas: TFaaSCaller, seed_dir: Path,  # noqa: F811
+         jp_asyncio_loop: Any) -> Grid:
+    async def setup() -> Grid:
+        await upload_seed(tfaas, seed_dir, keys=True)
+        x = events(8192, seed=6)
+        expected = await served(client, x)
+        key = await predict_key(client)
+        return Grid(key, x, expected, await v2_requests(tfaas))
+
+    return jp_asyncio_loop.run_until_complete(setup())
+
+
 async def test_service_engine_sends_dask_partitions_with_a_predict_key(
-    client: CountingClient, tfaas: TFaaSCaller, seed_dir: Path, dask_client: Any,  # noqa: F811
+    client: CountingClient, tfaas: TFaaSCaller, grid: Grid, dask_client: Any,  # noqa: F811
 ) -> None:
     import dask.array as da
     import dask.dataframe as dd
 
-    await upload_seed(tfaas, seed_dir, keys=True)
-    x = events(8192, seed=6)
-    expected = await served(client, x)
-    key = await predict_key(client)
+    key, x, expected, before = grid.key, grid.x, grid.expected, grid.requests
     # the key may not fetch the model: a worker holding it can only predict
-    with TFaaSClient(client.url, token=key) as grid:
+    with TFaaSClient(client.url, token=key) as holder:
         with pytest.raises(Exception, match="403|scope|not allowed"):
-            await in_thread(grid.export, Path("unused"), "vk")
+            await in_thread(holder.export, Path("unused"), "vk")
     refused_at = await in_thread(grid_last_used, client)
-    before = await v2_requests(tfaas)
 
     lazy = await in_thread(client.score, "vk", da.from_array(x, chunks=(2048, 42)),
                       engine="service", cluster=dask_client, key=key)
@@ -95,19 +116,15 @@ async def test_service_engine_sends_dask_partitions_with_a_predict_key(
 
 
 async def test_service_engine_sends_spark_partitions(
-    client: CountingClient, tfaas: TFaaSCaller, seed_dir: Path, spark: Any,  # noqa: F811
+    client: CountingClient, tfaas: TFaaSCaller, grid: Grid, spark: Any,  # noqa: F811
 ) -> None:
     from pyspark.sql import DataFrame
 
-    await upload_seed(tfaas, seed_dir, keys=True)
-    x = events(4096, seed=7)
-    expected = await served(client, x)
-    key = await predict_key(client)
+    key, x, expected, before = grid.key, grid.x, grid.expected, grid.requests
     unused = await in_thread(grid_last_used, client)
     frame = pd.DataFrame(x.astype(np.float64), columns=SEED.KEYS)
     frame.insert(0, "event", np.arange(len(x), dtype=np.int64))
     data = (await in_thread(spark.createDataFrame, frame)).repartition(4)
-    before = await v2_requests(tfaas)
 
     scored = await in_thread(client.score, "vk", data, engine="service", key=key)
     assert isinstance(scored, DataFrame) and scored.columns == [*data.columns, "signal"]

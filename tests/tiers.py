@@ -5,7 +5,8 @@ without marking it by hand.
   ``jp_serverapp``, or a ``jupyter server`` subprocess);
 - ``browser``: Chromium driven by Playwright;
 - ``hub``: a real JupyterHub;
-- ``slow``: a subprocess server, a notebook run, a venv, a wheel, a C++ or npm build;
+- ``slow``: a subprocess server, a notebook run, a venv, a wheel, a C++ or npm build,
+  a kernel interrupt (SIGINT to the test process, over minutes of cluster work);
 - ``unit``: none of these.
 
 ``scripts/test --fast`` runs ``unit`` and in-process ``server`` tests (not ``slow``,
@@ -30,7 +31,7 @@ TESTS = Path(__file__).resolve().parent
 NAMES = {
     "hub": {"jupyterhub"},
     "browser": {"sync_playwright", "sync_api", "CHROMIUM"},
-    "slow": {"jupyter_server", "ServerProcess", "NotebookClient"},
+    "slow": {"jupyter_server", "ServerProcess", "NotebookClient", "SIGINT"},
 }
 #: marker -> string constants (command words) whose use puts a test in it
 WORDS = {"slow": {"venv", "wheel", "cmake", "jlpm"}}
