@@ -54,4 +54,5 @@ class ExplorerPageHandler(LoginOnlyPageMixin, _ViewerHandler):
             return
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(explorer_page(self.base_url, description, title, self.nonce))
+        self.finish(explorer_page(self.base_url, description, title, self.nonce,
+                                  self.theme_links("explorer")))

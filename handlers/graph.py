@@ -27,6 +27,7 @@ from tfaas_jupyter.server.graphview import (
     viewer_asset,
     viewer_page,
 )
+from tfaas_jupyter.server.labtheme import LabTheme, known, lab_app, theme_links, user_theme
 from tfaas_jupyter.server.names import check_model_name, check_version
 
 from .base import (
@@ -60,6 +61,17 @@ class _ViewerHandler(MethodsMixin, ExtensionHandlerMixin, JupyterHandler):
         self.set_header("Content-Type", "application/json")
         self.finish({"error": message})
 
+    def theme_links(self, page: str) -> str:
+        """The Lab theme's stylesheets for ``page`` (``graph``, ``explorer``): the theme
+        the ``theme`` query names (Lab's tab passes its own), else the user's Lab
+        setting's; none without JupyterLab."""
+        app = lab_app(self.serverapp)
+        if app is None:
+            return ""
+        requested = known(self.get_query_argument("theme", None))
+        theme = LabTheme(requested) if requested else user_theme(app)
+        return theme_links(self.base_url, app.themes_url, theme, page)
+
     def _send(self, status: int, message: str) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
@@ -74,7 +86,7 @@ class GraphPageHandler(LoginOnlyPageMixin, _ViewerHandler):
     async def get(self) -> None:
         try:
             file_url, identifier = await self._model_file_url()
-            page = viewer_page(file_url, identifier)
+            page = viewer_page(file_url, identifier, self.theme_links("graph"))
         except TFaaSError as exc:
             self._send(exc.status, exc.message)
             return

@@ -129,6 +129,23 @@ def drawn_nodes(frame) -> int:
     return nodes.count()
 
 
+def quiet_for_a_screenshot(page) -> None:
+    """Answer Lab's news question and let its notifications close: none covers the
+    screenshot."""
+    news = page.locator(".Toastify__toast", has_text="Jupyter news")
+    if news.count():
+        news.locator(".jp-toast-button", has_text="No").first.click()
+    toasts = page.locator(".Toastify__toast")
+    deadline = time.monotonic() + 60
+    while toasts.count() and time.monotonic() < deadline:
+        # each closed with its close button (they slide: a click event, not a pointer's)
+        close = toasts.locator(".jp-Notification-Toast-Close")
+        if close.count():
+            close.first.dispatch_event("click")
+        time.sleep(0.5)
+    expect(toasts).to_have_count(0)
+
+
 def try_json(explorer, request: dict):
     """In the API explorer: open POST /json, Try it out with ``request``, Execute; the
     answer's body once its status shows 200."""
@@ -215,9 +232,10 @@ def test_the_graph_view_draws_the_model_and_asks_nobody_else(lab, ui) -> None:
     # the tiny model's input, three dense layers, outputs: several nodes drawn
     assert drawn_nodes(frame) >= 2
     expect(frame.locator("body")).not_to_contain_text("Please update")
-    shot = DOCS / "lab-graph-light.png"
     if os.environ.get("TFAAS_UPDATE_SCREENSHOT"):
-        page.locator('[data-tfaas="graph-view"]').last.screenshot(path=str(shot))
+        quiet_for_a_screenshot(page)
+        page.locator('[data-tfaas="graph-view"]').last.screenshot(
+            path=str(DOCS / "lab-graph-light.png"))
     # the same file before any upload, from the file browser
     context_menu(page, "tiny.keras", WORDS["command_view_graph"])
     assert drawn_nodes(graph_frame(page)) >= 2
@@ -488,4 +506,123 @@ def test_screenshots_in_the_dark_theme(lab, ui) -> None:
         assert sum(int(v) for v in re.findall(r"\d+", color)[:3]) > 3 * 128, color
     if update:
         explorer.screenshot(path=str(DOCS / "lab-explorer-dark.png"))
+    assert not ui["errors"], ui["errors"]
+
+
+#: JavaScript: the computed colour a ``--jp-*`` variable gives in this document.
+RESOLVE = """name => {
+  const probe = document.createElement('div');
+  probe.style.color = `var(${name})`;
+  document.body.appendChild(probe);
+  const colour = getComputedStyle(probe).color;
+  probe.remove();
+  return colour;
+}"""
+#: the graph view's parts: (selector, computed property, the --jp-* variable it shows)
+GRAPH_COLOURS = (
+    ("body", "background-color", "--jp-layout-color0"),
+    (".graph-item-input path", "fill", "--jp-layout-color2"),
+    (".node-item-type-layer path", "fill", "--jp-brand-color1"),
+    (".node-item-type text", "fill", "--jp-ui-inverse-font-color1"),
+    (".edge-path", "stroke", "--jp-ui-font-color2"),
+)
+#: the explorer page's parts, likewise
+EXPLORER_COLOURS = (
+    ("body", "background-color", "--jp-layout-color0"),
+    (".opblock-summary-path", "color", "--jp-ui-font-color1"),
+    (".info .title", "color", "--jp-ui-font-color1"),
+)
+
+
+#: JavaScript: the computed colours of ``parts`` in a page (its root element) or in a
+#: frame's page (its iframe element: read from Lab's side, as Netron's page refuses the
+#: eval a browser driver runs in it)
+COMPUTED = """(root, parts) => {
+  const doc = root.contentDocument || root.ownerDocument;
+  return parts.map(([selector, prop]) => {
+    const node = doc.querySelector(selector);
+    return node && doc.defaultView.getComputedStyle(node).getPropertyValue(prop);
+  });
+}"""
+
+
+def shown_colours(root, parts) -> dict[str, tuple[str, str]]:
+    """Each part's computed colour under ``root`` (a page's ``html`` or an iframe), by
+    its selector, with the variable it should show."""
+    colours = root.evaluate(COMPUTED, [[selector, prop] for selector, prop, _ in parts])
+    shown = {selector: (colour, variable)
+             for (selector, _, variable), colour in zip(parts, colours, strict=True)}
+    assert all(colour for colour, _ in shown.values()), shown  # every part is there
+    return shown
+
+
+def assert_lab_colours(page, shown: dict[str, tuple[str, str]]) -> None:
+    """Every shown colour is what its variable gives in Lab's own page (its theme)."""
+    expected = {selector: page.evaluate(RESOLVE, variable)
+                for selector, (_, variable) in shown.items()}
+    assert {s: c for s, (c, _) in shown.items()} == expected, shown
+
+
+def explorer_page_colours(context, url: str, page) -> dict[str, tuple[str, str]]:
+    """The explorer page's colours, once the page shows Lab's theme of ``page`` (the
+    theme setting reaches the server a moment after Lab switches)."""
+    tab = context.new_page()
+    try:
+        background = page.evaluate(RESOLVE, "--jp-layout-color0")
+        deadline = time.monotonic() + 60
+        while True:
+            tab.goto(url)
+            expect(tab.locator(".opblock-summary-path").first).to_be_visible(timeout=60_000)
+            shown = shown_colours(tab.locator("html"), EXPLORER_COLOURS)
+            if shown["body"][0] == background or time.monotonic() > deadline:
+                return shown
+            time.sleep(1)
+    finally:
+        tab.close()
+
+
+def use_light_theme(page) -> None:
+    """Switch Lab back to its light theme from the command palette."""
+    palette(page, "Use Theme: JupyterLab Light")
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'",
+                           timeout=60_000)
+
+
+def test_the_graph_and_the_explorer_page_take_labs_theme(lab, ui) -> None:
+    """The graph view and the explorer page outside Lab show the colours of Lab's
+    theme variables, dark (the theme the test before left) and light: the graph's
+    background, boxes, words and edges, the explorer page's background and words."""
+    page, srv, context = ui["page"], lab["srv"], ui["context"]
+    assert page.evaluate("document.body.dataset.jpThemeLight") == "false"
+    explorer_url = f"{srv.url}tfaas/explorer/?model=fromdisk"
+    palette(page, WORDS["command_open"])
+    panel = page.locator("#tfaas-sidebar")
+    panel.locator('[data-model="fromdisk"]').click()
+    panel.locator('[data-tfaas="graph"]').click()
+    view = page.locator('[data-tfaas="graph-view"] iframe').last
+    expect(view).to_have_attribute("src", re.compile(r"theme=JupyterLab(%20|\+)Dark"))
+    assert drawn_nodes(graph_frame(page)) >= 2
+    dark = shown_colours(view, GRAPH_COLOURS)
+    assert_lab_colours(page, dark)
+    if os.environ.get("TFAAS_UPDATE_SCREENSHOT"):
+        quiet_for_a_screenshot(page)
+        page.locator('[data-tfaas="graph-view"]').last.screenshot(
+            path=str(DOCS / "lab-graph-dark.png"))
+    dark_explorer = explorer_page_colours(context, explorer_url, page)
+    assert_lab_colours(page, dark_explorer)
+
+    use_light_theme(page)
+    # the open graph view follows: redrawn in the light theme
+    expect(view).to_have_attribute("src", re.compile(r"theme=JupyterLab(%20|\+)Light"))
+    frame = graph_frame(page)  # once the new page is there, drawn again
+    expect(frame.locator('link[data-tfaas="lab-theme"][href*="theme-light"]')).to_be_attached(
+        timeout=60_000)
+    assert drawn_nodes(frame) >= 2
+    light = shown_colours(view, GRAPH_COLOURS)
+    assert_lab_colours(page, light)
+    light_explorer = explorer_page_colours(context, explorer_url, page)
+    assert_lab_colours(page, light_explorer)
+    # two different themes, so the comparisons above could fail
+    assert light["body"][0] != dark["body"][0]
+    assert light_explorer[".info .title"][0] != dark_explorer[".info .title"][0]
     assert not ui["errors"], ui["errors"]

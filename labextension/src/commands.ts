@@ -5,7 +5,14 @@
  */
 
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import { Clipboard, Dialog, ICommandPalette, InputDialog, showDialog } from '@jupyterlab/apputils';
+import {
+  Clipboard,
+  Dialog,
+  ICommandPalette,
+  IThemeManager,
+  InputDialog,
+  showDialog
+} from '@jupyterlab/apputils';
 import { FileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { Contents } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
@@ -59,11 +66,13 @@ export interface ICommandContext {
   files: IFileBrowserFactory | null;
   /** Lab's file browser in the left side bar. */
   defaultBrowser: FileBrowser | null;
+  /** Lab's themes: the graph view takes the current one's colours. */
+  themes: IThemeManager | null;
 }
 
 /** Open a graph view tab. */
 export function openGraph(ctx: ICommandContext, target: GraphTarget): Widget {
-  const widget = graphWidget(target, ctx.words.word('graph'), ctx.api.settings);
+  const widget = graphWidget(target, ctx.words.word('graph'), ctx.api.settings, ctx.themes);
   ctx.app.shell.add(widget, 'main');
   ctx.app.shell.activateById(widget.id);
   return widget;

@@ -5,7 +5,7 @@
  * server; it reaches nothing else.
  */
 
-import { MainAreaWidget } from '@jupyterlab/apputils';
+import { IThemeManager, MainAreaWidget } from '@jupyterlab/apputils';
 import { PathExt, URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { IFrame } from '@jupyterlab/ui-components';
@@ -15,8 +15,12 @@ import { tfaasIcon } from './icon';
 /** What a graph view shows: a served model (latest or one version), or a file. */
 export type GraphTarget = { model: string; version?: number | string | null } | { path: string };
 
-/** The viewer page's URL for `target`, under the server's base URL. */
-export function graphUrl(target: GraphTarget, baseUrl: string): string {
+/**
+ * The viewer page's URL for `target`, under the server's base URL; `theme` (Lab's
+ * current theme) is the theme the page takes its colours from (else the server uses
+ * the user's Lab setting).
+ */
+export function graphUrl(target: GraphTarget, baseUrl: string, theme?: string | null): string {
   const query: Record<string, string> = {};
   if ('model' in target) {
     query.model = target.model;
@@ -25,6 +29,9 @@ export function graphUrl(target: GraphTarget, baseUrl: string): string {
     }
   } else {
     query.path = target.path;
+  }
+  if (theme) {
+    query.theme = theme;
   }
   return URLExt.join(baseUrl, 'tfaas', 'graph/') + URLExt.objectToQueryString(query);
 }
@@ -38,19 +45,28 @@ export function graphTitle(target: GraphTarget): string {
   return PathExt.basename(target.path) || target.path;
 }
 
-/** A main-area tab showing the graph of `target`. */
+/** A main-area tab showing the graph of `target`, in Lab's current theme (redrawn in
+ * the new one when the theme changes). */
 export function graphWidget(
   target: GraphTarget,
   label: string,
-  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings(),
+  themes: IThemeManager | null = null
 ): MainAreaWidget<IFrame> {
   // scripts and the server's own cookies (its login), nothing else: no popups, no forms
   const content = new IFrame({
     sandbox: ['allow-scripts', 'allow-same-origin', 'allow-downloads']
   });
-  content.url = graphUrl(target, settings.baseUrl);
+  content.url = graphUrl(target, settings.baseUrl, themes?.theme);
   content.node.dataset.tfaas = 'graph-view';
   const widget = new MainAreaWidget({ content });
+  if (themes) {
+    const follow = () => {
+      content.url = graphUrl(target, settings.baseUrl, themes.theme);
+    };
+    themes.themeChanged.connect(follow);
+    widget.disposed.connect(() => themes.themeChanged.disconnect(follow));
+  }
   widget.id = `tfaas-graph-${Date.now()}`;
   widget.title.label = `${label}: ${graphTitle(target)}`;
   widget.title.icon = tfaasIcon;

@@ -9,7 +9,7 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import { ICommandPalette, IThemeManager } from '@jupyterlab/apputils';
 import { FileBrowser, IDefaultFileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
@@ -39,7 +39,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     IStatusBar,
     ITranslator,
     IFileBrowserFactory,
-    IDefaultFileBrowser
+    IDefaultFileBrowser,
+    IThemeManager
   ],
   activate: (
     app: JupyterFrontEnd,
@@ -50,7 +51,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     statusBar: IStatusBar | null,
     translator: ITranslator | null,
     files: IFileBrowserFactory | null,
-    defaultBrowser: FileBrowser | null
+    defaultBrowser: FileBrowser | null,
+    themes: IThemeManager | null
   ) => {
     const words = new Vocabulary(translator);
     const bundle = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
@@ -71,7 +73,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       openExplorer: model => openExplorer(app, panel.api, words, model),
       palette,
       files,
-      defaultBrowser
+      defaultBrowser,
+      themes
     };
     addCommands(ctx);
     panel.onGraph = name => openGraph(ctx, { model: name });

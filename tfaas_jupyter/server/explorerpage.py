@@ -32,8 +32,8 @@ _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{title}</title>
 <link rel="stylesheet" href="{static}swagger-ui.css">
-</head><body>
-<div id="tfaas-explorer" data-tfaas="explorer"></div>
+{theme_links}</head><body class="jp-tfaas-explorer-page">
+<div id="tfaas-explorer" class="jp-tfaas-explorer" data-tfaas="explorer"></div>
 <script src="{static}swagger-ui-bundle.js"></script>
 <script nonce="{nonce}">
 (function () {{
@@ -60,12 +60,15 @@ _PAGE = """<!DOCTYPE html>
 """
 
 
-def explorer_page(base_url: str, description_url: str, title: str, nonce: str) -> str:
-    """The page showing ``description_url`` (relative to the page, or a path)."""
+def explorer_page(base_url: str, description_url: str, title: str, nonce: str,
+                  theme_links: str = "") -> str:
+    """The page showing ``description_url`` (relative to the page, or a path), in the
+    Lab theme of ``theme_links`` (see :mod:`.labtheme`)."""
     return _PAGE.format(
         title=escape(title),
         static=escape(base_url.rstrip("/") + "/" + SWAGGER_STATIC),
         # a JSON string in a script: "</" cannot close the script element
         description=json.dumps(description_url).replace("</", "<\\/"),
         nonce=escape(nonce),
+        theme_links=theme_links,
     )

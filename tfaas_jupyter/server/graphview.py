@@ -59,9 +59,12 @@ def viewer_dir() -> Path:
     return folder
 
 
-def viewer_page(file_url: str | None = None, identifier: str | None = None) -> str:
+def viewer_page(file_url: str | None = None, identifier: str | None = None,
+                theme_links: str = "") -> str:
     """Netron's ``index.html`` as served: without its date and version, naming the model
-    ``file_url`` (format told by ``identifier``) when given."""
+    ``file_url`` (format told by ``identifier``) when given, and with ``theme_links``
+    (stylesheets of the Lab theme, see :mod:`.labtheme`) last in its head, after its
+    own styles."""
     html = (viewer_dir() / "index.html").read_text(encoding="utf-8")
     html = _META_RE.sub("", html)
     extra = ""
@@ -69,7 +72,8 @@ def viewer_page(file_url: str | None = None, identifier: str | None = None) -> s
         extra += f'<meta name="file" content="{escape(file_url)}">\n'
         if identifier:
             extra += f'<meta name="identifier" content="{escape(identifier)}">\n'
-    return html.replace("<title>", f"{extra}<title>", 1)
+    html = html.replace("<title>", f"{extra}<title>", 1)
+    return html.replace("</head>", f"{theme_links}</head>", 1)
 
 
 def viewer_asset(name: str) -> tuple[Path, str]:
