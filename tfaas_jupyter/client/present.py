@@ -248,7 +248,7 @@ def status_headline(status: dict[str, Any]) -> list[str]:
         f"worker: {worker.get('summary') or worker.get('state', '?')}, "
         f"TensorFlow {status.get('tensorflow') or '?'}",
         f"models on disk: {', '.join(map(str, status.get('models_on_disk') or [])) or 'none'}",
-        f"models loaded: {', '.join(map(str, status.get('models_loaded') or [])) or 'none'}",
+        f"models loaded: {loaded_text(status)}",
         f"requests: GET {status.get('getRequests', 0)}, POST {status.get('postRequests', 0)}, "
         f"DELETE {status.get('deleteRequests', 0)}, errors {status.get('errors', 0)}",
     ]
@@ -327,6 +327,20 @@ def worker_text(state: str) -> str:
     return WORDS.get(f"worker_{state}", state)
 
 
+def loaded_text(status: dict[str, Any]) -> str:
+    """The model versions the worker holds, each with its number (``vk v1, vk v2``), as
+    the panel's strip shows them (status.ts, ``loadedText``): from ``versions_loaded``,
+    else (an older server) the names of ``models_loaded``."""
+    versions = status.get("versions_loaded")
+    if isinstance(versions, list):
+        loaded = [word("status_loaded_version", name=e.get("name") or "?", version=e["version"])
+                  if isinstance(e.get("version"), int) else str(e.get("name") or "?")
+                  for e in versions if isinstance(e, dict)]
+    else:
+        loaded = [str(name) for name in status.get("models_loaded") or []]
+    return ", ".join(loaded) or word("status_none")
+
+
 #: The status strip's cells, in order; each is labelled by the word ``status_KEY``.
 STATUS_STRIP = ("worker", "tensorflow", "loaded", "rate", "p99", "cold", "devices")
 
@@ -339,7 +353,6 @@ def status_strip(status: dict[str, Any], rate: float | None) -> dict[str, str]:
     worker = status.get("worker") or {}
     state = str(worker.get("state") or "unknown")
     problem = worker.get("error") or (worker.get("last_error") if state == "failed" else "")
-    loaded = [str(name) for name in status.get("models_loaded") or []]
     p99s = [float(entry["p99_latency_ms"]) for entry in (status.get("models") or {}).values()
             if isinstance(entry, dict)
             and isinstance(entry.get("p99_latency_ms"), (int, float))]
@@ -351,7 +364,7 @@ def status_strip(status: dict[str, Any], rate: float | None) -> dict[str, str]:
         "worker": (word("worker_problem", state=worker_text(state), problem=problem)
                    if problem else worker_text(state)),
         "tensorflow": str(status.get("tensorflow") or word("status_tensorflow_unknown")),
-        "loaded": ", ".join(loaded) or word("status_none"),
+        "loaded": loaded_text(status),
         "rate": none if rate is None else word(
             "status_rate_value", rate=f"{rate:.2f}" if rate < 10 else f"{rate:.0f}"),
         "p99": word("status_p99_value", latency=format_ms(max(p99s))) if p99s else none,
