@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -320,6 +320,53 @@ def format_ms(ms: float) -> str:
     if ms >= 1000:
         return f"{ms / 1000:#.3g}".rstrip(".") + " s"
     return f"{ms:#.3g}".rstrip(".") + " ms"
+
+
+def bucket_counts(hist: Any, label: Callable[[float | None, float], str]
+                  ) -> list[tuple[str, str, int]]:
+    """The buckets of a status histogram (cumulative ``[upper bound, count]`` pairs)
+    anything fell in, as ``(upper bound, label, own count)``, as the panel draws them
+    (batching.ts, ``bucketCounts``); ``label(low, high)`` names a bucket by the bound
+    below it and its own."""
+    shown = []
+    below, low = 0, None
+    for le, cumulative in (hist.get("buckets") if isinstance(hist, dict) else None) or []:
+        high = float("inf") if le == "+Inf" else float(le)
+        if cumulative > below:
+            shown.append((str(le), label(low, high), int(cumulative - below)))
+        below, low = cumulative, high
+    return shown
+
+
+def rows_label(low: float | None, high: float) -> str:
+    """``1``, ``3–4``, ``> 4096``: the rows of a batch-size bucket."""
+    if high == float("inf"):
+        return word("batching_over", bound=f"{low:g}")
+    first = high if low is None else int(low) + 1
+    return f"{high:g}" if first >= high else word("batching_range", low=first, high=f"{high:g}")
+
+
+def wait_label(low: float | None, high: float) -> str:
+    """``0``, ``≤ 0.250 ms``, ``> 1.00 s``: a queue-wait bucket (bounds in seconds)."""
+    if high == float("inf"):
+        return word("batching_over", bound=format_ms((low or 0) * 1000))
+    return "0" if high == 0 else word("batching_at_most", bound=format_ms(high * 1000))
+
+
+def batching_views(status: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """What the batcher did for each version of model ``name`` the status counts, oldest
+    first, as the panel shows it (batching.ts, ``batchingViews``)."""
+    docs = ((status.get("batching") or {}).get("models") or {}).values()
+    views = [{
+        "version": doc.get("version") if isinstance(doc.get("version"), int) else None,
+        "requests": doc.get("requests") or 0,
+        "calls": doc.get("worker_calls") or 0,
+        "rows": doc.get("rows") or 0,
+        "mean_wait_ms": doc.get("queue_wait_mean_ms"),
+        "sizes": bucket_counts(doc.get("batch_size_histogram"), rows_label),
+        "waits": bucket_counts(doc.get("queue_wait_seconds_histogram"), wait_label),
+    } for doc in docs if isinstance(doc, dict) and doc.get("model") == name]
+    return sorted(views, key=lambda v: v["version"] or 0)
 
 
 def worker_text(state: str) -> str:
