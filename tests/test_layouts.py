@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from helpers import TFaaSCaller, seed_predict
 
+from tfaas_jupyter.client.present import status_headline, status_strip
+
 
 async def test_original_flat_layout_is_served(
     tfaas: TFaaSCaller, model_dir: Path, seed_dir: Path
@@ -62,7 +64,16 @@ async def test_deleting_a_version_unloads_it(tfaas: TFaaSCaller, seed_dir: Path)
         assert (await tfaas.predict({**doc, "version": version})).code == 200
     status = (await tfaas.call("GET", "status")).json()
     assert status["models_loaded"].count("vk") == 2
+    # each loaded version is told apart by its number: vk v1, vk v2 (not vk, vk)
+    assert len(status["worker"]["loaded"]) == 2
+    assert sorted((v["name"], v["version"]) for v in status["versions_loaded"]) == \
+        [("vk", 1), ("vk", 2)]
+    shown = status_strip(status, None)["loaded"]
+    assert sorted(shown.split(", ")) == ["vk v1", "vk v2"]
+    assert f"models loaded: {shown}" in status_headline(status)
     assert (await tfaas.call("DELETE", "delete/vk/1")).code == 200
     status = (await tfaas.call("GET", "status")).json()
     assert status["models_loaded"].count("vk") == 1
+    assert status["versions_loaded"] == [{"name": "vk", "version": 2}]
+    assert status_strip(status, None)["loaded"] == "vk v2"
     assert (await tfaas.predict(doc)).code == 200

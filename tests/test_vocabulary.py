@@ -106,6 +106,15 @@ class FakeServer:
                 "models": {n: {"requests": self.requests, "p99_latency_ms": 2.5,
                                 "cold_starts": 1, "cold_start_mean_ms": 6700.0}
                            for n in loaded},
+                # what the batcher did (the status's ``batching``)
+                "batching": {"models": {f"{n}/1": {
+                    "model": n, "version": 1, "requests": 3, "worker_calls": 2, "rows": 5,
+                    "queue_wait_mean_ms": 0.5,
+                    "batch_size_histogram": {"buckets": [["1.0", 1], ["4.0", 2],
+                                                         ["+Inf", 2]]},
+                    "queue_wait_seconds_histogram": {"buckets": [["0.0", 2], ["1.0", 2],
+                                                                 ["+Inf", 3]]}}
+                    for n in loaded if self.requests}},  # none before a prediction
                 # a worker with a GPU, once it runs (the status's ``devices``)
                 "devices": {"devices": [
                     {"name": "/physical_device:CPU:0"},

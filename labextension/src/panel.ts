@@ -13,11 +13,12 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { TFaaSApi, TFaaSError } from './api';
+import { batchingViews, IBatchingView, IBucketView } from './batching';
 import { curlCommand, ICurlAuth, TOKEN_AUTH } from './curl';
 import { underHub } from './explorer';
 import { IModelView, shapeModels, versionsText } from './models';
 import { exampleRow, formatValue, parseValues, predictRequest, resultRows } from './predict';
-import { ISample, IStatusDoc, predictionCount, requestRate, statusView } from './status';
+import { formatMs, ISample, IStatusDoc, predictionCount, requestRate, statusView } from './status';
 import { ACCEPT, classifyFiles, nameFromFile, nameFromParams } from './upload';
 import { word } from './words';
 
@@ -252,6 +253,7 @@ export class TFaaSPanel extends Widget {
       this._result.replaceChildren();
       this._curlText.textContent = '';
     }
+    this.renderBatching();
   }
 
   protected onAfterShow(msg: Message): void {
@@ -325,6 +327,8 @@ export class TFaaSPanel extends Widget {
     const sample: ISample = { at: Date.now(), requests: predictionCount(doc) };
     const view = statusView(doc, requestRate(this._lastSample, sample));
     this._lastSample = sample;
+    this._lastStatus = doc;
+    this.renderBatching();
     for (const [key, value] of Object.entries(view)) {
       const cell = this._status.querySelector(`[data-status="${key}"]`);
       if (cell) {
@@ -425,6 +429,46 @@ export class TFaaSPanel extends Widget {
       }
     });
     return item;
+  }
+
+  /**
+   * The selected model's batching, from the last status: per version, how many rows
+   * each worker call carried and how long each request waited in the queue, as bars.
+   */
+  private renderBatching(): void {
+    const name = this._selected;
+    if (!name || !this._lastStatus) {
+      this._batching.hidden = true;
+      return;
+    }
+    const views = batchingViews(this._lastStatus, name);
+    this._batchingTitle.textContent = word('batching_heading', { name });
+    this._batchingBody.replaceChildren(
+      ...(views.length
+        ? views.map(view => this.batchingVersion(view))
+        : [el('div', { class: 'jp-tfaas-muted' }, word('batching_empty'))])
+    );
+    this._batching.hidden = false;
+  }
+
+  private batchingVersion(view: IBatchingView): HTMLElement {
+    const mean = view.meanWaitMs === null ? word('status_no_value') : formatMs(view.meanWaitMs);
+    return el(
+      'div',
+      { class: 'jp-tfaas-batching-version', 'data-version': String(view.version ?? '?') },
+      el(
+        'div',
+        { class: 'jp-tfaas-muted' },
+        word('batching_version', {
+          version: view.version ?? '?',
+          requests: view.requests,
+          calls: view.calls,
+          rows: view.rows
+        })
+      ),
+      histogramTable('sizes', word('batching_sizes'), view.sizes),
+      histogramTable('waits', word('batching_waits', { mean }), view.waits)
+    );
   }
 
   private showResult(rows: ReturnType<typeof resultRows>): void {
@@ -596,6 +640,15 @@ export class TFaaSPanel extends Widget {
       'aria-live': 'polite'
     });
     this._curlText = el('code', { class: 'jp-tfaas-curl', 'data-tfaas': 'curl-text' });
+    this._batchingTitle = el('h3', { class: 'jp-tfaas-heading' });
+    this._batchingBody = el('div', { class: 'jp-tfaas-batching-body' });
+    this._batching = el(
+      'section',
+      { class: 'jp-tfaas-batching', 'data-tfaas': 'batching', 'aria-live': 'polite' },
+      this._batchingTitle,
+      this._batchingBody
+    );
+    this._batching.hidden = true;
     this._tryit = el(
       'section',
       { class: 'jp-tfaas-tryit', 'data-tfaas': 'tryit' },
@@ -604,7 +657,8 @@ export class TFaaSPanel extends Widget {
       this._values,
       el('div', { class: 'jp-tfaas-row' }, predict, curl, this._openapi, graph),
       this._result,
-      this._curlText
+      this._curlText,
+      this._batching
     );
     this._tryit.hidden = true;
 
@@ -627,6 +681,7 @@ export class TFaaSPanel extends Widget {
   private _modelsFingerprint = '';
   private _selected: string | null = null;
   private _lastSample: ISample | null = null;
+  private _lastStatus: IStatusDoc | null = null;
   private _lastPollError = '';
   private _timer: number | null = null;
   private _status!: HTMLDivElement;
@@ -641,4 +696,39 @@ export class TFaaSPanel extends Widget {
   private _result!: HTMLDivElement;
   private _curlText!: HTMLElement;
   private _openapi!: HTMLElement;
+  private _batching!: HTMLElement;
+  private _batchingTitle!: HTMLElement;
+  private _batchingBody!: HTMLElement;
+}
+
+/**
+ * One histogram as a table of bars: a row per bucket anything fell in (`data-le` its
+ * upper bound as the status writes it), the bar as long as its share of the largest.
+ */
+function histogramTable(kind: string, title: string, buckets: IBucketView[]): HTMLElement {
+  const most = Math.max(1, ...buckets.map(b => b.count));
+  const total = buckets.reduce((sum, b) => sum + b.count, 0);
+  return el(
+    'table',
+    { class: 'jp-tfaas-histogram', 'data-histogram': kind },
+    el('caption', {}, title),
+    ...buckets.map(bucket => {
+      const bar = el('div', { class: 'jp-tfaas-bar' });
+      bar.style.width = `${((bucket.count / most) * 100).toFixed(1)}%`;
+      return el(
+        'tr',
+        {
+          'data-le': bucket.le,
+          title: word('batching_count_tip', { count: bucket.count, total })
+        },
+        el('th', {}, bucket.label),
+        el('td', { class: 'jp-tfaas-bar-cell' }, bar),
+        el(
+          'td',
+          { class: 'jp-tfaas-number', 'data-count': String(bucket.count) },
+          String(bucket.count)
+        )
+      );
+    })
+  );
 }

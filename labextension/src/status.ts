@@ -13,6 +13,7 @@ export interface IStatusDoc {
   worker?: { state?: string; error?: string; last_error?: string } | null;
   tensorflow?: string | null;
   models_loaded?: string[] | null;
+  versions_loaded?: Array<{ name?: string; version?: number | null }> | null;
   models_on_disk?: string[] | null;
   devices?: IDevicesDoc | null;
   models?: Record<
@@ -141,6 +142,21 @@ export function devicesText(status: IStatusDoc): string {
     .join(', ');
 }
 
+/**
+ * The model versions the worker holds, each with its number (`vk v1, vk v2`): from
+ * `versions_loaded`, else (an older server) the names of `models_loaded`.
+ */
+export function loadedText(status: IStatusDoc): string {
+  const loaded = status.versions_loaded
+    ? status.versions_loaded.map(entry =>
+        typeof entry.version === 'number'
+          ? word('status_loaded_version', { name: entry.name || '?', version: entry.version })
+          : entry.name || '?'
+      )
+    : status.models_loaded || [];
+  return loaded.length ? loaded.join(', ') : word('status_none');
+}
+
 /** The worker's state in the vocabulary's words (an unknown state as it is). */
 export function workerText(state: string): string {
   return `worker_${state}` in WORDS ? word(`worker_${state}`) : state;
@@ -151,7 +167,6 @@ export function statusView(status: IStatusDoc, rate: number | null): IStatusView
   const worker = status.worker || {};
   const state = worker.state || 'unknown';
   const problem = worker.error || (state === 'failed' ? worker.last_error : '');
-  const loaded = status.models_loaded || [];
   const p99 = worstP99(status);
   const cold = coldStarts(status);
   const none = word('status_no_value');
@@ -160,7 +175,7 @@ export function statusView(status: IStatusDoc, rate: number | null): IStatusView
       ? word('worker_problem', { state: workerText(state), problem })
       : workerText(state),
     tensorflow: status.tensorflow || word('status_tensorflow_unknown'),
-    loaded: loaded.length ? loaded.join(', ') : word('status_none'),
+    loaded: loadedText(status),
     rate:
       rate === null
         ? none

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -248,7 +248,7 @@ def status_headline(status: dict[str, Any]) -> list[str]:
         f"worker: {worker.get('summary') or worker.get('state', '?')}, "
         f"TensorFlow {status.get('tensorflow') or '?'}",
         f"models on disk: {', '.join(map(str, status.get('models_on_disk') or [])) or 'none'}",
-        f"models loaded: {', '.join(map(str, status.get('models_loaded') or [])) or 'none'}",
+        f"models loaded: {loaded_text(status)}",
         f"requests: GET {status.get('getRequests', 0)}, POST {status.get('postRequests', 0)}, "
         f"DELETE {status.get('deleteRequests', 0)}, errors {status.get('errors', 0)}",
     ]
@@ -322,9 +322,70 @@ def format_ms(ms: float) -> str:
     return f"{ms:#.3g}".rstrip(".") + " ms"
 
 
+def bucket_counts(hist: Any, label: Callable[[float | None, float], str]
+                  ) -> list[tuple[str, str, int]]:
+    """The buckets of a status histogram (cumulative ``[upper bound, count]`` pairs)
+    anything fell in, as ``(upper bound, label, own count)``, as the panel draws them
+    (batching.ts, ``bucketCounts``); ``label(low, high)`` names a bucket by the bound
+    below it and its own."""
+    shown = []
+    below, low = 0, None
+    for le, cumulative in (hist.get("buckets") if isinstance(hist, dict) else None) or []:
+        high = float("inf") if le == "+Inf" else float(le)
+        if cumulative > below:
+            shown.append((str(le), label(low, high), int(cumulative - below)))
+        below, low = cumulative, high
+    return shown
+
+
+def rows_label(low: float | None, high: float) -> str:
+    """``1``, ``3–4``, ``> 4096``: the rows of a batch-size bucket."""
+    if high == float("inf"):
+        return word("batching_over", bound=f"{low:g}")
+    first = high if low is None else int(low) + 1
+    return f"{high:g}" if first >= high else word("batching_range", low=first, high=f"{high:g}")
+
+
+def wait_label(low: float | None, high: float) -> str:
+    """``0``, ``≤ 0.250 ms``, ``> 1.00 s``: a queue-wait bucket (bounds in seconds)."""
+    if high == float("inf"):
+        return word("batching_over", bound=format_ms((low or 0) * 1000))
+    return "0" if high == 0 else word("batching_at_most", bound=format_ms(high * 1000))
+
+
+def batching_views(status: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """What the batcher did for each version of model ``name`` the status counts, oldest
+    first, as the panel shows it (batching.ts, ``batchingViews``)."""
+    docs = ((status.get("batching") or {}).get("models") or {}).values()
+    views = [{
+        "version": doc.get("version") if isinstance(doc.get("version"), int) else None,
+        "requests": doc.get("requests") or 0,
+        "calls": doc.get("worker_calls") or 0,
+        "rows": doc.get("rows") or 0,
+        "mean_wait_ms": doc.get("queue_wait_mean_ms"),
+        "sizes": bucket_counts(doc.get("batch_size_histogram"), rows_label),
+        "waits": bucket_counts(doc.get("queue_wait_seconds_histogram"), wait_label),
+    } for doc in docs if isinstance(doc, dict) and doc.get("model") == name]
+    return sorted(views, key=lambda v: v["version"] or 0)
+
+
 def worker_text(state: str) -> str:
     """The worker's state in the shared vocabulary's words (an unknown one as it is)."""
     return WORDS.get(f"worker_{state}", state)
+
+
+def loaded_text(status: dict[str, Any]) -> str:
+    """The model versions the worker holds, each with its number (``vk v1, vk v2``), as
+    the panel's strip shows them (status.ts, ``loadedText``): from ``versions_loaded``,
+    else (an older server) the names of ``models_loaded``."""
+    versions = status.get("versions_loaded")
+    if isinstance(versions, list):
+        loaded = [word("status_loaded_version", name=e.get("name") or "?", version=e["version"])
+                  if isinstance(e.get("version"), int) else str(e.get("name") or "?")
+                  for e in versions if isinstance(e, dict)]
+    else:
+        loaded = [str(name) for name in status.get("models_loaded") or []]
+    return ", ".join(loaded) or word("status_none")
 
 
 #: The status strip's cells, in order; each is labelled by the word ``status_KEY``.
@@ -339,7 +400,6 @@ def status_strip(status: dict[str, Any], rate: float | None) -> dict[str, str]:
     worker = status.get("worker") or {}
     state = str(worker.get("state") or "unknown")
     problem = worker.get("error") or (worker.get("last_error") if state == "failed" else "")
-    loaded = [str(name) for name in status.get("models_loaded") or []]
     p99s = [float(entry["p99_latency_ms"]) for entry in (status.get("models") or {}).values()
             if isinstance(entry, dict)
             and isinstance(entry.get("p99_latency_ms"), (int, float))]
@@ -351,7 +411,7 @@ def status_strip(status: dict[str, Any], rate: float | None) -> dict[str, str]:
         "worker": (word("worker_problem", state=worker_text(state), problem=problem)
                    if problem else worker_text(state)),
         "tensorflow": str(status.get("tensorflow") or word("status_tensorflow_unknown")),
-        "loaded": ", ".join(loaded) or word("status_none"),
+        "loaded": loaded_text(status),
         "rate": none if rate is None else word(
             "status_rate_value", rate=f"{rate:.2f}" if rate < 10 else f"{rate:.0f}"),
         "p99": word("status_p99_value", latency=format_ms(max(p99s))) if p99s else none,

@@ -39,6 +39,8 @@ from .curl import curl_command
 from .discovery import ServerInfo
 from .present import (
     STATUS_STRIP,
+    batching_views,
+    format_ms,
     format_value,
     input_width,
     output_labels,
@@ -196,6 +198,46 @@ def result_html(rows: np.ndarray, labels: Sequence[str]) -> str:
     return f'<div class="jp-tfaas-result" data-tfaas="result">{"".join(tables)}</div>'
 
 
+def histogram_html(kind: str, title: str, buckets: list[tuple[str, str, int]]) -> str:
+    """One histogram as the panel draws it (panel.ts, ``histogramTable``): a row per
+    bucket anything fell in, its bar as long as its share of the largest."""
+    most = max([1] + [n for _, _, n in buckets])
+    total = sum(n for _, _, n in buckets)
+    rows = "".join(
+        f'<tr data-le="{_escape(le)}" '
+        f'title="{_escape(word("batching_count_tip", count=n, total=total))}">'
+        f"<th>{_escape(label)}</th>"
+        f'<td class="jp-tfaas-bar-cell"><div class="jp-tfaas-bar" '
+        f'style="width:{n / most * 100:.1f}%"></div></td>'
+        f'<td class="jp-tfaas-number" data-count="{n}">{n}</td></tr>'
+        for le, label, n in buckets)
+    return (f'<table class="jp-tfaas-histogram" data-histogram="{kind}">'
+            f"<caption>{_escape(title)}</caption>{rows}</table>")
+
+
+def batching_html(status: dict[str, Any] | None, name: str | None) -> str:
+    """The selected model's batching as the panel shows it: per version, the rows of
+    each worker call and each request's queue wait as histograms ('' before a status)."""
+    if not status or not name:
+        return ""
+    blocks = []
+    for view in batching_views(status, name):
+        mean = view["mean_wait_ms"]
+        said = word("batching_version", version=view["version"] or "?",
+                    requests=view["requests"], calls=view["calls"], rows=view["rows"])
+        blocks.append(
+            f'<div class="jp-tfaas-batching-version" data-version="{view["version"] or "?"}">'
+            f'<div class="jp-tfaas-muted">{_escape(said)}</div>'
+            + histogram_html("sizes", word("batching_sizes"), view["sizes"])
+            + histogram_html("waits", word("batching_waits", mean=word("status_no_value")
+                                           if mean is None else format_ms(mean)),
+                             view["waits"])
+            + "</div>")
+    body = "".join(blocks) or _text_html("batching_empty")
+    return (f'<section class="jp-tfaas-batching" data-tfaas="batching">'
+            f'{heading_html(word("batching_heading", name=name))}{body}</section>')
+
+
 def parse_values(text: str) -> list[list[float]]:
     """The rows in the values field, as the panel reads them: a JSON row (``[1, 2]``),
     a list of rows (``[[1, 2], [3, 4]]``) or bare numbers separated by commas."""
@@ -320,6 +362,7 @@ class ModelBrowser:
         self.result_html = w.HTML()
         self.curl_html = w.HTML()
         self.graph_html = w.HTML()
+        self.batching_html = w.HTML()
 
         self.refresh_button.on_click(lambda _: self._guard(self.refresh, self.message))
         self.predict_button.on_click(lambda _: self._guard(self.predict, self.try_message))
@@ -352,6 +395,7 @@ class ModelBrowser:
             self.try_message,
             self.result_html,
             self.curl_html,
+            self.batching_html,
         ])
         self.tryit.add_class("jp-tfaas-tryit")
         # the panel's order: header, status, upload, models, try it
@@ -496,6 +540,7 @@ class ModelBrowser:
         self.tryit.layout.display = "flex"
         self.graph_html.value = "".join(model_page_link_html(hook, self.client.url, name)
                                         for hook in _MODEL_PAGES)
+        self.batching_html.value = batching_html(self.status, name)
         keys = detail.get("keys")
         self._build_inputs([str(k) for k in keys] if isinstance(keys, list) else [],
                            input_width(detail))
@@ -698,6 +743,7 @@ class ModelBrowser:
         self.status = status
         self.status_message.value = ""
         self.status_html.value = status_html(status_strip(status, rate))
+        self.batching_html.value = batching_html(status, self._selected)
         return status
 
     def _on_auto_refresh(self, change: dict[str, Any]) -> None:

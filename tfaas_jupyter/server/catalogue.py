@@ -99,6 +99,23 @@ class Catalogue:
             log.info("tfaas: unload of %s after delete failed: %s", name, exc)
         return {"name": name, "deleted_versions": deleted}
 
+    def versions_loaded(self, keys: list[str]) -> list[dict[str, Any]]:
+        """Each model version in the worker's cache as ``{"name", "version"}``: a cache
+        key names a version's content (``name@uid``), not its number, so two loaded
+        versions of one model differ only here. A version gone from disk since is
+        listed with ``version`` None."""
+        numbers: dict[str, dict[str, int]] = {}
+        shown = []
+        for key in keys:
+            name = key.split("@", 1)[0]
+            if name not in numbers:
+                try:
+                    numbers[name] = {v.key: v.version for v in self.repository.versions(name)}
+                except NotFound:
+                    numbers[name] = {}
+            shown.append({"name": name, "version": numbers[name].get(key)})
+        return shown
+
     async def status(self) -> dict[str, Any]:
         core = self.core
         stats = core.stats
@@ -129,6 +146,7 @@ class Catalogue:
         doc["tensorflow"] = worker.get("tensorflow")
         loaded = worker.get("loaded") or []
         doc["models_loaded"] = [key.split("@", 1)[0] for key in loaded]
+        doc["versions_loaded"] = self.versions_loaded(loaded)
         doc["cache"] = {"size": len(loaded), "capacity": worker.get("cache_size")}
         doc["batching"] = core.runner.status()
         doc["devices"] = devices_status(worker, core.worker.gpu)

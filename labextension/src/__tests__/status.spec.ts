@@ -1,4 +1,11 @@
-import { coldStarts, predictionCount, requestRate, statusView, worstP99 } from '../status';
+import {
+  coldStarts,
+  loadedText,
+  predictionCount,
+  requestRate,
+  statusView,
+  worstP99
+} from '../status';
 
 const status = {
   worker: { state: 'running', pid: 12 },
@@ -57,5 +64,21 @@ describe('status strip', () => {
     expect(statusView(failed, null).worker).toBe('failed: no module named tensorflow');
     const gone = { worker: { state: 'unavailable', error: 'timed out' } };
     expect(statusView(gone, null).worker).toBe('unavailable: timed out');
+  });
+
+  it('names each loaded version with its number, two of one model apart', () => {
+    const two = {
+      models_loaded: ['vk', 'vk', 'img'],
+      versions_loaded: [
+        { name: 'vk', version: 1 },
+        { name: 'vk', version: 2 },
+        { name: 'img', version: null }
+      ]
+    };
+    expect(loadedText(two)).toBe('vk v1, vk v2, img');
+    expect(statusView(two, null).loaded).toBe('vk v1, vk v2, img');
+    // an older server lists names only
+    expect(loadedText({ models_loaded: ['vk'] })).toBe('vk');
+    expect(loadedText({ versions_loaded: [] })).toBe('none');
   });
 });
