@@ -45,8 +45,10 @@ export function graphTitle(target: GraphTarget): string {
   return PathExt.basename(target.path) || target.path;
 }
 
-/** A main-area tab showing the graph of `target`, in Lab's current theme (redrawn in
- * the new one when the theme changes). */
+/**
+ * A main-area tab showing the graph of `target`, in Lab's current theme (redrawn in
+ * the new one when the theme changes).
+ */
 export function graphWidget(
   target: GraphTarget,
   label: string,
