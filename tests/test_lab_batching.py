@@ -130,6 +130,6 @@ def test_the_panel_shows_the_batching_histograms_of_the_selected_model(
                 return {out, scrolls: root.scrollWidth > root.clientWidth + 1};
             }""")
             assert not fit["out"] and not fit["scrolls"], fit
-            panel.screenshot(path=str(tmp_path / "panel-batching.png"))
+            section.screenshot(path=str(tmp_path / "panel-batching.png"))
             assert not errors, errors
             browser.close()

@@ -174,7 +174,7 @@ async def test_keras_file_values_box_status_and_errors(client: TFaaSClient,
     await in_thread(browser.refresh_button.click)
     assert browser.status and browser.status["models"]["tiny"]["requests"] >= 3
     strip = browser.status_html.value
-    assert '<span data-status="loaded">tiny</span>' in strip, strip
+    assert '<span data-status="loaded">tiny v1</span>' in strip, strip
     assert re.search(r'<span data-status="rate">[0-9.]+ req/s</span>', strip), strip
     assert re.search(r'<span data-status="p99">≤ [0-9.]+ m?s</span>', strip), strip
     assert '<span data-status="worker">running</span>' in strip, strip

@@ -644,7 +644,7 @@ export class TFaaSPanel extends Widget {
     this._batchingBody = el('div', { class: 'jp-tfaas-batching-body' });
     this._batching = el(
       'section',
-      { class: 'jp-tfaas-batching', 'data-tfaas': 'batching', 'aria-live': 'polite' },
+      { class: 'jp-tfaas-batching', 'data-tfaas': 'batching' },
       this._batchingTitle,
       this._batchingBody
     );
