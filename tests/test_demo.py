@@ -27,7 +27,8 @@ import nbformat
 import numpy as np
 import pytest
 from servers import jupyter_server
-from test_lab import launch, sync_api
+from test_lab import launch, open_panel, seed_reference, sync_api
+from test_lab_views import drawn_nodes, graph_frame, try_json
 from test_notebook import KernelWS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,6 +186,7 @@ def test_scripts_demo_starts_lab_with_the_notebook_and_vk(
             assert page.locator(".lm-TabBar-tab.jp-mod-dirty").count() == 0
             toasts = " ".join(page.locator(".Toastify__toast").all_inner_texts())
             assert "news" not in toasts, toasts
+            lab_views_work(page, lab.group(1))
             browser.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -198,3 +200,21 @@ def test_scripts_demo_starts_lab_with_the_notebook_and_vk(
         time.sleep(0.5)
     else:
         raise AssertionError(f"the demo's server still answers on port {port}")
+
+
+def lab_views_work(page, url: str) -> None:
+    """The Lab front end's views in the demo's own Lab: the status-bar item, the panel
+    with the demo's model, its graph drawn, and a request tried in the API explorer
+    whose answer is the seed model's forward pass."""
+    expect = sync_api.expect
+    expect(page.locator('[data-tfaas="status-item"]')).to_be_visible(timeout=60_000)
+    open_panel(page, url)
+    panel = page.locator("#tfaas-sidebar")
+    panel.locator('[data-model="vk"]').click()
+    panel.locator('[data-tfaas="graph"]').click()
+    assert drawn_nodes(graph_frame(page)) >= 2
+    panel.locator('[data-tfaas="openapi"]').click()
+    row = [round(0.01 * i, 3) for i in range(42)]
+    answer = try_json(page.locator('[data-tfaas="explorer"]').last,
+                      {"model": "vk", "values": row})
+    assert answer == pytest.approx([seed_reference(row)], rel=1e-5), answer
