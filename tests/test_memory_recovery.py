@@ -112,7 +112,7 @@ BATCHES = (8, 256, 1024)
 #: then an eviction or a restart, with room for a busy machine.
 STUCK_S = 8.0
 #: Seconds of predictions only (no upload, hence no load to make room) at the end.
-PREDICTIONS_ONLY_S = 15.0
+PREDICTIONS_ONLY_S = 20.0
 
 
 @pytest.fixture(scope="module")
