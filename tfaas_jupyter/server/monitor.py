@@ -95,6 +95,9 @@ class WorkerMonitor:
         self._heard: tuple[WorkerProcess, float, int] | None = None
         #: Heartbeats in a row that found the worker over its memory limit.
         self._over_budget = 0
+        #: Loads under way: their model is in the worker's RSS but not yet among its
+        #: models, and the load makes room for it itself.
+        self._loads_in_flight = 0
         #: A restart between requests under way (the worker outgrew its budget).
         self._recycling: asyncio.Future[None] | None = None
         #: TensorFlow and Keras versions of the worker's interpreter, once known.
@@ -116,6 +119,7 @@ class WorkerMonitor:
         goes on the channel the requests use: no cost per request.
         """
         ping = ops.request_header(ops.Ping())
+        self._over_budget = 0  # a new worker: its predecessor's count is not its own
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             if self._conn is not conn or not conn.alive:
@@ -134,13 +138,15 @@ class WorkerMonitor:
 
     def _after_heartbeat(self, conn: WorkerProcess, reply: dict[str, Any]) -> None:
         """What a heartbeat's answer tells: the worker's memory. Over its limit for
-        three heartbeats in a row, the worker evicts its least recently used model;
-        with none left to evict, it is restarted between requests (its models load
-        again on demand), so the budget holds without anyone stepping in."""
+        three heartbeats in a row (none while a load runs: it makes room for its model
+        itself, which is not yet among those the worker counts), the worker evicts its
+        least recently used models, as many as their sizes cover the excess; with
+        none left to evict, or not enough, it is restarted between requests (its
+        models load again on demand), so the budget holds without anyone stepping in."""
         pong = ops.Pong.parse(reply)
         self._heard = (conn, time.monotonic(), pong.rss)
         limit = self.memory_limit
-        if not limit or pong.rss <= limit:
+        if not limit or pong.rss <= limit or self._loads_in_flight:
             self._over_budget = 0
             return
         self._over_budget += 1
@@ -148,24 +154,48 @@ class WorkerMonitor:
             return
         self._over_budget = 0
         if pong.models:
-            conn.tasks.append(asyncio.ensure_future(self._evict_oldest(conn)))
+            conn.tasks.append(asyncio.ensure_future(self._make_room(conn)))
         else:
             conn.tasks.append(asyncio.ensure_future(self._recycle(
                 f"its resident memory, {pong.rss / 2**20:.0f} MiB, stayed over its limit "
                 f"of {limit / 2**20:.0f} MiB with no model left to evict")))
 
-    async def _evict_oldest(self, conn: WorkerProcess) -> None:
-        """Unload the least recently used model of ``conn``'s worker."""
+    async def _make_room(self, conn: WorkerProcess) -> None:
+        """Bring ``conn``'s worker back within its budget: unload its least recently
+        used models, as many as their sizes cover the excess; when all of them would
+        not (the worker itself has grown), restart it now rather than evict them one
+        by one to no avail."""
         await self._fetch_status(conn)
         snapshot = self._snapshot
         if snapshot is None or snapshot[0] is not conn or not snapshot[2].get("loaded"):
             return
-        oldest = snapshot[2]["loaded"][0]
-        self.log.info("tfaas: the model worker is over its memory limit: unloading %s", oldest)
-        try:
-            await self._ask(conn, ops.request_header(ops.Unload(oldest)), self.request_timeout)
-        except (asyncio.TimeoutError, WorkerError):
+        figures = snapshot[2]
+        limit = self.memory_limit
+        over = int(figures.get("rss", 0)) - limit
+        if not limit or over <= 0:
             return
+        held = figures.get("model_sizes", {})
+        sizes = {key: int(held.get(key, 0)) for key in figures["loaded"]}
+        if sum(sizes.values()) < over:
+            if self._conn is not conn:
+                return
+            await self._recycle(
+                f"its resident memory, {figures['rss'] / 2**20:.0f} MiB, stayed over its "
+                f"limit of {limit / 2**20:.0f} MiB by more than its models take "
+                f"({sum(sizes.values()) / 2**20:.0f} MiB)")
+            return
+        freed = 0
+        for key, size in sizes.items():  # least recently used first
+            if freed >= over:
+                break
+            self.log.info("tfaas: the model worker is over its memory limit: unloading %s",
+                          key)
+            try:
+                await self._ask(conn, ops.request_header(ops.Unload(key)),
+                                self.request_timeout)
+            except (asyncio.TimeoutError, WorkerError):
+                return
+            freed += size
         await self._figures_changed()
 
     async def _recycle(self, why: str) -> None:

@@ -23,6 +23,11 @@ from .timing import ColdStart, ModelAnswer
 from .warmup import LoadedVersions, WarmupPolicy
 from .workerproc import WorkerProcess
 
+#: Tries of a prediction whose model the worker no longer holds when it arrives (each
+#: after loading it again): an eviction or a restart for memory between the load and
+#: the prediction takes one.
+PREDICT_ATTEMPTS = 3
+
 
 class WorkerOperations:
     """The worker's operations, over the lifecycle of
@@ -36,6 +41,7 @@ class WorkerOperations:
     _conn: WorkerProcess | None
     cache_size: int
     _stopped_reason: str
+    _loads_in_flight: int
 
     #: which GPUs the worker sees and its GPU memory settings (the app's)
     gpu: GpuConfig = GpuConfig()
@@ -113,19 +119,24 @@ class WorkerOperations:
         request = ops.Load(model.key, model.path, model.format, dict(model.params),
                            policy.sizes(model.params) if policy is not None else None)
         timeout = self.request_timeout + self.load_timeout
+        self._loads_in_flight += 1
         try:
-            reply, _ = await self._request(ops.request_header(request), timeout=timeout)
-        except ModelError as exc:
-            if exc.kind is not ErrorKind.RESTART:
-                raise
-            # the worker outgrew its memory budget: a new one holds the model
-            await self._recycle(exc.message)
             try:
                 reply, _ = await self._request(ops.request_header(request), timeout=timeout)
-            except ModelError as again:
-                if again.kind is ErrorKind.RESTART:  # a new worker has no room either
-                    raise ModelTooBig(again.message) from None
-                raise
+            except ModelError as exc:
+                if exc.kind is not ErrorKind.RESTART:
+                    raise
+                # the worker outgrew its memory budget: a new one holds the model
+                await self._recycle(exc.message)
+                try:
+                    reply, _ = await self._request(ops.request_header(request),
+                                                   timeout=timeout)
+                except ModelError as again:
+                    if again.kind is ErrorKind.RESTART:  # a new worker has no room either
+                        raise ModelTooBig(again.message) from None
+                    raise
+        finally:
+            self._loads_in_flight -= 1
         loaded = ops.Loaded.parse(reply)
         self._loaded(model, loaded.warmup_s)
         if self._conn is not None:
@@ -146,8 +157,9 @@ class WorkerOperations:
         Answers one read-only array per output, in output order, with the seconds the
         worker spent in the model. The request names the model by its key only; when
         the worker does not hold it, it is loaded: first, when the worker is new (it
-        holds nothing yet); else after its ``not_loaded`` answer (evicted), and the
-        request is sent once more. The answer carries that load as its cold start.
+        holds nothing yet); else after its ``not_loaded`` answer (evicted, or a new
+        worker), and the request is sent again (up to :data:`PREDICT_ATTEMPTS` times in
+        all). The answer carries that load as its cold start.
         """
         self._adopt_loop()
         # inputs read from a client's shared memory region go as where to find them
@@ -157,13 +169,15 @@ class WorkerOperations:
         conn = self._conn
         if conn is None or not conn.alive or not conn.has_loaded:
             _, cold = await self._load(model)
-        try:
-            reply, out = await self._request(header, inputs)
-        except ModelError as exc:
-            if exc.kind is not ErrorKind.NOT_LOADED:
-                raise
+        for attempt in range(PREDICT_ATTEMPTS):
+            try:
+                reply, out = await self._request(header, inputs)
+                break
+            except ModelError as exc:
+                if exc.kind is not ErrorKind.NOT_LOADED or attempt == PREDICT_ATTEMPTS - 1:
+                    raise
+            # evicted, or the worker was restarted for its memory, since: load again
             _, cold = await self._load(model)
-            reply, out = await self._request(header, inputs)
         return ModelAnswer(out, ops.Predicted.parse(reply).model_s, cold)
 
     async def unload(self, prefix: str) -> None:

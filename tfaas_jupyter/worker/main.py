@@ -326,7 +326,13 @@ class Worker:
         return self.status(), []
 
     def _pong(self) -> ops.Pong:
-        return ops.Pong(rss_bytes(), len(self._cache))
+        rss = rss_bytes()
+        if 0 < self._cache.memory_limit < rss:
+            # over the budget: first hand back the free heap (what large batches leave
+            # behind), so that the supervisor evicts or restarts only for memory in use
+            release_memory(collect=False)
+            rss = rss_bytes()
+        return ops.Pong(rss, len(self._cache))
 
     def _ping(self, request: ops.Ping, arrays: list[Any]) -> tuple[Any, list[Any]]:
         return self._pong(), []
