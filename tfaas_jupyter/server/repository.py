@@ -352,8 +352,7 @@ class Repository:
             target = model_dir / str(version)
             entry = self._index.get(name)  # still good if only this commit changes the folder
             current = entry is not None and entry.stamp == folder_stamp(os.stat(model_dir))
-            # the mark first: a full disk here leaves no version behind its 507
-            self._write_high_water(name, version)
+            self._write_high_water(name, version)  # first: a full disk leaves no version
             os.rename(staging, target)
             fsync_dir(model_dir)
             added = self._read_version(name, version, target) if current else None
