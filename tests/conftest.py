@@ -41,7 +41,10 @@ def jp_server_config(model_dir: Path, tfaas_config: dict[str, Any]) -> Config:
                 "jpserver_extensions": {"tfaas_jupyter": True},
                 "allow_unauthenticated_access": False,
             },
-            "TFaaSApp": {"model_dir": str(model_dir), **tfaas_config},
+            # this process hosts hundreds of servers one after another: a frozen heap
+            # would keep each one's leftovers (test_heap_freeze.py turns it on)
+            "TFaaSApp": {"model_dir": str(model_dir), "freeze_server_heap": False,
+                         **tfaas_config},
         }
     )
 

@@ -39,7 +39,7 @@ from typing import Any, Iterator
 
 from . import ops
 from .devices import GpuSettings
-from .lru import Outgrown, OverBudget, release_memory, rss_bytes
+from .lru import Outgrown, OverBudget, freeze_heap, release_memory, rss_bytes
 
 #: The GIL switch interval while a model loads (see :meth:`Worker._loading`).
 LOAD_SWITCH_S = 0.0002
@@ -167,6 +167,7 @@ class Worker:
             # the heap the load freed is not the model's cost (no cycle collection: it
             # would stall the requests other models serve meanwhile)
             release_memory(collect=False)
+            freeze_heap()  # the model lives as long as it is loaded
             try:
                 self._admit(key, p, max(rss_bytes() - before, 0), seq)
             except (OverBudget, Outgrown):
@@ -495,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     from .loaders import configure_tensorflow
 
     configure_tensorflow(threads)
+    freeze_heap()  # TensorFlow's own objects live as long as the worker
     bare_rss = rss_bytes()
     if 0 < args.memory_limit < bare_rss:
         _fatal(f"its memory limit, {args.memory_limit / 2**20:.0f} MiB "
