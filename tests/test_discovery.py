@@ -200,6 +200,7 @@ def sessions_server() -> Iterator[int]:
     thread.start()
     yield httpd.server_address[1]
     httpd.shutdown()
+    httpd.server_close()
 
 
 def test_sessions_match_among_running_servers(tmp_path: Path, sessions_server: int) -> None:

@@ -50,6 +50,15 @@ def jp_asyncio_loop():
     loop.close()
 
 
+@pytest.fixture
+def jp_server_cleanup():
+    """Nothing to clean: the Lab server here is a subprocess. pytest-jupyter's autouse
+    cleanup would make the in-process ServerApp's _cleanup() coroutine and fail to run
+    it beside Playwright's running loop, leaving it never awaited (an error, as every
+    warning is)."""
+    yield
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
     """A Lab server whose contents hold a .keras file and a folder that is no model."""

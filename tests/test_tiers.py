@@ -11,7 +11,8 @@ import pytest
 from helpers import ROOT
 
 FILES = ["tests/test_codecs.py", "tests/test_metrics.py", "tests/test_lab.py",
-         "tests/test_hub.py", "tests/test_server.py"]
+         "tests/test_hub.py", "tests/test_server.py", "tests/test_explorer_page.py",
+         "tests/test_quiet_kernels.py"]
 
 
 #: collects FILES in a fresh pytest and prints each test's tier markers as JSON
@@ -45,8 +46,13 @@ def test_tiers_follow_what_a_test_uses() -> None:
     assert all(tiers.values()), tiers  # every test has a tier
     # pure functions: unit
     assert "test_render_escapes_labels_and_keeps_histograms_cumulative" in unit
-    # the in-process server (the tfaas fixture needs jp_serverapp): server, not slow
-    assert "test_metrics_endpoint" in server and "test_metrics_endpoint" not in slow
+    # the in-process server (jp_fetch needs jp_serverapp), no model: server, not slow
+    page = "test_the_page_on_the_whole_api_and_on_a_model"
+    assert page in server and page not in slow
+    # an uploaded model starts the server's TensorFlow worker: server and slow
+    assert "test_metrics_endpoint" in server & slow
+    # a child Python that imports TensorFlow (the code is a string the test runs)
+    assert "test_real_tensorflow_imports_and_trains_without_a_line_on_stderr" in slow
     # a subprocess server, through a helper of the test's own module
     assert {"test_models_survive_a_restart_under_a_hub_base_url"} <= server & slow
     # a wheel and a venv

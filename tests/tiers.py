@@ -6,11 +6,15 @@ without marking it by hand.
 - ``browser``: Chromium driven by Playwright;
 - ``hub``: a real JupyterHub;
 - ``slow``: a subprocess server, a notebook run, a venv, a wheel, a C++ or npm build,
-  a kernel interrupt (SIGINT to the test process, over minutes of cluster work);
+  a kernel interrupt (SIGINT to the test process, over minutes of cluster work),
+  or a TensorFlow model (built in the test's process or a child Python, or uploaded:
+  an upload starts the server's model worker, a process importing TensorFlow, seconds
+  of CPU each time);
 - ``unit``: none of these.
 
-``scripts/test --fast`` runs ``unit`` and in-process ``server`` tests (not ``slow``,
-``browser`` or ``hub``). What a test uses is read from its code: the names and strings
+``scripts/test --fast`` runs the ``unit`` and in-process ``server`` tests that are not
+``slow``, ``browser`` or ``hub`` (no model worker, no TensorFlow model). What a test
+uses is read from its code: the names and strings
 of its function, of the helpers (tests' own functions) it calls, and of its fixtures.
 Loaded by tests/conftest.py.
 """
@@ -31,10 +35,17 @@ TESTS = Path(__file__).resolve().parent
 NAMES = {
     "hub": {"jupyterhub"},
     "browser": {"sync_playwright", "sync_api", "CHROMIUM"},
-    "slow": {"jupyter_server", "ServerProcess", "NotebookClient", "SIGINT"},
+    "slow": {"jupyter_server", "ServerProcess", "NotebookClient", "SIGINT",
+             # a TensorFlow model: built in the test process, or uploaded, which starts
+             # the server's model worker (a process that imports TensorFlow)
+             "tfmodels", "onnxmodels", "tensorflow", "tf", "keras", "ModelWorker",
+             "upload", "upload_dir", "uploaded", "upload_bundle", "seed_upload_body"},
 }
 #: marker -> string constants (command words) whose use puts a test in it
-WORDS = {"slow": {"venv", "wheel", "cmake", "jlpm"}}
+WORDS = {"slow": {"venv", "wheel", "cmake", "jlpm", "make_seed_model"}}
+#: marker -> text in a string constant (code a test runs in a child Python) that puts a
+#: test in it: a child importing TensorFlow, or starting a model worker, which does
+SNIPPETS = {"slow": ("import tensorflow", "import keras", "ModelWorker(")}
 #: pytest-jupyter's in-process server
 SERVER_FIXTURE = "jp_serverapp"
 
@@ -96,6 +107,8 @@ def tiers(item: pytest.Function) -> set[str]:
     used = uses(item)
     marks = {mark for mark, names in NAMES.items() if used & names}
     marks |= {mark for mark, words in WORDS.items() if used & words}
+    marks |= {mark for mark, snippets in SNIPPETS.items()
+              if any(snippet in text for text in used for snippet in snippets)}
     if SERVER_FIXTURE in item.fixturenames or "jupyter_server" in used or "hub" in marks:
         marks.add("server")
     return marks or {"unit"}
