@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import weakref
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, Union, cast
@@ -60,6 +61,11 @@ log = logging.getLogger(__name__)
 _CHUNK = 256 * 1024
 _RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
               http.client.CannotSendRequest, http.client.BadStatusLine)
+
+
+def _close_all(connections: list[http.client.HTTPConnection]) -> None:
+    for conn in connections:
+        conn.close()
 
 
 class TFaaSClientError(Exception):
@@ -130,6 +136,9 @@ class TFaaSClient:
         self._ssl_context = ssl_context
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        # a client dropped without close() (a notebook cell's) closes its connections
+        # when collected, rather than leaving sockets for the interpreter to warn about
+        weakref.finalize(self, _close_all, self._idle)
         #: :meth:`predict` sends arrays of at least this many values as binary tensors
         #: (smaller ones as JSON, as fast there and without the model's metadata request).
         self.binary_min_values = 4096
@@ -157,9 +166,9 @@ class TFaaSClient:
     def close(self) -> None:
         """Close the idle kept-alive connections."""
         with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+            idle = self._idle[:]
+            self._idle.clear()
+        _close_all(idle)
 
     # -- HTTP ----------------------------------------------------------------
 
