@@ -183,6 +183,9 @@ def kill_repository_midway(model_dir: Path, action: str, *extra: str) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=30)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
     assert proc.returncode == -signal.SIGKILL
 
 
