@@ -191,6 +191,8 @@ def test_scripts_demo_starts_lab_with_the_notebook_and_vk(
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
+        if proc.stdout is not None:
+            proc.stdout.close()
     # stopped: the server is gone with the script
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

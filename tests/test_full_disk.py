@@ -85,6 +85,9 @@ def _mounted_in_a_namespace(mount: Path) -> Iterator[SmallDisk]:
     finally:
         holder.kill()
         holder.wait()
+        for pipe in (holder.stdout, holder.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 @pytest.fixture

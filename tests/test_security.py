@@ -411,6 +411,8 @@ def test_commits_of_two_processes_are_serialised_by_the_lock_file(
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(timeout=30)
+        if holder.stdout is not None:
+            holder.stdout.close()
     thread.join(timeout=60)
     assert done == [1]
 
