@@ -1160,7 +1160,7 @@ def score_only(args: argparse.Namespace) -> int:
         from distributed import Client, LocalCluster
 
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                          dashboard_address=None, host="127.0.0.1") as cluster, \
+                          dashboard_address="127.0.0.1:0", host="127.0.0.1") as cluster, \
                 Client(cluster) as dask_client:
             def dask_scores(data: list[str]) -> Any:
                 lazy = client.score("vk", data, engine="dask", cluster=dask_client,

@@ -36,11 +36,13 @@ class CountingClient(TFaaSClient):
 
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[Any]:
-    """Two worker processes, one thread each, on this machine."""
+    """Two worker processes, one thread each, on this machine. The scheduler's HTTP
+    server (health, metrics) binds a port even without a dashboard, 8787 unless told:
+    a free one, so another cluster on the machine costs no warning."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, host="127.0.0.1") as cluster, \
+                      dashboard_address="127.0.0.1:0", host="127.0.0.1") as cluster, \
             Client(cluster) as client:
         yield client
 
@@ -305,7 +307,7 @@ async def test_failures_name_the_partition_and_a_worker_without_tensorflow(
     preload = tmp_path / "no_tensorflow.py"
     preload.write_text("import sys\nsys.modules['tensorflow'] = None\n")
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", host="127.0.0.1",
                       preload=[str(preload)]) as cluster, \
             Client(cluster) as no_tf:
         with pytest.raises(ScoringError, match=r"worker \S+ \(pid \d+\) cannot score: the "
