@@ -133,8 +133,7 @@ class Capture:
         while not done:
             # Drained on a timer, not woken by each item: a thread blocked in get()
             # is notified by every request's put, and each wake-up takes the GIL from
-            # the event loop; at a few thousand requests a second that is what the
-            # capture cost the server (the writing itself is once a second).
+            # the event loop (the writing itself is once a second).
             time.sleep(DRAIN_SECONDS)
             while len(pending) < BATCH:
                 try:
