@@ -13,8 +13,10 @@ keeps the interrupted call's traceback, and with it the call's frames, alive.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -126,9 +128,17 @@ def processing(cluster: Any) -> bool:
     return any(cluster.processing().values())
 
 
+class Screen(io.StringIO):
+    """Standard output as the user sees it, readable while the call still runs (pytest's
+    capture is read only once, and draining it would hide the rest)."""
+
+    def shows(self, text: str) -> bool:
+        return text in self.getvalue()
+
+
 async def test_interrupt_cancels_the_dask_tasks(
     client: CountingClient, tfaas: TFaaSCaller, seed_dir: Path, dask_client: Any,  # noqa: F811
-    tmp_path: Path, capfd: pytest.CaptureFixture[str],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import dask.array as da
 
@@ -137,8 +147,13 @@ async def test_interrupt_cancels_the_dask_tasks(
     rows = da.random.random((DASK_ROWS, 42), chunks=(DASK_CHUNK, 42)).astype(np.float32)
     assert await in_thread(pending, dask_client) == 0
 
-    # the main thread waits for the cluster, as a cell does (this test's event loop too)
-    with Interrupter(lambda: processing(dask_client)) as interrupter, \
+    # the main thread waits for the cluster, as a cell does (this test's event loop too);
+    # the interrupt comes once the work runs and Dask's progress bar has been drawn (it
+    # draws from its own thread, up to 100 ms after the work starts)
+    screen = Screen()
+    monkeypatch.setattr(sys, "stdout", screen)
+    with Interrupter(lambda: screen.shows("Completed") and processing(dask_client)) \
+            as interrupter, \
             pytest.raises(KeyboardInterrupt) as kept:
         score_dask(shipped, rows, "dask-array", cluster=dask_client,
                    output=str(tmp_path / "scores"), batch_rows=None, progress=True)
@@ -150,7 +165,7 @@ async def test_interrupt_cancels_the_dask_tasks(
     written = len(list((tmp_path / "scores").glob("*.parquet")))
     assert written < DASK_ROWS // DASK_CHUNK
     # Dask's progress bar was shown while it ran
-    assert "Completed" in capfd.readouterr().out
+    assert screen.shows("% Completed |")
 
     # the cluster scores the next call, exactly
     x = events(4096, seed=8)
