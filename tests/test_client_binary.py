@@ -232,3 +232,22 @@ async def test_cli_predicts_the_rows_of_a_npy_file(tfaas: TFaaSCaller, client: T
     assert done.returncode == 0, done.stderr
     np.testing.assert_array_equal(np.asarray(json.loads(done.stdout), dtype=np.float32),
                                   expected.astype(np.float32))
+
+
+async def test_metadata_is_the_servers_v2_metadata(tfaas: TFaaSCaller, client: TFaaSClient,
+                                                   seed_dir: Path) -> None:
+    """``TFaaSClient.metadata``: what ``GET v2/models/NAME[/versions/V]`` answers, the
+    seed's input with its V2 datatype and free batch dimension; a missing model is 404."""
+    from tfaas_jupyter.client import TFaaSClientError
+
+    assert (await tfaas.upload_dir(seed_dir, "vk")).code == 200
+    latest = await in_thread(client.metadata, "vk")
+    assert latest == (await tfaas.call("GET", "v2/models/vk")).json()
+    assert await in_thread(client.metadata, "vk", 1) == (
+        await tfaas.call("GET", "v2/models/vk/versions/1")).json()
+    (tensor,) = latest["inputs"]
+    assert (tensor["name"], tensor["datatype"], tensor["shape"]) == (
+        "dense_1_input", "FP32", [-1, 42])
+    with pytest.raises(TFaaSClientError) as missing:
+        await in_thread(client.metadata, "nope")
+    assert missing.value.status == 404

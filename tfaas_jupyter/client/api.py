@@ -315,6 +315,12 @@ class TFaaSClient:
         """One model with all its versions."""
         return cast("dict[str, Any]", self._json("GET", f"models/{_quote(name)}"))
 
+    def metadata(self, name: str, version: int | str | None = None) -> dict[str, Any]:
+        """A model version's V2 metadata (``GET v2/models/NAME[/versions/V]``): its inputs
+        and outputs with their V2 datatypes and shapes. The server loads the version
+        to answer, so this also makes it ready."""
+        return cast("dict[str, Any]", self._json("GET", self._v2_path(name, version)))
+
     def params(self, name: str, version: int | None = None) -> dict[str, Any]:
         """The params.json of a model (its latest version, or ``version``)."""
         path = f"params/{_quote(name)}" + (f"/{int(version)}" if version is not None else "")
@@ -580,7 +586,7 @@ class TFaaSClient:
                          progress: bool | None) -> np.ndarray | None:
         """:meth:`predict`'s rows as binary tensors, or None when they go as JSON."""
         try:
-            metadata = self._json("GET", self._v2_path(name, version))
+            metadata = self.metadata(name, version)
             model_keys = None
             if keys is not None:
                 ref = None if version is None else version_ref(version)

@@ -87,7 +87,7 @@ def served_model(client: Any, name: str, version: int | str | None,
         number = int(labels[version])
     else:
         number = int(version)
-    metadata = client._json("GET", client._v2_path(name, number))  # loads it, once
+    metadata = client.metadata(name, number)  # loads it, once
     signature = {"inputs": [_signature_spec(t) for t in metadata.get("inputs") or []],
                  "outputs": [_signature_spec(t) for t in metadata.get("outputs") or []]}
     labels = next((v.get("labels") for v in detail.get("version_details") or []
