@@ -155,11 +155,11 @@ class Capture:
                 last = time.monotonic()
 
     def _write(self, items: list[_Item]) -> None:
-        groups: dict[tuple[str, int, str], list[_Item]] = {}
-        for it in items:
-            hour = datetime.fromtimestamp(it.at, timezone.utc).strftime("%Y%m%d-%H")
-            groups.setdefault((it.model, it.version, hour), []).append(it)
-        for (model, _version, hour), group in groups.items():
+        groups: dict[tuple[str, int, int], list[_Item]] = {}
+        for it in items:  # by the hour since the epoch (UTC), named once per group
+            groups.setdefault((it.model, it.version, int(it.at // 3600)), []).append(it)
+        for (model, _version, hours), group in groups.items():
+            hour = datetime.fromtimestamp(hours * 3600, timezone.utc).strftime("%Y%m%d-%H")
             try:
                 self._write_group(model, hour, group)
             except Exception:  # a bad folder or a full disk: counted, logged, never raised
