@@ -18,8 +18,10 @@ import pytest
 from helpers import Reply, TFaaSCaller, scrape, seed_predict
 
 HEARTBEAT = 2.0
-#: What monitoring may take, whatever the worker does.
-PROMPT = 0.1
+#: What monitoring may take, whatever the worker does: far less than the heartbeat's
+#: timeout, which a page that waited for the stopped worker would take at least (and
+#: room for a machine loaded by other work, where one page alone can take 100 ms).
+PROMPT = 1.0
 MONITORING = ("status", "metrics", "models", "")  # "" is the tfaas/ page
 
 
