@@ -803,6 +803,31 @@ def profile(server: Server, out: Path, tag: str, duration: float) -> list[subpro
     return spies
 
 
+def upload_seed(server: Server, seed: Path) -> None:
+    """Upload the seed's model as "vk" (batching on)."""
+    params = json.loads((seed / "params.json").read_text())
+    server.upload("vk", seed / params.get("model", "model.pb"), params)
+
+
+def prediction_routes(server: Server) -> list[tuple[str, str, bytes, str]]:
+    """The four prediction routes, each with one seed row for "vk": (name, path, body,
+    content type)."""
+    row = [round(0.01 * i, 3) for i in range(42)]
+    status, reply = server.request("GET", "/tfaas/v2/models/vk")
+    vk_input = json.loads(reply)["inputs"][0]["name"]
+    return [
+        ("POST /tfaas/json", "/tfaas/json",
+         json.dumps({"model": "vk", "values": row}).encode(), "application/json"),
+        ("POST /tfaas/proto", "/tfaas/proto", proto_row(row, "vk"),
+         "application/octet-stream"),
+        ("POST V2 JSON infer", "/tfaas/v2/models/vk/infer", json.dumps(
+            {"inputs": [{"name": vk_input, "shape": [1, 42], "datatype": "FP32",
+                         "data": row}]}).encode(), "application/json"),
+        ("POST TF Serving :predict", "/tfaas/v1/models/vk:predict",
+         json.dumps({"instances": [row]}).encode(), "application/json"),
+    ]
+
+
 def stage_medians(stages: dict[str, list[float]]) -> str:
     return "  ".join(f"{name} {statistics.median(ms) if ms else float('nan'):.3f}"
                      for name, ms in stages.items())
@@ -831,23 +856,11 @@ def breakdown(args: argparse.Namespace) -> int:
     server = Server(work / "breakdown", args.server_arg)
     server.start()
     best: dict[tuple[str, int], Result] = {}
-    octet = "application/octet-stream"
     try:
-        params = json.loads((seed / "params.json").read_text())
-        server.upload("vk", seed / params.get("model", "model.pb"), params)
-        row = [round(0.01 * i, 3) for i in range(42)]
-        status, reply = server.request("GET", "/tfaas/v2/models/vk")
-        vk_input = json.loads(reply)["inputs"][0]["name"]
+        upload_seed(server, seed)
         routes: list[tuple[str, str, bytes | None, str]] = [
             ("GET /api/status", "/api/status", None, "application/json"),
-            ("POST /tfaas/json", "/tfaas/json",
-             json.dumps({"model": "vk", "values": row}).encode(), "application/json"),
-            ("POST /tfaas/proto", "/tfaas/proto", proto_row(row, "vk"), octet),
-            ("POST V2 JSON infer", "/tfaas/v2/models/vk/infer", json.dumps(
-                {"inputs": [{"name": vk_input, "shape": [1, 42], "datatype": "FP32",
-                             "data": row}]}).encode(), "application/json"),
-            ("POST TF Serving :predict", "/tfaas/v1/models/vk:predict",
-             json.dumps({"instances": [row]}).encode(), "application/json"),
+            *prediction_routes(server),
         ]
         for _, path, data, ctype in routes[1:]:
             warm(server, path, data or b"", ctype)
@@ -912,6 +925,112 @@ def breakdown(args: argparse.Namespace) -> int:
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def server_cpu_s(server: Server) -> float:
+    """CPU seconds the server process (all its threads, not the model worker) has used."""
+    with open(f"/proc/{server.pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: The servers of ``--capture``: a name and extra server arguments (DIR: the scratch's).
+CAPTURE_SERVERS = (("off", []), ("off again", []),
+                   ("on", ["--TFaaSApp.capture_dir=DIR", "--TFaaSApp.capture_rate=1.0"]))
+
+
+def capture_cost(args: argparse.Namespace) -> int:
+    """``--capture``: what capture at rate 1.0 costs a prediction, measured against the
+    machine's noise.
+
+    Three servers with the seed model: capture off, capture off again, capture on. The
+    second differs from the first only by chance, so their ratios are this machine's
+    noise at the moment; capture's ratios to the first are its cost. Each round drives
+    every prediction route on the three servers in turn, the order rotating from round
+    to round so that a change in the machine's load falls on each alike: wrk at one
+    client (p50) and at ``--connections`` clients (req/s), with the server process's CPU
+    time per request (the writer thread included) read around each run. Capture's
+    median ratio of a route is within noise unless it is worse than the worst of the
+    "off again" ratios over all rounds and routes.
+    """
+    work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
+    print(f"scratch: {work}", flush=True)
+    seed, _ = build_seed(work)
+    wrk = ensure_wrk()
+    servers: dict[str, Server] = {}
+    # (route, clients, metric) -> server -> one figure per round
+    figures: dict[tuple[str, int, str], dict[str, list[float]]] = {}
+    try:
+        for name, extra in CAPTURE_SERVERS:
+            folder = work / name.replace(" ", "-")
+            server = Server(folder, [*args.server_arg,
+                                     *(a.replace("DIR", str(folder / "capture")) for a in extra)])
+            server.start()
+            servers[name] = server
+            upload_seed(server, seed)
+        routes = prediction_routes(servers["off"])
+        for round_ in range(args.repeat):
+            order = list(servers)[round_ % 3:] + list(servers)[:round_ % 3]
+            for name, path, body, ctype in routes:
+                for clients in (1, args.connections):
+                    for who in order:
+                        server = servers[who]
+                        warm(server, path, body, ctype)
+                        settle(server)
+                        cpu = server_cpu_s(server)
+                        r = run_wrk(wrk, server, work, "capture", path, body=body,
+                                    ctype=ctype, duration=args.duration, connections=clients,
+                                    threads=min(2, clients))
+                        cpu_us = (server_cpu_s(server) - cpu) / max(r.rps * args.duration, 1) * 1e6
+                        print(f"  round {round_ + 1} -c{clients:<4} {name:<25} capture "
+                              f"{who:<9} {r.rps:7.0f} req/s  p50 {r.p50_ms:6.3f} ms  "
+                              f"server CPU {cpu_us:5.0f} us/req  errors {r.errors}", flush=True)
+                        metric = "p50" if clients == 1 else "req/s"
+                        for key, value in ((metric, r.p50_ms if clients == 1 else r.rps),
+                                           ("cpu", cpu_us)):
+                            figures.setdefault((name, clients, key), {}).setdefault(
+                                who, []).append(value)
+        status, reply = servers["on"].request("GET", "/tfaas/status")
+        written = json.loads(reply).get("capture") if status == 200 else None
+    finally:
+        for server in servers.values():
+            server.stop()
+    print(f"\ncapture on wrote: {written}")
+    print_capture_cost(figures, args.repeat)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "capture": written, "figures": {f"{route} -c{clients} {metric}": by_server
+                                            for (route, clients, metric), by_server
+                                            in figures.items()}}, indent=1))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def print_capture_cost(figures: dict[tuple[str, int, str], dict[str, list[float]]],
+                       rounds: int) -> None:
+    """Per route and metric, the medians of "off again"/"off" and "on"/"off" over the
+    rounds, and whether capture's is worse than the noise's worst."""
+    print(f"ratios to the capture-off server, medians of {rounds} rounds (range of the "
+          "rounds); 'off again' is the noise")
+    noise: dict[str, list[float]] = {}
+    ratios: dict[tuple[str, int, str], dict[str, list[float]]] = {}
+    for key, by_server in figures.items():
+        for who in ("off again", "on"):
+            ratios.setdefault(key, {})[who] = [
+                x / base for x, base in zip(by_server[who], by_server["off"])]
+        noise.setdefault(key[2], []).extend(ratios[key]["off again"])
+    for (route, clients, metric), by_server in sorted(ratios.items()):
+        low, high = min(noise[metric]), max(noise[metric])
+        on = statistics.median(by_server["on"])
+        again = by_server["off again"]
+        # a higher rate is better, a higher p50 or CPU time worse
+        worse = on < low if metric == "req/s" else on > high
+        verdict = "WORSE than the noise" if worse else "within noise"
+        print(f"  {route:<25} -c{clients:<4} {metric:<5} off again "
+              f"{statistics.median(again):.3f}x ({min(again):.3f}-{max(again):.3f})  on "
+              f"{on:.3f}x ({min(by_server['on']):.3f}-{max(by_server['on']):.3f})  "
+              f"{verdict} (noise {low:.3f}-{high:.3f})")
 
 
 def gap(args: argparse.Namespace) -> int:
@@ -1337,6 +1456,10 @@ def main() -> int:
                     help="TFaaSClient.score on the engines local, dask, spark and service")
     ap.add_argument("--score-rows", type=int, default=10_000_000,
                     help="rows scored by each engine with --score")
+    ap.add_argument("--capture", action="store_true",
+                    help="what capture at rate 1.0 costs each prediction route, against two "
+                    "capture-off servers' difference (--duration 5 --repeat 5 unless "
+                    "given; about 15 minutes)")
     ap.add_argument("--gpu", action="store_true",
                     help="the CNN scenario on a GPU node, batching on and off, with the "
                          "worker's GPU memory before and after")
@@ -1353,13 +1476,16 @@ def main() -> int:
     if args.build_seed:
         _build_seed_child(args.build_seed)
         return 0
-    if args.breakdown or args.gap:
-        # short rounds, three of them, unless the command line says otherwise
+    if args.breakdown or args.gap or args.capture:
+        # short rounds, three of them (five for --capture), unless the command line says
+        # otherwise
         given = set(sys.argv[1:])
         if not any(a.startswith("--duration") for a in given):
             args.duration = 5.0
         if not any(a.startswith("--repeat") for a in given):
-            args.repeat = 3
+            args.repeat = 5 if args.capture else 3
+        if args.capture:
+            return capture_cost(args)
         return breakdown(args) if args.breakdown else gap(args)
     if args.bulk:
         return bulk_only(args)
