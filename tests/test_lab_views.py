@@ -316,6 +316,9 @@ def test_the_status_bar_item_follows_the_worker_and_its_setting(lab, ui) -> None
     # predictions ran above: the worker is up and the model loaded
     expect(item).to_contain_text(WORDS["worker_running"], timeout=60_000)
     expect(item).to_contain_text("1 loaded")
+    # the tooltip names the version the worker holds
+    expect(item).to_have_attribute(
+        "title", re.compile(rf"\n{WORDS['status_loaded']}: fromdisk v1$"))
     # clicking it opens the panel
     page.locator('.jp-SideBar [data-id="filebrowser"]').click()
     item.click()

@@ -1,7 +1,8 @@
 /**
- * The status-bar item: the worker's state, the models loaded and the request rate,
- * polled from `tfaas/status` every refresh interval while the page is visible;
- * clicking it opens the panel. Its words are the strip's (status.ts), translated.
+ * The status-bar item: the worker's state, the models loaded (counted; named in its
+ * tooltip) and the request rate, polled from `tfaas/status` every refresh interval
+ * while the page is visible; clicking it opens the panel. Its words are the strip's (status.ts),
+ * translated.
  */
 
 import { Widget } from '@lumino/widgets';
@@ -62,6 +63,10 @@ export class TFaaSStatusItem extends Widget {
         loaded,
         rate: view.rate
       });
+      // the count in the bar, the versions themselves on hover
+      this.node.title = `${this.words.word('status_item_tip')}\n${this.words.word(
+        'status_loaded'
+      )}: ${view.loaded}`;
       this.node.dataset.state = status.worker?.state || 'unknown';
     } catch (error) {
       this.node.textContent = `${this.words.word('title')}: ${(error as Error).message}`;
