@@ -935,17 +935,20 @@ def server_cpu_s(server: Server) -> float:
 
 
 #: The servers of ``--capture``: a name and extra server arguments (DIR: the scratch's).
-CAPTURE_SERVERS = (("off", []), ("off again", []),
-                   ("on", ["--TFaaSApp.capture_dir=DIR", "--TFaaSApp.capture_rate=1.0"]))
+#: "off": neither capture nor warm-up, as before either existed; "on": both.
+CAPTURE_SERVERS = (("off", ["--TFaaSApp.warmup=False"]),
+                   ("off again", ["--TFaaSApp.warmup=False"]),
+                   ("on", ["--TFaaSApp.warmup=True", "--TFaaSApp.capture_dir=DIR",
+                           "--TFaaSApp.capture_rate=1.0"]))
 
 
 def capture_cost(args: argparse.Namespace) -> int:
-    """``--capture``: what capture at rate 1.0 costs a prediction, measured against the
-    machine's noise.
+    """``--capture``: what capture at rate 1.0 and warm-up cost a prediction, measured
+    against the machine's noise.
 
-    Three servers with the seed model: capture off, capture off again, capture on. The
-    second differs from the first only by chance, so their ratios are this machine's
-    noise at the moment; capture's ratios to the first are its cost. Each round drives
+    Three servers with the seed model: both off, both off again, both on. The second
+    differs from the first only by chance, so their ratios are this machine's noise at
+    the moment; the third's ratios to the first are the cost. Each round drives
     every prediction route on the three servers in turn, the order rotating from round
     to round so that a change in the machine's load falls on each alike: wrk at one
     client (p50) and at ``--connections`` clients (req/s), with the server process's CPU
@@ -982,7 +985,7 @@ def capture_cost(args: argparse.Namespace) -> int:
                                     ctype=ctype, duration=args.duration, connections=clients,
                                     threads=min(2, clients))
                         cpu_us = (server_cpu_s(server) - cpu) / max(r.rps * args.duration, 1) * 1e6
-                        print(f"  round {round_ + 1} -c{clients:<4} {name:<25} capture "
+                        print(f"  round {round_ + 1} -c{clients:<4} {name:<25} "
                               f"{who:<9} {r.rps:7.0f} req/s  p50 {r.p50_ms:6.3f} ms  "
                               f"server CPU {cpu_us:5.0f} us/req  errors {r.errors}", flush=True)
                         metric = "p50" if clients == 1 else "req/s"
@@ -1010,9 +1013,9 @@ def capture_cost(args: argparse.Namespace) -> int:
 def print_capture_cost(figures: dict[tuple[str, int, str], dict[str, list[float]]],
                        rounds: int) -> None:
     """Per route and metric, the medians of "off again"/"off" and "on"/"off" over the
-    rounds, and whether capture's is worse than the noise's worst."""
-    print(f"ratios to the capture-off server, medians of {rounds} rounds (range of the "
-          "rounds); 'off again' is the noise")
+    rounds, and whether the "on" server's is worse than the noise's worst."""
+    print(f"ratios to the server with capture and warm-up off, medians of {rounds} rounds "
+          "(range of the rounds); 'off again' is the noise")
     noise: dict[str, list[float]] = {}
     ratios: dict[tuple[str, int, str], dict[str, list[float]]] = {}
     for key, by_server in figures.items():
@@ -1457,9 +1460,9 @@ def main() -> int:
     ap.add_argument("--score-rows", type=int, default=10_000_000,
                     help="rows scored by each engine with --score")
     ap.add_argument("--capture", action="store_true",
-                    help="what capture at rate 1.0 costs each prediction route, against two "
-                    "capture-off servers' difference (--duration 5 --repeat 5 unless "
-                    "given; about 15 minutes)")
+                    help="what capture at rate 1.0 and warm-up cost each prediction route, "
+                    "against two servers without them (--duration 5 --repeat 5 unless "
+                    "given; about 20 minutes)")
     ap.add_argument("--gpu", action="store_true",
                     help="the CNN scenario on a GPU node, batching on and off, with the "
                          "worker's GPU memory before and after")
