@@ -6,10 +6,12 @@ DataFrame (TFaaSClient.capture, %tfaas capture)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -23,9 +25,14 @@ from tfaas_jupyter.server.capture import Capture, read_capture
 pytestmark = pytest.mark.timeout(600)
 
 
+#: A model version as the capture sees one: its name, version, key and signature.
+MV = SimpleNamespace(name="m", version=2, key="m@2", signature={
+    "inputs": [{"name": "x"}], "outputs": [{"name": "y"}]})
+
+
 def one(capture: Capture, i: int, caller: str = "ada") -> None:
     x = np.arange(6, dtype=np.float32).reshape(2, 3) + i
-    capture.offer("m", 2, caller, 0.001 * i, [("x", x)], [("y", x.sum(axis=1, keepdims=True))])
+    capture.offer(MV, caller, 0.001 * i, [x], [x.sum(axis=1, keepdims=True)])
 
 
 def test_captures_are_written_in_the_models_own_dtypes_and_read_back(tmp_path: Path) -> None:
@@ -65,6 +72,40 @@ def test_rate_zero_captures_nothing_and_a_full_queue_drops_and_counts(tmp_path: 
         one(half, i)
     half.close()
     assert 120 < half.counts.written < 280
+
+
+def test_captures_across_an_hour_go_to_a_file_per_hour(tmp_path: Path, monkeypatch) -> None:
+    capture = Capture(tmp_path / "cap")
+    monkeypatch.setattr(capture, "_start", lambda: None)  # no writer until all are offered
+    for i in range(4):
+        one(capture, i)
+    (pending,) = capture._pending.values()
+    pending.at[:2] = [t - 3600 for t in pending.at[:2]]  # the first two an hour earlier
+    monkeypatch.undo()
+    capture._start()
+    capture.close()
+    files = sorted((tmp_path / "cap" / "m").glob("m-*.parquet"))
+    hours = {f.name.split("-")[2] for f in files}
+    assert len(files) == 2 and len(hours) == 2, files
+    frame = pd.read_parquet(io.BytesIO(read_capture(tmp_path / "cap", "m")))
+    assert sorted(frame["latency_ms"]) == pytest.approx([0, 1, 2, 3])
+
+
+def test_an_offer_leaves_no_object_for_the_garbage_collector(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """Captures held until the writer takes them must not be tracked by the collector:
+    each would lengthen and multiply its collections, which stall every request."""
+    capture = Capture(tmp_path / "cap")
+    monkeypatch.setattr(capture, "_start", lambda: None)
+    x, y = np.ones((1, 42), np.float32), np.ones((1, 1), np.float32)
+    capture.offer(MV, "ada", 0.001, [x], [y])  # the version's pending columns
+    gc.collect()
+    before = len(gc.get_objects())
+    for _ in range(1000):
+        capture.offer(MV, "ada", 0.001, [x], [y])
+    gc.collect()
+    assert capture.counts.captured == 1001
+    assert len(gc.get_objects()) - before < 50
 
 
 def test_a_model_past_its_cap_is_dropped_and_counted(tmp_path: Path) -> None:

@@ -4,9 +4,10 @@ With ``TFaaSApp.capture_dir`` set, a share (``capture_rate``, 0 to 1) of the
 predictions is captured: the time, the model and version, the caller (the Jupyter
 user, or the TFaaS key's name), the inputs and outputs (each a column of the
 model's own dtype: a request's values flattened, and the shape apart) and the
-latency. The request only puts a tuple on a bounded queue (a full queue drops the
-item and counts it); a background thread writes what it takes, every second or
-every ``BATCH`` items, as one Parquet file per model, hour and flush:
+latency. The request only appends its arrays to its model version's pending columns
+(held up to ``queue_size`` captures: beyond, a capture is dropped and counted); a
+background thread takes what is pending, every second or every ``BATCH`` captures,
+and writes it as one Parquet file per model, hour and flush:
 ``capture_dir/NAME/NAME-YYYYMMDD-HH-<n>.parquet`` (UTC). ``capture_max_bytes`` caps
 each model's folder (0: no cap); what is past the cap is dropped and counted.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import random
 import threading
 import time
@@ -31,13 +31,13 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: Most items the writer puts in one file (it also writes what it has every second).
+#: Most captures the writer puts in one file (it also writes what it has every second).
 BATCH = 2048
-#: Seconds between the writer's looks at the queue.
+#: Seconds between the writer's looks at what is pending.
 DRAIN_SECONDS = 0.1
-#: Items the queue holds; beyond, a capture is dropped (and counted), never waited for.
+#: Captures held before the writer takes them; beyond, a capture is dropped (and
+#: counted), never waited for.
 QUEUE_SIZE = 10_000
-
 
 @dataclass
 class CaptureCounts:
@@ -52,21 +52,32 @@ class CaptureCounts:
         return dict(self.__dict__)
 
 
-@dataclass
-class _Item:
-    at: float
-    model: str
-    version: int
-    caller: str
-    latency_s: float
-    inputs: Sequence[tuple[str, np.ndarray]]
-    outputs: Sequence[tuple[str, np.ndarray]]
+class _Pending:
+    """One model version's captures not yet written, a list per column.
+
+    A capture appends to these lists and creates no container of its own: retained
+    for up to a second, per-capture tuples and lists were tracked by the garbage
+    collector and made its collections more frequent and longer for every request."""
+
+    __slots__ = ("mv", "model", "version", "at", "caller", "latency_s", "inputs",
+                 "outputs")
+
+    def __init__(self, mv: Any, n_inputs: int, n_outputs: int) -> None:
+        self.mv = mv
+        self.model: str = mv.name
+        self.version: int = mv.version
+        self.at: list[float] = []
+        self.caller: list[str] = []
+        self.latency_s: list[float] = []
+        self.inputs: list[list[np.ndarray]] = [[] for _ in range(n_inputs)]
+        self.outputs: list[list[np.ndarray]] = [[] for _ in range(n_outputs)]
 
 
 @dataclass
 class Capture:
-    """The capture of one server: :meth:`offer` on the request's path (a random draw
-    and a ``put_nowait``), the writing on a thread of its own."""
+    """The capture of one server: :meth:`offer` on the request's path (a few list
+    appends under a lock), the writing on a thread of its own, which takes what is
+    pending every ``DRAIN_SECONDS``: no request wakes it."""
 
     folder: Path
     rate: float = 1.0
@@ -77,7 +88,12 @@ class Capture:
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
         self.rate = min(max(float(self.rate), 0.0), 1.0)
-        self._queue: queue.Queue[_Item | None] = queue.Queue(self.queue_size)
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, int, int], _Pending] = {}
+        self._held = 0  # captures in ``_pending``
+        self._unwritten = 0  # captures offered and not yet written, dropped or failed
+        self._wake = threading.Event()
+        self._stop = False
         self._sizes: dict[str, int] = {}
         self._seq = 0
         self._thread: threading.Thread | None = None
@@ -85,39 +101,54 @@ class Capture:
 
     # ----------------------------------------------------------------- request side
 
-    def offer(self, model: str, version: int, caller: str | None, latency_s: float,
-              inputs: Sequence[tuple[str, np.ndarray]],
-              outputs: Sequence[tuple[str, np.ndarray]]) -> None:
-        """Capture one prediction (or not: the rate's draw); never blocks."""
+    def offer(self, mv: Any, caller: str | None, latency_s: float,
+              inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> None:
+        """Capture one prediction of model version ``mv`` (its ``name``, ``version``,
+        ``key``, and ``signature``, which names the columns when they are written),
+        or not: the rate's draw. Never blocks."""
         if self.rate < 1.0 and self._random.random() >= self.rate:
             return
         if self._thread is None:
             self._start()
-        try:
-            self._queue.put_nowait(_Item(time.time(), model, version, caller or "",
-                                         latency_s, inputs, outputs))
-        except queue.Full:
+        if self._held >= self.queue_size:
             self.counts.dropped_queue_full += 1
             return
+        at = time.time()
+        key = (mv.key, len(inputs), len(outputs))
+        with self._lock:
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = _Pending(mv, len(inputs), len(outputs))
+            pending.at.append(at)
+            pending.caller.append(caller or "")
+            pending.latency_s.append(latency_s)
+            for column, array in zip(pending.inputs, inputs):
+                column.append(array)
+            for column, array in zip(pending.outputs, outputs):
+                column.append(array)
+            self._held += 1
+            self._unwritten += 1
         self.counts.captured += 1
 
     def status(self) -> dict[str, Any]:
         return {"dir": str(self.folder), "rate": self.rate, "max_bytes_per_model":
-                self.max_bytes, "queued": self._queue.qsize(), **self.counts.as_dict()}
+                self.max_bytes, "queued": self._held, **self.counts.as_dict()}
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then stop the thread."""
+        """Write what is pending, then stop the thread."""
         thread = self._thread
         if thread is None:
             return
-        self._queue.put(None)
+        self._stop = True
+        self._wake.set()
         thread.join(timeout)
         self._thread = None
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything offered so far is written (for tests and shutdown)."""
         deadline = time.monotonic() + timeout
-        while (self._queue.unfinished_tasks and time.monotonic() < deadline):
+        while self._unwritten and time.monotonic() < deadline:
+            self._wake.set()
             time.sleep(0.01)
 
     # ----------------------------------------------------------------- writer side
@@ -126,73 +157,82 @@ class Capture:
         self._thread = threading.Thread(target=self._run, name="tfaas-capture", daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        pending: list[_Item] = []
-        last = time.monotonic()
-        done = False
-        while not done:
-            # Drained on a timer, not woken by each item: a thread blocked in get()
-            # is notified by every request's put, and each wake-up takes the GIL from
-            # the event loop (the writing itself is once a second).
-            time.sleep(DRAIN_SECONDS)
-            while len(pending) < BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    done = True
-                    self._queue.task_done()
-                    break
-                pending.append(item)
-            if pending and (done or len(pending) >= BATCH or time.monotonic() - last >= 1.0):
-                self._write(pending)
-                for _ in pending:
-                    self._queue.task_done()
-                pending = []
-                last = time.monotonic()
-            elif not pending:
-                last = time.monotonic()
+    def _take(self) -> list[_Pending]:
+        with self._lock:
+            taken = list(self._pending.values())
+            self._pending = {}
+            self._held = 0
+        return taken
 
-    def _write(self, items: list[_Item]) -> None:
-        groups: dict[tuple[str, int, int], list[_Item]] = {}
-        for it in items:  # by the hour since the epoch (UTC), named once per group
-            groups.setdefault((it.model, it.version, int(it.at // 3600)), []).append(it)
-        for (model, _version, hours), group in groups.items():
-            hour = datetime.fromtimestamp(hours * 3600, timezone.utc).strftime("%Y%m%d-%H")
-            try:
-                self._write_group(model, hour, group)
-            except Exception:  # a bad folder or a full disk: counted, logged, never raised
-                self.counts.errors += len(group)
-                log.exception("tfaas: cannot write the capture of %s", model)
+    def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            self._wake.wait(DRAIN_SECONDS)
+            asked = self._wake.is_set()
+            self._wake.clear()
+            stop = self._stop
+            if stop or asked or self._held >= BATCH or time.monotonic() - last >= 1.0:
+                for pending in self._take():
+                    self._write(pending)
+                last = time.monotonic()
+            if stop:
+                return
+
+    def _write(self, pending: _Pending) -> None:
+        """Write one version's captures, a file per hour (UTC) they fall in."""
+        n = len(pending.at)
+        try:
+            at = np.asarray(pending.at, dtype=np.float64)
+            hours = (at // 3600).astype(np.int64)
+            for hours_since_epoch in np.unique(hours):
+                rows = np.flatnonzero(hours == hours_since_epoch)
+                hour = datetime.fromtimestamp(int(hours_since_epoch) * 3600,
+                                              timezone.utc).strftime("%Y%m%d-%H")
+                self._write_rows(pending, at, rows if len(rows) < n else None, hour)
+        except Exception:  # a bad folder or a full disk: counted, logged, never raised
+            self.counts.errors += n
+            log.exception("tfaas: cannot write the capture of %s", pending.model)
+        finally:
+            with self._lock:
+                self._unwritten -= n
 
     def _model_bytes(self, model: str, folder: Path) -> int:
         if model not in self._sizes:
             self._sizes[model] = sum(p.stat().st_size for p in folder.glob("*.parquet"))
         return self._sizes[model]
 
-    def _write_group(self, model: str, hour: str, group: list[_Item]) -> None:
+    def _write_rows(self, pending: _Pending, at: np.ndarray, rows: np.ndarray | None,
+                    hour: str) -> None:
+        """Write ``rows`` of ``pending`` (None: all) as one Parquet file of ``hour``."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        model = pending.model
+
+        def pick(values: list[Any]) -> list[Any]:
+            return values if rows is None else [values[i] for i in rows]
+
+        n = len(pending.at) if rows is None else len(rows)
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         folder = self.folder / model
         folder.mkdir(exist_ok=True, mode=0o700)
         if self.max_bytes and self._model_bytes(model, folder) >= self.max_bytes:
-            self.counts.dropped_over_cap += len(group)
+            self.counts.dropped_over_cap += n
             return
+        times = at if rows is None else at[rows]
         columns: dict[str, Any] = {
-            "time": pa.array([int(it.at * 1e6) for it in group], pa.timestamp("us", "UTC")),
-            "model": pa.array([it.model for it in group], pa.string()),
-            "version": pa.array([it.version for it in group], pa.int64()),
-            "caller": pa.array([it.caller for it in group], pa.string()),
-            "latency_ms": pa.array([it.latency_s * 1000 for it in group], pa.float64()),
+            "time": pa.array((times * 1e6).astype(np.int64), pa.timestamp("us", "UTC")),
+            "model": pa.array([model] * n, pa.string()),
+            "version": pa.array(np.full(n, pending.version, dtype=np.int64)),
+            "caller": pa.array(pick(pending.caller), pa.string()),
+            "latency_ms": pa.array(np.asarray(pick(pending.latency_s)) * 1000, pa.float64()),
         }
-        for side, prefix in (("inputs", "input"), ("outputs", "output")):
-            names = [name for name, _ in getattr(group[0], side)]
-            for i, name in enumerate(names):
-                arrays = [getattr(it, side)[i][1] if i < len(getattr(it, side)) else
-                          np.zeros(0) for it in group]
+        input_names, output_names = signature_names(pending.mv)
+        for prefix, names, tensors in (("input", input_names, pending.inputs),
+                                       ("output", output_names, pending.outputs)):
+            for i, column in enumerate(tensors):
+                name = str(names[i]) if i < len(names) else str(i)
+                arrays = [np.asarray(a) for a in pick(column)]
                 columns[f"{prefix}:{name}"] = pa.array(
                     [np.ascontiguousarray(a).reshape(-1) for a in arrays])
                 columns[f"{prefix}:{name}:shape"] = pa.array(
@@ -206,7 +246,7 @@ class Capture:
             pq.write_table(table, sink)
         os.replace(tmp, path)
         self._sizes[model] = self._model_bytes(model, folder) + path.stat().st_size
-        self.counts.written += len(group)
+        self.counts.written += n
         self.counts.files += 1
 
 
@@ -227,15 +267,14 @@ def read_capture(folder: Path, model: str) -> bytes:
 def capture_prediction(capture: Capture, mv: Any, inputs: Sequence[np.ndarray],
                        outputs: Sequence[np.ndarray], stages: Any) -> None:
     """Offer one prediction of model version ``mv`` (its inputs and outputs named by its
-    signature) with the request's caller and latency so far (``stages``: its
-    :class:`~tfaas_jupyter.server.timing.Stages`, or None)."""
-    signature = mv.signature or {}
-
-    def named(side: str, arrays: Sequence[np.ndarray]) -> list[tuple[str, np.ndarray]]:
-        specs = signature.get(side) or []
-        return [(str(specs[i]["name"]) if i < len(specs) else str(i), np.asarray(a))
-                for i, a in enumerate(arrays)]
-
+    signature, when written) with the request's caller and latency so far (``stages``:
+    its :class:`~tfaas_jupyter.server.timing.Stages`, or None)."""
     latency = time.perf_counter() - stages.began if stages is not None else 0.0
-    capture.offer(mv.name, mv.version, getattr(stages, "caller", None), latency,
-                  named("inputs", inputs), named("outputs", outputs))
+    capture.offer(mv, getattr(stages, "caller", None), latency, inputs, outputs)
+
+
+def signature_names(mv: Any) -> tuple[list[str], list[str]]:
+    """The input and output names of ``mv``'s signature (none while it is not known)."""
+    signature = mv.signature or {}
+    return ([str(spec["name"]) for spec in signature.get("inputs") or []],
+            [str(spec["name"]) for spec in signature.get("outputs") or []])
