@@ -243,7 +243,10 @@ class Capture:
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as sink:
-            pq.write_table(table, sink)
+            # Dictionary encoding is pyarrow's default for every column: on tensor
+            # values it took three quarters of the writing's time, and made the file
+            # bigger (measured in benchmarks/README.md).
+            pq.write_table(table, sink, use_dictionary=False)
         os.replace(tmp, path)
         self._sizes[model] = self._model_bytes(model, folder) + path.stat().st_size
         self.counts.written += n
