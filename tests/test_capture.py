@@ -108,6 +108,20 @@ def test_an_offer_leaves_no_object_for_the_garbage_collector(tmp_path: Path,
     assert len(gc.get_objects()) - before < 50
 
 
+def test_a_folder_that_cannot_be_written_counts_errors_and_keeps_capturing(
+        tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    capture = Capture(tmp_path / "file" / "cap")
+    for i in range(3):
+        one(capture, i)
+    capture.flush(timeout=5)
+    assert capture.status()["queued"] == 0 and capture._unwritten == 0
+    assert (capture.counts.errors, capture.counts.written) == (3, 0)
+    one(capture, 3)  # still taken, and failing alike
+    capture.close()
+    assert capture.counts.errors == 4 and capture.counts.captured == 4
+
+
 def test_a_model_past_its_cap_is_dropped_and_counted(tmp_path: Path) -> None:
     capped = Capture(tmp_path / "capped", max_bytes=1)
     one(capped, 0)
