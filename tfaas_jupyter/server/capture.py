@@ -17,6 +17,7 @@ loads it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -31,10 +32,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: Most captures the writer puts in one file (it also writes what it has every second).
+#: Captures pending at which the request that brings the count there wakes the writer.
 BATCH = 2048
-#: Seconds between the writer's looks at what is pending.
-DRAIN_SECONDS = 0.1
+#: Seconds between the writer's takings of what is pending, when fewer than ``BATCH``.
+WRITE_SECONDS = 1.0
 #: Captures held before the writer takes them; beyond, a capture is dropped (and
 #: counted), never waited for.
 QUEUE_SIZE = 10_000
@@ -76,8 +77,14 @@ class _Pending:
 @dataclass
 class Capture:
     """The capture of one server: :meth:`offer` on the request's path (a few list
-    appends under a lock), the writing on a thread of its own, which takes what is
-    pending every ``DRAIN_SECONDS``: no request wakes it."""
+    appends under a lock), the writing on a thread of its own.
+
+    The writer wakes once a ``WRITE_SECONDS``, or when ``BATCH`` captures are pending,
+    and takes the GIL as few times as it can: under load the event loop holds it,
+    and each time the writer asks for it back it waits up to the interpreter's switch
+    interval while every release of the loop's wakes it. Polling ten times a second
+    and a stat, a mkdir and a file write each their own release cost the server more
+    CPU per request than the writing itself (measured in benchmarks/README.md)."""
 
     folder: Path
     rate: float = 1.0
@@ -95,6 +102,7 @@ class Capture:
         self._wake = threading.Event()
         self._stop = False
         self._sizes: dict[str, int] = {}
+        self._folders: set[Path] = set()  # made by this writer, not made again
         self._seq = 0
         self._thread: threading.Thread | None = None
         self._random = random.Random()
@@ -129,6 +137,8 @@ class Capture:
             self._held += 1
             self._unwritten += 1
         self.counts.captured += 1
+        if self._held == BATCH:
+            self._wake.set()
 
     def status(self) -> dict[str, Any]:
         return {"dir": str(self.folder), "rate": self.rate, "max_bytes_per_model":
@@ -165,16 +175,12 @@ class Capture:
         return taken
 
     def _run(self) -> None:
-        last = time.monotonic()
         while True:
-            self._wake.wait(DRAIN_SECONDS)
-            asked = self._wake.is_set()
+            self._wake.wait(WRITE_SECONDS)
             self._wake.clear()
             stop = self._stop
-            if stop or asked or self._held >= BATCH or time.monotonic() - last >= 1.0:
-                for pending in self._take():
-                    self._write(pending)
-                last = time.monotonic()
+            for pending in self._take():
+                self._write(pending)
             if stop:
                 return
 
@@ -201,6 +207,16 @@ class Capture:
             self._sizes[model] = sum(p.stat().st_size for p in folder.glob("*.parquet"))
         return self._sizes[model]
 
+    def _folder(self, model: str) -> Path:
+        """The model's folder, made (0700, and the capture folder above it) the first
+        time; made again after a failed write, in case it was removed."""
+        folder = self.folder / model
+        if folder not in self._folders:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            folder.mkdir(exist_ok=True, mode=0o700)
+            self._folders.add(folder)
+        return folder
+
     def _write_rows(self, pending: _Pending, at: np.ndarray, rows: np.ndarray | None,
                     hour: str) -> None:
         """Write ``rows`` of ``pending`` (None: all) as one Parquet file of ``hour``."""
@@ -213,9 +229,7 @@ class Capture:
             return values if rows is None else [values[i] for i in rows]
 
         n = len(pending.at) if rows is None else len(rows)
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        folder = self.folder / model
-        folder.mkdir(exist_ok=True, mode=0o700)
+        folder = self._folder(model)
         if self.max_bytes and self._model_bytes(model, folder) >= self.max_bytes:
             self.counts.dropped_over_cap += n
             return
@@ -238,17 +252,26 @@ class Capture:
                 columns[f"{prefix}:{name}:shape"] = pa.array(
                     [list(a.shape) for a in arrays], pa.list_(pa.int64()))
         table = pa.table(columns)
+        sink = pa.BufferOutputStream()
+        # Dictionary encoding is pyarrow's default for every column: on tensor values
+        # it took three quarters of the writing's time, and made the file bigger
+        # (measured in benchmarks/README.md).
+        pq.write_table(table, sink, use_dictionary=False)
+        data = sink.getvalue()
         self._seq += 1
         path = folder / f"{model}-{hour}-{time.time_ns()}-{self._seq}.parquet"
         tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as sink:
-            # Dictionary encoding is pyarrow's default for every column: on tensor
-            # values it took three quarters of the writing's time, and made the file
-            # bigger (measured in benchmarks/README.md).
-            pq.write_table(table, sink, use_dictionary=False)
-        os.replace(tmp, path)
-        self._sizes[model] = self._model_bytes(model, folder) + path.stat().st_size
+        try:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                      "wb") as file:
+                file.write(data)
+            os.replace(tmp, path)
+        except OSError:
+            self._folders.discard(folder)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        self._sizes[model] = self._model_bytes(model, folder) + data.size
         self.counts.written += n
         self.counts.files += 1
 
