@@ -1,8 +1,8 @@
 /**
  * The status-bar item: the worker's state, the models loaded (counted; named in its
  * tooltip) and the request rate, polled from `tfaas/status` every refresh interval
- * while the page is visible; clicking it opens the panel. Its words are the strip's (status.ts),
- * translated.
+ * while the page is visible; clicking it opens the panel. Its words are the strip's
+ * (status.ts), translated.
  */
 
 import { Widget } from '@lumino/widgets';

@@ -40,6 +40,7 @@ WRITE_SECONDS = 1.0
 #: counted), never waited for.
 QUEUE_SIZE = 10_000
 
+
 @dataclass
 class CaptureCounts:
     captured: int = 0
@@ -60,13 +61,10 @@ class _Pending:
     for up to a second, per-capture tuples and lists were tracked by the garbage
     collector and made its collections more frequent and longer for every request."""
 
-    __slots__ = ("mv", "model", "version", "at", "caller", "latency_s", "inputs",
-                 "outputs")
+    __slots__ = ("mv", "at", "caller", "latency_s", "inputs", "outputs")
 
     def __init__(self, mv: Any, n_inputs: int, n_outputs: int) -> None:
         self.mv = mv
-        self.model: str = mv.name
-        self.version: int = mv.version
         self.at: list[float] = []
         self.caller: list[str] = []
         self.latency_s: list[float] = []
@@ -197,7 +195,7 @@ class Capture:
                 self._write_rows(pending, at, rows if len(rows) < n else None, hour)
         except Exception:  # a bad folder or a full disk: counted, logged, never raised
             self.counts.errors += n
-            log.exception("tfaas: cannot write the capture of %s", pending.model)
+            log.exception("tfaas: cannot write the capture of %s", pending.mv.name)
         finally:
             with self._lock:
                 self._unwritten -= n
@@ -223,7 +221,7 @@ class Capture:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        model = pending.model
+        model: str = pending.mv.name
 
         def pick(values: list[Any]) -> list[Any]:
             return values if rows is None else [values[i] for i in rows]
@@ -237,7 +235,7 @@ class Capture:
         columns: dict[str, Any] = {
             "time": pa.array((times * 1e6).astype(np.int64), pa.timestamp("us", "UTC")),
             "model": pa.array([model] * n, pa.string()),
-            "version": pa.array(np.full(n, pending.version, dtype=np.int64)),
+            "version": pa.array(np.full(n, pending.mv.version, dtype=np.int64)),
             "caller": pa.array(pick(pending.caller), pa.string()),
             "latency_ms": pa.array(np.asarray(pick(pending.latency_s)) * 1000, pa.float64()),
         }
