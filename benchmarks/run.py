@@ -934,10 +934,9 @@ def server_cpu_s(server: Server) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-#: The servers of ``--capture``: a name and extra server arguments (DIR: the scratch's).
-#: "off": neither capture nor warm-up, as before either existed; "on": both.
-CAPTURE_SERVERS = (("off", ["--TFaaSApp.warmup=False"]),
-                   ("off again", ["--TFaaSApp.warmup=False"]),
+#: The configurations of ``--capture``: a name and extra server arguments (DIR: the
+#: scratch's). "off": neither capture nor warm-up, as before either existed; "on": both.
+CAPTURE_CONFIGS = (("off", ["--TFaaSApp.warmup=False"]),
                    ("on", ["--TFaaSApp.warmup=True", "--TFaaSApp.capture_dir=DIR",
                            "--TFaaSApp.capture_rate=1.0"]))
 
@@ -946,15 +945,17 @@ def capture_cost(args: argparse.Namespace) -> int:
     """``--capture``: what capture at rate 1.0 and warm-up cost a prediction, measured
     against the machine's noise.
 
-    Three servers with the seed model: both off, both off again, both on. The second
-    differs from the first only by chance, so their ratios are this machine's noise at
-    the moment; the third's ratios to the first are the cost. Each round drives
-    every prediction route on the three servers in turn, the order rotating from round
-    to round so that a change in the machine's load falls on each alike: wrk at one
-    client (p50) and at ``--connections`` clients (req/s), with the server process's CPU
-    time per request (the writer thread included) read around each run. Capture's
-    median ratio of a route is within noise unless it is worse than the worst of the
-    "off again" ratios over all rounds and routes.
+    A server's speed on this machine differs by up to 10% from one start to the next,
+    and keeps that difference through every round: one server per configuration
+    cannot tell a cost of a few percent from the luck of its start. So each
+    configuration ("off", "on") runs as ``--starts`` servers at once, all with the
+    seed model. Each round drives every prediction route on every server in turn, the
+    order rotating from round to round so that a change in the machine's load falls
+    on each alike: wrk at one client (p50) and at ``--connections`` clients (req/s),
+    with the server process's CPU time per request (the writer thread included) read
+    around each run. Per route and figure, each server's median over the rounds; the
+    cost is the median of the "on" servers over the median of the "off" servers, and
+    it is within noise when it lies inside the spread of the "off" servers themselves.
     """
     work = Path(tempfile.mkdtemp(prefix="tfaas-bench-"))
     print(f"scratch: {work}", flush=True)
@@ -963,18 +964,23 @@ def capture_cost(args: argparse.Namespace) -> int:
     servers: dict[str, Server] = {}
     # (route, clients, metric) -> server -> one figure per round
     figures: dict[tuple[str, int, str], dict[str, list[float]]] = {}
+    written: list[Any] = []
     try:
-        for name, extra in CAPTURE_SERVERS:
-            folder = work / name.replace(" ", "-")
-            server = Server(folder, [*args.server_arg,
-                                     *(a.replace("DIR", str(folder / "capture")) for a in extra)])
-            server.start()
-            servers[name] = server
-            upload_seed(server, seed)
-        routes = prediction_routes(servers["off"])
+        for start in range(1, args.starts + 1):
+            for config, extra in CAPTURE_CONFIGS:
+                name = f"{config} {start}"
+                folder = work / name.replace(" ", "-")
+                server = Server(folder, [*args.server_arg, *(
+                    a.replace("DIR", str(folder / "capture")) for a in extra)])
+                server.start()
+                servers[name] = server
+                upload_seed(server, seed)
+        routes = prediction_routes(next(iter(servers.values())))
+        names = list(servers)
         for round_ in range(args.repeat):
-            order = list(servers)[round_ % 3:] + list(servers)[:round_ % 3]
-            for name, path, body, ctype in routes:
+            shift = round_ % len(names)
+            order = names[shift:] + names[:shift]
+            for route, path, body, ctype in routes:
                 for clients in (1, args.connections):
                     for who in order:
                         server = servers[who]
@@ -985,55 +991,60 @@ def capture_cost(args: argparse.Namespace) -> int:
                                     ctype=ctype, duration=args.duration, connections=clients,
                                     threads=min(2, clients))
                         cpu_us = (server_cpu_s(server) - cpu) / max(r.rps * args.duration, 1) * 1e6
-                        print(f"  round {round_ + 1} -c{clients:<4} {name:<25} "
-                              f"{who:<9} {r.rps:7.0f} req/s  p50 {r.p50_ms:6.3f} ms  "
+                        print(f"  round {round_ + 1} -c{clients:<4} {route:<25} "
+                              f"{who:<6} {r.rps:7.0f} req/s  p50 {r.p50_ms:6.3f} ms  "
                               f"server CPU {cpu_us:5.0f} us/req  errors {r.errors}", flush=True)
                         metric = "p50" if clients == 1 else "req/s"
                         for key, value in ((metric, r.p50_ms if clients == 1 else r.rps),
                                            ("cpu", cpu_us)):
-                            figures.setdefault((name, clients, key), {}).setdefault(
+                            figures.setdefault((route, clients, key), {}).setdefault(
                                 who, []).append(value)
-        status, reply = servers["on"].request("GET", "/tfaas/status")
-        written = json.loads(reply).get("capture") if status == 200 else None
+        for name, server in servers.items():
+            if name.startswith("on"):
+                status, reply = server.request("GET", "/tfaas/status")
+                written.append(json.loads(reply).get("capture") if status == 200 else None)
     finally:
         for server in servers.values():
             server.stop()
-    print(f"\ncapture on wrote: {written}")
-    print_capture_cost(figures, args.repeat)
+    print(f"\ncapture of the \"on\" servers: {written}")
+    verdicts = print_capture_cost(figures, args.repeat)
     if args.json:
         args.json.write_text(json.dumps({
-            "capture": written, "figures": {f"{route} -c{clients} {metric}": by_server
-                                            for (route, clients, metric), by_server
-                                            in figures.items()}}, indent=1))
+            "capture": written, "verdicts": verdicts,
+            "figures": {f"{route} -c{clients} {metric}": by_server
+                        for (route, clients, metric), by_server in figures.items()}},
+            indent=1))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
 def print_capture_cost(figures: dict[tuple[str, int, str], dict[str, list[float]]],
-                       rounds: int) -> None:
-    """Per route and metric, the medians of "off again"/"off" and "on"/"off" over the
-    rounds, and whether the "on" server's is worse than the noise's worst."""
-    print(f"ratios to the server with capture and warm-up off, medians of {rounds} rounds "
-          "(range of the rounds); 'off again' is the noise")
-    noise: dict[str, list[float]] = {}
-    ratios: dict[tuple[str, int, str], dict[str, list[float]]] = {}
-    for key, by_server in figures.items():
-        for who in ("off again", "on"):
-            ratios.setdefault(key, {})[who] = [
-                x / base for x, base in zip(by_server[who], by_server["off"])]
-        noise.setdefault(key[2], []).extend(ratios[key]["off again"])
-    for (route, clients, metric), by_server in sorted(ratios.items()):
-        low, high = min(noise[metric]), max(noise[metric])
-        on = statistics.median(by_server["on"])
-        again = by_server["off again"]
+                       rounds: int) -> dict[str, dict[str, float | str]]:
+    """Per route and figure: each server's median over the rounds, the "on" servers'
+    median over the "off" servers', and whether it is outside the "off" servers' own
+    spread (their lowest and highest over their median). Returns them by route."""
+    print(f"per server, the median of {rounds} rounds; 'on' / 'off': the medians of the "
+          "servers of each; the noise: the 'off' servers' spread around their median")
+    verdicts: dict[str, dict[str, float | str]] = {}
+    for (route, clients, metric), by_server in sorted(figures.items()):
+        per_server = {who: statistics.median(values) for who, values in by_server.items()}
+        off = [v for who, v in per_server.items() if who.startswith("off")]
+        on = [v for who, v in per_server.items() if who.startswith("on")]
+        base = statistics.median(off)
+        low, high = min(off) / base, max(off) / base
+        ratio = statistics.median(on) / base
         # a higher rate is better, a higher p50 or CPU time worse
-        worse = on < low if metric == "req/s" else on > high
-        verdict = "WORSE than the noise" if worse else "within noise"
-        print(f"  {route:<25} -c{clients:<4} {metric:<5} off again "
-              f"{statistics.median(again):.3f}x ({min(again):.3f}-{max(again):.3f})  on "
-              f"{on:.3f}x ({min(by_server['on']):.3f}-{max(by_server['on']):.3f})  "
-              f"{verdict} (noise {low:.3f}-{high:.3f})")
+        worse = ratio < low if metric == "req/s" else ratio > high
+        better = ratio > high if metric == "req/s" else ratio < low
+        verdict = ("WORSE than the noise" if worse else
+                   "better than the noise" if better else "within noise")
+        print(f"  {route:<25} -c{clients:<4} {metric:<5} off "
+              f"{' '.join(f'{v:.4g}' for v in off)}  on {' '.join(f'{v:.4g}' for v in on)}  "
+              f"on/off {ratio:.3f}x  {verdict} (noise {low:.3f}-{high:.3f})")
+        verdicts[f"{route} -c{clients} {metric}"] = {
+            "on_over_off": ratio, "noise_low": low, "noise_high": high, "verdict": verdict}
+    return verdicts
 
 
 def gap(args: argparse.Namespace) -> int:
@@ -1460,9 +1471,11 @@ def main() -> int:
     ap.add_argument("--score-rows", type=int, default=10_000_000,
                     help="rows scored by each engine with --score")
     ap.add_argument("--capture", action="store_true",
-                    help="what capture at rate 1.0 and warm-up cost each prediction route, "
-                    "against two servers without them (--duration 5 --repeat 5 unless "
-                    "given; about 20 minutes)")
+                    help="what capture at rate 1.0 and warm-up cost each prediction route: "
+                    "--starts servers with both on against as many without (--duration 5 "
+                    "--repeat 3 unless given; about 20 minutes)")
+    ap.add_argument("--starts", type=int, default=3,
+                    help="with --capture: servers started per configuration")
     ap.add_argument("--gpu", action="store_true",
                     help="the CNN scenario on a GPU node, batching on and off, with the "
                          "worker's GPU memory before and after")
@@ -1480,13 +1493,12 @@ def main() -> int:
         _build_seed_child(args.build_seed)
         return 0
     if args.breakdown or args.gap or args.capture:
-        # short rounds, three of them (five for --capture), unless the command line says
-        # otherwise
+        # short rounds, three of them, unless the command line says otherwise
         given = set(sys.argv[1:])
         if not any(a.startswith("--duration") for a in given):
             args.duration = 5.0
         if not any(a.startswith("--repeat") for a in given):
-            args.repeat = 5 if args.capture else 3
+            args.repeat = 3
         if args.capture:
             return capture_cost(args)
         return breakdown(args) if args.breakdown else gap(args)
