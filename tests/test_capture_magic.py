@@ -48,7 +48,8 @@ async def test_the_capture_magic_returns_what_was_scored(
                                 json.dumps({"model": "vk", "values": sent[2][0][0]}).encode())
     assert reply.code == 200, reply.body
 
-    frame = await call(shell, "capture vk")
+    assert len(await call(shell, "capture vk --since 2999-01-01")) == 0
+    frame = await call(shell, "capture vk --since 2000-01-01T00:00Z --until 2999-01-01")
     assert isinstance(frame, pd.DataFrame) and len(frame) == len(sent)
     frame = frame.sort_values("time").reset_index(drop=True)
     inputs = [c for c in frame.columns if c.startswith("input:") and not c.endswith(":shape")]

@@ -35,6 +35,7 @@ import time
 import urllib.parse
 import weakref
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, Union, cast
 
@@ -399,17 +400,24 @@ class TFaaSClient:
         """The server's status: machine figures, worker, TensorFlow, models, counts."""
         return cast("dict[str, Any]", self._json("GET", "status"))
 
-    def capture(self, name: str) -> Any:
+    def capture(self, name: str, since: datetime | str | None = None,
+                until: datetime | str | None = None) -> Any:
         """The captured predictions of model ``name`` (the server's ``capture_dir``) as
         a pandas DataFrame: ``time``, ``model``, ``version``, ``caller``,
         ``latency_ms``, and per input and output ``input:NAME`` / ``output:NAME`` (the
         request's values, flattened, in the model's dtype) with its ``...:shape``.
-        Needs pandas and pyarrow."""
+        ``since`` and ``until`` (datetimes or ISO 8601 strings; UTC when they name no
+        zone) keep those from ``since`` on and before ``until``: only those hours are
+        read. Needs pandas and pyarrow."""
         import io
 
         import pandas
 
-        _, _, data = self.request("GET", f"capture/{_quote(name)}",
+        query = urllib.parse.urlencode({
+            which: when.isoformat() if isinstance(when, datetime) else when
+            for which, when in (("since", since), ("until", until)) if when is not None})
+        _, _, data = self.request("GET", f"capture/{_quote(name)}"
+                                  + (f"?{query}" if query else ""),
                                   headers={"Accept": "application/vnd.apache.parquet"})
         return pandas.read_parquet(io.BytesIO(data))
 

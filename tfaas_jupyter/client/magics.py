@@ -86,8 +86,10 @@ HELP = """\
                                          PATH), never shown (--url: its key-bearing URL)
   %tfaas key list                        the keys (never their secrets)
   %tfaas key revoke NAME                 revoke a key at once
-  %tfaas capture NAME                    the predictions captured for NAME (the server's
-                                         TFaaSApp.capture_dir), as a DataFrame
+  %tfaas capture NAME [--since T] [--until T]
+                                         the predictions captured for NAME (the server's
+                                         TFaaSApp.capture_dir), as a DataFrame; T: an
+                                         ISO 8601 time (UTC unless it names a zone)
   %tfaas browser                         a model browser widget (upload, delete, try it)
   %tfaas graph NAME [--version N]        the model's graph (Netron, served by the server)
   %tfaas connect URL [--token T]         use another server (no URL: find this kernel's)
@@ -271,8 +273,9 @@ class TFaaSMagics(Magics):
         print(format_status(status, self._server.tfaas_url if self._server else None))
 
     def _cmd_capture(self, rest: str) -> Any:
-        args = _parser("capture", (["name"], {})).parse_args(shlex.split(rest))
-        return self.client().capture(args.name)
+        args = _parser("capture", (["name"], {}), (["--since"], {}),
+                       (["--until"], {})).parse_args(shlex.split(rest))
+        return self.client().capture(args.name, since=args.since, until=args.until)
 
     def _cmd_models(self, rest: str) -> Any:
         _parser("models").parse_args(shlex.split(rest))

@@ -20,6 +20,9 @@ def capture_metrics(capture: Any) -> Iterator[Metric]:
     yield CounterMetricFamily("tfaas_capture_written_total",
                               "Captured predictions written to Parquet files.",
                               value=counts.written)
+    yield CounterMetricFamily("tfaas_capture_merged_hours_total",
+                              "Hours of a model whose files were merged into one.",
+                              value=counts.merged_hours)
     dropped = CounterMetricFamily("tfaas_capture_dropped_total",
                                   "Captured predictions dropped, by reason.",
                                   labels=["reason"])
