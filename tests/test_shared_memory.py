@@ -276,6 +276,38 @@ def test_regions_can_be_turned_off(tmp_path: Path, region_file) -> None:
         assert srv.call("GET", "tfaas/v2/health/live") == {"live": True}
 
 
+def test_a_captured_input_is_what_was_scored_not_what_the_region_holds_later(
+        tmp_path: Path, seed_dir: Path, region_file) -> None:
+    """An input read from a client's region is a view of memory the client may write
+    again as soon as it has its answer; the capture, written up to a second later,
+    must hold the values that were scored."""
+    import pandas as pd
+
+    n = 3
+    scored = np.random.default_rng(7).normal(size=(n, SEED_IN)).astype(np.float32)
+    name = unique("tfaas-cap")
+    path = region_file(name, scored.nbytes)
+    with jupyter_server(tmp_path / "home", args=[
+            f"--TFaaSApp.capture_dir={tmp_path / 'capture'}"]) as srv:
+        upload_seed(srv, seed_dir)
+        path.write_bytes(scored.tobytes())
+        assert register(srv, "rows", f"/{name}", scored.nbytes)[0] == 200
+        code, answer = infer(srv, infer_doc("rows", n))
+        assert code == 200, answer
+        path.write_bytes(np.full_like(scored, -1.0).tobytes())  # the client's next rows
+        code, raw = srv.request("GET", "tfaas/capture/vk")
+        assert code == 200
+        srv.request("POST", "tfaas/v2/systemsharedmemory/unregister")
+    import io
+    (row,) = [r for _, r in pd.read_parquet(io.BytesIO(raw)).iterrows()]
+    column = next(c for c in row.index if c.startswith("input:") and not c.endswith(":shape"))
+    np.testing.assert_array_equal(row[column], scored.ravel())
+    output = next(c for c in row.index if c.startswith("output:") and not c.endswith(":shape"))
+    np.testing.assert_array_equal(row[output], np.asarray(answer["outputs"][0]["data"],
+                                                          np.float32).ravel())
+    np.testing.assert_allclose(row[output], seed_forward(scored).ravel(), rtol=1e-5)
+
+
 _DYING_CLIENT = textwrap.dedent("""
     import os, sys, numpy as np
     import tritonclient.http as httpclient

@@ -148,9 +148,9 @@ class Capture:
             pending.caller.append(caller or "")
             pending.latency_s.append(latency_s)
             for column, array in zip(pending.inputs, inputs):
-                column.append(array)
+                column.append(array if _settled(array) else array.copy())
             for column, array in zip(pending.outputs, outputs):
-                column.append(array)
+                column.append(array if _settled(array) else array.copy())
             self._held += 1
             self._unwritten += 1
         self.counts.captured += 1
@@ -320,6 +320,19 @@ class Capture:
                     self._sizes.pop(model, None)  # measured again at the next write
                 if merged:
                     self.counts.merged_hours += 1
+
+
+def _settled(array: np.ndarray) -> bool:
+    """Whether ``array``'s values stay as they are once the request is answered: its
+    memory is numpy's own or immutable bytes. Not so for a view of a client's shared
+    memory region, which the client writes again as soon as it has its answer: that
+    one is copied, or the capture would hold the client's next values."""
+    base: Any = array
+    while isinstance(base, np.ndarray):
+        if base.base is None:
+            return True
+        base = base.base
+    return isinstance(base, bytes)
 
 
 def _tensor_columns(arrays: list[np.ndarray]) -> tuple[Any, Any]:
