@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import shutil
 import socket
@@ -1020,13 +1021,13 @@ def capture_cost(args: argparse.Namespace) -> int:
 
 
 def print_capture_cost(figures: dict[tuple[str, int, str], dict[str, list[float]]],
-                       rounds: int) -> dict[str, dict[str, float | str]]:
+                       rounds: int) -> dict[str, dict[str, Any]]:
     """Per route and figure: each server's median over the rounds, the "on" servers'
     median over the "off" servers', and whether it is outside the "off" servers' own
     spread (their lowest and highest over their median). Returns them by route."""
     print(f"per server, the median of {rounds} rounds; 'on' / 'off': the medians of the "
           "servers of each; the noise: the 'off' servers' spread around their median")
-    verdicts: dict[str, dict[str, float | str]] = {}
+    verdicts: dict[str, dict[str, Any]] = {}
     for (route, clients, metric), by_server in sorted(figures.items()):
         per_server = {who: statistics.median(values) for who, values in by_server.items()}
         off = [v for who, v in per_server.items() if who.startswith("off")]
@@ -1044,6 +1045,21 @@ def print_capture_cost(figures: dict[tuple[str, int, str], dict[str, list[float]
               f"on/off {ratio:.3f}x  {verdict} (noise {low:.3f}-{high:.3f})")
         verdicts[f"{route} -c{clients} {metric}"] = {
             "on_over_off": ratio, "noise_low": low, "noise_high": high, "verdict": verdict}
+    print("pooled over the routes (per server, the geometric mean of its route medians, "
+          "over the mean of the 'off' servers'):")
+    for clients, metric in sorted({(c, m) for _, c, m in figures}):
+        pooled: dict[str, list[float]] = {}
+        for (_, c, m), by_server in figures.items():
+            if (c, m) == (clients, metric):
+                for who, values in by_server.items():
+                    pooled.setdefault(who, []).append(math.log(statistics.median(values)))
+        means = {who: math.exp(statistics.mean(logs)) for who, logs in pooled.items()}
+        base = statistics.mean(v for who, v in means.items() if who.startswith("off"))
+        line = "  ".join(f"{who} {v / base:.3f}" for who, v in sorted(means.items()))
+        on = statistics.mean(v for who, v in means.items() if who.startswith("on")) / base
+        print(f"  -c{clients:<4} {metric:<5} {line}  on/off {on:.3f}x")
+        verdicts[f"pooled -c{clients} {metric}"] = {"on_over_off": on, **{
+            who: v / base for who, v in means.items()}}
     return verdicts
 
 
